@@ -1,0 +1,13 @@
+// Package nn holds the differentiable pieces of the transformer as gorgonia
+// operations: embedding, RMSNorm, linear and LoRA-linear, rotary embeddings,
+// causal grouped-query attention, SwiGLU, residual add and cross-entropy.
+//
+// Each piece is a kernel with a hand-written forward and backward pass. A
+// kernel becomes a gorgonia Op (SDOp), so a model is an ordinary gorgonia
+// expression graph: gorgonia.Grad builds the backward graph and a
+// TapeMachine runs both. Kernels are generic over float32 and float64; the
+// float64 instantiation exists for finite-difference gradient checks.
+//
+// Token ids and dropout masks are not graph values: they live in a Feed that
+// the caller fills before each run, which keeps the graph purely numeric.
+package nn

@@ -1,0 +1,210 @@
+package nn
+
+import (
+	"fmt"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// Graph is a gorgonia expression graph under construction. It tracks which
+// nodes depend on trainable parameters, so every op asks gorgonia only for
+// the gradients that lead to one (frozen base weights get none), and it
+// remembers named activations and kernels for collectors. Building stops at
+// the first error, which Err reports.
+type Graph[T Float] struct {
+	G        *G.ExprGraph
+	Feed     *Feed
+	requires map[*G.Node]bool
+	err      error
+
+	// Hooks maps TransformerLens-style hook names to activation nodes.
+	Hooks map[string]*G.Node
+	// LoRA maps a module name to its LoRA kernel, for the path's hidden
+	// activation drop(x)·Aᵀ.
+	LoRA map[string]*LoRAProbe[T]
+	// Attn maps a layer index to its attention kernel, for the pattern.
+	Attn map[int]*AttnProbe[T]
+}
+
+// LoRAProbe reads the LoRA path's middle activation after a forward run.
+type LoRAProbe[T Float] struct{ k *linear[T] }
+
+// Hidden returns drop(x)·Aᵀ (N×r) from the last forward run.
+func (p *LoRAProbe[T]) Hidden() []T { return p.k.h }
+
+// Scale returns the LoRA scaling s.
+func (p *LoRAProbe[T]) Scale() T { return p.k.scale }
+
+// AttnProbe reads attention probabilities after a forward run.
+type AttnProbe[T Float] struct{ k *attention[T] }
+
+// Probs returns the probabilities (B·heads×T×T) from the last forward run.
+func (p *AttnProbe[T]) Probs() []T { return p.k.P }
+
+// NewGraph starts a graph over a feed of fixed batch shape.
+func NewGraph[T Float](feed *Feed) *Graph[T] {
+	return &Graph[T]{
+		G: G.NewGraph(), Feed: feed, requires: map[*G.Node]bool{},
+		Hooks: map[string]*G.Node{}, LoRA: map[string]*LoRAProbe[T]{}, Attn: map[int]*AttnProbe[T]{},
+	}
+}
+
+// Err returns the first error met while building.
+func (g *Graph[T]) Err() error { return g.err }
+
+// Param adds a parameter node backed by data (no copy: updating data in
+// place updates the graph's value).
+func (g *Graph[T]) Param(name string, shape []int, data []T, trainable bool) *G.Node {
+	if g.err != nil {
+		return nil
+	}
+	size := 1
+	for _, d := range shape {
+		size *= d
+	}
+	if size != len(data) {
+		g.err = fmt.Errorf("parameter %s: shape %v needs %d values, have %d", name, shape, size, len(data))
+		return nil
+	}
+	t := tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data))
+	n := G.NewTensor(g.G, dtypeOf[T](), len(shape), G.WithShape(shape...), G.WithValue(t), G.WithName(name))
+	g.requires[n] = trainable
+	return n
+}
+
+// Hook names an activation node.
+func (g *Graph[T]) Hook(name string, n *G.Node) *G.Node {
+	if n != nil {
+		g.Hooks[name] = n
+	}
+	return n
+}
+
+func (g *Graph[T]) apply(k kernel[T], outDims int, ins ...*G.Node) *G.Node {
+	if g.err != nil {
+		return nil
+	}
+	o := &op[T]{id: opIDs.Add(1), k: k, outDims: outDims}
+	req := false
+	for _, n := range ins {
+		if n == nil {
+			g.err = fmt.Errorf("%s: missing input", k.name())
+			return nil
+		}
+		r := g.requires[n]
+		o.inDims = append(o.inDims, n.Dims())
+		o.need = append(o.need, r)
+		req = req || r
+	}
+	n, err := G.ApplyOp(o, ins...)
+	if err != nil {
+		g.err = fmt.Errorf("%s: %w", k.name(), err)
+		return nil
+	}
+	g.requires[n] = req
+	return n
+}
+
+// Embed looks up the feed's token ids in table (V×H).
+func (g *Graph[T]) Embed(table *G.Node) *G.Node {
+	return g.apply(&embed[T]{feed: g.Feed}, 2, table)
+}
+
+// RMSNorm normalises x (N×H) and scales by w (H).
+func (g *Graph[T]) RMSNorm(x, w *G.Node, eps float64) *G.Node {
+	return g.apply(&rmsNorm[T]{eps: eps}, 2, x, w)
+}
+
+// Linear is x·Wᵀ.
+func (g *Graph[T]) Linear(x, w *G.Node) *G.Node {
+	return g.apply(&linear[T]{}, 2, x, w)
+}
+
+// LoRALinear is x·Wᵀ + scale·(drop(x)·Aᵀ)·Bᵀ. The dropout mask, if any, is
+// read from the feed under the module's name.
+func (g *Graph[T]) LoRALinear(module string, x, w, a, b *G.Node, scale float64) *G.Node {
+	k := &linear[T]{lora: true, scale: T(scale), feed: g.Feed, mask: module}
+	n := g.apply(k, 2, x, w, a, b)
+	g.LoRA[module] = &LoRAProbe[T]{k}
+	return n
+}
+
+// RoPE rotates each head of x (N×heads·headDim) with tables from RopeTable.
+func (g *Graph[T]) RoPE(x *G.Node, headDim int, cos, sin []float32) *G.Node {
+	return g.apply(&rope[T]{seqLen: g.Feed.T, headDim: headDim, cos: cos, sin: sin}, 2, x)
+}
+
+// Attention is causal attention with nh query heads over nkv key/value
+// heads of size d.
+func (g *Graph[T]) Attention(layer int, q, k, v *G.Node, nh, nkv, d int) *G.Node {
+	a := &attention[T]{d: attnDims{B: g.Feed.B, T: g.Feed.T, NH: nh, NKV: nkv, D: d}}
+	g.Attn[layer] = &AttnProbe[T]{a}
+	return g.apply(a, 2, q, k, v)
+}
+
+// SwiGLU is silu(gate)·up.
+func (g *Graph[T]) SwiGLU(gate, up *G.Node) *G.Node { return g.apply(&swiglu[T]{}, 2, gate, up) }
+
+// Add is a + b.
+func (g *Graph[T]) Add(a, b *G.Node) *G.Node { return g.apply(&add[T]{}, 2, a, b) }
+
+// CrossEntropy is the mean next-token loss of logits (N×V), a scalar.
+func (g *Graph[T]) CrossEntropy(logits *G.Node) *G.Node {
+	return g.apply(&crossEntropy[T]{feed: g.Feed}, 0, logits)
+}
+
+// Machine is a compiled graph: a forward pass to loss and, when built with
+// parameters to differentiate, their gradients.
+type Machine[T Float] struct {
+	vm    G.VM
+	Loss  *G.Node
+	Grads []*G.Node
+}
+
+// Compile adds the backward graph for wrt (none for a forward-only machine)
+// and compiles a tape machine.
+func (g *Graph[T]) Compile(loss *G.Node, wrt ...*G.Node) (*Machine[T], error) {
+	if g.err != nil {
+		return nil, g.err
+	}
+	m := &Machine[T]{Loss: loss}
+	if len(wrt) > 0 {
+		grads, err := G.Grad(loss, wrt...)
+		if err != nil {
+			return nil, fmt.Errorf("build backward graph: %w", err)
+		}
+		m.Grads = grads
+	}
+	m.vm = G.NewTapeMachine(g.G)
+	return m, nil
+}
+
+// Run executes the graph once and returns the loss.
+func (m *Machine[T]) Run() (float64, error) {
+	defer m.vm.Reset()
+	if err := m.vm.RunAll(); err != nil {
+		return 0, err
+	}
+	return ValueFloat(m.Loss.Value())
+}
+
+// Grad returns the data of gradient i from the last run.
+func (m *Machine[T]) Grad(i int) ([]T, error) { return dataOf[T](m.Grads[i].Value()) }
+
+// Close releases the machine.
+func (m *Machine[T]) Close() error { return m.vm.Close() }
+
+// ValueFloat reads a scalar gorgonia value.
+func ValueFloat(v G.Value) (float64, error) {
+	switch v := v.(type) {
+	case *G.F32:
+		return float64(*v), nil
+	case *G.F64:
+		return float64(*v), nil
+	}
+	return 0, fmt.Errorf("value %T is not a scalar", v)
+}
+
+// Data returns the data of a tensor node's value from the last run.
+func Data[T Float](n *G.Node) ([]T, error) { return dataOf[T](n.Value()) }

@@ -1,0 +1,296 @@
+package nn
+
+import (
+	"fmt"
+	"math"
+)
+
+// Feed carries the non-differentiable inputs of one graph run: token ids,
+// targets and dropout masks. The caller fills it before each run.
+type Feed struct {
+	B, T    int
+	Inputs  []int32 // B×T token ids
+	Targets []int32 // B×T next-token ids; negative means ignored
+	// Masks holds one dropout mask per LoRA module name, N×in, entries
+	// 0 or 1/(1-p). A nil entry means no dropout.
+	Masks map[string][]float32
+}
+
+// N is the number of token positions in a run.
+func (f *Feed) N() int { return f.B * f.T }
+
+// ---- embedding ----
+
+func embedForward[T Float](table []T, dim int, ids []int32, out []T) error {
+	vocab := len(table) / dim
+	for n, id := range ids {
+		if id < 0 || int(id) >= vocab {
+			return fmt.Errorf("token id %d at position %d outside vocabulary of %d", id, n, vocab)
+		}
+		copy(out[n*dim:(n+1)*dim], table[int(id)*dim:(int(id)+1)*dim])
+	}
+	return nil
+}
+
+func embedBackward[T Float](dtable []T, dim int, ids []int32, dout []T) {
+	for n, id := range ids {
+		row := dtable[int(id)*dim : (int(id)+1)*dim]
+		d := dout[n*dim : (n+1)*dim]
+		for j := range row {
+			row[j] += d[j]
+		}
+	}
+}
+
+// ---- RMSNorm: y = x · rsqrt(mean(x²) + eps) · w ----
+
+func rmsForward[T Float](x, w []T, eps float64, out, rinv []T) {
+	h := len(w)
+	for n := range len(x) / h {
+		xs := x[n*h : (n+1)*h]
+		var ss float64
+		for _, v := range xs {
+			ss += float64(v) * float64(v)
+		}
+		r := T(1 / math.Sqrt(ss/float64(h)+eps))
+		rinv[n] = r
+		ys := out[n*h : (n+1)*h]
+		for j, v := range xs {
+			ys[j] = v * r * w[j]
+		}
+	}
+}
+
+// rmsBackward: with r = rsqrt(mean(x²)+eps), dx = r·(w⊙dy) − x·r³/H·Σ(x⊙w⊙dy)
+// and dw = Σ_n dy⊙x·r.
+func rmsBackward[T Float](x, w, rinv, dy, dx, dw []T) {
+	h := len(w)
+	for n := range len(x) / h {
+		xs, ds := x[n*h:(n+1)*h], dy[n*h:(n+1)*h]
+		r := rinv[n]
+		if dx != nil {
+			var dot float64
+			for j := range xs {
+				dot += float64(xs[j]) * float64(w[j]) * float64(ds[j])
+			}
+			c := T(dot * float64(r) * float64(r) * float64(r) / float64(h))
+			dxs := dx[n*h : (n+1)*h]
+			for j := range xs {
+				dxs[j] = r*w[j]*ds[j] - xs[j]*c
+			}
+		}
+		if dw != nil {
+			for j := range xs {
+				dw[j] += ds[j] * xs[j] * r
+			}
+		}
+	}
+}
+
+// ---- rotary embeddings, HF rotate-half convention ----
+
+// RopeTable returns cos and sin tables of shape T×headDim computed as HF does
+// in float32: inv_freq = 1/θ^(2i/d), angle = pos·inv_freq, emb = cat(a, a).
+func RopeTable(seqLen, headDim int, theta float64) (cos, sin []float32) {
+	half := headDim / 2
+	cos = make([]float32, seqLen*headDim)
+	sin = make([]float32, seqLen*headDim)
+	for i := range half {
+		inv := float32(1 / math.Pow(theta, float64(2*i)/float64(headDim)))
+		for p := range seqLen {
+			a := float64(float32(p) * inv)
+			c, s := float32(math.Cos(a)), float32(math.Sin(a))
+			cos[p*headDim+i], cos[p*headDim+i+half] = c, c
+			sin[p*headDim+i], sin[p*headDim+i+half] = s, s
+		}
+	}
+	return cos, sin
+}
+
+// ropeApply computes y = x·cos + rotate_half(x)·sin for every head of every
+// row (forward), or the transpose when back is true:
+// dx = dy·cos + rotate_halfᵀ(dy·sin), where rotate_halfᵀ([a, b]) = [b, −a].
+// Row n of x is position n mod seqLen and holds rowLen/headDim heads.
+func ropeApply[T Float](x, y []T, rowLen, seqLen, headDim int, cos, sin []float32, back bool) {
+	half := headDim / 2
+	for n := range len(x) / rowLen {
+		p := n % seqLen
+		c, s := cos[p*headDim:(p+1)*headDim], sin[p*headDim:(p+1)*headDim]
+		for h := 0; h < rowLen; h += headDim {
+			xs := x[n*rowLen+h : n*rowLen+h+headDim]
+			ys := y[n*rowLen+h : n*rowLen+h+headDim]
+			for i := range half {
+				a, b := xs[i], xs[i+half]
+				ca, cb := T(c[i]), T(c[i+half])
+				sa, sb := T(s[i]), T(s[i+half])
+				if !back {
+					ys[i] = a*ca - b*sa
+					ys[i+half] = b*cb + a*sb
+				} else {
+					ys[i] = a*ca + b*sb
+					ys[i+half] = b*cb - a*sa
+				}
+			}
+		}
+	}
+}
+
+// ---- SwiGLU: y = silu(g)·u ----
+
+func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
+
+func swigluForward[T Float](g, u, y []T) {
+	for i := range g {
+		gv := float64(g[i])
+		y[i] = T(gv*sigmoid(gv)) * u[i]
+	}
+}
+
+func swigluBackward[T Float](g, u, dy, dg, du []T) {
+	for i := range g {
+		gv := float64(g[i])
+		s := sigmoid(gv)
+		if dg != nil {
+			dg[i] = dy[i] * u[i] * T(s*(1+gv*(1-s)))
+		}
+		if du != nil {
+			du[i] = dy[i] * T(gv*s)
+		}
+	}
+}
+
+// ---- causal grouped-query attention ----
+
+// attnDims describes q (N×nh·d), k and v (N×nkv·d) with N = B·T.
+type attnDims struct{ B, T, NH, NKV, D int }
+
+// attnForward computes out = softmax(q·kᵀ/√d + causal)·v per batch and head,
+// keeping the probabilities P (B·nh×T×T) for the backward pass. Query head h
+// reads kv head h/(nh/nkv), as HF's repeat_kv does.
+func attnForward[T Float](a attnDims, q, k, v, out, P []T) {
+	qw, kw := a.NH*a.D, a.NKV*a.D
+	group := a.NH / a.NKV
+	scale := 1 / math.Sqrt(float64(a.D))
+	for b := range a.B {
+		for h := range a.NH {
+			g := h / group
+			p := P[(b*a.NH+h)*a.T*a.T : (b*a.NH+h+1)*a.T*a.T]
+			qo, ko := b*a.T*qw+h*a.D, b*a.T*kw+g*a.D
+			// S = q kᵀ (T×T), full product, then the causal part is used.
+			gemm(false, true, a.T, a.T, a.D, T(scale), q[qo:], qw, k[ko:], kw, 0, p, a.T)
+			for i := range a.T {
+				row := p[i*a.T : (i+1)*a.T]
+				m := row[0]
+				for j := 1; j <= i; j++ {
+					m = max(m, row[j])
+				}
+				var sum float64
+				for j := 0; j <= i; j++ {
+					e := math.Exp(float64(row[j] - m))
+					row[j] = T(e)
+					sum += e
+				}
+				inv := T(1 / sum)
+				for j := 0; j <= i; j++ {
+					row[j] *= inv
+				}
+				for j := i + 1; j < a.T; j++ {
+					row[j] = 0
+				}
+			}
+			gemm(false, false, a.T, a.D, a.T, 1, p, a.T, v[ko:], kw, 0, out[qo:], qw)
+		}
+	}
+}
+
+// attnBackward: dP = dO·vᵀ, dS = P⊙(dP − rowsum(dP⊙P)), dq = dS·k/√d,
+// dk += dSᵀ·q/√d, dv += Pᵀ·dO. dk and dv must be zeroed by the caller.
+func attnBackward[T Float](a attnDims, q, k, v, P, dout, dq, dk, dv, scratch []T) {
+	qw, kw := a.NH*a.D, a.NKV*a.D
+	group := a.NH / a.NKV
+	scale := T(1 / math.Sqrt(float64(a.D)))
+	ds := scratch[:a.T*a.T]
+	for b := range a.B {
+		for h := range a.NH {
+			g := h / group
+			p := P[(b*a.NH+h)*a.T*a.T : (b*a.NH+h+1)*a.T*a.T]
+			qo, ko := b*a.T*qw+h*a.D, b*a.T*kw+g*a.D
+			gemm(true, false, a.T, a.D, a.T, 1, p, a.T, dout[qo:], qw, 1, dv[ko:], kw)
+			gemm(false, true, a.T, a.T, a.D, 1, dout[qo:], qw, v[ko:], kw, 0, ds, a.T)
+			for i := range a.T {
+				pr, dr := p[i*a.T:(i+1)*a.T], ds[i*a.T:(i+1)*a.T]
+				var dot float64
+				for j := 0; j <= i; j++ {
+					dot += float64(pr[j]) * float64(dr[j])
+				}
+				for j := 0; j <= i; j++ {
+					dr[j] = pr[j] * (dr[j] - T(dot))
+				}
+				for j := i + 1; j < a.T; j++ {
+					dr[j] = 0
+				}
+			}
+			gemm(false, false, a.T, a.D, a.T, scale, ds, a.T, k[ko:], kw, 0, dq[qo:], qw)
+			gemm(true, false, a.T, a.D, a.T, scale, ds, a.T, q[qo:], qw, 1, dk[ko:], kw)
+		}
+	}
+}
+
+// ---- cross-entropy over logits N×V ----
+
+// ceForward returns the mean negative log-likelihood over positions whose
+// target is not negative, and the number of such positions. It keeps the
+// softmax in probs for the backward pass.
+func ceForward[T Float](logits []T, vocab int, targets []int32, probs []T) (float64, int, error) {
+	var total float64
+	count := 0
+	for n, t := range targets {
+		row := logits[n*vocab : (n+1)*vocab]
+		pr := probs[n*vocab : (n+1)*vocab]
+		m := row[0]
+		for _, v := range row[1:] {
+			m = max(m, v)
+		}
+		var sum float64
+		for j, v := range row {
+			e := math.Exp(float64(v - m))
+			pr[j] = T(e)
+			sum += e
+		}
+		inv := 1 / sum
+		for j := range pr {
+			pr[j] = T(float64(pr[j]) * inv)
+		}
+		if t < 0 {
+			continue
+		}
+		if int(t) >= vocab {
+			return 0, 0, fmt.Errorf("target id %d at position %d outside vocabulary of %d", t, n, vocab)
+		}
+		total += math.Log(sum) + float64(m) - float64(row[t])
+		count++
+	}
+	if count == 0 {
+		return 0, 0, nil
+	}
+	return total / float64(count), count, nil
+}
+
+func ceBackward[T Float](probs []T, vocab int, targets []int32, count int, dloss T, dlogits []T) {
+	if count == 0 {
+		clear(dlogits)
+		return
+	}
+	c := dloss / T(count)
+	for n, t := range targets {
+		pr, d := probs[n*vocab:(n+1)*vocab], dlogits[n*vocab:(n+1)*vocab]
+		if t < 0 {
+			clear(d)
+			continue
+		}
+		for j := range pr {
+			d[j] = pr[j] * c
+		}
+		d[t] -= c
+	}
+}

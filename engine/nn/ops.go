@@ -1,0 +1,330 @@
+package nn
+
+import (
+	"fmt"
+
+	"gorgonia.org/tensor"
+)
+
+func wantRank(name string, in []tensor.Shape, ranks ...int) error {
+	if len(in) != len(ranks) {
+		return fmt.Errorf("%s: %d inputs, want %d", name, len(in), len(ranks))
+	}
+	for i, r := range ranks {
+		if len(in[i]) != r {
+			return fmt.Errorf("%s: input %d has shape %v, want rank %d", name, i, in[i], r)
+		}
+	}
+	return nil
+}
+
+// embed looks up rows of a V×H table for the feed's token ids.
+type embed[T Float] struct{ feed *Feed }
+
+func (k *embed[T]) name() string { return "Embed" }
+func (k *embed[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
+	if err := wantRank(k.name(), in, 2); err != nil {
+		return nil, err
+	}
+	return tensor.Shape{k.feed.N(), in[0][1]}, nil
+}
+func (k *embed[T]) forward(in [][]T, out []T) (float64, error) {
+	if len(k.feed.Inputs) != k.feed.N() {
+		return 0, fmt.Errorf("feed has %d inputs, want %d", len(k.feed.Inputs), k.feed.N())
+	}
+	return 0, embedForward(in[0], len(out)/k.feed.N(), k.feed.Inputs, out)
+}
+func (k *embed[T]) backward(in [][]T, out, dout []T, g [][]T) error {
+	embedBackward(g[0], len(out)/k.feed.N(), k.feed.Inputs, dout)
+	return nil
+}
+
+// rmsNorm normalises rows of x (N×H) and scales by w (H).
+type rmsNorm[T Float] struct {
+	eps  float64
+	rinv []T
+}
+
+func (k *rmsNorm[T]) name() string { return "RMSNorm" }
+func (k *rmsNorm[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
+	if err := wantRank(k.name(), in, 2, 1); err != nil {
+		return nil, err
+	}
+	if in[0][1] != in[1][0] {
+		return nil, fmt.Errorf("RMSNorm: x %v and weight %v disagree", in[0], in[1])
+	}
+	return in[0].Clone(), nil
+}
+func (k *rmsNorm[T]) forward(in [][]T, out []T) (float64, error) {
+	k.rinv = grow(k.rinv, len(in[0])/len(in[1]))
+	rmsForward(in[0], in[1], k.eps, out, k.rinv)
+	return 0, nil
+}
+func (k *rmsNorm[T]) backward(in [][]T, out, dout []T, g [][]T) error {
+	rmsBackward(in[0], in[1], k.rinv, dout, g[0], g[1])
+	return nil
+}
+
+// linear is y = x·Wᵀ for x N×in and W out×in, optionally plus a LoRA path
+// s·(drop(x)·Aᵀ)·Bᵀ with A r×in and B out×r (inputs 2 and 3).
+type linear[T Float] struct {
+	lora        bool
+	scale       T
+	feed        *Feed
+	mask        string // dropout mask name in the feed, if any
+	n, in, o, r int
+	xm, h       []T // x after dropout; drop(x)·Aᵀ (N×r)
+}
+
+func (k *linear[T]) name() string {
+	if k.lora {
+		return "LoRALinear"
+	}
+	return "Linear"
+}
+func (k *linear[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
+	ranks := []int{2, 2}
+	if k.lora {
+		ranks = []int{2, 2, 2, 2}
+	}
+	if err := wantRank(k.name(), in, ranks...); err != nil {
+		return nil, err
+	}
+	x, w := in[0], in[1]
+	if x[1] != w[1] {
+		return nil, fmt.Errorf("%s: x %v and weight %v disagree on the input size", k.name(), x, w)
+	}
+	k.n, k.in, k.o = x[0], w[1], w[0]
+	if k.lora {
+		a, b := in[2], in[3]
+		if a[1] != w[1] || b[0] != w[0] || a[0] != b[1] {
+			return nil, fmt.Errorf("%s: lora_A %v and lora_B %v do not fit weight %v", k.name(), a, b, w)
+		}
+		k.r = a[0]
+	}
+	return tensor.Shape{x[0], w[0]}, nil
+}
+
+func (k *linear[T]) dropMask() []float32 {
+	if k.feed == nil || k.mask == "" || k.feed.Masks == nil {
+		return nil
+	}
+	return k.feed.Masks[k.mask]
+}
+
+func (k *linear[T]) forward(in [][]T, out []T) (float64, error) {
+	x, w := in[0], in[1]
+	gemm(false, true, k.n, k.o, k.in, 1, x, k.in, w, k.in, 0, out, k.o)
+	if !k.lora {
+		return 0, nil
+	}
+	a, b := in[2], in[3]
+	k.xm = x
+	if m := k.dropMask(); m != nil {
+		if len(m) != len(x) {
+			return 0, fmt.Errorf("dropout mask %s has %d entries, want %d", k.mask, len(m), len(x))
+		}
+		k.xm = make([]T, len(x))
+		for i := range x {
+			k.xm[i] = x[i] * T(m[i])
+		}
+	}
+	k.h = grow(k.h, k.n*k.r)
+	gemm(false, true, k.n, k.r, k.in, 1, k.xm, k.in, a, k.in, 0, k.h, k.r)
+	gemm(false, true, k.n, k.o, k.r, k.scale, k.h, k.r, b, k.r, 1, out, k.o)
+	return 0, nil
+}
+
+// backward: dx = dy·W (+ (s·dy·B·A)⊙mask), dW = dyᵀ·x, dB = s·dyᵀ·h,
+// dA = (s·dy·B)ᵀ·drop(x).
+func (k *linear[T]) backward(in [][]T, out, dy []T, g [][]T) error {
+	x, w := in[0], in[1]
+	if g[0] != nil {
+		gemm(false, false, k.n, k.in, k.o, 1, dy, k.o, w, k.in, 0, g[0], k.in)
+	}
+	if g[1] != nil {
+		gemm(true, false, k.o, k.in, k.n, 1, dy, k.o, x, k.in, 1, g[1], k.in)
+	}
+	if !k.lora || (g[0] == nil && g[2] == nil && g[3] == nil) {
+		return nil
+	}
+	a, b := in[2], in[3]
+	if g[3] != nil {
+		gemm(true, false, k.o, k.r, k.n, k.scale, dy, k.o, k.h, k.r, 1, g[3], k.r)
+	}
+	dh := make([]T, k.n*k.r)
+	gemm(false, false, k.n, k.r, k.o, k.scale, dy, k.o, b, k.r, 0, dh, k.r)
+	if g[2] != nil {
+		gemm(true, false, k.r, k.in, k.n, 1, dh, k.r, k.xm, k.in, 1, g[2], k.in)
+	}
+	if g[0] != nil {
+		if m := k.dropMask(); m != nil {
+			dxl := make([]T, len(x))
+			gemm(false, false, k.n, k.in, k.r, 1, dh, k.r, a, k.in, 0, dxl, k.in)
+			for i := range dxl {
+				g[0][i] += dxl[i] * T(m[i])
+			}
+		} else {
+			gemm(false, false, k.n, k.in, k.r, 1, dh, k.r, a, k.in, 1, g[0], k.in)
+		}
+	}
+	return nil
+}
+
+// rope rotates every head of x (N×heads·d); row n is position n mod T.
+type rope[T Float] struct {
+	seqLen, headDim, width int
+	cos, sin               []float32
+}
+
+func (k *rope[T]) name() string { return "RoPE" }
+func (k *rope[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
+	if err := wantRank(k.name(), in, 2); err != nil {
+		return nil, err
+	}
+	if in[0][1]%k.headDim != 0 || in[0][0]%k.seqLen != 0 {
+		return nil, fmt.Errorf("RoPE: input %v does not split into heads of %d and sequences of %d", in[0], k.headDim, k.seqLen)
+	}
+	k.width = in[0][1]
+	return in[0].Clone(), nil
+}
+func (k *rope[T]) forward(in [][]T, out []T) (float64, error) {
+	ropeApply(in[0], out, k.width, k.seqLen, k.headDim, k.cos, k.sin, false)
+	return 0, nil
+}
+func (k *rope[T]) backward(in [][]T, out, dy []T, g [][]T) error {
+	ropeApply(dy, g[0], k.width, k.seqLen, k.headDim, k.cos, k.sin, true)
+	return nil
+}
+
+// attention is causal grouped-query attention over q, k, v.
+type attention[T Float] struct {
+	d     attnDims
+	P, ds []T
+}
+
+func (k *attention[T]) name() string { return "Attention" }
+func (k *attention[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
+	if err := wantRank(k.name(), in, 2, 2, 2); err != nil {
+		return nil, err
+	}
+	d := k.d
+	if in[0][0] != d.B*d.T || in[0][1] != d.NH*d.D || in[1][1] != d.NKV*d.D || !in[1].Eq(in[2]) || in[1][0] != in[0][0] {
+		return nil, fmt.Errorf("Attention: q %v, k %v, v %v do not fit %d heads, %d kv heads of %d", in[0], in[1], in[2], d.NH, d.NKV, d.D)
+	}
+	return in[0].Clone(), nil
+}
+func (k *attention[T]) forward(in [][]T, out []T) (float64, error) {
+	k.P = grow(k.P, k.d.B*k.d.NH*k.d.T*k.d.T)
+	attnForward(k.d, in[0], in[1], in[2], out, k.P)
+	return 0, nil
+}
+func (k *attention[T]) backward(in [][]T, out, dy []T, g [][]T) error {
+	k.ds = grow(k.ds, k.d.T*k.d.T)
+	dq, dk, dv := g[0], g[1], g[2]
+	// The kernel computes all three; give it scratch for the ones not needed.
+	if dq == nil {
+		dq = make([]T, len(in[0]))
+	}
+	if dk == nil {
+		dk = make([]T, len(in[1]))
+	}
+	if dv == nil {
+		dv = make([]T, len(in[2]))
+	}
+	attnBackward(k.d, in[0], in[1], in[2], k.P, dy, dq, dk, dv, k.ds)
+	return nil
+}
+
+// Probs returns the attention probabilities of the last forward run,
+// B·heads×T×T.
+func (k *attention[T]) Probs() []T { return k.P }
+
+// swiglu is silu(g)·u.
+type swiglu[T Float] struct{}
+
+func (k *swiglu[T]) name() string { return "SwiGLU" }
+func (k *swiglu[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
+	if err := wantRank(k.name(), in, 2, 2); err != nil {
+		return nil, err
+	}
+	if !in[0].Eq(in[1]) {
+		return nil, fmt.Errorf("SwiGLU: gate %v and up %v differ", in[0], in[1])
+	}
+	return in[0].Clone(), nil
+}
+func (k *swiglu[T]) forward(in [][]T, out []T) (float64, error) {
+	swigluForward(in[0], in[1], out)
+	return 0, nil
+}
+func (k *swiglu[T]) backward(in [][]T, out, dy []T, g [][]T) error {
+	swigluBackward(in[0], in[1], dy, g[0], g[1])
+	return nil
+}
+
+// add is the residual connection a + b.
+type add[T Float] struct{}
+
+func (k *add[T]) name() string { return "Add" }
+func (k *add[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
+	if len(in) != 2 || !in[0].Eq(in[1]) {
+		return nil, fmt.Errorf("Add: shapes %v differ", in)
+	}
+	return in[0].Clone(), nil
+}
+func (k *add[T]) forward(in [][]T, out []T) (float64, error) {
+	for i := range out {
+		out[i] = in[0][i] + in[1][i]
+	}
+	return 0, nil
+}
+func (k *add[T]) backward(in [][]T, out, dy []T, g [][]T) error {
+	for _, gi := range g {
+		if gi != nil {
+			copy(gi, dy)
+		}
+	}
+	return nil
+}
+
+// crossEntropy is the mean next-token loss of logits (N×V) against the
+// feed's targets.
+type crossEntropy[T Float] struct {
+	feed  *Feed
+	probs []T
+	count int
+	vocab int
+}
+
+func (k *crossEntropy[T]) name() string { return "CrossEntropy" }
+func (k *crossEntropy[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
+	if err := wantRank(k.name(), in, 2); err != nil {
+		return nil, err
+	}
+	if in[0][0] != k.feed.N() {
+		return nil, fmt.Errorf("CrossEntropy: logits %v for %d positions", in[0], k.feed.N())
+	}
+	k.vocab = in[0][1]
+	return tensor.ScalarShape(), nil
+}
+func (k *crossEntropy[T]) forward(in [][]T, out []T) (float64, error) {
+	if len(k.feed.Targets) != k.feed.N() {
+		return 0, fmt.Errorf("feed has %d targets, want %d", len(k.feed.Targets), k.feed.N())
+	}
+	k.probs = grow(k.probs, len(in[0]))
+	loss, count, err := ceForward(in[0], k.vocab, k.feed.Targets, k.probs)
+	k.count = count
+	return loss, err
+}
+func (k *crossEntropy[T]) backward(in [][]T, out, dy []T, g [][]T) error {
+	ceBackward(k.probs, k.vocab, k.feed.Targets, k.count, dy[0], g[0])
+	return nil
+}
+
+// grow returns a slice of length n, reusing buf when it is large enough.
+func grow[T Float](buf []T, n int) []T {
+	if cap(buf) >= n {
+		return buf[:n]
+	}
+	return make([]T, n)
+}
