@@ -1,0 +1,202 @@
+package runs
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"lens/engine/lora"
+	"lens/engine/model"
+	"lens/engine/train"
+	"lens/kv"
+)
+
+// Checkpoint tensor names: the trainable tensors under their own names
+// (HF names, or "<module>.lora_A"/".lora_B"), the AdamW moments under
+// "adam_m/<name>" and "adam_v/<name>".
+const (
+	momentM = "adam_m/"
+	momentV = "adam_v/"
+)
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// checkpoint saves the trainer's tensors, moments and position at its step.
+func (j *Job) checkpoint(st *kv.Store, runID string, eval map[string]float64) error {
+	t := j.Trainer
+	state, err := t.State()
+	if err != nil {
+		return err
+	}
+	sb, err := json.Marshal(state)
+	if err != nil {
+		return err
+	}
+	var ts []kv.Tensor
+	for _, p := range t.Params {
+		ts = append(ts,
+			kv.Tensor{Name: p.Name, Shape: p.Shape, Data: p.Data},
+			kv.Tensor{Name: momentM + p.Name, Shape: p.Shape, Data: p.M},
+			kv.Tensor{Name: momentV + p.Name, Shape: p.Shape, Data: p.V})
+	}
+	meta := kv.CheckpointMeta{Step: t.Step, Time: time.Now().UTC(), State: sb, EvalLoss: eval}
+	if err := st.SaveCheckpoint(runID, meta, ts); err != nil {
+		return fmt.Errorf("checkpoint step %d: %w", t.Step, err)
+	}
+	return nil
+}
+
+// restore loads a checkpoint into the job's trainer.
+func (j *Job) restore(st *kv.Store, runID string, step int) error {
+	meta, ts, err := st.LoadCheckpoint(runID, step)
+	if err != nil {
+		return err
+	}
+	byName := map[string]kv.Tensor{}
+	for _, t := range ts {
+		byName[t.Name] = t
+	}
+	for _, p := range j.Trainer.Params {
+		for prefix, dst := range map[string][]float32{"": p.Data, momentM: p.M, momentV: p.V} {
+			t, ok := byName[prefix+p.Name]
+			if !ok || len(t.Data) != len(dst) {
+				return fmt.Errorf("checkpoint %d of run %s: tensor %s missing or of the wrong size", step, runID, prefix+p.Name)
+			}
+			copy(dst, t.Data)
+		}
+	}
+	var s train.State
+	if err := json.Unmarshal(meta.State, &s); err != nil {
+		return fmt.Errorf("checkpoint %d of run %s: state: %w", step, runID, err)
+	}
+	return j.Trainer.Restore(s)
+}
+
+// SpecOf decodes the spec stored as a run's config.
+func SpecOf(m kv.RunMeta) (Spec, error) {
+	var s Spec
+	if err := json.Unmarshal(m.Config, &s); err != nil {
+		return Spec{}, fmt.Errorf("run %s: config: %w", m.ID, err)
+	}
+	return s, nil
+}
+
+// Weights returns the model and adapter of a run at a checkpoint (step < 0:
+// the latest). For a LoRA run the model is the base and the adapter holds
+// the trained A and B; for a full run the model holds the trained weights
+// and the adapter is nil.
+func Weights(st *kv.Store, runID string, step int) (*model.Model, *lora.Adapter, kv.CheckpointMeta, error) {
+	meta, err := st.GetRun(runID)
+	if err != nil {
+		return nil, nil, kv.CheckpointMeta{}, err
+	}
+	spec, err := SpecOf(meta)
+	if err != nil {
+		return nil, nil, kv.CheckpointMeta{}, err
+	}
+	var cm kv.CheckpointMeta
+	if step < 0 {
+		cm, err = st.LatestCheckpoint(runID)
+	} else {
+		cm, _, err = st.LoadCheckpoint(runID, step)
+	}
+	if err != nil {
+		return nil, nil, kv.CheckpointMeta{}, fmt.Errorf("run %s: %w", runID, err)
+	}
+	_, ts, err := st.LoadCheckpoint(runID, cm.Step)
+	if err != nil {
+		return nil, nil, kv.CheckpointMeta{}, err
+	}
+	base, err := LoadBase(st, spec)
+	if err != nil {
+		return nil, nil, kv.CheckpointMeta{}, err
+	}
+	if spec.LoRA == nil {
+		m := base.Clone()
+		for _, t := range ts {
+			if strings.HasPrefix(t.Name, momentM) || strings.HasPrefix(t.Name, momentV) {
+				continue
+			}
+			w, ok := m.Weights[t.Name]
+			if !ok || len(w.Data) != len(t.Data) {
+				return nil, nil, cm, fmt.Errorf("run %s checkpoint %d: tensor %s does not fit the model", runID, cm.Step, t.Name)
+			}
+			copy(w.Data, t.Data)
+		}
+		return m, nil, cm, nil
+	}
+	ad, err := lora.New(base, *spec.LoRA, spec.LoRASeed)
+	if err != nil {
+		return nil, nil, cm, err
+	}
+	ad.Base = spec.Base.Dir
+	if ad.Base == "" {
+		ad.Base = "lens:" + spec.Base.Hash
+	}
+	found := 0
+	for _, t := range ts {
+		mod, which, ok := strings.Cut(t.Name, ".lora_")
+		if !ok || strings.Contains(t.Name, "/") {
+			continue
+		}
+		dst := ad.A[mod]
+		if which == "B" {
+			dst = ad.B[mod]
+		}
+		if dst == nil || len(dst.Data) != len(t.Data) {
+			return nil, nil, cm, fmt.Errorf("run %s checkpoint %d: tensor %s does not fit the adapter", runID, cm.Step, t.Name)
+		}
+		copy(dst.Data, t.Data)
+		found++
+	}
+	if found != 2*len(ad.Modules) {
+		return nil, nil, cm, fmt.Errorf("run %s checkpoint %d: %d adapter tensors, want %d", runID, cm.Step, found, 2*len(ad.Modules))
+	}
+	return base, ad, cm, nil
+}
+
+// Resume continues a run from its latest checkpoint.
+func Resume(ctx context.Context, st *kv.Store, runID string, opt Options) (kv.RunMeta, error) {
+	meta, err := st.GetRun(runID)
+	if err != nil {
+		return kv.RunMeta{}, err
+	}
+	spec, err := SpecOf(meta)
+	if err != nil {
+		return kv.RunMeta{}, err
+	}
+	cm, err := st.LatestCheckpoint(runID)
+	if err != nil {
+		return kv.RunMeta{}, fmt.Errorf("resume %s: %w", runID, err)
+	}
+	base, err := LoadBase(st, spec)
+	if err != nil {
+		return kv.RunMeta{}, err
+	}
+	job, err := Prepare(spec, base)
+	if err != nil {
+		return kv.RunMeta{}, err
+	}
+	if err := job.restore(st, runID, cm.Step); err != nil {
+		return kv.RunMeta{}, err
+	}
+	if err := st.UpdateRun(runID, func(m *kv.RunMeta) error {
+		m.Status, m.Reason, m.Owner = kv.StatusRunning, "", os.Getpid()
+		return nil
+	}); err != nil {
+		return kv.RunMeta{}, err
+	}
+	meta.Status = kv.StatusRunning
+	return job.run(ctx, st, meta, opt)
+}

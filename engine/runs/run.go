@@ -1,0 +1,248 @@
+package runs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"lens/engine/data"
+	"lens/engine/lora"
+	"lens/engine/model"
+	"lens/engine/train"
+	"lens/kv"
+)
+
+// Progress is what a progress display needs after each step.
+type Progress struct {
+	RunID, Name  string
+	Step, Steps  int
+	Loss         float64
+	TokensPerSec float64
+	Elapsed, ETA time.Duration
+	Eval         map[string]float64 // set after an evaluation
+}
+
+// Options are the optional parts of a training run.
+type Options struct {
+	Progress func(Progress)
+	Logger   *slog.Logger
+	Hooks    []train.Hooks // extra hooks, e.g. collectors
+	// OnStart is called once the run record exists and the trainer is
+	// ready, before the first step (collectors attach here).
+	OnStart func(runID string, t *train.Trainer) error
+}
+
+// Job is a prepared run: a trainer over its data, not yet recorded.
+type Job struct {
+	Spec    Spec
+	Trainer *train.Trainer
+	batches *data.Batcher
+	drop    *rand.PCG
+	Eval    map[string]data.Corpus
+	Train   data.Corpus
+}
+
+// Prepare validates spec, loads the data and builds the trainer. base is
+// not modified: full training works on a copy.
+func Prepare(spec Spec, base *model.Model) (*Job, error) {
+	spec.Train = spec.Train.WithDefaults()
+	spec.ModelConfig = base.Config
+	spec.Train.Full = spec.LoRA == nil
+	if err := spec.Train.Validate(); err != nil {
+		return nil, err
+	}
+	if spec.Data.Source == "" {
+		return nil, fmt.Errorf("data: no source given")
+	}
+	if base.Config.VocabSize < Tokenizer().VocabSize() {
+		return nil, fmt.Errorf("model vocab_size %d is smaller than the byte tokenizer's %d", base.Config.VocabSize, Tokenizer().VocabSize())
+	}
+	trainSet, evalSet, err := LoadData(spec.Data)
+	if err != nil {
+		return nil, fmt.Errorf("data %s: %w", spec.Data.Source, err)
+	}
+	evals := map[string]data.Corpus{evalName(spec.Data.Source): evalSet}
+	for name, ref := range spec.Evals {
+		_, e, err := LoadData(ref)
+		if err != nil {
+			return nil, fmt.Errorf("eval set %s: %w", name, err)
+		}
+		evals[name] = e
+	}
+	b, err := data.NewBatcher(trainSet.Tokens, spec.Train.BatchSize, spec.Train.SeqLen, spec.Train.Seed)
+	if err != nil {
+		return nil, fmt.Errorf("data %s: %w", spec.Data.Source, err)
+	}
+	m := base
+	var ad *lora.Adapter
+	if spec.LoRA == nil {
+		m = base.Clone()
+	} else {
+		if ad, err = lora.New(base, *spec.LoRA, spec.LoRASeed); err != nil {
+			return nil, err
+		}
+		ad.Base = spec.Base.Dir
+		if ad.Base == "" {
+			ad.Base = "lens:" + spec.Base.Hash
+		}
+	}
+	var sets []train.EvalSet
+	for _, name := range sortedKeys(evals) {
+		sets = append(sets, train.EvalSet{Name: name, Tokens: evals[name].Tokens})
+	}
+	t, err := train.New(m, ad, b, sets, spec.Train)
+	if err != nil {
+		return nil, err
+	}
+	return &Job{Spec: spec, Trainer: t, batches: b, Eval: evals, Train: trainSet}, nil
+}
+
+// evalName is the eval set name of a data source: the source itself for
+// built-in ones, the file name for paths.
+func evalName(source string) string {
+	switch source {
+	case "opticks", "gocode":
+		return source
+	}
+	return "eval"
+}
+
+// MainEval is the name of the eval set of the run's own data.
+func (s Spec) MainEval() string { return evalName(s.Data.Source) }
+
+// Run records the job as a new run in st and trains it to the end or until
+// ctx is cancelled. The returned record has the final status: done,
+// cancelled (with a checkpoint at the step reached) or failed.
+func (j *Job) Run(ctx context.Context, st *kv.Store, opt Options) (kv.RunMeta, error) {
+	cfg, err := json.Marshal(j.Spec)
+	if err != nil {
+		return kv.RunMeta{}, err
+	}
+	meta := kv.RunMeta{
+		ID: st.NewRunID(), Name: j.Spec.Name, Script: j.Spec.Script, ScriptHash: j.Spec.ScriptHash,
+		Args: j.Spec.Args, Config: cfg, Seed: j.Spec.Train.Seed, Status: kv.StatusRunning, Tags: j.Spec.Tags,
+		LensVersion: Version, Owner: os.Getpid(),
+	}
+	if err := st.CreateRun(meta); err != nil {
+		return kv.RunMeta{}, fmt.Errorf("create run: %w", err)
+	}
+	return j.run(ctx, st, meta, opt)
+}
+
+func (j *Job) run(ctx context.Context, st *kv.Store, meta kv.RunMeta, opt Options) (kv.RunMeta, error) {
+	t := j.Trainer
+	defer t.Close()
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	id := meta.ID
+	var lastEval map[string]float64
+	var lastLoss = math.NaN()
+	start := time.Now()
+	startStep := t.Step
+	t.AddHooks(train.Hooks{
+		AfterStep: func(t *train.Trainer, s *train.StepInfo) error {
+			lastLoss = s.Loss
+			tps := float64(s.Tokens) / s.Duration.Seconds()
+			vals := map[string]float64{"loss": s.Loss, "lr": s.LR, "grad_norm": s.GradNorm,
+				"tokens_per_s": tps, "step_time_s": s.Duration.Seconds()}
+			if err := st.AddMetrics(id, s.Step, vals); err != nil {
+				return err
+			}
+			if s.Skipped {
+				if err := st.AddEvent(id, kv.Event{Step: s.Step, Kind: "nan_skip",
+					Message: fmt.Sprintf("non-finite loss %g or gradient norm %g: step skipped", s.Loss, s.GradNorm)}); err != nil {
+					return err
+				}
+			}
+			if opt.Progress != nil {
+				el := time.Since(start)
+				done := t.Step - startStep
+				eta := time.Duration(float64(el) / float64(done) * float64(t.Config.Steps-t.Step))
+				opt.Progress(Progress{RunID: id, Name: meta.Name, Step: t.Step, Steps: t.Config.Steps, Loss: s.Loss,
+					TokensPerSec: tps, Elapsed: el, ETA: eta})
+			}
+			if every := j.Spec.CheckpointEvery; every > 0 && t.Step%every == 0 && t.Step < t.Config.Steps {
+				return j.checkpoint(st, id, lastEval)
+			}
+			return nil
+		},
+		AfterEval: func(t *train.Trainer, step int, losses map[string]float64) error {
+			lastEval = losses
+			vals := map[string]float64{}
+			for k, v := range losses {
+				vals["eval/"+k] = v
+			}
+			if opt.Progress != nil {
+				opt.Progress(Progress{RunID: id, Name: meta.Name, Step: step, Steps: t.Config.Steps, Loss: lastLoss, Eval: losses})
+			}
+			return st.AddMetrics(id, step, vals)
+		},
+	})
+	for _, h := range opt.Hooks {
+		t.AddHooks(h)
+	}
+	if opt.OnStart != nil {
+		if err := opt.OnStart(id, t); err != nil {
+			return j.finish(st, meta, kv.StatusFailed, err.Error(), lastEval, lastLoss)
+		}
+	}
+	if t.Step == 0 && len(t.Evals) > 0 {
+		// Step 0 evaluation: the base model's loss, the "before" of every table.
+		if err := t.RunEval(); err != nil {
+			return j.finish(st, meta, kv.StatusFailed, err.Error(), lastEval, lastLoss)
+		}
+	}
+	err := t.Run(ctx)
+	switch {
+	case err == nil:
+		if cerr := j.checkpoint(st, id, lastEval); cerr != nil {
+			return j.finish(st, meta, kv.StatusFailed, cerr.Error(), lastEval, lastLoss)
+		}
+		return j.finish(st, meta, kv.StatusDone, "", lastEval, lastLoss)
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		if cerr := j.checkpoint(st, id, lastEval); cerr != nil {
+			return j.finish(st, meta, kv.StatusFailed, "cancelled, and the checkpoint failed: "+cerr.Error(), lastEval, lastLoss)
+		}
+		log.Info("run cancelled", "run", id, "step", t.Step)
+		return j.finish(st, meta, kv.StatusCancelled, fmt.Sprintf("cancelled at step %d", t.Step), lastEval, lastLoss)
+	default:
+		_ = st.AddEvent(id, kv.Event{Step: t.Step, Kind: "failed", Message: err.Error()})
+		return j.finish(st, meta, kv.StatusFailed, err.Error(), lastEval, lastLoss)
+	}
+}
+
+func (j *Job) finish(st *kv.Store, meta kv.RunMeta, status, reason string, eval map[string]float64, lastLoss float64) (kv.RunMeta, error) {
+	final := lastLoss
+	if v, ok := eval[j.Spec.MainEval()]; ok {
+		final = v
+	}
+	err := st.UpdateRun(meta.ID, func(m *kv.RunMeta) error {
+		m.Status, m.Reason, m.Steps = status, reason, j.Trainer.Step
+		if !math.IsNaN(final) {
+			m.FinalLoss = &final
+		}
+		return nil
+	})
+	if err != nil {
+		return meta, fmt.Errorf("record run %s: %w", meta.ID, err)
+	}
+	if err := st.Sync(); err != nil {
+		return meta, err
+	}
+	out, gerr := st.GetRun(meta.ID)
+	if gerr != nil {
+		return meta, gerr
+	}
+	if status == kv.StatusFailed {
+		return out, fmt.Errorf("run %s failed: %s", meta.ID, reason)
+	}
+	return out, nil
+}

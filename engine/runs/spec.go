@@ -1,0 +1,103 @@
+// Package runs ties the engine to the store: it trains a run while
+// recording its configuration, metrics, events and checkpoints in kv;
+// caches pretrained base models by a hash of what made them; reopens runs
+// and their checkpoints; and exports adapters and base models. A Go program
+// uses it as a library; the Starlark builtins are a thin layer over it.
+package runs
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+
+	"lens/engine/data"
+	"lens/engine/lora"
+	"lens/engine/model"
+	"lens/engine/tokenize"
+	"lens/engine/train"
+)
+
+// Version is the lens version recorded with every run.
+var Version = "0.1.0"
+
+// BaseRef says where a run's base model comes from, so that it can be
+// rebuilt long after the run: a blob in the store (pretrained or created
+// by a script) or an HF directory on disk.
+type BaseRef struct {
+	Blob string `json:"blob,omitempty"` // key in the store's "model" namespace
+	Dir  string `json:"dir,omitempty"`  // HF model directory
+	Init bool   `json:"init,omitempty"` // random initialisation from ModelConfig and Seed
+	Seed uint64 `json:"seed,omitempty"`
+	Hash string `json:"hash"` // content hash of config and weights
+}
+
+// DataRef names a corpus: "opticks", "gocode" or a path, and the fraction
+// held out for evaluation (the tail).
+type DataRef struct {
+	Source   string  `json:"source"`
+	EvalFrac float64 `json:"eval_frac"`
+}
+
+// Spec is everything a training run needs; it is stored as the run's
+// config, so a run can be inspected and resumed from its record alone.
+type Spec struct {
+	Name            string             `json:"name"`
+	Tags            []string           `json:"tags,omitempty"`
+	Script          string             `json:"script,omitempty"`
+	ScriptHash      string             `json:"script_hash,omitempty"`
+	Args            map[string]string  `json:"args,omitempty"`
+	Base            BaseRef            `json:"base"`
+	ModelConfig     model.Config       `json:"model_config"`
+	LoRA            *lora.Config       `json:"lora,omitempty"` // nil for full training
+	LoRASeed        uint64             `json:"lora_seed"`
+	Train           train.Config       `json:"train"`
+	Data            DataRef            `json:"data"`
+	Evals           map[string]DataRef `json:"evals,omitempty"` // extra held-out sets
+	CheckpointEvery int                `json:"checkpoint_every"`
+}
+
+// defaultEvalFrac is the held-out tail of a corpus when none is given.
+const defaultEvalFrac = 0.05
+
+// Tokenizer is the tokenizer of every built-in source: bytes.
+func Tokenizer() tokenize.Tokenizer { return tokenize.NewByte() }
+
+// LoadData reads a corpus and splits off its held-out tail.
+func LoadData(ref DataRef) (trainSet, evalSet data.Corpus, err error) {
+	c, err := data.Source(Tokenizer(), ref.Source)
+	if err != nil {
+		return data.Corpus{}, data.Corpus{}, err
+	}
+	frac := ref.EvalFrac
+	if frac == 0 {
+		frac = defaultEvalFrac
+	}
+	return data.Split(c, frac)
+}
+
+// HashModel is a content hash of a model's config and weights.
+func HashModel(m *model.Model) string {
+	h := sha256.New()
+	b, _ := json.Marshal(m.Config)
+	h.Write(b)
+	for _, n := range m.Names() {
+		t := m.Weights[n]
+		fmt.Fprintf(h, "%s%v", n, t.Shape)
+		buf := make([]byte, 4*len(t.Data))
+		for i, v := range t.Data {
+			u := math.Float32bits(v)
+			buf[4*i], buf[4*i+1], buf[4*i+2], buf[4*i+3] = byte(u), byte(u>>8), byte(u>>16), byte(u>>24)
+		}
+		h.Write(buf)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:24]
+}
+
+// hashJSON hashes any JSON-able value, for cache keys.
+func hashJSON(v any) string {
+	b, _ := json.Marshal(v)
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])[:24]
+}

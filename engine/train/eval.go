@@ -1,0 +1,104 @@
+package train
+
+import (
+	"fmt"
+
+	"lens/engine/lora"
+	"lens/engine/model"
+	"lens/engine/nn"
+)
+
+// EvalResult is the mean next-token loss (nats per token) over windows.
+type EvalResult struct {
+	Loss    float64 `json:"loss"`
+	Tokens  int     `json:"tokens"`
+	Windows int     `json:"windows"`
+}
+
+// forwardNet is a forward-only graph for one batch shape over shared weights.
+type forwardNet struct {
+	feed *nn.Feed
+	net  *model.Net[float32]
+	mach *nn.Machine[float32]
+}
+
+func newForwardNet(m *model.Model, ad *lora.Adapter, batch, seqLen int) (*forwardNet, error) {
+	feed := &nn.Feed{B: batch, T: seqLen}
+	g := nn.NewGraph[float32](feed)
+	var ads map[string]model.Adapter
+	if ad != nil {
+		ads = ad.GraphAdapters()
+	}
+	net, err := model.Build(g, m, ads, false)
+	if err != nil {
+		return nil, err
+	}
+	mach, err := g.Compile(net.Loss)
+	if err != nil {
+		return nil, err
+	}
+	return &forwardNet{feed: feed, net: net, mach: mach}, nil
+}
+
+// windows cuts tokens into consecutive non-overlapping windows of seqLen
+// inputs; each window's targets are its inputs shifted by one token, so the
+// last window needs one token past it. A trailing partial window is dropped.
+func windows(tokens []int32, seqLen int) int {
+	if len(tokens) < 2 {
+		return 0
+	}
+	return (len(tokens) - 1) / seqLen
+}
+
+// eval runs windows through the net, maxBatches batches at most (0: all).
+func (f *forwardNet) eval(tokens []int32, maxBatches int) (EvalResult, error) {
+	B, T := f.feed.B, f.feed.T
+	nw := windows(tokens, T)
+	if nw == 0 {
+		return EvalResult{}, fmt.Errorf("eval: %d tokens do not fill one window of %d", len(tokens), T)
+	}
+	if maxBatches > 0 {
+		nw = min(nw, maxBatches*B)
+	}
+	var sum float64
+	var count int
+	f.feed.Inputs = make([]int32, B*T)
+	f.feed.Targets = make([]int32, B*T)
+	for w0 := 0; w0 < nw; w0 += B {
+		valid := 0
+		for b := range B {
+			in, tg := f.feed.Inputs[b*T:(b+1)*T], f.feed.Targets[b*T:(b+1)*T]
+			if w := w0 + b; w < nw {
+				copy(in, tokens[w*T:w*T+T])
+				copy(tg, tokens[w*T+1:w*T+T+1])
+				valid += T
+			} else {
+				clear(in)
+				for i := range tg {
+					tg[i] = -1
+				}
+			}
+		}
+		loss, err := f.mach.Run()
+		if err != nil {
+			return EvalResult{}, fmt.Errorf("eval: %w", err)
+		}
+		sum += loss * float64(valid)
+		count += valid
+	}
+	return EvalResult{Loss: sum / float64(count), Tokens: count, Windows: nw}, nil
+}
+
+// Evaluate is the mean next-token loss of the model (with the adapter, if
+// any) over consecutive non-overlapping windows of seqLen tokens.
+func Evaluate(m *model.Model, ad *lora.Adapter, tokens []int32, seqLen, batch int) (EvalResult, error) {
+	if seqLen <= 0 || batch <= 0 {
+		return EvalResult{}, fmt.Errorf("eval: seq_len %d and batch %d must be positive", seqLen, batch)
+	}
+	f, err := newForwardNet(m, ad, batch, seqLen)
+	if err != nil {
+		return EvalResult{}, err
+	}
+	defer f.mach.Close()
+	return f.eval(tokens, 0)
+}

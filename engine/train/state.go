@@ -1,0 +1,41 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// State is the trainer's position apart from tensors: restoring it with
+// the parameters and optimizer moments continues a run bit for bit.
+type State struct {
+	Step     int             `json:"step"`
+	Batches  json.RawMessage `json:"batches"`
+	Dropout  []byte          `json:"dropout"` // PCG state of the dropout masks
+	BadSteps int             `json:"bad_steps"`
+}
+
+// State captures the trainer's position.
+func (t *Trainer) State() (State, error) {
+	b, err := t.train.State()
+	if err != nil {
+		return State{}, fmt.Errorf("save data position: %w", err)
+	}
+	d, err := t.drop.MarshalBinary()
+	if err != nil {
+		return State{}, err
+	}
+	return State{Step: t.Step, Batches: b, Dropout: d, BadSteps: t.badSteps}, nil
+}
+
+// Restore sets the trainer's position; the caller restores the tensors
+// (Param.Data, M, V).
+func (t *Trainer) Restore(s State) error {
+	if err := t.train.Restore(s.Batches); err != nil {
+		return fmt.Errorf("restore data position: %w", err)
+	}
+	if err := t.drop.UnmarshalBinary(s.Dropout); err != nil {
+		return fmt.Errorf("restore dropout state: %w", err)
+	}
+	t.Step, t.badSteps = s.Step, s.BadSteps
+	return nil
+}

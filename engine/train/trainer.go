@@ -1,0 +1,383 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"time"
+
+	gorgonia "gorgonia.org/gorgonia"
+
+	"lens/engine/lora"
+	"lens/engine/model"
+	"lens/engine/nn"
+)
+
+// Batches yields training batches and can save and restore its position,
+// so a resumed run sees exactly the batches it would have seen.
+type Batches interface {
+	// Next fills inputs and targets (batch×seqLen each).
+	Next(inputs, targets []int32) error
+	State() (json.RawMessage, error)
+	Restore(json.RawMessage) error
+}
+
+// EvalSet is a named held-out token stream.
+type EvalSet struct {
+	Name   string
+	Tokens []int32
+}
+
+// Param is one trainable tensor with its optimizer state. Grad holds the
+// step's accumulated gradient from backward until the optimizer step.
+type Param struct {
+	Name    string
+	Shape   []int
+	Data    []float32
+	Grad    []float32
+	M, V    []float32
+	LRScale float64
+	Decay   bool
+}
+
+// StepInfo describes one optimizer step as the hooks see it.
+type StepInfo struct {
+	Step      int     // 1-based number of this step
+	Loss      float64 // mean training loss over the micro-batches
+	LR        float64
+	GradNorm  float64 // global L2 norm before clipping
+	Clipped   bool
+	Skipped   bool // the step was not applied: non-finite loss or gradient
+	Tokens    int
+	Duration  time.Duration
+	MicroNorm []float64 // ‖g‖² of each micro-batch's gradient (for noise scale)
+}
+
+// Hooks are called at the loop's hook points; nil functions are skipped.
+type Hooks struct {
+	// AfterBackward runs with the step's gradients in Param.Grad, before
+	// clipping and before the optimizer touches anything.
+	AfterBackward func(t *Trainer, s *StepInfo) error
+	// AfterStep runs after the optimizer step (weights updated).
+	AfterStep func(t *Trainer, s *StepInfo) error
+	// AfterEval runs after each evaluation with the loss per eval set.
+	AfterEval func(t *Trainer, step int, losses map[string]float64) error
+}
+
+// Trainer trains an adapter (or, with Config.Full, the base weights).
+type Trainer struct {
+	Config  Config
+	Model   *model.Model
+	Adapter *lora.Adapter
+	Params  []*Param
+	Step    int // optimizer steps done
+	Evals   []EvalSet
+
+	// MaxBadSteps ends the run after this many consecutive non-finite steps.
+	MaxBadSteps int
+	badSteps    int
+
+	train   Batches
+	feed    *nn.Feed
+	net     *model.Net[float32]
+	mach    *nn.Machine[float32]
+	evalNet *forwardNet
+	probes  map[int]*forwardNet
+	drop    *rand.PCG
+	hooks   []Hooks
+}
+
+// New prepares a trainer. With cfg.Full the adapter must be nil and every
+// base weight trains; otherwise only the adapter's A and B train and the
+// base weights stay untouched.
+func New(m *model.Model, ad *lora.Adapter, train Batches, evals []EvalSet, cfg Config) (*Trainer, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Full == (ad != nil) {
+		if cfg.Full {
+			return nil, fmt.Errorf("train: full training takes no adapter")
+		}
+		return nil, fmt.Errorf("train: LoRA training needs an adapter (or set full)")
+	}
+	if cfg.SeqLen > m.Config.MaxPositionEmbeddings {
+		return nil, fmt.Errorf("train field seq_len = %d exceeds the model's max_position_embeddings %d", cfg.SeqLen, m.Config.MaxPositionEmbeddings)
+	}
+	t := &Trainer{Config: cfg, Model: m, Adapter: ad, Evals: evals, train: train, MaxBadSteps: 5,
+		drop: rand.NewPCG(cfg.Seed, 0x64726f70), probes: map[int]*forwardNet{}}
+	t.feed = &nn.Feed{B: cfg.BatchSize, T: cfg.SeqLen,
+		Inputs: make([]int32, cfg.BatchSize*cfg.SeqLen), Targets: make([]int32, cfg.BatchSize*cfg.SeqLen)}
+	g := nn.NewGraph[float32](t.feed)
+	var ads map[string]model.Adapter
+	if ad != nil {
+		ads = ad.GraphAdapters()
+	}
+	net, err := model.Build(g, m, ads, cfg.Full)
+	if err != nil {
+		return nil, err
+	}
+	t.net = net
+	var names []string
+	for name := range net.Params {
+		if cfg.Full || strings.HasSuffix(name, ".lora_A") || strings.HasSuffix(name, ".lora_B") {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	wrt := make([]*gorgonia.Node, 0, len(names))
+	for _, name := range names {
+		n := net.Params[name]
+		d := net.Data[name]
+		p := &Param{Name: name, Shape: n.Shape().Clone(), Data: d, Grad: make([]float32, len(d)),
+			M: make([]float32, len(d)), V: make([]float32, len(d)), LRScale: 1}
+		if strings.HasSuffix(name, ".lora_B") {
+			p.LRScale = cfg.LoRAPlusRatio
+		}
+		p.Decay = len(p.Shape) == 2 // never the norm weights
+		t.Params = append(t.Params, p)
+		wrt = append(wrt, n)
+	}
+	if t.mach, err = g.Compile(net.Loss, wrt...); err != nil {
+		return nil, err
+	}
+	if len(evals) > 0 {
+		if t.evalNet, err = newForwardNet(m, ad, cfg.BatchSize, cfg.SeqLen); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// AddHooks registers hook functions; they run in registration order.
+func (t *Trainer) AddHooks(h Hooks) { t.hooks = append(t.hooks, h) }
+
+// Param returns a trainable parameter by name, or nil.
+func (t *Trainer) Param(name string) *Param {
+	for _, p := range t.Params {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// Net is the training graph; its LoRA probes hold the last micro-batch's
+// activations.
+func (t *Trainer) Net() *model.Net[float32] { return t.net }
+
+// Close releases the compiled graphs.
+func (t *Trainer) Close() error {
+	t.mach.Close()
+	if t.evalNet != nil {
+		t.evalNet.mach.Close()
+	}
+	for _, p := range t.probes {
+		p.mach.Close()
+	}
+	return nil
+}
+
+func (t *Trainer) fillMasks() {
+	p := t.Config
+	if t.Adapter == nil || t.Adapter.Config.Dropout == 0 {
+		return
+	}
+	keep := 1 - t.Adapter.Config.Dropout
+	if t.feed.Masks == nil {
+		t.feed.Masks = map[string][]float32{}
+	}
+	rng := rand.New(t.drop)
+	for _, mod := range t.Adapter.Modules {
+		in := t.Adapter.A[mod].Shape[1]
+		m := t.feed.Masks[mod]
+		if len(m) != p.BatchSize*p.SeqLen*in {
+			m = make([]float32, p.BatchSize*p.SeqLen*in)
+			t.feed.Masks[mod] = m
+		}
+		for i := range m {
+			if rng.Float64() < keep {
+				m[i] = float32(1 / keep)
+			} else {
+				m[i] = 0
+			}
+		}
+	}
+}
+
+// TrainStep runs one optimizer step: GradAccum forward/backward passes,
+// the AfterBackward hooks, clipping, AdamW, the AfterStep hooks.
+func (t *Trainer) TrainStep() (*StepInfo, error) {
+	start := time.Now()
+	c := t.Config
+	info := &StepInfo{Step: t.Step + 1, LR: c.LRAt(t.Step)}
+	for _, p := range t.Params {
+		clear(p.Grad)
+	}
+	for range c.GradAccum {
+		if err := t.train.Next(t.feed.Inputs, t.feed.Targets); err != nil {
+			return nil, fmt.Errorf("step %d: next batch: %w", info.Step, err)
+		}
+		t.fillMasks()
+		loss, err := t.mach.Run()
+		if err != nil {
+			return nil, fmt.Errorf("step %d: %w", info.Step, err)
+		}
+		info.Loss += loss / float64(c.GradAccum)
+		var sq float64
+		for i, p := range t.Params {
+			g, err := t.mach.Grad(i)
+			if err != nil {
+				return nil, fmt.Errorf("step %d: gradient of %s: %w", info.Step, p.Name, err)
+			}
+			inv := float32(1 / float64(c.GradAccum))
+			for j, v := range g {
+				p.Grad[j] += v * inv
+				sq += float64(v) * float64(v)
+			}
+		}
+		info.MicroNorm = append(info.MicroNorm, sq)
+		info.Tokens += c.BatchSize * c.SeqLen
+	}
+	var sq float64
+	for _, p := range t.Params {
+		for _, v := range p.Grad {
+			sq += float64(v) * float64(v)
+		}
+	}
+	info.GradNorm = math.Sqrt(sq)
+	for _, h := range t.hooks {
+		if h.AfterBackward != nil {
+			if err := h.AfterBackward(t, info); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if math.IsNaN(info.Loss) || math.IsInf(info.Loss, 0) || math.IsNaN(info.GradNorm) || math.IsInf(info.GradNorm, 0) {
+		info.Skipped = true
+		t.badSteps++
+		if t.badSteps >= t.MaxBadSteps {
+			return info, fmt.Errorf("step %d: %d consecutive non-finite steps (loss %g, grad norm %g)", info.Step, t.badSteps, info.Loss, info.GradNorm)
+		}
+	} else {
+		t.badSteps = 0
+		scale := 1.0
+		if c.ClipNorm > 0 && info.GradNorm > c.ClipNorm {
+			scale = c.ClipNorm / info.GradNorm
+			info.Clipped = true
+		}
+		t.adamw(info.LR, scale)
+	}
+	t.Step++
+	info.Duration = time.Since(start)
+	for _, h := range t.hooks {
+		if h.AfterStep != nil {
+			if err := h.AfterStep(t, info); err != nil {
+				return info, err
+			}
+		}
+	}
+	return info, nil
+}
+
+// adamw applies one AdamW update (decoupled weight decay, bias-corrected
+// moments) with the gradient scaled by gscale (clipping).
+func (t *Trainer) adamw(lr, gscale float64) {
+	c := t.Config
+	step := float64(t.Step + 1)
+	bc1 := 1 - math.Pow(c.Beta1, step)
+	bc2 := 1 - math.Pow(c.Beta2, step)
+	b1, b2 := float32(c.Beta1), float32(c.Beta2)
+	gs := float32(gscale)
+	for _, p := range t.Params {
+		plr := lr * p.LRScale
+		step := float32(plr / bc1)
+		sq := float32(1 / math.Sqrt(bc2))
+		eps := float32(c.Eps)
+		decay := float32(1)
+		if p.Decay && c.WeightDecay > 0 {
+			decay = float32(1 - plr*c.WeightDecay)
+		}
+		for i, g := range p.Grad {
+			g *= gs
+			m := b1*p.M[i] + (1-b1)*g
+			v := b2*p.V[i] + (1-b2)*g*g
+			p.M[i], p.V[i] = m, v
+			p.Data[i] = p.Data[i]*decay - step*m/(float32(math.Sqrt(float64(v)))*sq+eps)
+		}
+	}
+}
+
+// Evaluate computes the loss on every eval set with the current weights.
+func (t *Trainer) Evaluate() (map[string]float64, error) {
+	out := map[string]float64{}
+	for _, e := range t.Evals {
+		r, err := t.evalNet.eval(e.Tokens, t.Config.EvalBatches)
+		if err != nil {
+			return nil, fmt.Errorf("eval set %s: %w", e.Name, err)
+		}
+		out[e.Name] = r.Loss
+	}
+	return out, nil
+}
+
+// Forward runs a forward pass on a fixed batch (e.g. a probe batch) with
+// the current weights and returns the loss and the net, whose hook nodes
+// and probes hold this batch's activations until the next call.
+func (t *Trainer) Forward(inputs, targets []int32, batch int) (float64, *model.Net[float32], error) {
+	T := t.Config.SeqLen
+	if len(inputs) != batch*T || len(targets) != batch*T {
+		return 0, nil, fmt.Errorf("forward: want %d×%d tokens, have %d", batch, T, len(inputs))
+	}
+	f := t.probes[batch]
+	if f == nil {
+		var err error
+		if f, err = newForwardNet(t.Model, t.Adapter, batch, T); err != nil {
+			return 0, nil, err
+		}
+		t.probes[batch] = f
+	}
+	f.feed.Inputs, f.feed.Targets = inputs, targets
+	loss, err := f.mach.Run()
+	return loss, f.net, err
+}
+
+// Run trains until Config.Steps steps are done or ctx is cancelled (then
+// it returns ctx's error with the trainer at a step boundary), evaluating
+// every EvalEvery steps and after the last.
+func (t *Trainer) Run(ctx context.Context) error {
+	for t.Step < t.Config.Steps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := t.TrainStep(); err != nil {
+			return err
+		}
+		if len(t.Evals) > 0 && ((t.Config.EvalEvery > 0 && t.Step%t.Config.EvalEvery == 0) || t.Step == t.Config.Steps) {
+			if err := t.RunEval(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// RunEval evaluates and calls the AfterEval hooks.
+func (t *Trainer) RunEval() error {
+	losses, err := t.Evaluate()
+	if err != nil {
+		return err
+	}
+	for _, h := range t.hooks {
+		if h.AfterEval != nil {
+			if err := h.AfterEval(t, t.Step, losses); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
