@@ -169,13 +169,17 @@ func (j *Job) run(ctx context.Context, st *kv.Store, meta kv.RunMeta, opt Option
 				opt.Progress(Progress{RunID: id, Name: meta.Name, Step: t.Step, Steps: t.Config.Steps, Loss: s.Loss,
 					TokensPerSec: tps, Elapsed: el, ETA: eta})
 			}
-			if every := j.Spec.CheckpointEvery; every > 0 && t.Step%every == 0 && t.Step < t.Config.Steps {
+			if j.checkpointDue(t.Step) && !evalDue(t) {
 				return j.checkpoint(st, id, lastEval)
 			}
 			return nil
 		},
 		AfterEval: func(t *train.Trainer, step int, losses map[string]float64) error {
 			lastEval = losses
+			if step > 0 && j.checkpointDue(step) {
+				// Checkpoint after the evaluation, so it carries this step's eval loss.
+				defer func() { _ = j.checkpoint(st, id, lastEval) }()
+			}
 			vals := map[string]float64{}
 			for k, v := range losses {
 				vals["eval/"+k] = v
@@ -245,4 +249,17 @@ func (j *Job) finish(st *kv.Store, meta kv.RunMeta, status, reason string, eval 
 		return out, fmt.Errorf("run %s failed: %s", meta.ID, reason)
 	}
 	return out, nil
+}
+
+// checkpointDue says whether a periodic checkpoint falls on step (the
+// final one is saved separately).
+func (j *Job) checkpointDue(step int) bool {
+	every := j.Spec.CheckpointEvery
+	return every > 0 && step%every == 0 && step < j.Trainer.Config.Steps
+}
+
+// evalDue mirrors train.Run's evaluation schedule.
+func evalDue(t *train.Trainer) bool {
+	c := t.Config
+	return len(t.Evals) > 0 && ((c.EvalEvery > 0 && t.Step%c.EvalEvery == 0) || t.Step == c.Steps)
 }

@@ -1,0 +1,84 @@
+// Package builtins adapts the engine to Starlark: modules lens, model,
+// lora, data and report, whose functions convert Starlark arguments to
+// engine types, call the engine, and wrap the results as Starlark values.
+// No math happens here.
+package builtins
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+
+	"lens/engine/runs"
+	"lens/kv"
+)
+
+// Env is what builtins need from their host, attached to every thread.
+type Env struct {
+	Store      *kv.Store
+	Args       map[string]string
+	Script     string // path of the main script, recorded with runs
+	ScriptHash string
+	Out        io.Writer
+	Progress   func(runs.Progress)
+	Logger     *slog.Logger
+}
+
+const envKey = "lens.env"
+
+// Attach makes env available to builtins running on t.
+func (e *Env) Attach(t *starlark.Thread) { t.SetLocal(envKey, e) }
+
+func envOf(t *starlark.Thread) (*Env, error) {
+	e, _ := t.Local(envKey).(*Env)
+	if e == nil {
+		return nil, fmt.Errorf("lens builtins used outside a lens thread")
+	}
+	return e, nil
+}
+
+func (e *Env) store() (*kv.Store, error) {
+	if e.Store == nil {
+		return nil, fmt.Errorf("no store is open")
+	}
+	return e.Store, nil
+}
+
+func ctxOf(t *starlark.Thread) context.Context {
+	if c, ok := t.Local("context").(context.Context); ok {
+		return c
+	}
+	return context.Background()
+}
+
+func (e *Env) printf(format string, args ...any) {
+	if e.Out != nil {
+		fmt.Fprintf(e.Out, format, args...)
+	}
+}
+
+// Modules returns the predeclared names every script sees; args become
+// lens.args.
+func Modules(args map[string]string) starlark.StringDict {
+	lens := &starlarkstruct.Module{Name: "lens", Members: starlark.StringDict{}}
+	for k, v := range lensModule.Members {
+		lens.Members[k] = v
+	}
+	d := starlark.NewDict(len(args))
+	for k, v := range args {
+		d.SetKey(starlark.String(k), starlark.String(v))
+	}
+	d.Freeze()
+	lens.Members["args"] = d
+	return starlark.StringDict{
+		"lens":   lens,
+		"model":  modelModule,
+		"lora":   loraModule,
+		"data":   dataModule,
+		"report": reportModule,
+	}
+}

@@ -1,0 +1,351 @@
+package builtins
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/olekukonko/tablewriter"
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+
+	"lens/engine/lora"
+	"lens/engine/model"
+	"lens/engine/runs"
+	"lens/engine/train"
+)
+
+type builtinFn = func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error)
+
+func module(name string, fns map[string]builtinFn) *starlarkstruct.Module {
+	m := &starlarkstruct.Module{Name: name, Members: starlark.StringDict{}}
+	for k, f := range fns {
+		m.Members[k] = starlark.NewBuiltin(name+"."+k, f)
+	}
+	return m
+}
+
+// lens module:
+//
+//	lens.train(model, data, lora=None, full=False, steps=, batch_size=, seq_len=, lr=, ...) -> run
+//	lens.runs(name=None, tag=None, where=None, order_by=None, limit=None) -> list of run
+//	lens.run(id_or_name) -> run
+//	lens.args: dict of the KEY=VALUE pairs after -- on the command line
+//	lens.version: string
+var lensModule = func() *starlarkstruct.Module {
+	m := module("lens", map[string]builtinFn{"train": lensTrain, "runs": lensRuns, "run": lensRun})
+	m.Members["version"] = starlark.String(runs.Version)
+	return m
+}()
+
+// model module:
+//
+//	model.tiny(seed=0, **config) -> model: the default tiny byte-level Llama, randomly initialised
+//	model.new(config, seed=0) -> model: from a dict of LlamaConfig fields
+//	model.load(dir) -> model: an HF model directory
+//	model.pretrain(config=None, data=data.opticks(), steps=, seed=0, ...) -> model: trained in full, cached in the store
+var modelModule = module("model", map[string]builtinFn{"tiny": modelTiny, "new": modelNew, "load": modelLoad, "pretrain": modelPretrain})
+
+// lora module:
+//
+//	lora.config(r=8, alpha=8, dropout=0.0, targets=["q_proj", "v_proj"], rslora=False) -> lora.config
+var loraModule = module("lora", map[string]builtinFn{"config": loraConfig})
+
+// data module:
+//
+//	data.opticks(eval_frac=0.05), data.gocode(eval_frac=0.05), data.text(path, eval_frac=0.05) -> data
+var dataModule = module("data", map[string]builtinFn{"opticks": dataBuiltin("opticks"), "gocode": dataBuiltin("gocode"), "text": dataText})
+
+// report module:
+//
+//	report.table(rows, header=None, title=None) -> string, also printed
+var reportModule = module("report", map[string]builtinFn{"table": reportTable})
+
+func modelTiny(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if len(args) > 0 {
+		return nil, fmt.Errorf("%s: takes keyword arguments only", fn.Name())
+	}
+	seed, rest, err := popInt(kwargs, "seed")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	c := model.Tiny()
+	if err := overlay(fn.Name(), &c, rest); err != nil {
+		return nil, err
+	}
+	m, err := model.New(c, uint64(seed))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	return &Model{m: m, ref: runs.BaseRef{Init: true, Seed: uint64(seed), Hash: runs.HashModel(m)}}, nil
+}
+
+func modelNew(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var cfg *starlark.Dict
+	seed := 0
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "config", &cfg, "seed?", &seed); err != nil {
+		return nil, err
+	}
+	var c model.Config
+	if err := overlay(fn.Name(), &c, cfg.Items()); err != nil {
+		return nil, err
+	}
+	m, err := model.New(c, uint64(seed))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	return &Model{m: m, ref: runs.BaseRef{Init: true, Seed: uint64(seed), Hash: runs.HashModel(m)}}, nil
+}
+
+func modelLoad(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var dir string
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "dir", &dir); err != nil {
+		return nil, err
+	}
+	m, err := model.Load(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	return &Model{m: m, ref: runs.BaseRef{Dir: dir, Hash: runs.HashModel(m)}}, nil
+}
+
+// trainArgs are the keyword arguments shared by lens.train and
+// model.pretrain, mapped onto train.Config by JSON name.
+func splitKwargs(kwargs []starlark.Tuple, names ...string) (picked map[string]starlark.Value, rest []starlark.Tuple) {
+	picked = map[string]starlark.Value{}
+	for _, kv := range kwargs {
+		k := string(kv[0].(starlark.String))
+		found := false
+		for _, n := range names {
+			if k == n {
+				picked[k] = kv[1]
+				found = true
+			}
+		}
+		if !found {
+			rest = append(rest, kv)
+		}
+	}
+	return picked, rest
+}
+
+func popInt(kwargs []starlark.Tuple, name string) (int, []starlark.Tuple, error) {
+	picked, rest := splitKwargs(kwargs, name)
+	v, ok := picked[name]
+	if !ok {
+		return 0, rest, nil
+	}
+	i, err := starlark.AsInt32(v)
+	if err != nil {
+		return 0, nil, fmt.Errorf("argument %s: want int, got %s", name, v.Type())
+	}
+	return i, rest, nil
+}
+
+func modelPretrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	env, err := envOf(t)
+	if err != nil {
+		return nil, err
+	}
+	st, err := env.store()
+	if err != nil {
+		return nil, err
+	}
+	if len(args) > 0 {
+		return nil, fmt.Errorf("%s: takes keyword arguments only", fn.Name())
+	}
+	picked, rest := splitKwargs(kwargs, "config", "data", "name")
+	ps := runs.PretrainSpec{Config: model.Tiny(), Data: runs.DataRef{Source: "opticks"}, Name: "pretrain"}
+	if v, ok := picked["config"]; ok {
+		d, ok := v.(*starlark.Dict)
+		if !ok {
+			return nil, fmt.Errorf("%s: argument config: want dict, got %s", fn.Name(), v.Type())
+		}
+		if err := overlay(fn.Name()+" config", &ps.Config, d.Items()); err != nil {
+			return nil, err
+		}
+	}
+	if v, ok := picked["data"]; ok {
+		d, ok := v.(*dataValue)
+		if !ok {
+			return nil, fmt.Errorf("%s: argument data: want data, got %s", fn.Name(), v.Type())
+		}
+		ps.Data = d.ref
+	}
+	if v, ok := picked["name"]; ok {
+		s, ok := starlark.AsString(v)
+		if !ok {
+			return nil, fmt.Errorf("%s: argument name: want string, got %s", fn.Name(), v.Type())
+		}
+		ps.Name = s
+	}
+	var tc train.Config
+	if err := overlay(fn.Name(), &tc, rest); err != nil {
+		return nil, err
+	}
+	ps.Seed = tc.Seed
+	ps.Train = tc
+	m, ref, cached, err := runs.Pretrain(ctxOf(t), st, ps, runs.Options{Progress: env.Progress, Logger: env.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	if cached {
+		env.printf("model.pretrain: reusing the cached base model %s\n", ref.Blob)
+	}
+	return &Model{m: m, ref: ref}, nil
+}
+
+func loraConfig(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	c := lora.DefaultConfig()
+	var targets starlark.Value = starlark.None
+	var alpha, dropout starlark.Value = starlark.None, starlark.None
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "r?", &c.Rank, "alpha?", &alpha, "dropout?", &dropout,
+		"targets?", &targets, "rslora?", &c.RSLoRA); err != nil {
+		return nil, err
+	}
+	for _, p := range []struct {
+		name string
+		v    starlark.Value
+		dst  *float64
+	}{{"alpha", alpha, &c.Alpha}, {"dropout", dropout, &c.Dropout}} {
+		if p.v == starlark.None {
+			continue
+		}
+		f, ok := starlark.AsFloat(p.v)
+		if !ok {
+			return nil, fmt.Errorf("%s: for parameter %s: got %s, want float", fn.Name(), p.name, p.v.Type())
+		}
+		*p.dst = f
+	}
+	switch tv := targets.(type) {
+	case starlark.NoneType:
+	case starlark.String:
+		c.Targets = []string{string(tv)}
+	case *starlark.List, starlark.Tuple:
+		c.Targets = nil
+		it := starlark.Iterate(tv)
+		defer it.Done()
+		var x starlark.Value
+		for it.Next(&x) {
+			s, ok := starlark.AsString(x)
+			if !ok {
+				return nil, fmt.Errorf("%s: argument targets: want strings, got %s", fn.Name(), x.Type())
+			}
+			c.Targets = append(c.Targets, s)
+		}
+	default:
+		return nil, fmt.Errorf("%s: argument targets: want list of strings, got %s", fn.Name(), targets.Type())
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	return &loraValue{c}, nil
+}
+
+func dataBuiltin(source string) builtinFn {
+	return func(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		frac := 0.05
+		if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "eval_frac?", &frac); err != nil {
+			return nil, err
+		}
+		return checkData(fn, runs.DataRef{Source: source, EvalFrac: frac})
+	}
+}
+
+func dataText(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var path string
+	frac := 0.05
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "path", &path, "eval_frac?", &frac); err != nil {
+		return nil, err
+	}
+	return checkData(fn, runs.DataRef{Source: path, EvalFrac: frac})
+}
+
+// checkData loads the corpus once, so a missing or unusable source fails
+// at the line that names it.
+func checkData(fn *starlark.Builtin, ref runs.DataRef) (starlark.Value, error) {
+	if _, _, err := runs.LoadData(ref); err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	return &dataValue{ref}, nil
+}
+
+func reportTable(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var rows *starlark.List
+	var header starlark.Value = starlark.None
+	title := ""
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "rows", &rows, "header?", &header, "title?", &title); err != nil {
+		return nil, err
+	}
+	var hdr []string
+	var data [][]string
+	for i := range rows.Len() {
+		row := rows.Index(i)
+		switch r := row.(type) {
+		case *starlark.Dict:
+			if hdr == nil {
+				for _, k := range r.Keys() {
+					hdr = append(hdr, cellText(k))
+				}
+			}
+			var cells []string
+			for _, h := range hdr {
+				v, _, _ := r.Get(starlark.String(h))
+				cells = append(cells, cellText(v))
+			}
+			data = append(data, cells)
+		case starlark.Indexable:
+			var cells []string
+			for j := range r.Len() {
+				cells = append(cells, cellText(r.Index(j)))
+			}
+			data = append(data, cells)
+		default:
+			return nil, fmt.Errorf("%s: row %d: want list, tuple or dict, got %s", fn.Name(), i, row.Type())
+		}
+	}
+	if hl, ok := header.(starlark.Indexable); ok {
+		hdr = nil
+		for j := range hl.Len() {
+			hdr = append(hdr, cellText(hl.Index(j)))
+		}
+	}
+	var sb strings.Builder
+	if title != "" {
+		sb.WriteString(title + "\n")
+	}
+	tw := tablewriter.NewWriter(&sb)
+	if hdr != nil {
+		tw.Header(hdr)
+	}
+	if err := tw.Bulk(data); err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	if err := tw.Render(); err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	if env, err := envOf(t); err == nil {
+		env.printf("%s", sb.String())
+	}
+	return starlark.String(sb.String()), nil
+}
+
+func cellText(v starlark.Value) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case starlark.String:
+		return string(v)
+	case starlark.Float:
+		f := float64(v)
+		if !finite(f) {
+			return fmt.Sprint(f)
+		}
+		return fmt.Sprintf("%.4f", f)
+	}
+	return v.String()
+}
+
+var _ = sort.Strings
+
+func defaultLoRA() lora.Config { return lora.DefaultConfig() }

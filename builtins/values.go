@@ -1,0 +1,267 @@
+package builtins
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+
+	"lens/engine/lora"
+	"lens/engine/model"
+	"lens/engine/runs"
+	"lens/kv"
+)
+
+// Model is a base model in a script.
+type Model struct {
+	m   *model.Model
+	ref runs.BaseRef // zero until stored or loaded from a directory
+}
+
+var _ starlark.HasAttrs = (*Model)(nil)
+
+func (m *Model) String() string {
+	c := m.m.Config
+	return fmt.Sprintf("<model hidden=%d layers=%d heads=%d vocab=%d params=%d>", c.HiddenSize, c.NumHiddenLayers, c.NumAttentionHeads, c.VocabSize, c.ParamCount())
+}
+func (m *Model) Type() string          { return "model" }
+func (m *Model) Freeze()               {}
+func (m *Model) Truth() starlark.Bool  { return true }
+func (m *Model) Hash() (uint32, error) { return 0, fmt.Errorf("unhashable: model") }
+func (m *Model) AttrNames() []string   { return []string{"config", "params", "save"} }
+func (m *Model) Attr(name string) (starlark.Value, error) {
+	switch name {
+	case "config":
+		b, _ := json.Marshal(m.m.Config)
+		return jsonToStarlark(b)
+	case "params":
+		return starlark.MakeInt(m.m.Config.ParamCount()), nil
+	case "save":
+		return starlark.NewBuiltin("save", func(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+			var dir string
+			if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "dir", &dir); err != nil {
+				return nil, err
+			}
+			return starlark.None, m.m.Save(dir)
+		}), nil
+	}
+	return nil, nil
+}
+
+// loraValue is a LoRA configuration.
+type loraValue struct{ c lora.Config }
+
+func (l *loraValue) String() string {
+	return fmt.Sprintf("<lora r=%d alpha=%g targets=%v rslora=%v>", l.c.Rank, l.c.Alpha, l.c.Targets, l.c.RSLoRA)
+}
+func (l *loraValue) Type() string          { return "lora.config" }
+func (l *loraValue) Freeze()               {}
+func (l *loraValue) Truth() starlark.Bool  { return true }
+func (l *loraValue) Hash() (uint32, error) { return 0, fmt.Errorf("unhashable: lora.config") }
+func (l *loraValue) AttrNames() []string {
+	return []string{"r", "alpha", "dropout", "targets", "rslora", "scale"}
+}
+func (l *loraValue) Attr(name string) (starlark.Value, error) {
+	switch name {
+	case "r":
+		return starlark.MakeInt(l.c.Rank), nil
+	case "alpha":
+		return starlark.Float(l.c.Alpha), nil
+	case "dropout":
+		return starlark.Float(l.c.Dropout), nil
+	case "targets":
+		return fromGo(anySlice(l.c.Targets)), nil
+	case "rslora":
+		return starlark.Bool(l.c.RSLoRA), nil
+	case "scale":
+		return starlark.Float(l.c.Scale()), nil
+	}
+	return nil, nil
+}
+
+func anySlice(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
+}
+
+// dataValue is a corpus reference.
+type dataValue struct{ ref runs.DataRef }
+
+func (d *dataValue) String() string        { return fmt.Sprintf("<data %s>", d.ref.Source) }
+func (d *dataValue) Type() string          { return "data" }
+func (d *dataValue) Freeze()               {}
+func (d *dataValue) Truth() starlark.Bool  { return true }
+func (d *dataValue) Hash() (uint32, error) { return starlark.String(d.ref.Source).Hash() }
+func (d *dataValue) AttrNames() []string   { return []string{"source", "eval_frac"} }
+func (d *dataValue) Attr(name string) (starlark.Value, error) {
+	switch name {
+	case "source":
+		return starlark.String(d.ref.Source), nil
+	case "eval_frac":
+		return starlark.Float(d.ref.EvalFrac), nil
+	}
+	return nil, nil
+}
+
+// Run is a stored run. Its attributes read the store when asked, so a
+// Run value always shows the run's current state.
+type Run struct {
+	st   *kv.Store
+	meta kv.RunMeta
+}
+
+func (r *Run) String() string {
+	return fmt.Sprintf("<run %s %q %s steps=%d>", r.meta.ID, r.meta.Name, r.meta.Status, r.meta.Steps)
+}
+func (r *Run) Type() string          { return "run" }
+func (r *Run) Freeze()               {}
+func (r *Run) Truth() starlark.Bool  { return true }
+func (r *Run) Hash() (uint32, error) { return starlark.String(r.meta.ID).Hash() }
+func (r *Run) AttrNames() []string {
+	return []string{"id", "name", "status", "reason", "config", "steps", "final_loss", "tags", "metrics", "metric_names", "checkpoints", "eval_loss"}
+}
+
+func (r *Run) Attr(name string) (starlark.Value, error) {
+	if m, err := r.st.GetRun(r.meta.ID); err == nil {
+		r.meta = m
+	}
+	switch name {
+	case "id":
+		return starlark.String(r.meta.ID), nil
+	case "name":
+		return starlark.String(r.meta.Name), nil
+	case "status":
+		return starlark.String(r.meta.Status), nil
+	case "reason":
+		return starlark.String(r.meta.Reason), nil
+	case "steps":
+		return starlark.MakeInt(r.meta.Steps), nil
+	case "tags":
+		return fromGo(anySlice(r.meta.Tags)), nil
+	case "final_loss":
+		if r.meta.FinalLoss == nil {
+			return starlark.None, nil
+		}
+		return starlark.Float(*r.meta.FinalLoss), nil
+	case "config":
+		return r.config()
+	case "metrics":
+		return starlark.NewBuiltin("metrics", r.metrics), nil
+	case "metric_names":
+		names, err := r.st.MetricNames(r.meta.ID)
+		if err != nil {
+			return nil, err
+		}
+		return fromGo(anySlice(names)), nil
+	case "checkpoints":
+		return starlark.NewBuiltin("checkpoints", r.checkpoints), nil
+	case "eval_loss":
+		return starlark.NewBuiltin("eval_loss", r.evalLoss), nil
+	}
+	return nil, nil
+}
+
+// config flattens the run's spec into the dict scripts filter on:
+// training settings, LoRA settings (r, alpha, ...) and the data source.
+func (r *Run) config() (starlark.Value, error) {
+	spec, err := runs.SpecOf(r.meta)
+	if err != nil {
+		return nil, err
+	}
+	flat := map[string]any{}
+	merge := func(v any) {
+		b, _ := json.Marshal(v)
+		var m map[string]any
+		json.Unmarshal(b, &m)
+		for k, x := range m {
+			flat[k] = x
+		}
+	}
+	merge(spec.Train)
+	if spec.LoRA != nil {
+		merge(spec.LoRA)
+		flat["lora_seed"] = float64(spec.LoRASeed)
+	}
+	flat["data"] = spec.Data.Source
+	flat["checkpoint_every"] = float64(spec.CheckpointEvery)
+	b, _ := json.Marshal(spec.ModelConfig)
+	var mc map[string]any
+	json.Unmarshal(b, &mc)
+	flat["model"] = mc
+	return fromGo(flat), nil
+}
+
+func (r *Run) metrics(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var name string
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "name", &name); err != nil {
+		return nil, err
+	}
+	pts, err := r.st.ReadMetric(r.meta.ID, name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]starlark.Value, len(pts))
+	for i, p := range pts {
+		out[i] = starlark.Tuple{starlark.MakeInt(p.Step), starlark.Float(p.Value)}
+	}
+	return starlark.NewList(out), nil
+}
+
+func (r *Run) evalLoss(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	name := ""
+	step := -1
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "name?", &name, "step?", &step); err != nil {
+		return nil, err
+	}
+	if name == "" {
+		spec, err := runs.SpecOf(r.meta)
+		if err != nil {
+			return nil, err
+		}
+		name = spec.MainEval()
+	}
+	pts, err := r.st.ReadMetric(r.meta.ID, "eval/"+name)
+	if err != nil {
+		return nil, err
+	}
+	if len(pts) == 0 {
+		return nil, fmt.Errorf("%s: run %s has no eval set %q", fn.Name(), r.meta.ID, name)
+	}
+	if step < 0 {
+		return starlark.Float(pts[len(pts)-1].Value), nil
+	}
+	for _, p := range pts {
+		if p.Step == step {
+			return starlark.Float(p.Value), nil
+		}
+	}
+	return nil, fmt.Errorf("%s: run %s has no %s evaluation at step %d", fn.Name(), r.meta.ID, name, step)
+}
+
+func (r *Run) checkpoints(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs); err != nil {
+		return nil, err
+	}
+	cps, err := r.st.Checkpoints(r.meta.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]starlark.Value, len(cps))
+	for i, c := range cps {
+		ev := starlark.NewDict(len(c.EvalLoss))
+		for k, v := range c.EvalLoss {
+			ev.SetKey(starlark.String(k), starlark.Float(v))
+		}
+		out[i] = starlarkstruct.FromStringDict(starlark.String("checkpoint"), starlark.StringDict{
+			"step": starlark.MakeInt(c.Step), "eval_loss": ev, "time": starlark.String(c.Time.Format("2006-01-02 15:04:05")),
+		})
+	}
+	return starlark.NewList(out), nil
+}
+
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }

@@ -1,0 +1,483 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/olekukonko/tablewriter"
+	"golang.org/x/term"
+
+	"lens/builtins"
+	"lens/engine/data"
+	"lens/engine/lora"
+	"lens/engine/model"
+	"lens/engine/runs"
+	"lens/engine/train"
+	"lens/kv"
+	"lens/runtime"
+)
+
+func openStore(dir string, readOnly bool) (*kv.Store, error) {
+	st, err := kv.Open(dir, kv.Options{ReadOnly: readOnly, Command: "lens " + strings.Join(os.Args[1:], " ")})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// interruptible returns a context cancelled by the first SIGINT or
+// SIGTERM; a second one exits at once.
+func interruptible(stderr io.Writer) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-sigs:
+			fmt.Fprintln(stderr, "\nlens: interrupted; saving a checkpoint (interrupt again to quit at once)")
+			cancel()
+		case <-ctx.Done():
+			return
+		}
+		<-sigs
+		os.Exit(130)
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel() }
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("run", "FILE.star [-- KEY=VALUE ...]", "Run an experiment script; KEY=VALUE pairs after -- reach it as lens.args", stderr)
+	store := storeFlag(fs)
+	resume := fs.String("resume", "", "resume RUN from its last checkpoint instead of running a script")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	var file string
+	scriptArgs := map[string]string{}
+	for i, a := range pos {
+		if a == "--" {
+			for _, kv := range pos[i+1:] {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" {
+					return usagef("script argument %q is not KEY=VALUE", kv)
+				}
+				scriptArgs[k] = v
+			}
+			break
+		}
+		if file != "" {
+			return usagef("one script at a time (got %s and %s); script arguments go after --", file, a)
+		}
+		file = a
+	}
+	if file == "" && *resume == "" {
+		return usagef("no script given")
+	}
+	st, err := openStore(*store, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ctx, stop := interruptible(stderr)
+	defer stop()
+	prog := newProgress(stderr)
+	if *resume != "" {
+		meta, err := st.FindRun(*resume)
+		if err != nil {
+			return err
+		}
+		out, err := runs.Resume(ctx, st, meta.ID, runs.Options{Progress: prog.update})
+		prog.done()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "run %s: %s after %d steps\n", out.ID, out.Status, out.Steps)
+		if out.Status == kv.StatusCancelled {
+			return errReported
+		}
+		return nil
+	}
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	sum := sha256.Sum256(src)
+	abs, _ := filepath.Abs(file)
+	env := &builtins.Env{Store: st, Args: scriptArgs, Script: abs, ScriptHash: hex.EncodeToString(sum[:8]),
+		Out: stdout, Progress: prog.update, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	wd, _ := os.Getwd()
+	host := &runtime.Host{Root: wd, Predecl: builtins.Modules(scriptArgs), Out: &progressWriter{w: stdout, p: prog}, Setup: env.Attach}
+	env.Out = host.Out
+	_, err = host.Exec(ctx, file)
+	prog.done()
+	if err != nil {
+		fmt.Fprintln(stderr, runtime.FormatError(err))
+		return errReported
+	}
+	return nil
+}
+
+func cmdRepl(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("repl", "", "Interactive Starlark session over the lens builtins and the store; exit() or Ctrl-D ends it", stderr)
+	store := storeFlag(fs)
+	history := fs.String("history", "", "history file (default STORE/repl_history)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	st, err := openStore(*store, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if *history == "" {
+		*history = filepath.Join(*store, "repl_history")
+	}
+	prog := newProgress(stderr)
+	env := &builtins.Env{Store: st, Args: map[string]string{}, Out: stdout, Progress: prog.update}
+	wd, _ := os.Getwd()
+	host := &runtime.Host{Root: wd, Predecl: builtins.Modules(nil), Out: stdout, Setup: env.Attach}
+	fmt.Fprintf(stdout, "lens %s REPL. Modules: lens, model, lora, data, report. exit() or Ctrl-D to leave.\n", runs.Version)
+	return host.REPL(context.Background(), io.NopCloser(os.Stdin), stdout, *history)
+}
+
+func fmtLoss(p *float64) string {
+	if p == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.4f", *p)
+}
+
+func table(w io.Writer, header []string, rows [][]string) {
+	tw := tablewriter.NewWriter(w)
+	tw.Header(header)
+	tw.Bulk(rows)
+	tw.Render()
+}
+
+func cmdRuns(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("runs", "", "List stored runs: id, name, status, steps, final loss, created", stderr)
+	store := storeFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	st, err := openStore(*store, true)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	list, err := st.ListRuns()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(list)
+	}
+	var rows [][]string
+	for _, m := range list {
+		rows = append(rows, []string{m.ID, m.Name, m.Status, fmt.Sprint(m.Steps), fmtLoss(m.FinalLoss), m.Created.Local().Format("2006-01-02 15:04")})
+	}
+	table(stdout, []string{"id", "name", "status", "steps", "final loss", "created"}, rows)
+	return nil
+}
+
+func cmdShow(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("show", "RUN", "Show a run: record, config, metric summary, checkpoints and events", stderr)
+	store := storeFlag(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("want one run id or name")
+	}
+	st, err := openStore(*store, true)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	m, err := st.FindRun(pos[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "run %s  %q\nstatus   %s", m.ID, m.Name, m.Status)
+	if m.Reason != "" {
+		fmt.Fprintf(stdout, " (%s)", m.Reason)
+	}
+	fmt.Fprintf(stdout, "\nsteps    %d\nfinal    %s\ncreated  %s\nupdated  %s\nscript   %s\n", m.Steps, fmtLoss(m.FinalLoss),
+		m.Created.Local().Format(time.DateTime), m.Updated.Local().Format(time.DateTime), m.Script)
+	if len(m.Tags) > 0 {
+		fmt.Fprintf(stdout, "tags     %s\n", strings.Join(m.Tags, ", "))
+	}
+	var cfg map[string]any
+	if json.Unmarshal(m.Config, &cfg) == nil {
+		b, _ := json.MarshalIndent(map[string]any{"train": cfg["train"], "lora": cfg["lora"], "data": cfg["data"], "evals": cfg["evals"], "base": cfg["base"]}, "", "  ")
+		fmt.Fprintf(stdout, "config   %s\n", b)
+	}
+	names, err := st.MetricNames(m.ID)
+	if err != nil {
+		return err
+	}
+	var rows [][]string
+	for _, n := range names {
+		pts, err := st.ReadMetric(m.ID, n)
+		if err != nil {
+			return err
+		}
+		if len(pts) == 0 {
+			continue
+		}
+		lo, hi := pts[0].Value, pts[0].Value
+		for _, p := range pts {
+			lo, hi = min(lo, p.Value), max(hi, p.Value)
+		}
+		rows = append(rows, []string{n, fmt.Sprint(len(pts)), fmt.Sprintf("%d: %.4g", pts[0].Step, pts[0].Value),
+			fmt.Sprintf("%d: %.4g", pts[len(pts)-1].Step, pts[len(pts)-1].Value), fmt.Sprintf("%.4g", lo), fmt.Sprintf("%.4g", hi)})
+	}
+	fmt.Fprintln(stdout, "\nmetrics")
+	table(stdout, []string{"metric", "points", "first", "last", "min", "max"}, rows)
+	cps, err := st.Checkpoints(m.ID)
+	if err != nil {
+		return err
+	}
+	rows = nil
+	for _, c := range cps {
+		var ev []string
+		for _, k := range sortedKeys(c.EvalLoss) {
+			ev = append(ev, fmt.Sprintf("%s %.4f", k, c.EvalLoss[k]))
+		}
+		rows = append(rows, []string{fmt.Sprint(c.Step), c.Time.Local().Format(time.DateTime), fmt.Sprint(len(c.Tensors)), strings.Join(ev, ", ")})
+	}
+	fmt.Fprintln(stdout, "\ncheckpoints")
+	table(stdout, []string{"step", "time", "tensors", "eval loss"}, rows)
+	events, err := st.Events(m.ID)
+	if err != nil {
+		return err
+	}
+	if len(events) > 0 {
+		rows = nil
+		for _, e := range events {
+			rows = append(rows, []string{fmt.Sprint(e.Step), e.Kind, e.Message})
+		}
+		fmt.Fprintln(stdout, "\nevents")
+		table(stdout, []string{"step", "kind", "message"}, rows)
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]float64) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func cmdRm(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("rm", "RUN...", "Delete runs (record, metrics, checkpoints, collected data)", stderr)
+	store := storeFlag(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usagef("want at least one run")
+	}
+	st, err := openStore(*store, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for _, r := range pos {
+		m, err := st.FindRun(r)
+		if err != nil {
+			return err
+		}
+		if err := st.DeleteRun(m.ID); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "deleted %s (%s)\n", m.ID, m.Name)
+	}
+	return nil
+}
+
+func cmdEval(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("eval", "--model DIR [--adapter DIR] --text FILE [--seq-len N] [--json]",
+		"Mean next-token loss (nats per token) over consecutive non-overlapping windows of FILE, byte tokenizer", stderr)
+	modelDir := fs.String("model", "", "HF model directory (config.json + model.safetensors)")
+	adapterDir := fs.String("adapter", "", "PEFT adapter directory")
+	text := fs.String("text", "", "text file to score")
+	seqLen := fs.Int("seq-len", 0, "window length in tokens (default the model's max_position_embeddings)")
+	batch := fs.Int("batch", 8, "windows per forward pass")
+	asJSON := fs.Bool("json", false, `print {"loss": ..., "tokens": ..., "windows": ...}`)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *modelDir == "" || *text == "" {
+		return usagef("--model and --text are required")
+	}
+	if *seqLen < 0 || *batch <= 0 {
+		return usagef("--seq-len must not be negative and --batch must be positive")
+	}
+	m, err := model.Load(*modelDir)
+	if err != nil {
+		return err
+	}
+	var ad *lora.Adapter
+	if *adapterDir != "" {
+		if ad, err = lora.Load(*adapterDir, m); err != nil {
+			return err
+		}
+	}
+	c, err := data.Text(runs.Tokenizer(), *text)
+	if err != nil {
+		return err
+	}
+	n := *seqLen
+	if n == 0 {
+		n = m.Config.MaxPositionEmbeddings
+	}
+	r, err := train.Evaluate(m, ad, c.Tokens, n, *batch)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(r)
+	}
+	fmt.Fprintf(stdout, "loss %.6f nats/token over %d tokens in %d windows of %d\n", r.Loss, r.Tokens, r.Windows, n)
+	return nil
+}
+
+func cmdExport(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("export", "RUN --out DIR [--step N] [--with-base]",
+		"Write a run's adapter (latest or given checkpoint) as a PEFT directory; with --with-base, DIR/adapter and DIR/base", stderr)
+	store := storeFlag(fs)
+	out := fs.String("out", "", "output directory")
+	step := fs.Int("step", -1, "checkpoint step (default the latest)")
+	withBase := fs.Bool("with-base", false, "also write the base model as an HF directory")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *out == "" {
+		return usagef("want one run and --out DIR")
+	}
+	st, err := openStore(*store, true)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	meta, err := st.FindRun(pos[0])
+	if err != nil {
+		return err
+	}
+	m, ad, cm, err := runs.Weights(st, meta.ID, *step)
+	if err != nil {
+		return err
+	}
+	adDir, baseDir := *out, ""
+	if *withBase {
+		adDir, baseDir = filepath.Join(*out, "adapter"), filepath.Join(*out, "base")
+	}
+	if ad == nil {
+		// A full run has no adapter: its trained weights are the model.
+		if err := m.Save(*out); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote the model of full run %s at step %d to %s\n", meta.ID, cm.Step, *out)
+		return nil
+	}
+	if err := ad.Save(adDir); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote the adapter of run %s at step %d to %s\n", meta.ID, cm.Step, adDir)
+	if baseDir != "" {
+		if err := m.Save(baseDir); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote the base model to %s\n", baseDir)
+	}
+	return nil
+}
+
+func cmdVersion(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("version", "", "Print the lens version", stderr)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "lens %s\n", runs.Version)
+	return nil
+}
+
+// progress renders training progress: a live line on a terminal, a log
+// line every few seconds otherwise.
+type progress struct {
+	w        io.Writer
+	tty      bool
+	last     time.Time
+	lineOpen bool
+}
+
+func newProgress(w io.Writer) *progress {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	return &progress{w: w, tty: tty}
+}
+
+func (p *progress) update(u runs.Progress) {
+	if u.Eval != nil {
+		p.clear()
+		var parts []string
+		for _, k := range sortedKeys(u.Eval) {
+			parts = append(parts, fmt.Sprintf("%s %.4f", k, u.Eval[k]))
+		}
+		fmt.Fprintf(p.w, "%s step %d/%d eval: %s\n", u.Name, u.Step, u.Steps, strings.Join(parts, ", "))
+		return
+	}
+	line := fmt.Sprintf("%s step %d/%d loss %.4f %.0f tok/s ETA %s", u.Name, u.Step, u.Steps, u.Loss, u.TokensPerSec, u.ETA.Round(time.Second))
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+		p.lineOpen = true
+		return
+	}
+	if time.Since(p.last) >= 10*time.Second || u.Step == u.Steps || u.Step == 1 {
+		fmt.Fprintln(p.w, line)
+		p.last = time.Now()
+	}
+}
+
+func (p *progress) clear() {
+	if p.lineOpen {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.lineOpen = false
+	}
+}
+
+func (p *progress) done() { p.clear() }
+
+// progressWriter clears the live progress line before script output.
+type progressWriter struct {
+	w io.Writer
+	p *progress
+}
+
+func (pw *progressWriter) Write(b []byte) (int, error) {
+	pw.p.clear()
+	return pw.w.Write(b)
+}
