@@ -1,0 +1,295 @@
+package kv
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strconv"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Problem is one inconsistency found by Fsck.
+type Problem struct {
+	Key     string `json:"key"` // the key, or key prefix, in readable form
+	Message string `json:"message"`
+}
+
+// String formats the problem as "key: message".
+func (p Problem) String() string { return p.Key + ": " + p.Message }
+
+type stepID struct {
+	owner string // run id, or "ns/key" for blobs
+	step  uint64
+}
+
+// fsckState gathers what the walk saw, for the cross-checks at the end.
+type fsckState struct {
+	problems   []Problem
+	version    bool
+	runs       map[string]*RunMeta // nil value: record present but unreadable
+	runKeys    map[string]int      // keys under run/<id>/ besides the record
+	ckptMeta   map[stepID][]string
+	ckptTensor map[stepID][]string
+	blobMeta   map[string][]string
+	blobTensor map[string][]string
+	names      []parsedKey // idx/name entries
+	tags       []parsedKey // idx/tag entries
+}
+
+func (f *fsckState) add(key, format string, args ...any) {
+	f.problems = append(f.problems, Problem{Key: key, Message: fmt.Sprintf(format, args...)})
+}
+
+// Fsck reads every key of the store, decodes every record, tensor, metric
+// and event, verifies checksums and cross-references (index entries, the
+// tensors a checkpoint lists, keys of runs with no record) and reports what
+// is wrong. It changes nothing. The error is for failures to read at all.
+func (s *Store) Fsck() ([]Problem, error) {
+	if err := s.Flush(); err != nil {
+		return nil, err
+	}
+	f := &fsckState{
+		runs:       map[string]*RunMeta{},
+		runKeys:    map[string]int{},
+		ckptMeta:   map[stepID][]string{},
+		ckptTensor: map[stepID][]string{},
+		blobMeta:   map[string][]string{},
+		blobTensor: map[string][]string{},
+	}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			k := item.KeyCopy(nil)
+			err := item.Value(func(v []byte) error {
+				f.check(k, v)
+				return nil
+			})
+			if err != nil {
+				f.add(displayKey(k), "cannot read value: %v", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fsck %s: %w", s.dir, err)
+	}
+	f.crossCheck()
+	return f.problems, nil
+}
+
+// check decodes one key and value.
+func (f *fsckState) check(k, v []byte) {
+	p := parseKey(k)
+	dk := displayKey(k)
+	if p.run != "" && p.kind != kindIdxName && p.kind != kindIdxTag && p.kind != kindRunMeta {
+		f.runKeys[p.run]++
+	}
+	switch p.kind {
+	case kindVersion:
+		f.version = true
+		if n, err := strconv.Atoi(string(bytes.TrimSpace(v))); err != nil || n != FormatVersion {
+			f.add(dk, "format version is %q, want %d", v, FormatVersion)
+		}
+	case kindRunMeta:
+		var m RunMeta
+		if err := decodeJSON(k, v, &m); err != nil {
+			f.add(dk, "%v", err)
+			f.runs[p.run] = nil
+			return
+		}
+		f.runs[p.run] = &m
+		if m.ID != p.run {
+			f.add(dk, "record has id %q", m.ID)
+		}
+		if !validStatus[m.Status] {
+			f.add(dk, "unknown status %q", m.Status)
+		}
+	case kindMetric:
+		if _, err := decodeFloat(k, v); err != nil {
+			f.add(dk, "%v", err)
+		}
+	case kindCkptMeta:
+		var m CheckpointMeta
+		if err := decodeJSON(k, v, &m); err != nil {
+			f.add(dk, "%v", err)
+			m.Tensors = []string{}
+		}
+		f.ckptMeta[stepID{p.run, p.step}] = m.Tensors
+	case kindCkptTensor:
+		if _, err := decodeTensorAt(k, v, p.name); err != nil {
+			f.add(dk, "%v", err)
+		}
+		id := stepID{p.run, p.step}
+		f.ckptTensor[id] = append(f.ckptTensor[id], p.name)
+	case kindCollect:
+		if _, err := decodeCollected(k, v, p.collector, p.step, p.name); err != nil {
+			f.add(dk, "%v", err)
+		}
+	case kindEvent:
+		var e Event
+		if err := decodeJSON(k, v, &e); err != nil {
+			f.add(dk, "%v", err)
+		}
+	case kindIdxName, kindIdxTag:
+		if len(v) != 0 {
+			f.add(dk, "index entry has a %d-byte value, want none", len(v))
+		}
+		if p.kind == kindIdxName {
+			f.names = append(f.names, p)
+		} else {
+			f.tags = append(f.tags, p)
+		}
+	case kindBlobMeta:
+		var r blobRecord
+		if err := decodeJSON(k, v, &r); err != nil {
+			f.add(dk, "%v", err)
+			r.Tensors = []string{}
+		}
+		f.blobMeta[p.ns+"/"+p.bkey] = r.Tensors
+	case kindBlobTensor:
+		if _, err := decodeTensorAt(k, v, p.name); err != nil {
+			f.add(dk, "%v", err)
+		}
+		b := p.ns + "/" + p.bkey
+		f.blobTensor[b] = append(f.blobTensor[b], p.name)
+	case kindRunOther:
+		f.add(dk, "key under run/%s/ matches no known layout", p.run)
+	default:
+		f.add(dk, "key matches no known layout")
+	}
+}
+
+func (f *fsckState) crossCheck() {
+	if !f.version {
+		f.add(keyVersion, "missing")
+	}
+	for _, id := range sortedKeys(f.runKeys) {
+		if _, ok := f.runs[id]; !ok {
+			f.add("run/"+id+"/", "%d keys belong to a run with no record (a delete cut short? DeleteRun finishes it)", f.runKeys[id])
+		}
+	}
+	ckptKey := func(id stepID) string {
+		return "run/" + id.owner + "/ckpt/" + strconv.FormatUint(id.step, 10) + "/"
+	}
+	for _, id := range sortedStepIDs(f.ckptTensor, f.ckptMeta) {
+		listed, hasMeta := f.ckptMeta[id]
+		stored := f.ckptTensor[id]
+		if _, ok := f.runs[id.owner]; !ok {
+			continue // reported as keys of a run with no record
+		}
+		if !hasMeta {
+			f.add(ckptKey(id), "incomplete checkpoint: %d tensors and no meta (ignored; saving this step again replaces them)", len(stored))
+			continue
+		}
+		f.compareTensors(ckptKey(id), listed, stored)
+	}
+	for _, b := range sortedKeys2(f.blobTensor, f.blobMeta) {
+		listed, hasMeta := f.blobMeta[b]
+		if !hasMeta {
+			f.add("blob/"+b+"/", "incomplete blob: %d tensors and no meta (ignored)", len(f.blobTensor[b]))
+			continue
+		}
+		f.compareTensors("blob/"+b+"/", listed, f.blobTensor[b])
+	}
+	indexed := map[string]bool{}
+	for _, e := range f.names {
+		m, ok := f.runs[e.run]
+		indexed["name\x00"+e.name+"\x00"+e.run] = true
+		switch {
+		case !ok:
+			f.add(prefixIdxNam+e.name+"/"+e.run, "index entry for a run that does not exist")
+		case m != nil && m.Name != e.name:
+			f.add(prefixIdxNam+e.name+"/"+e.run, "index entry is stale: the run is named %q", m.Name)
+		}
+	}
+	for _, e := range f.tags {
+		m, ok := f.runs[e.run]
+		indexed["tag\x00"+e.name+"\x00"+e.run] = true
+		switch {
+		case !ok:
+			f.add(prefixIdxTag+e.name+"/"+e.run, "index entry for a run that does not exist")
+		case m != nil && !slices.Contains(m.Tags, e.name):
+			f.add(prefixIdxTag+e.name+"/"+e.run, "index entry is stale: the run has no such tag")
+		}
+	}
+	for _, id := range sortedKeys(f.runs) {
+		m := f.runs[id]
+		if m == nil {
+			continue
+		}
+		if m.Name != "" && !indexed["name\x00"+m.Name+"\x00"+id] {
+			f.add("run/"+id+"/meta", "name %q is missing from the name index", m.Name)
+		}
+		for _, t := range m.Tags {
+			if !indexed["tag\x00"+t+"\x00"+id] {
+				f.add("run/"+id+"/meta", "tag %q is missing from the tag index", t)
+			}
+		}
+	}
+}
+
+func (f *fsckState) compareTensors(key string, listed, stored []string) {
+	for _, n := range listed {
+		if !slices.Contains(stored, n) {
+			f.add(key+"t/"+n, "listed in the meta but missing")
+		}
+	}
+	for _, n := range stored {
+		if !slices.Contains(listed, n) {
+			f.add(key+"t/"+n, "stored but not listed in the meta")
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func sortedKeys2(a, b map[string][]string) []string {
+	seen := map[string]bool{}
+	for k := range a {
+		seen[k] = true
+	}
+	for k := range b {
+		seen[k] = true
+	}
+	return sortedKeys(seen)
+}
+
+func sortedStepIDs(a, b map[stepID][]string) []stepID {
+	seen := map[stepID]bool{}
+	for k := range a {
+		seen[k] = true
+	}
+	for k := range b {
+		seen[k] = true
+	}
+	out := make([]stepID, 0, len(seen))
+	for k := range seen {
+		out = append(out, k)
+	}
+	slices.SortFunc(out, func(x, y stepID) int {
+		if x.owner != y.owner {
+			if x.owner < y.owner {
+				return -1
+			}
+			return 1
+		}
+		switch {
+		case x.step < y.step:
+			return -1
+		case x.step > y.step:
+			return 1
+		}
+		return 0
+	})
+	return out
+}

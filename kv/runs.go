@@ -1,0 +1,469 @@
+package kv
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Run statuses.
+const (
+	StatusRunning     = "running"
+	StatusDone        = "done"
+	StatusFailed      = "failed"
+	StatusCancelled   = "cancelled"
+	StatusInterrupted = "interrupted" // the writing process died; set by Open
+)
+
+var validStatus = map[string]bool{
+	StatusRunning: true, StatusDone: true, StatusFailed: true,
+	StatusCancelled: true, StatusInterrupted: true,
+}
+
+// RunMeta is the record of one run, at run/<id>/meta.
+type RunMeta struct {
+	ID          string            `json:"id"`
+	Name        string            `json:"name,omitempty"`        // indexed; FindRun picks the latest run with a name
+	Script      string            `json:"script,omitempty"`      // script path
+	ScriptHash  string            `json:"script_hash,omitempty"` // hash of the script's content
+	Args        map[string]string `json:"args,omitempty"`
+	Config      json.RawMessage   `json:"config,omitempty"` // full resolved config
+	Seed        uint64            `json:"seed"`
+	Status      string            `json:"status"` // one of the Status constants
+	Reason      string            `json:"reason,omitempty"`
+	Tags        []string          `json:"tags,omitempty"` // indexed
+	Created     time.Time         `json:"created"`
+	Updated     time.Time         `json:"updated"`
+	LensVersion string            `json:"lens_version,omitempty"`
+	Steps       int               `json:"steps"`
+	FinalLoss   *float64          `json:"final_loss,omitempty"` // may be NaN or ±Inf
+	Owner       int               `json:"owner,omitempty"`      // pid of the process writing the run
+}
+
+// runMetaJSON is RunMeta's stored form: FinalLoss survives NaN.
+type runMetaJSON struct {
+	runMetaPlain
+	FinalLoss *jsonFloat `json:"final_loss,omitempty"`
+}
+
+type runMetaPlain RunMeta
+
+// MarshalJSON encodes a RunMeta, writing a NaN or infinite FinalLoss as a
+// string.
+func (m RunMeta) MarshalJSON() ([]byte, error) {
+	return json.Marshal(runMetaJSON{runMetaPlain(m), toJSONFloatPtr(m.FinalLoss)})
+}
+
+// UnmarshalJSON is the inverse of MarshalJSON.
+func (m *RunMeta) UnmarshalJSON(b []byte) error {
+	var j runMetaJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*m = RunMeta(j.runMetaPlain)
+	m.FinalLoss = fromJSONFloatPtr(j.FinalLoss)
+	return nil
+}
+
+func (m *RunMeta) validate() error {
+	if err := validateRunID(m.ID); err != nil {
+		return err
+	}
+	if m.Name != "" {
+		if err := validatePart("run name", m.Name, true); err != nil {
+			return err
+		}
+	}
+	for _, t := range m.Tags {
+		if err := validatePart("tag", t, true); err != nil {
+			return err
+		}
+	}
+	if !validStatus[m.Status] {
+		return fmt.Errorf("run %s: unknown status %q", m.ID, m.Status)
+	}
+	return nil
+}
+
+// NewRunID returns a new time-sortable run id, "20261125-094512-3f9a" (UTC
+// date and time, then random hex), unused in the store and never returned
+// twice by this Store.
+func (s *Store) NewRunID() string {
+	for {
+		var b [2]byte
+		rand.Read(b[:])
+		id := time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+		s.mu.Lock()
+		taken := s.issuedIDs[id]
+		s.issuedIDs[id] = true
+		s.mu.Unlock()
+		if taken {
+			continue
+		}
+		var used bool
+		s.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: runPrefix(id)})
+			defer it.Close()
+			it.Seek(runPrefix(id))
+			used = it.ValidForPrefix(runPrefix(id))
+			return nil
+		})
+		if !used {
+			return id
+		}
+	}
+}
+
+// CreateRun stores a new run. ID is required (see NewRunID); an empty Status
+// becomes "running", a zero Created now, Updated is set to Created, and a
+// zero Owner this process's pid.
+func (s *Store) CreateRun(m RunMeta) error {
+	if m.Status == "" {
+		m.Status = StatusRunning
+	}
+	if m.Created.IsZero() {
+		m.Created = time.Now()
+	}
+	m.Updated = m.Created
+	if m.Owner == 0 {
+		m.Owner = os.Getpid()
+	}
+	m.Tags = dedup(m.Tags)
+	if err := m.validate(); err != nil {
+		return fmt.Errorf("create run: %w", err)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("create run %s: %w", m.ID, err)
+	}
+	err = s.update(func(txn *badger.Txn) error {
+		ok, err := exists(txn, runMetaKey(m.ID))
+		if err != nil {
+			return err
+		}
+		if ok {
+			return ErrExists
+		}
+		if err := txn.Set(runMetaKey(m.ID), b); err != nil {
+			return err
+		}
+		return setIndex(txn, RunMeta{}, m)
+	})
+	if err != nil {
+		return fmt.Errorf("create run %s: %w", m.ID, err)
+	}
+	s.mu.Lock()
+	s.knownRuns[m.ID] = true
+	s.mu.Unlock()
+	return nil
+}
+
+// setIndex moves the index entries of a run from old to new in txn.
+func setIndex(txn *badger.Txn, old, m RunMeta) error {
+	if old.Name != m.Name && old.Name != "" {
+		if err := txn.Delete(idxNameKey(old.Name, old.ID)); err != nil {
+			return err
+		}
+	}
+	if m.Name != "" && old.Name != m.Name {
+		if err := txn.Set(idxNameKey(m.Name, m.ID), nil); err != nil {
+			return err
+		}
+	}
+	for _, t := range old.Tags {
+		if !slices.Contains(m.Tags, t) {
+			if err := txn.Delete(idxTagKey(t, old.ID)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, t := range m.Tags {
+		if !slices.Contains(old.Tags, t) {
+			if err := txn.Set(idxTagKey(t, m.ID), nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func dedup(ss []string) []string {
+	var out []string
+	for _, s := range ss {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// UpdateRun applies fn to the stored record of run id and writes it back in
+// one transaction, updating the name and tag indexes. fn must not change ID;
+// Updated is set to now. An error from fn aborts the update.
+func (s *Store) UpdateRun(id string, fn func(*RunMeta) error) error {
+	err := s.update(func(txn *badger.Txn) error {
+		var old RunMeta
+		if err := getJSON(txn, runMetaKey(id), &old); err != nil {
+			return err
+		}
+		m := old
+		m.Args = cloneMap(old.Args)
+		m.Tags = slices.Clone(old.Tags)
+		m.Config = slices.Clone(old.Config)
+		if err := fn(&m); err != nil {
+			return err
+		}
+		if m.ID != id {
+			return fmt.Errorf("the update changed the id to %q", m.ID)
+		}
+		m.Tags = dedup(m.Tags)
+		if err := m.validate(); err != nil {
+			return err
+		}
+		m.Updated = time.Now()
+		b, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		if err := txn.Set(runMetaKey(id), b); err != nil {
+			return err
+		}
+		return setIndex(txn, old, m)
+	})
+	if err != nil {
+		return fmt.Errorf("update run %s: %w", id, err)
+	}
+	return nil
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// GetRun returns the record of run id.
+func (s *Store) GetRun(id string) (RunMeta, error) {
+	var m RunMeta
+	if err := validateRunID(id); err != nil {
+		return m, fmt.Errorf("get run: %w", err)
+	}
+	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, runMetaKey(id), &m) })
+	if err != nil {
+		return RunMeta{}, fmt.Errorf("get run %s: %w", id, err)
+	}
+	return m, nil
+}
+
+// FindRun resolves what a person typed: an exact run id, else a run name
+// (the most recently created run with it), else a unique id prefix. Several
+// runs matching the prefix give an error wrapping ErrAmbiguous that lists
+// them; nothing matching, one wrapping ErrNotFound.
+func (s *Store) FindRun(idOrName string) (RunMeta, error) {
+	if idOrName == "" {
+		return RunMeta{}, fmt.Errorf("find run: empty id or name: %w", ErrNotFound)
+	}
+	if validateRunID(idOrName) == nil {
+		m, err := s.GetRun(idOrName)
+		if err == nil || !errors.Is(err, ErrNotFound) {
+			return m, err
+		}
+	}
+	byName, err := s.RunsByName(idOrName)
+	if err != nil {
+		return RunMeta{}, fmt.Errorf("find run %q: %w", idOrName, err)
+	}
+	if len(byName) > 0 {
+		return byName[len(byName)-1], nil
+	}
+	if strings.ContainsAny(idOrName, "/\x00") {
+		return RunMeta{}, fmt.Errorf("find run %q: %w", idOrName, ErrNotFound)
+	}
+	var matches []RunMeta
+	err = s.db.View(func(txn *badger.Txn) error {
+		var err error
+		matches, err = runsUnder(txn, []byte(prefixRun+idOrName), true)
+		return err
+	})
+	if err != nil {
+		return RunMeta{}, fmt.Errorf("find run %q: %w", idOrName, err)
+	}
+	switch len(matches) {
+	case 0:
+		return RunMeta{}, fmt.Errorf("find run %q: no run has that id, id prefix or name: %w", idOrName, ErrNotFound)
+	case 1:
+		return matches[0], nil
+	}
+	ids := make([]string, len(matches))
+	for i, m := range matches {
+		ids[i] = m.ID
+	}
+	return RunMeta{}, fmt.Errorf("find run %q: %w: it prefixes %d run ids: %s", idOrName, ErrAmbiguous, len(ids), strings.Join(ids, ", "))
+}
+
+// runsUnder reads the record of every run whose key starts with prefix
+// ("run/" for all), skipping over each run's other keys. Runs with keys but
+// no record (a delete cut short) are skipped; Fsck reports them. With
+// strict false, unreadable records are skipped too.
+func runsUnder(txn *badger.Txn, prefix []byte, strict bool) ([]RunMeta, error) {
+	var runs []RunMeta
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixRun)})
+	defer it.Close()
+	for it.Seek(prefix); it.ValidForPrefix(prefix); {
+		k := it.Item().Key()
+		rest := string(k[len(prefixRun):])
+		i := strings.IndexByte(rest, '/')
+		if i <= 0 {
+			it.Next()
+			continue
+		}
+		id := rest[:i]
+		var m RunMeta
+		err := getJSON(txn, runMetaKey(id), &m)
+		switch {
+		case err == nil:
+			runs = append(runs, m)
+		case errors.Is(err, ErrNotFound):
+		case strict:
+			return nil, err
+		}
+		it.Seek(prefixEnd(runPrefix(id)))
+	}
+	sortRuns(runs)
+	return runs, nil
+}
+
+func sortRuns(runs []RunMeta) {
+	sort.SliceStable(runs, func(i, j int) bool {
+		if !runs[i].Created.Equal(runs[j].Created) {
+			return runs[i].Created.Before(runs[j].Created)
+		}
+		return runs[i].ID < runs[j].ID
+	})
+}
+
+// ListRuns returns every run, oldest first.
+func (s *Store) ListRuns() ([]RunMeta, error) {
+	var runs []RunMeta
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		runs, err = runsUnder(txn, []byte(prefixRun), true)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	return runs, nil
+}
+
+// RunsByName returns the runs named name, oldest first.
+func (s *Store) RunsByName(name string) ([]RunMeta, error) {
+	return s.runsByIndex(idxNamePrefix(name), "name "+name)
+}
+
+// RunsByTag returns the runs tagged tag, oldest first.
+func (s *Store) RunsByTag(tag string) ([]RunMeta, error) {
+	return s.runsByIndex(idxTagPrefix(tag), "tag "+tag)
+}
+
+func (s *Store) runsByIndex(prefix []byte, what string) ([]RunMeta, error) {
+	var runs []RunMeta
+	err := s.db.View(func(txn *badger.Txn) error {
+		return scanKeys(txn, prefix, func(k []byte) error {
+			id := string(k[len(prefix):])
+			if strings.IndexByte(id, '/') >= 0 {
+				return nil // an entry for a longer name that shares this prefix
+			}
+			var m RunMeta
+			if err := getJSON(txn, runMetaKey(id), &m); err != nil {
+				return fmt.Errorf("index entry %s: %w", displayKey(k), err)
+			}
+			runs = append(runs, m)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("runs with %s: %w", what, err)
+	}
+	sortRuns(runs)
+	return runs, nil
+}
+
+// DeleteRun removes run id: its record and index entries in one
+// transaction (so it disappears at once), then every other key under
+// run/<id>/ in batches. It also finishes a delete that was cut short.
+func (s *Store) DeleteRun(id string) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
+	if err := validateRunID(id); err != nil {
+		return fmt.Errorf("delete run: %w", err)
+	}
+	s.mu.Lock()
+	prefix := string(runPrefix(id))
+	for k := range s.pending {
+		if strings.HasPrefix(k, prefix) {
+			delete(s.pending, k)
+		}
+	}
+	delete(s.knownRuns, id)
+	delete(s.eventSeq, id)
+	s.mu.Unlock()
+
+	found := false
+	err := s.update(func(txn *badger.Txn) error {
+		var m RunMeta
+		err := getJSON(txn, runMetaKey(id), &m)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil && !errors.Is(err, ErrCorrupt) {
+			return err
+		}
+		found = true
+		if err := txn.Delete(runMetaKey(id)); err != nil {
+			return err
+		}
+		return setIndex(txn, m, RunMeta{ID: id})
+	})
+	if err != nil {
+		return fmt.Errorf("delete run %s: %w", id, err)
+	}
+	n, err := s.deletePrefix(runPrefix(id))
+	if err != nil {
+		return fmt.Errorf("delete run %s: %w", id, err)
+	}
+	if !found && n == 0 {
+		return fmt.Errorf("delete run %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// requireRun returns an error wrapping ErrNotFound unless run id exists.
+func requireRun(txn *badger.Txn, id string) error {
+	if err := validateRunID(id); err != nil {
+		return err
+	}
+	ok, err := exists(txn, runMetaKey(id))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("run %s: %w", id, ErrNotFound)
+	}
+	return nil
+}

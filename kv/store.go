@@ -1,0 +1,515 @@
+// Package kv is lens's run store: one Badger database per workspace (by
+// default ./.lens) holding run records, metric series, checkpoints, collected
+// tensors and summaries, run events, and a content-addressed blob cache,
+// behind a typed API.
+//
+// It is not a general key-value store: callers never see Badger types or
+// keys. The key layout is documented in keys.go, the tensor encoding in
+// tensor.go.
+//
+// One process writes a store at a time. Badger holds an exclusive lock on the
+// directory for a writer and a shared one for a read-only open, so while a
+// writer runs every other Open fails, with a *LockedError naming the holder.
+// A writable Open marks runs left "running" by a process that died as
+// "interrupted". A Store is safe for concurrent use by multiple goroutines.
+package kv
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// FormatVersion is the store format this package reads and writes, kept at
+// store/version.
+const FormatVersion = 1
+
+// MaxValueBytes is the largest single value (one encoded tensor) a store
+// accepts; it is Badger's value log file size.
+const MaxValueBytes = 64 << 20
+
+const (
+	holderFile = "holder.json"
+	lockFile   = "LOCK" // Badger's pid file, written under its directory lock
+)
+
+// Sentinel errors; match them with errors.Is.
+var (
+	// ErrNotFound: the run, checkpoint, blob... does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: CreateRun with an id already in the store.
+	ErrExists = errors.New("already exists")
+	// ErrAmbiguous: FindRun with an id prefix matching several runs.
+	ErrAmbiguous = errors.New("ambiguous")
+	// ErrReadOnly: a write to a store opened with Options.ReadOnly.
+	ErrReadOnly = errors.New("store is open read-only")
+	// ErrClosed: a write after Close.
+	ErrClosed = errors.New("store is closed")
+)
+
+// Options configure Open.
+type Options struct {
+	// ReadOnly opens without writing anything. It still fails while a writer
+	// holds the store.
+	ReadOnly bool
+	// Logger receives Badger's warnings and errors and the store's own notes
+	// (runs marked interrupted). Nil discards them.
+	Logger *slog.Logger
+	// Command is the command line recorded in holder.json so that a second
+	// process can say who holds the store ("lens run quickstart.star").
+	// Empty means os.Args.
+	Command string
+}
+
+// LockedError is returned by Open when another process holds the store.
+// PID is 0 and Command empty when the holder could not be identified (for
+// example a read-only reader, which leaves no pid behind).
+type LockedError struct {
+	Dir     string
+	PID     int
+	Command string
+}
+
+// Error names the store and, when known, the holder's pid and command.
+func (e *LockedError) Error() string {
+	switch {
+	case e.PID > 0 && e.Command != "":
+		return fmt.Sprintf("store %s is in use by pid %d (%s)", e.Dir, e.PID, e.Command)
+	case e.PID > 0:
+		return fmt.Sprintf("store %s is in use by pid %d", e.Dir, e.PID)
+	}
+	return fmt.Sprintf("store %s is in use by another process", e.Dir)
+}
+
+// VersionError is returned by Open when store/version is not FormatVersion.
+// Found is 0 when a non-empty directory has no version at all.
+type VersionError struct {
+	Dir   string
+	Found int
+	Want  int
+}
+
+// Error names the store, both versions, and which side is newer.
+func (e *VersionError) Error() string {
+	switch {
+	case e.Found == 0:
+		return fmt.Sprintf("store %s holds data but no format version: it was not written by lens", e.Dir)
+	case e.Found > e.Want:
+		return fmt.Sprintf("store %s has format version %d but this lens reads version %d: it was written by a newer lens", e.Dir, e.Found, e.Want)
+	}
+	return fmt.Sprintf("store %s has format version %d but this lens reads version %d: it was written by an older lens and cannot be migrated", e.Dir, e.Found, e.Want)
+}
+
+// holderInfo is holder.json: who has the store open for writing.
+type holderInfo struct {
+	PID     int       `json:"pid"`
+	Command string    `json:"command"`
+	Started time.Time `json:"started"`
+	Host    string    `json:"host,omitempty"`
+}
+
+// Store is an open workspace store.
+type Store struct {
+	db          *badger.DB
+	dir         string
+	readOnly    bool
+	log         *slog.Logger
+	interrupted []RunMeta
+
+	closed atomic.Bool
+
+	mu        sync.Mutex
+	pending   map[string]float64 // metric key -> value, not yet written
+	knownRuns map[string]bool    // run ids seen to exist, for AddMetric
+	eventSeq  map[string]uint64  // run id -> next event seq
+	issuedIDs map[string]bool    // ids handed out by NewRunID
+}
+
+// Open opens the store in dir, creating it (mode 0700) unless opts.ReadOnly.
+// A writable open records the holder in holder.json and marks every run left
+// "running" by another process as "interrupted" (see Interrupted).
+func Open(dir string, opts Options) (*Store, error) {
+	dir = filepath.Clean(dir)
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := prepareDir(dir, opts.ReadOnly); err != nil {
+		return nil, err
+	}
+	bopts := badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{log}).
+		WithReadOnly(opts.ReadOnly).
+		WithSyncWrites(false).
+		WithMetricsEnabled(false).
+		WithValueLogFileSize(MaxValueBytes).
+		WithValueThreshold(64 << 10).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithNumCompactors(2).
+		WithBlockCacheSize(8 << 20).
+		WithIndexCacheSize(4 << 20)
+	db, err := badger.Open(bopts)
+	if err != nil {
+		if isLockErr(err) {
+			return nil, lockedError(dir)
+		}
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	s := &Store{
+		db:        db,
+		dir:       dir,
+		readOnly:  opts.ReadOnly,
+		log:       log,
+		pending:   map[string]float64{},
+		knownRuns: map[string]bool{},
+		eventSeq:  map[string]uint64{},
+		issuedIDs: map[string]bool{},
+	}
+	if err := s.checkVersion(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if s.readOnly {
+		return s, nil
+	}
+	if err := writeHolder(dir, opts.Command); err != nil {
+		db.Close()
+		return nil, err
+	}
+	restrictFiles(dir)
+	if err := s.markInterrupted(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// prepareDir creates dir (writable opens) and checks that it is a writable
+// directory, so the error names the directory rather than a Badger file.
+func prepareDir(dir string, readOnly bool) error {
+	if readOnly {
+		fi, err := os.Stat(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("open store %s read-only: no store there: %w", dir, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("open store %s: %w", dir, err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("open store %s: not a directory", dir)
+		}
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("open store %s: cannot create the directory: %w", dir, err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("open store %s: not a directory", dir)
+	}
+	// Permission bits do not tell the whole story (root, ACLs, read-only
+	// mounts), so try it.
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return fmt.Errorf("open store %s: the directory is not writable: %w", dir, err)
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
+
+// isLockErr recognises Badger's "directory is locked" failure. Badger
+// formats the flock error into a string, so the message is all there is.
+func isLockErr(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "Cannot acquire directory lock") ||
+		strings.Contains(msg, "Another process is using this Badger database")
+}
+
+// lockedError identifies the holder of dir: Badger's LOCK file has the pid of
+// the writer that holds the flock; holder.json, written by that writer just
+// after opening, adds its command line. A holder.json left by a writer that
+// was killed is ignored when its pid is not the LOCK pid.
+func lockedError(dir string) *LockedError {
+	e := &LockedError{Dir: dir}
+	lockPID := 0
+	if b, err := os.ReadFile(filepath.Join(dir, lockFile)); err == nil {
+		lockPID, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	var h holderInfo
+	if b, err := os.ReadFile(filepath.Join(dir, holderFile)); err == nil && json.Unmarshal(b, &h) == nil &&
+		h.PID > 0 && (lockPID == 0 || h.PID == lockPID) && pidAlive(h.PID) {
+		e.PID, e.Command = h.PID, h.Command
+		return e
+	}
+	if lockPID > 0 && pidAlive(lockPID) {
+		e.PID, e.Command = lockPID, processCommand(lockPID)
+	}
+	return e
+}
+
+func commandLine() string {
+	if len(os.Args) == 0 {
+		return ""
+	}
+	args := append([]string{filepath.Base(os.Args[0])}, os.Args[1:]...)
+	return strings.Join(args, " ")
+}
+
+func writeHolder(dir, command string) error {
+	if command == "" {
+		command = commandLine()
+	}
+	host, _ := os.Hostname()
+	b, err := json.MarshalIndent(holderInfo{PID: os.Getpid(), Command: command, Started: time.Now(), Host: host}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", dir, err)
+	}
+	tmp := filepath.Join(dir, holderFile+".tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("open store %s: write %s: %w", dir, holderFile, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, holderFile)); err != nil {
+		return fmt.Errorf("open store %s: write %s: %w", dir, holderFile, err)
+	}
+	return nil
+}
+
+// removeHolder removes holder.json if it is ours.
+func removeHolder(dir string) error {
+	p := filepath.Join(dir, holderFile)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	var h holderInfo
+	if json.Unmarshal(b, &h) == nil && h.PID != os.Getpid() {
+		return nil
+	}
+	return os.Remove(p)
+}
+
+// restrictFiles drops group and other permissions from the files in dir.
+// Badger creates some files 0666 minus umask; the directory itself is 0700
+// when we create it, so this is belt and braces for directories made by
+// someone else.
+func restrictFiles(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			os.Chmod(filepath.Join(dir, e.Name()), fi.Mode().Perm()&^0o077)
+		}
+	}
+}
+
+// checkVersion reads store/version, writing it into an empty writable store.
+func (s *Store) checkVersion() error {
+	var found []byte
+	empty := true
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(keyVersion))
+		if err == nil {
+			found, err = item.ValueCopy(nil)
+			return err
+		}
+		if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		it := txn.NewIterator(badger.IteratorOptions{})
+		defer it.Close()
+		it.Rewind()
+		empty = !it.Valid()
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("open store %s: read format version: %w", s.dir, err)
+	}
+	if found == nil {
+		if empty && s.readOnly {
+			return fmt.Errorf("open store %s read-only: the store is empty: %w", s.dir, ErrNotFound)
+		}
+		if !empty {
+			return &VersionError{Dir: s.dir, Found: 0, Want: FormatVersion}
+		}
+		err := s.db.Update(func(txn *badger.Txn) error {
+			return txn.Set([]byte(keyVersion), []byte(strconv.Itoa(FormatVersion)))
+		})
+		if err != nil {
+			return fmt.Errorf("open store %s: write format version: %w", s.dir, err)
+		}
+		return nil
+	}
+	v, err := strconv.Atoi(string(bytes.TrimSpace(found)))
+	if err != nil || v <= 0 {
+		return fmt.Errorf("open store %s: format version %q is not a positive integer: %w", s.dir, found, ErrCorrupt)
+	}
+	if v != FormatVersion {
+		return &VersionError{Dir: s.dir, Found: v, Want: FormatVersion}
+	}
+	return nil
+}
+
+// markInterrupted turns "running" runs into "interrupted". We hold the
+// exclusive lock, so a run owned by any other process cannot still be
+// writing here, whether or not that pid is alive (pids get reused).
+func (s *Store) markInterrupted() error {
+	var runs []RunMeta
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		runs, err = runsUnder(txn, []byte(prefixRun), false) // an unreadable record must not make the store unopenable
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("open store %s: list runs: %w", s.dir, err)
+	}
+	me := os.Getpid()
+	for _, r := range runs {
+		if r.Status != StatusRunning || r.Owner == me {
+			continue
+		}
+		reason := fmt.Sprintf("process %d stopped without finishing the run", r.Owner)
+		if r.Owner > 0 && pidAlive(r.Owner) {
+			reason = fmt.Sprintf("process %d no longer holds the store", r.Owner)
+		}
+		var updated RunMeta
+		err := s.UpdateRun(r.ID, func(m *RunMeta) error {
+			if m.Status != StatusRunning {
+				return nil
+			}
+			m.Status, m.Reason = StatusInterrupted, reason
+			updated = *m
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("open store %s: mark run %s interrupted: %w", s.dir, r.ID, err)
+		}
+		if updated.ID != "" {
+			s.interrupted = append(s.interrupted, updated)
+			s.log.Warn("run marked interrupted", "store", s.dir, "run", r.ID, "name", r.Name, "reason", reason)
+		}
+	}
+	return nil
+}
+
+// Interrupted returns the runs this Open marked "interrupted" because the
+// process that was writing them stopped without finishing.
+func (s *Store) Interrupted() []RunMeta { return append([]RunMeta(nil), s.interrupted...) }
+
+// Dir returns the store's directory as given to Open (cleaned).
+func (s *Store) Dir() string { return s.dir }
+
+// ReadOnly reports whether the store was opened read-only.
+func (s *Store) ReadOnly() bool { return s.readOnly }
+
+// Sync writes buffered metrics and forces everything to disk.
+func (s *Store) Sync() error {
+	if s.readOnly {
+		return nil
+	}
+	if err := s.Flush(); err != nil {
+		return err
+	}
+	if err := s.db.Sync(); err != nil {
+		return fmt.Errorf("sync store %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// GC reclaims space left in Badger's value log by deleted runs and
+// checkpoints. It is slow and optional; call it after large deletes.
+func (s *Store) GC() error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
+	for {
+		err := s.db.RunValueLogGC(0.5)
+		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("gc store %s: %w", s.dir, err)
+		}
+	}
+}
+
+// Close flushes buffered metrics, closes the database and, for a writer,
+// removes holder.json. Closing twice is a no-op.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed.Load() {
+		s.mu.Unlock()
+		return nil
+	}
+	var errs []error
+	if !s.readOnly {
+		if err := s.flushLocked(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.closed.Store(true)
+	s.mu.Unlock()
+	if err := s.db.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close store %s: %w", s.dir, err))
+	}
+	if !s.readOnly {
+		restrictFiles(s.dir)
+		if err := removeHolder(s.dir); err != nil {
+			errs = append(errs, fmt.Errorf("close store %s: %w", s.dir, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Store) writable() error {
+	if s.readOnly {
+		return fmt.Errorf("store %s: %w", s.dir, ErrReadOnly)
+	}
+	if s.closed.Load() {
+		return fmt.Errorf("store %s: %w", s.dir, ErrClosed)
+	}
+	return nil
+}
+
+// badgerLogger routes Badger's log lines to slog: errors and warnings as
+// such, the chatty info level as debug.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) logf(level slog.Level, format string, args ...any) {
+	if !b.l.Enabled(context.Background(), level) {
+		return
+	}
+	b.l.Log(context.Background(), level, "badger: "+strings.TrimSpace(fmt.Sprintf(format, args...)))
+}
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.logf(slog.LevelError, f, a...) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.logf(slog.LevelWarn, f, a...) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.logf(slog.LevelDebug, f, a...) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.logf(slog.LevelDebug-4, f, a...) }
