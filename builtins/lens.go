@@ -8,7 +8,6 @@ import (
 	"go.starlark.net/syntax"
 
 	"lens/engine/runs"
-	"lens/engine/train"
 	"lens/kv"
 )
 
@@ -89,8 +88,8 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 			}
 		}
 	}
-	var tc train.Config
-	if err := overlay(fn.Name(), &tc, rest); err != nil {
+	tc, err := trainConfig(fn, rest)
+	if err != nil {
 		return nil, err
 	}
 	if tc.Full && spec.LoRA != nil {

@@ -179,8 +179,8 @@ func modelPretrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 		}
 		ps.Name = s
 	}
-	var tc train.Config
-	if err := overlay(fn.Name(), &tc, rest); err != nil {
+	tc, err := trainConfig(fn, rest)
+	if err != nil {
 		return nil, err
 	}
 	ps.Seed = tc.Seed
@@ -349,3 +349,23 @@ func cellText(v starlark.Value) string {
 var _ = sort.Strings
 
 func defaultLoRA() lora.Config { return lora.DefaultConfig() }
+
+// trainConfig reads train.Config fields from keyword arguments. Zero means
+// "default" inside train.Config, so a zero given explicitly for a field
+// that must be positive is an error here, naming the argument.
+func trainConfig(fn *starlark.Builtin, kwargs []starlark.Tuple) (train.Config, error) {
+	var tc train.Config
+	if err := overlay(fn.Name(), &tc, kwargs); err != nil {
+		return tc, err
+	}
+	for _, kv := range kwargs {
+		k := string(kv[0].(starlark.String))
+		switch k {
+		case "steps", "batch_size", "seq_len", "grad_accum", "lr", "loraplus_ratio", "eps":
+			if f, ok := starlark.AsFloat(kv[1]); ok && f <= 0 {
+				return tc, fmt.Errorf("%s: train field %s = %v: must be positive", fn.Name(), k, kv[1])
+			}
+		}
+	}
+	return tc, tc.WithDefaults().Validate()
+}

@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"time"
 
 	"lens/engine/data"
@@ -110,7 +111,7 @@ func evalName(source string) string {
 	case "opticks", "gocode":
 		return source
 	}
-	return "eval"
+	return filepath.Base(source)
 }
 
 // MainEval is the name of the eval set of the run's own data.
