@@ -1,32 +1,59 @@
 // Package safetensors reads and writes the safetensors format: an 8-byte
 // little-endian header length, a JSON header naming each tensor's dtype,
 // shape and byte range, then the raw little-endian data. Reading validates
-// everything the header claims before any tensor is used.
+// everything the header claims before any tensor is used; writing is
+// deterministic (tensors sorted by name) and atomic.
 package safetensors
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"sort"
 )
 
-// DType is a safetensors element type.
+// DType is a safetensors element type, spelled as in the header.
 type DType string
 
-// Element sizes in bytes of the dtypes this package knows.
+// The dtypes this package knows.
+const (
+	F64  DType = "F64"
+	F32  DType = "F32"
+	F16  DType = "F16"
+	BF16 DType = "BF16"
+	I64  DType = "I64"
+	I32  DType = "I32"
+	I16  DType = "I16"
+	I8   DType = "I8"
+	U8   DType = "U8"
+	Bool DType = "BOOL"
+)
+
+// dtypeSize is the element size in bytes of each known dtype.
 var dtypeSize = map[DType]int{
-	"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+	F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, Bool: 1,
+}
+
+// Size is the element size of d in bytes, and whether d is known.
+func (d DType) Size() (int, bool) {
+	n, ok := dtypeSize[d]
+	return n, ok
 }
 
 // MaxHeader bounds the JSON header, so a corrupt length cannot make a
 // reader allocate without limit.
 const MaxHeader = 100 << 20
 
-// Tensor is one tensor's raw bytes.
+// metadataKey is the reserved header key holding string metadata.
+const metadataKey = "__metadata__"
+
+// Tensor is one tensor's raw little-endian, row-major bytes.
 type Tensor struct {
 	Name  string
 	DType DType
@@ -34,7 +61,7 @@ type Tensor struct {
 	Data  []byte
 }
 
-// File is a parsed safetensors file.
+// File is a parsed safetensors file. Tensor data aliases the parsed image.
 type File struct {
 	Metadata map[string]string
 	tensors  map[string]Tensor
@@ -46,11 +73,11 @@ type headerEntry struct {
 	Offsets []int64 `json:"data_offsets"`
 }
 
-// ReadFile reads and validates the file at path.
+// ReadFile reads and validates the file at path. Errors name the path.
 func ReadFile(path string) (*File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("safetensors: %w", err)
+		return nil, fmt.Errorf("safetensors: read: %w", err)
 	}
 	f, err := Parse(b)
 	if err != nil {
@@ -59,18 +86,80 @@ func ReadFile(path string) (*File, error) {
 	return f, nil
 }
 
-// Parse validates and decodes a safetensors image.
+// numel is the element count of shape, or an error for a negative
+// dimension or a byte size (count × elem) that overflows int64.
+func numel(shape []int, elem int) (int64, error) {
+	count := int64(1)
+	for _, d := range shape {
+		if d < 0 {
+			return 0, fmt.Errorf("negative dimension in shape %v", shape)
+		}
+		if d > 0 && count > math.MaxInt64/int64(d)/int64(elem) {
+			return 0, fmt.Errorf("shape %v is too large", shape)
+		}
+		count *= int64(d)
+	}
+	return count, nil
+}
+
+// headerObject decodes the top-level JSON object of a header, keeping the
+// order of keys and rejecting duplicates (which encoding/json would
+// silently merge).
+func headerObject(h []byte) ([]string, map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(h))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, nil, fmt.Errorf("header is not valid JSON: %w", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, nil, fmt.Errorf("header is not a JSON object")
+	}
+	var keys []string
+	vals := map[string]json.RawMessage{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, nil, fmt.Errorf("header is not valid JSON: %w", err)
+		}
+		key, ok := tok.(string)
+		if !ok {
+			return nil, nil, fmt.Errorf("header is not valid JSON: key %v", tok)
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, nil, fmt.Errorf("header is not valid JSON: value of %q: %w", key, err)
+		}
+		if _, dup := vals[key]; dup {
+			return nil, nil, fmt.Errorf("duplicate tensor name %q in header", key)
+		}
+		keys = append(keys, key)
+		vals[key] = v
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, nil, fmt.Errorf("header is not valid JSON: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, nil, fmt.Errorf("header is not valid JSON: data after the object")
+	}
+	return keys, vals, nil
+}
+
+// Parse validates and decodes a safetensors image. The returned tensors'
+// Data slices alias b.
 func Parse(b []byte) (*File, error) {
 	if len(b) < 8 {
 		return nil, fmt.Errorf("safetensors: file of %d bytes has no header length", len(b))
 	}
 	n := binary.LittleEndian.Uint64(b)
-	if n > MaxHeader || n > uint64(len(b)-8) {
-		return nil, fmt.Errorf("safetensors: header length %d exceeds the file (%d bytes) or the limit", n, len(b))
+	if n > MaxHeader {
+		return nil, fmt.Errorf("safetensors: header length %d exceeds the %d-byte limit", n, MaxHeader)
 	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b[8:8+n], &raw); err != nil {
-		return nil, fmt.Errorf("safetensors: header is not valid JSON: %w", err)
+	if n > uint64(len(b)-8) {
+		return nil, fmt.Errorf("safetensors: header length %d exceeds the file (%d bytes)", n, len(b))
+	}
+	keys, raw, err := headerObject(b[8 : 8+n])
+	if err != nil {
+		return nil, fmt.Errorf("safetensors: %w", err)
 	}
 	buf := b[8+n:]
 	f := &File{Metadata: map[string]string{}, tensors: map[string]Tensor{}}
@@ -79,12 +168,19 @@ func Parse(b []byte) (*File, error) {
 		begin, end int64
 	}
 	var spans []span
-	for name, v := range raw {
-		if name == "__metadata__" {
+	for _, name := range keys {
+		v := raw[name]
+		if name == metadataKey {
 			if err := json.Unmarshal(v, &f.Metadata); err != nil {
-				return nil, fmt.Errorf("safetensors: __metadata__ must map strings to strings: %w", err)
+				return nil, fmt.Errorf("safetensors: %s must map strings to strings: %w", metadataKey, err)
+			}
+			if f.Metadata == nil { // "__metadata__": null
+				f.Metadata = map[string]string{}
 			}
 			continue
+		}
+		if name == "" {
+			return nil, fmt.Errorf("safetensors: empty tensor name in header")
 		}
 		var e headerEntry
 		if err := json.Unmarshal(v, &e); err != nil {
@@ -94,18 +190,15 @@ func Parse(b []byte) (*File, error) {
 		if !ok {
 			return nil, fmt.Errorf("safetensors: tensor %s: unknown dtype %q", name, e.DType)
 		}
-		count := int64(1)
-		for _, d := range e.Shape {
-			if d < 0 {
-				return nil, fmt.Errorf("safetensors: tensor %s: negative dimension in shape %v", name, e.Shape)
-			}
-			if d > 0 && count > math.MaxInt64/int64(d)/int64(size) {
-				return nil, fmt.Errorf("safetensors: tensor %s: shape %v is too large", name, e.Shape)
-			}
-			count *= int64(d)
+		if e.Shape == nil {
+			return nil, fmt.Errorf("safetensors: tensor %s: missing shape", name)
+		}
+		count, err := numel(e.Shape, size)
+		if err != nil {
+			return nil, fmt.Errorf("safetensors: tensor %s: %w", name, err)
 		}
 		if len(e.Offsets) != 2 {
-			return nil, fmt.Errorf("safetensors: tensor %s: data_offsets must hold two numbers", name)
+			return nil, fmt.Errorf("safetensors: tensor %s: data_offsets must hold two numbers, got %d", name, len(e.Offsets))
 		}
 		begin, end := e.Offsets[0], e.Offsets[1]
 		if begin < 0 || end < begin || end > int64(len(buf)) {
@@ -114,17 +207,22 @@ func Parse(b []byte) (*File, error) {
 		if end-begin != count*int64(size) {
 			return nil, fmt.Errorf("safetensors: tensor %s: data_offsets span %d bytes, but %s%v needs %d", name, end-begin, e.DType, e.Shape, count*int64(size))
 		}
-		f.tensors[name] = Tensor{Name: name, DType: e.DType, Shape: append([]int{}, e.Shape...), Data: buf[begin:end]}
+		f.tensors[name] = Tensor{Name: name, DType: e.DType, Shape: append([]int{}, e.Shape...), Data: buf[begin:end:end]}
 		spans = append(spans, span{name, begin, end})
 	}
-	sort.Slice(spans, func(i, j int) bool { return spans[i].begin < spans[j].begin })
+	sort.SliceStable(spans, func(i, j int) bool {
+		if spans[i].begin != spans[j].begin {
+			return spans[i].begin < spans[j].begin
+		}
+		return spans[i].end < spans[j].end
+	})
 	var at int64
 	for _, s := range spans {
-		if s.begin != at {
-			if s.begin < at {
-				return nil, fmt.Errorf("safetensors: tensor %s overlaps the tensor before it", s.name)
-			}
-			return nil, fmt.Errorf("safetensors: gap in the data buffer before tensor %s", s.name)
+		if s.begin < at {
+			return nil, fmt.Errorf("safetensors: tensor %s: data_offsets [%d, %d] overlap the tensor before it", s.name, s.begin, s.end)
+		}
+		if s.begin > at {
+			return nil, fmt.Errorf("safetensors: tensor %s: gap of %d bytes in the data buffer before it", s.name, s.begin-at)
 		}
 		at = s.end
 	}
@@ -144,6 +242,15 @@ func (f *File) Names() []string {
 	return out
 }
 
+// Tensors returns every tensor, sorted by name.
+func (f *File) Tensors() []Tensor {
+	out := make([]Tensor, 0, len(f.tensors))
+	for _, n := range f.Names() {
+		out = append(out, f.tensors[n])
+	}
+	return out
+}
+
 // Tensor returns the named tensor's raw bytes.
 func (f *File) Tensor(name string) (Tensor, bool) {
 	t, ok := f.tensors[name]
@@ -151,42 +258,42 @@ func (f *File) Tensor(name string) (Tensor, bool) {
 }
 
 // Float32 decodes a floating-point tensor (F32, F16, BF16 or F64) to
-// float32.
+// float32, F64 rounding to nearest, and returns it with its shape.
 func (f *File) Float32(name string) ([]float32, []int, error) {
 	t, ok := f.tensors[name]
 	if !ok {
-		return nil, nil, fmt.Errorf("tensor %s not found", name)
+		return nil, nil, fmt.Errorf("safetensors: tensor %s not found", name)
 	}
 	b := t.Data
 	var out []float32
 	switch t.DType {
-	case "F32":
+	case F32:
 		out = make([]float32, len(b)/4)
 		for i := range out {
 			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 		}
-	case "F64":
+	case F64:
 		out = make([]float32, len(b)/8)
 		for i := range out {
 			out[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:])))
 		}
-	case "BF16":
+	case BF16:
 		out = make([]float32, len(b)/2)
 		for i := range out {
 			out[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(b[2*i:])) << 16)
 		}
-	case "F16":
+	case F16:
 		out = make([]float32, len(b)/2)
 		for i := range out {
 			out[i] = HalfToFloat32(binary.LittleEndian.Uint16(b[2*i:]))
 		}
 	default:
-		return nil, nil, fmt.Errorf("tensor %s has dtype %s, not a floating-point type", name, t.DType)
+		return nil, nil, fmt.Errorf("safetensors: tensor %s has dtype %s, not a floating-point type", name, t.DType)
 	}
 	return out, append([]int{}, t.Shape...), nil
 }
 
-// HalfToFloat32 converts an IEEE 754 half-precision value.
+// HalfToFloat32 converts an IEEE 754 half-precision value exactly.
 func HalfToFloat32(h uint16) float32 {
 	sign := uint32(h>>15) << 31
 	exp := uint32(h>>10) & 0x1f
@@ -198,7 +305,7 @@ func HalfToFloat32(h uint16) float32 {
 		if frac == 0 {
 			return math.Float32frombits(sign)
 		}
-		// subnormal: frac · 2^-24
+		// subnormal: frac · 2^-24, exact in float32
 		v := float32(frac) * float32(math.Ldexp(1, -24))
 		if sign != 0 {
 			v = -v
@@ -208,26 +315,31 @@ func HalfToFloat32(h uint16) float32 {
 	return math.Float32frombits(sign | (exp+112)<<23 | frac<<13)
 }
 
-// F32Tensor encodes float32 data.
+// F32Tensor encodes float32 data as an F32 tensor.
 func F32Tensor(name string, shape []int, data []float32) Tensor {
 	b := make([]byte, 4*len(data))
 	for i, v := range data {
 		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
 	}
-	return Tensor{Name: name, DType: "F32", Shape: append([]int{}, shape...), Data: b}
+	return Tensor{Name: name, DType: F32, Shape: append([]int{}, shape...), Data: b}
 }
 
-// Encode builds a safetensors image: tensors sorted by name, laid out in
-// that order, header padded with spaces to a multiple of 8 bytes.
+// Encode builds a safetensors image: tensors sorted by name and laid out
+// contiguously in that order, header keys sorted, header padded with
+// spaces to a multiple of 8 bytes. The same input always gives the same
+// bytes.
 func Encode(tensors []Tensor, metadata map[string]string) ([]byte, error) {
 	ts := append([]Tensor{}, tensors...)
-	sort.Slice(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
+	sort.SliceStable(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
 	header := map[string]any{}
 	if len(metadata) > 0 {
-		header["__metadata__"] = metadata
+		header[metadataKey] = metadata
 	}
 	var off int64
 	for i, t := range ts {
+		if t.Name == "" || t.Name == metadataKey {
+			return nil, fmt.Errorf("safetensors: invalid tensor name %q", t.Name)
+		}
 		if i > 0 && ts[i-1].Name == t.Name {
 			return nil, fmt.Errorf("safetensors: duplicate tensor %s", t.Name)
 		}
@@ -235,12 +347,12 @@ func Encode(tensors []Tensor, metadata map[string]string) ([]byte, error) {
 		if !ok {
 			return nil, fmt.Errorf("safetensors: tensor %s: unknown dtype %q", t.Name, t.DType)
 		}
-		n := 1
-		for _, d := range t.Shape {
-			n *= d
+		count, err := numel(t.Shape, size)
+		if err != nil {
+			return nil, fmt.Errorf("safetensors: tensor %s: %w", t.Name, err)
 		}
-		if n*size != len(t.Data) {
-			return nil, fmt.Errorf("safetensors: tensor %s: %d bytes for %s%v", t.Name, len(t.Data), t.DType, t.Shape)
+		if count*int64(size) != int64(len(t.Data)) {
+			return nil, fmt.Errorf("safetensors: tensor %s: %d bytes of data, but %s%v needs %d", t.Name, len(t.Data), t.DType, t.Shape, count*int64(size))
 		}
 		shape := t.Shape
 		if shape == nil {
@@ -249,10 +361,13 @@ func Encode(tensors []Tensor, metadata map[string]string) ([]byte, error) {
 		header[t.Name] = headerEntry{DType: t.DType, Shape: shape, Offsets: []int64{off, off + int64(len(t.Data))}}
 		off += int64(len(t.Data))
 	}
-	h, err := json.Marshal(header)
-	if err != nil {
-		return nil, err
+	var hb bytes.Buffer
+	enc := json.NewEncoder(&hb)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(header); err != nil {
+		return nil, fmt.Errorf("safetensors: encode header: %w", err)
 	}
+	h := bytes.TrimSuffix(hb.Bytes(), []byte("\n"))
 	for len(h)%8 != 0 {
 		h = append(h, ' ')
 	}
@@ -265,8 +380,9 @@ func Encode(tensors []Tensor, metadata map[string]string) ([]byte, error) {
 	return out, nil
 }
 
-// Write encodes tensors to path atomically (a temporary file renamed into
-// place), so a reader never sees half a file.
+// Write encodes tensors to path atomically (a temporary file in the same
+// folder, synced, then renamed into place), so a reader never sees half a
+// file.
 func Write(path string, tensors []Tensor, metadata map[string]string) error {
 	b, err := Encode(tensors, metadata)
 	if err != nil {
@@ -274,10 +390,14 @@ func Write(path string, tensors []Tensor, metadata map[string]string) error {
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*.safetensors")
 	if err != nil {
-		return fmt.Errorf("safetensors: %w", err)
+		return fmt.Errorf("safetensors: write %s: %w", path, err)
 	}
-	defer os.Remove(tmp.Name())
+	defer os.Remove(tmp.Name()) // no-op once renamed
 	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("safetensors: write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
 		tmp.Close()
 		return fmt.Errorf("safetensors: write %s: %w", path, err)
 	}
@@ -285,7 +405,10 @@ func Write(path string, tensors []Tensor, metadata map[string]string) error {
 		return fmt.Errorf("safetensors: write %s: %w", path, err)
 	}
 	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
+		return fmt.Errorf("safetensors: write %s: %w", path, err)
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("safetensors: write %s: %w", path, err)
+	}
+	return nil
 }
