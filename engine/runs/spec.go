@@ -101,3 +101,9 @@ func hashJSON(v any) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])[:24]
 }
+
+// QuickstartPretrain is the recipe scripts/quickstart.star uses for its
+// base model, kept here so the long learning test checks the same thing.
+func QuickstartPretrain() train.Config {
+	return train.Config{Steps: 200, BatchSize: 16, SeqLen: 128, LR: 3e-3, Warmup: 20, Schedule: "cosine", EvalBatches: 16}
+}
