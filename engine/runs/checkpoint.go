@@ -3,8 +3,8 @@ package runs
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"time"

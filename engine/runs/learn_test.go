@@ -27,10 +27,10 @@ func openStore(t *testing.T) *kv.Store {
 // learnCase sizes the learning test: the short one runs in the normal
 // suite, the long one (-long) is the claim of the engine issue.
 type learnCase struct {
-	cfg                  model.Config
-	pretrain             train.Config
-	tune                 train.Config
-	lora                 lora.Config
+	cfg                    model.Config
+	pretrain               train.Config
+	tune                   train.Config
+	lora                   lora.Config
 	pretrainGain, tuneGain float64 // required relative drops in eval loss
 }
 
