@@ -1,0 +1,157 @@
+#!/usr/bin/python3
+"""Writes a random tiny Llama test case for llama_ref.py / the Go tests.
+
+DIR/model/{config.json,model.safetensors}
+DIR/adapter/{adapter_config.json,adapter_model.safetensors}  (unless --no-adapter)
+DIR/batch.json
+See README.md.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from llama_ref import save_safetensors  # noqa: E402
+
+torch.set_default_dtype(torch.float32)
+torch.set_num_threads(2)
+
+_MLP = ("gate_proj", "up_proj", "down_proj")
+_ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--vocab", type=int, default=64)
+    ap.add_argument("--hidden", type=int, default=32)
+    ap.add_argument("--inter", type=int, default=48)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--kv-heads", type=int, default=2)
+    ap.add_argument("--head-dim", type=int, default=None,
+                    help="written to config.json only when given (default hidden/heads)")
+    ap.add_argument("--theta", type=float, default=10000.0)
+    ap.add_argument("--eps", type=float, default=1e-5)
+    ap.add_argument("--max-pos", type=int, default=128)
+    tie = ap.add_mutually_exclusive_group()
+    tie.add_argument("--tied", dest="tied", action="store_true")
+    tie.add_argument("--untied", dest="tied", action="store_false")
+    ap.set_defaults(tied=False)
+    ap.add_argument("--dtype", choices=("F32", "BF16", "F16"), default="F32",
+                    help="storage dtype of model.safetensors (adapter is always F32)")
+    ap.add_argument("--rank", type=int, default=4)
+    ap.add_argument("--alpha", type=float, default=8)
+    ap.add_argument("--rslora", action="store_true")
+    ap.add_argument("--targets", default="q_proj,v_proj")
+    ap.add_argument("--no-adapter", action="store_true")
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--seq", type=int, default=8)
+    a = ap.parse_args()
+
+    assert a.heads % a.kv_heads == 0, "heads must be a multiple of kv-heads"
+    d = a.head_dim if a.head_dim else a.hidden // a.heads
+    assert d % 2 == 0, "head_dim must be even"
+    assert a.seq <= a.max_pos
+    g = torch.Generator().manual_seed(a.seed)
+
+    def normal(shape, std):
+        return std * torch.randn(shape, generator=g)
+
+    H, I, V = a.hidden, a.inter, a.vocab
+    shapes = {"q_proj": (a.heads * d, H), "k_proj": (a.kv_heads * d, H),
+              "v_proj": (a.kv_heads * d, H), "o_proj": (H, a.heads * d),
+              "gate_proj": (I, H), "up_proj": (I, H), "down_proj": (H, I)}
+    w = {"model.embed_tokens.weight": normal((V, H), 0.5)}
+    for i in range(a.layers):
+        pre = "model.layers.%d." % i
+        w[pre + "input_layernorm.weight"] = 1 + normal((H,), 0.1)
+        for m in _ATTN:
+            w[pre + "self_attn.%s.weight" % m] = normal(shapes[m], 0.2)
+        w[pre + "post_attention_layernorm.weight"] = 1 + normal((H,), 0.1)
+        for m in _MLP:
+            w[pre + "mlp.%s.weight" % m] = normal(shapes[m], 0.2)
+    w["model.norm.weight"] = 1 + normal((H,), 0.1)
+    if not a.tied:
+        w["lm_head.weight"] = normal((V, H), 0.2)
+
+    cfg = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_act": "silu",
+        "vocab_size": V,
+        "hidden_size": H,
+        "intermediate_size": I,
+        "num_hidden_layers": a.layers,
+        "num_attention_heads": a.heads,
+        "num_key_value_heads": a.kv_heads,
+        "max_position_embeddings": a.max_pos,
+        "rms_norm_eps": a.eps,
+        "rope_theta": a.theta,
+        "tie_word_embeddings": a.tied,
+        "attention_bias": False,
+        "mlp_bias": False,
+        "torch_dtype": {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}[a.dtype],
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+    }
+    if a.head_dim:
+        cfg["head_dim"] = a.head_dim
+
+    mdir = os.path.join(a.out, "model")
+    os.makedirs(mdir, exist_ok=True)
+    with open(os.path.join(mdir, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    save_safetensors(os.path.join(mdir, "model.safetensors"), w, a.dtype, {"format": "pt"})
+
+    if not a.no_adapter:
+        targets = [t.strip() for t in a.targets.split(",") if t.strip()]
+        for t in targets:
+            if t not in shapes:
+                raise SystemExit("unknown target module %s" % t)
+        lw = {}
+        for i in range(a.layers):
+            for t in targets:
+                sub = "self_attn" if t in _ATTN else "mlp"
+                key = "base_model.model.model.layers.%d.%s.%s" % (i, sub, t)
+                out_f, in_f = shapes[t]
+                bound = 1.0 / math.sqrt(in_f)
+                lw[key + ".lora_A.weight"] = (torch.rand((a.rank, in_f), generator=g) * 2 - 1) * bound
+                # non-zero B (test fixture) so that A's gradient is non-zero
+                lw[key + ".lora_B.weight"] = normal((out_f, a.rank), 0.1)
+        acfg = {
+            "peft_type": "LORA",
+            "task_type": "CAUSAL_LM",
+            "r": a.rank,
+            "lora_alpha": int(a.alpha) if float(a.alpha).is_integer() else a.alpha,
+            "lora_dropout": 0.0,
+            "target_modules": targets,
+            "use_rslora": bool(a.rslora),
+            "bias": "none",
+            "fan_in_fan_out": False,
+            "inference_mode": False,
+            "base_model_name_or_path": "../model",
+        }
+        adir = os.path.join(a.out, "adapter")
+        os.makedirs(adir, exist_ok=True)
+        with open(os.path.join(adir, "adapter_config.json"), "w") as f:
+            json.dump(acfg, f, indent=2)
+        save_safetensors(os.path.join(adir, "adapter_model.safetensors"), lw, "F32", {"format": "pt"})
+
+    inputs = torch.randint(0, V, (a.batch, a.seq), generator=g)
+    # targets: next token where available, random at the end; ~1/8 ignored
+    targets = torch.cat((inputs[:, 1:], torch.randint(0, V, (a.batch, 1), generator=g)), dim=1)
+    ign = torch.rand((a.batch, a.seq), generator=g) < 0.125
+    ign[:, 0] = False  # at least one counted target per row
+    targets = torch.where(ign, torch.full_like(targets, -1), targets)
+    with open(os.path.join(a.out, "batch.json"), "w") as f:
+        json.dump({"inputs": inputs.tolist(), "targets": targets.tolist()}, f)
+
+
+if __name__ == "__main__":
+    main()
