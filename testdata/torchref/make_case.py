@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from llama_ref import save_safetensors  # noqa: E402
 
 torch.set_default_dtype(torch.float32)
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 _MLP = ("gate_proj", "up_proj", "down_proj")
 _ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -67,7 +67,9 @@ def main():
     shapes = {"q_proj": (a.heads * d, H), "k_proj": (a.kv_heads * d, H),
               "v_proj": (a.kv_heads * d, H), "o_proj": (H, a.heads * d),
               "gate_proj": (I, H), "up_proj": (I, H), "down_proj": (H, I)}
-    w = {"model.embed_tokens.weight": normal((V, H), 0.5)}
+    # embeddings at 0.2 like lm_head: with tied weights a larger scale makes the
+    # logit of the current token dominate (loss ~2·log V instead of ~log V)
+    w = {"model.embed_tokens.weight": normal((V, H), 0.2)}
     for i in range(a.layers):
         pre = "model.layers.%d." % i
         w[pre + "input_layernorm.weight"] = 1 + normal((H,), 0.1)
