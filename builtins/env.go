@@ -75,10 +75,11 @@ func Modules(args map[string]string) starlark.StringDict {
 	d.Freeze()
 	lens.Members["args"] = d
 	return starlark.StringDict{
-		"lens":   lens,
-		"model":  modelModule,
-		"lora":   loraModule,
-		"data":   dataModule,
-		"report": reportModule,
+		"lens":    lens,
+		"model":   modelModule,
+		"lora":    loraModule,
+		"data":    dataModule,
+		"report":  reportModule,
+		"collect": collectModule(),
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
 
+	"lens/engine/collect"
 	"lens/engine/runs"
 	"lens/kv"
 )
@@ -23,7 +24,7 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	if len(args) > 0 {
 		return nil, fmt.Errorf("%s: takes keyword arguments only (model=, data=, ...)", fn.Name())
 	}
-	picked, rest := splitKwargs(kwargs, "model", "data", "lora", "name", "tags", "eval_data", "checkpoint_every", "lora_seed")
+	picked, rest := splitKwargs(kwargs, "model", "data", "lora", "name", "tags", "eval_data", "checkpoint_every", "lora_seed", "collect", "probe_batch")
 	mv, ok := picked["model"].(*Model)
 	if !ok {
 		return nil, fmt.Errorf("%s: argument model: want model, got %s", fn.Name(), typeName(picked["model"]))
@@ -75,15 +76,36 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 			spec.Evals[k] = dv.ref
 		}
 	}
-	for _, k := range []string{"checkpoint_every", "lora_seed"} {
+	var scripted []collect.Collector
+	if v, ok := picked["collect"]; ok {
+		l, ok := v.(*starlark.List)
+		if !ok {
+			return nil, fmt.Errorf("%s: argument collect: want a list of collectors, got %s", fn.Name(), v.Type())
+		}
+		for i := range l.Len() {
+			c, ok := l.Index(i).(*collectSpec)
+			if !ok {
+				return nil, fmt.Errorf("%s: argument collect: item %d is %s, not a collector", fn.Name(), i, l.Index(i).Type())
+			}
+			if c.fn != nil {
+				scripted = append(scripted, starlarkCollector(t, c))
+			} else {
+				spec.Collect = append(spec.Collect, c.spec)
+			}
+		}
+	}
+	for _, k := range []string{"checkpoint_every", "lora_seed", "probe_batch"} {
 		if v, ok := picked[k]; ok {
 			i, err := starlark.AsInt32(v)
 			if err != nil || i < 0 {
 				return nil, fmt.Errorf("%s: argument %s: want a non-negative int, got %s", fn.Name(), k, v.String())
 			}
-			if k == "checkpoint_every" {
+			switch k {
+			case "checkpoint_every":
 				spec.CheckpointEvery = i
-			} else {
+			case "probe_batch":
+				spec.ProbeBatch = i
+			default:
 				spec.LoRASeed = uint64(i)
 			}
 		}
@@ -115,7 +137,7 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}
-	meta, err := job.Run(ctxOf(t), st, runs.Options{Progress: env.Progress, Logger: env.Logger})
+	meta, err := job.Run(ctxOf(t), st, runs.Options{Progress: env.Progress, Logger: env.Logger, Collectors: scripted})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}

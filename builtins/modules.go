@@ -33,7 +33,7 @@ func module(name string, fns map[string]builtinFn) *starlarkstruct.Module {
 //	lens.args: dict of the KEY=VALUE pairs after -- on the command line
 //	lens.version: string
 var lensModule = func() *starlarkstruct.Module {
-	m := module("lens", map[string]builtinFn{"train": lensTrain, "runs": lensRuns, "run": lensRun})
+	m := module("lens", map[string]builtinFn{"train": lensTrain, "runs": lensRuns, "run": lensRun, "collector": lensCollector})
 	m.Members["version"] = starlark.String(runs.Version)
 	return m
 }()

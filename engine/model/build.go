@@ -66,16 +66,18 @@ func Build[T nn.Float](g *nn.Graph[T], m *Model, adapters map[string]Adapter, tr
 	hd := c.Head()
 	cos, sin := nn.RopeTable(g.Feed.T, hd, c.RopeTheta)
 
+	// Every linear module's input and output are hooks named by module path
+	// (model.layers.0.self_attn.q_proj.hook_in/hook_out), for collectors.
 	lin := func(x *G.Node, path string) *G.Node {
+		g.Hook(path+".hook_in", x)
 		wn := w(path + ".weight")
 		ad, ok := adapters[path]
 		if !ok {
-			return g.Linear(x, wn)
+			return g.Hook(path+".hook_out", g.Linear(x, wn))
 		}
 		a := param(path+".lora_A", ad.A, true)
 		b := param(path+".lora_B", ad.B, true)
-		out := g.LoRALinear(path, x, wn, a, b, ad.Scale)
-		return out
+		return g.Hook(path+".hook_out", g.LoRALinear(path, x, wn, a, b, ad.Scale))
 	}
 
 	embed := w("model.embed_tokens.weight")

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"lens/engine/collect"
 	"lens/engine/data"
 	"lens/engine/lora"
 	"lens/engine/model"
@@ -35,8 +36,13 @@ type Options struct {
 	Logger   *slog.Logger
 	Hooks    []train.Hooks // extra hooks, e.g. collectors
 	// OnStart is called once the run record exists and the trainer is
-	// ready, before the first step (collectors attach here).
+	// ready, before the first step.
 	OnStart func(runID string, t *train.Trainer) error
+	// Registry resolves Spec.Collect (default collect.Default).
+	Registry *collect.Registry
+	// Collectors are extra collectors built by the caller (e.g. defined in
+	// a script); they are not stored in the spec.
+	Collectors []collect.Collector
 }
 
 // Job is a prepared run: a trainer over its data, not yet recorded.
@@ -194,6 +200,9 @@ func (j *Job) run(ctx context.Context, st *kv.Store, meta kv.RunMeta, opt Option
 	for _, h := range opt.Hooks {
 		t.AddHooks(h)
 	}
+	if err := j.attachCollectors(st, id, opt); err != nil {
+		return j.finish(st, meta, kv.StatusFailed, err.Error(), lastEval, lastLoss)
+	}
 	if opt.OnStart != nil {
 		if err := opt.OnStart(id, t); err != nil {
 			return j.finish(st, meta, kv.StatusFailed, err.Error(), lastEval, lastLoss)
@@ -263,4 +272,56 @@ func (j *Job) checkpointDue(step int) bool {
 func evalDue(t *train.Trainer) bool {
 	c := t.Config
 	return len(t.Evals) > 0 && ((c.EvalEvery > 0 && t.Step%c.EvalEvery == 0) || t.Step == c.Steps)
+}
+
+// attachCollectors builds the spec's collectors and the caller's, with
+// the probe batch taken from the first windows of the run's eval data.
+func (j *Job) attachCollectors(st *kv.Store, runID string, opt Options) error {
+	reg := opt.Registry
+	if reg == nil {
+		reg = collect.Default
+	}
+	cs := append([]collect.Collector(nil), opt.Collectors...)
+	for _, s := range j.Spec.Collect {
+		c, err := reg.Build(s)
+		if err != nil {
+			return err
+		}
+		cs = append(cs, c)
+	}
+	if len(cs) == 0 {
+		return nil
+	}
+	probe, err := j.probe()
+	if err != nil {
+		return err
+	}
+	sink := collect.StoreSink{Store: st, RunID: runID}
+	for _, c := range cs {
+		j.Trainer.AddHooks(c.Hooks(j.Trainer, sink, probe))
+	}
+	return nil
+}
+
+// probe is a fixed batch of consecutive windows from the start of the
+// run's own eval data: real text, the same at every step.
+func (j *Job) probe() (*collect.Probe, error) {
+	n := j.Spec.ProbeBatch
+	if n <= 0 {
+		n = 4
+	}
+	T := j.Trainer.Config.SeqLen
+	toks := j.Eval[j.Spec.MainEval()].Tokens
+	if len(toks) < n*T+1 {
+		n = (len(toks) - 1) / T
+		if n == 0 {
+			return nil, fmt.Errorf("probe batch: eval data of %d tokens is shorter than one window of %d", len(toks), T)
+		}
+	}
+	p := &collect.Probe{Batch: n}
+	for w := range n {
+		p.Inputs = append(p.Inputs, toks[w*T:w*T+T]...)
+		p.Targets = append(p.Targets, toks[w*T+1:w*T+T+1]...)
+	}
+	return p, nil
 }

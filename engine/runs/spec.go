@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math"
 
+	"lens/engine/collect"
 	"lens/engine/data"
 	"lens/engine/lora"
 	"lens/engine/model"
@@ -56,6 +57,8 @@ type Spec struct {
 	Data            DataRef            `json:"data"`
 	Evals           map[string]DataRef `json:"evals,omitempty"` // extra held-out sets
 	CheckpointEvery int                `json:"checkpoint_every"`
+	Collect         []collect.Spec     `json:"collect,omitempty"`
+	ProbeBatch      int                `json:"probe_batch,omitempty"` // windows of the eval data the probe collectors use (default 4)
 }
 
 // defaultEvalFrac is the held-out tail of a corpus when none is given.

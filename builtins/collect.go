@@ -1,0 +1,130 @@
+package builtins
+
+import (
+	"fmt"
+
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+
+	"lens/engine/collect"
+)
+
+// collectSpec is a collector chosen in a script: a built-in one (by spec)
+// or one written in Starlark (lens.collector).
+type collectSpec struct {
+	spec collect.Spec
+	fn   starlark.Callable // set for Starlark collectors
+}
+
+func (c *collectSpec) String() string {
+	return fmt.Sprintf("<collector %s every=%d>", c.spec.Name, c.spec.Every)
+}
+func (c *collectSpec) Type() string          { return "collector" }
+func (c *collectSpec) Freeze()               {}
+func (c *collectSpec) Truth() starlark.Bool  { return true }
+func (c *collectSpec) Hash() (uint32, error) { return starlark.String(c.spec.Name).Hash() }
+
+// collect module: one constructor per registered collector, e.g.
+//
+//	collect.adapter_weights(every=10, tensors=False)
+//	collect.adapter_grads(every=1)
+//	collect.lora_activations(every=10)
+//	collect.activations(every=10, hooks=["blocks.*.hook_resid_post"], tensors=False)
+//	collect.names() -> list of registered collector names
+func collectModule() *starlarkstruct.Module {
+	m := &starlarkstruct.Module{Name: "collect", Members: starlark.StringDict{}}
+	for _, name := range collect.Default.Names() {
+		m.Members[name] = starlark.NewBuiltin("collect."+name, collectorCtor(name))
+	}
+	m.Members["names"] = starlark.NewBuiltin("collect.names", func(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		return fromGo(anySlice(collect.Default.Names())), nil
+	})
+	return m
+}
+
+func collectorCtor(name string) builtinFn {
+	return func(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		if len(args) > 0 {
+			return nil, fmt.Errorf("%s: takes keyword arguments only", fn.Name())
+		}
+		s := collect.Spec{Name: name, Every: 10, Options: map[string]any{}}
+		for _, kv := range kwargs {
+			k := string(kv[0].(starlark.String))
+			if k == "every" {
+				e, err := starlark.AsInt32(kv[1])
+				if err != nil || e <= 0 {
+					return nil, fmt.Errorf("%s: argument every: want a positive int, got %s", fn.Name(), kv[1])
+				}
+				s.Every = e
+				continue
+			}
+			v, err := toGo(kv[1])
+			if err != nil {
+				return nil, fmt.Errorf("%s: argument %s: %w", fn.Name(), k, err)
+			}
+			s.Options[k] = v
+		}
+		if _, err := collect.Default.Build(s); err != nil {
+			return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+		}
+		return &collectSpec{spec: s}, nil
+	}
+}
+
+// lensCollector is lens.collector(name, fn, every=10): a collector written
+// in Starlark. fn(view) gets a dict (step, loss, lr, grad_norm, modules:
+// {module: {norm_a, norm_b, grad_norm_a, grad_norm_b}}) and returns a dict
+// of values to store, or None.
+func lensCollector(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var name string
+	var f starlark.Callable
+	every := 10
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "name", &name, "fn", &f, "every?", &every); err != nil {
+		return nil, err
+	}
+	if every <= 0 {
+		return nil, fmt.Errorf("%s: argument every: want a positive int, got %d", fn.Name(), every)
+	}
+	if _, builtin := collect.Default.Get(name); builtin {
+		return nil, fmt.Errorf("%s: %q is a built-in collector", fn.Name(), name)
+	}
+	return &collectSpec{spec: collect.Spec{Name: name, Every: every}, fn: f}, nil
+}
+
+// starlarkCollector runs a Starlark collector function on the training
+// thread (hooks run synchronously inside lens.train).
+func starlarkCollector(t *starlark.Thread, c *collectSpec) collect.Collector {
+	return &collect.FuncCollector{CName: c.spec.Name, Every: c.spec.Every, Fn: func(view map[string]any) (map[string]any, error) {
+		v, err := starlark.Call(t, c.fn, starlark.Tuple{fromGo(jsonish(view))}, nil)
+		if err != nil {
+			return nil, fmt.Errorf("collector %s: %w", c.spec.Name, err)
+		}
+		if v == starlark.None {
+			return nil, nil
+		}
+		g, err := toGo(v)
+		if err != nil {
+			return nil, fmt.Errorf("collector %s: result: %w", c.spec.Name, err)
+		}
+		m, ok := g.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("collector %s: must return a dict or None, got %s", c.spec.Name, v.Type())
+		}
+		return m, nil
+	}}
+}
+
+// jsonish turns ints and nested maps into the shapes fromGo expects.
+func jsonish(v any) any {
+	switch v := v.(type) {
+	case int:
+		return float64(v)
+	case map[string]any:
+		out := map[string]any{}
+		for k, x := range v {
+			out[k] = jsonish(x)
+		}
+		return out
+	}
+	return v
+}

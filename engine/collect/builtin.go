@@ -1,0 +1,306 @@
+package collect
+
+import (
+	"fmt"
+	"math"
+	"path"
+	"strings"
+
+	"lens/engine/analyze"
+	"lens/engine/nn"
+	"lens/engine/train"
+)
+
+func init() {
+	Default.Register(Registration{Name: "adapter_weights", Produces: "AdapterWeights",
+		Doc: "per LoRA module: A and B norms, mean, std; ΔW = s·B·A singular values (r×r method), Frobenius and spectral norm; options tensors=True also stores A and B",
+		Factory: func(s Spec) (Collector, error) {
+			return &adapterWeights{every: s.Every, tensors: boolOpt(s, "tensors")}, nil
+		}})
+	Default.Register(Registration{Name: "adapter_grads", Produces: "AdapterGrads, StepGrads",
+		Doc: "per LoRA module: ∇A and ∇B norms (between backward and the optimizer step), their ratio, cosine with the previous collected gradient, update-to-weight ratio of the step",
+		Factory: func(s Spec) (Collector, error) {
+			return &adapterGrads{every: s.Every, prev: map[string][]float32{}, before: map[string][]float32{}}, nil
+		}})
+	Default.Register(Registration{Name: "lora_activations", Produces: "LoRAActivation",
+		Doc:     "per LoRA module on the probe batch: input, x·Aᵀ, LoRA-path and base-path output norms, their ratio, input sparsity",
+		Factory: func(s Spec) (Collector, error) { return &loraActivations{every: s.Every}, nil }})
+	Default.Register(Registration{Name: "activations", Produces: "ActivationStats",
+		Doc: "TransformerLens-style hook points on the probe batch, selected by glob patterns (option hooks, default blocks.*.hook_resid_post); summaries, or full tensors with tensors=True",
+		Factory: func(s Spec) (Collector, error) {
+			pats := stringsOpt(s, "hooks")
+			if len(pats) == 0 {
+				pats = []string{"blocks.*.hook_resid_post"}
+			}
+			for _, p := range pats {
+				if _, err := path.Match(p, ""); err != nil {
+					return nil, fmt.Errorf("collector activations: hook pattern %q: %w", p, err)
+				}
+			}
+			return &activations{every: s.Every, patterns: pats, tensors: boolOpt(s, "tensors")}, nil
+		}})
+}
+
+func boolOpt(s Spec, name string) bool {
+	v, _ := s.Options[name].(bool)
+	return v
+}
+
+func stringsOpt(s Spec, name string) []string {
+	switch v := s.Options[name].(type) {
+	case string:
+		return []string{v}
+	case []any:
+		var out []string
+		for _, x := range v {
+			if str, ok := x.(string); ok {
+				out = append(out, str)
+			}
+		}
+		return out
+	case []string:
+		return v
+	}
+	return nil
+}
+
+func norm(x []float32) float64 {
+	var s float64
+	for _, v := range x {
+		s += float64(v) * float64(v)
+	}
+	return math.Sqrt(s)
+}
+
+func due(step, every int) bool { return every > 0 && step%every == 0 }
+
+// ---- adapter weights ----
+
+type adapterWeights struct {
+	every   int
+	tensors bool
+}
+
+func (c *adapterWeights) Name() string { return "adapter_weights" }
+func (c *adapterWeights) Hooks(t *train.Trainer, sink Sink, _ *Probe) train.Hooks {
+	return train.Hooks{AfterStep: func(t *train.Trainer, s *train.StepInfo) error {
+		if t.Adapter == nil || !due(s.Step, c.every) {
+			return nil
+		}
+		ad := t.Adapter
+		r, scale := ad.Config.Rank, ad.Config.Scale()
+		for _, mod := range ad.Modules {
+			A, B := ad.A[mod], ad.B[mod]
+			rec := AdapterWeights{Module: mod, NormA: norm(A.Data), NormB: norm(B.Data)}
+			rec.MeanA, rec.StdA = meanStd(A.Data)
+			rec.MeanB, rec.StdB = meanStd(B.Data)
+			sv, _, _, err := analyze.DeltaSpectrum(A.Data, B.Data, r, A.Shape[1], B.Shape[0], scale)
+			if err != nil {
+				return fmt.Errorf("adapter_weights %s: %w", mod, err)
+			}
+			rec.SV = sv
+			for _, v := range sv {
+				rec.DeltaFro += v * v
+			}
+			rec.DeltaFro = math.Sqrt(rec.DeltaFro)
+			if len(sv) > 0 {
+				rec.DeltaSpectral = sv[0]
+			}
+			rec.EffectiveRank, rec.StableRank = analyze.EffectiveRank(sv), analyze.StableRank(sv)
+			if err := sink.PutJSON(c.Name(), s.Step, mod, rec); err != nil {
+				return err
+			}
+			if c.tensors {
+				for which, tt := range map[string][]float32{"lora_A": A.Data, "lora_B": B.Data} {
+					shape := A.Shape
+					if which == "lora_B" {
+						shape = B.Shape
+					}
+					if err := sink.PutTensor(c.Name(), s.Step, kvTensor(mod+"."+which, shape, tt)); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	}}
+}
+
+// ---- adapter gradients ----
+
+type adapterGrads struct {
+	every  int
+	prev   map[string][]float32 // last collected gradient per parameter
+	before map[string][]float32 // weights before this step's update
+}
+
+func (c *adapterGrads) Name() string { return "adapter_grads" }
+func (c *adapterGrads) Hooks(t *train.Trainer, sink Sink, _ *Probe) train.Hooks {
+	var pending []AdapterGrads
+	return train.Hooks{
+		AfterBackward: func(t *train.Trainer, s *train.StepInfo) error {
+			pending = nil
+			if t.Adapter == nil || !due(s.Step, c.every) {
+				return nil
+			}
+			for _, mod := range t.Adapter.Modules {
+				pa, pb := t.Param(mod+".lora_A"), t.Param(mod+".lora_B")
+				rec := AdapterGrads{Module: mod, NormGradA: norm(pa.Grad), NormGradB: norm(pb.Grad)}
+				if rec.NormGradA > 0 {
+					rec.RatioBA = rec.NormGradB / rec.NormGradA
+				}
+				for _, p := range []*train.Param{pa, pb} {
+					if prev, ok := c.prev[p.Name]; ok {
+						cos, err := analyze.Cosine(prev, p.Grad)
+						if err != nil {
+							return fmt.Errorf("adapter_grads %s: %w", p.Name, err)
+						}
+						if p == pa {
+							rec.CosPrevA = &cos
+						} else {
+							rec.CosPrevB = &cos
+						}
+					}
+					c.prev[p.Name] = append(c.prev[p.Name][:0], p.Grad...)
+					c.before[p.Name] = append(c.before[p.Name][:0], p.Data...)
+				}
+				pending = append(pending, rec)
+			}
+			return sink.PutJSON(c.Name(), s.Step, "_step", StepGrads{GlobalNorm: s.GradNorm, MicroNormSq: s.MicroNorm,
+				MicroBatch: t.Config.BatchSize, Clipped: s.Clipped})
+		},
+		AfterStep: func(t *train.Trainer, s *train.StepInfo) error {
+			for _, rec := range pending {
+				pa, pb := t.Param(rec.Module+".lora_A"), t.Param(rec.Module+".lora_B")
+				rec.UpdateRatioA = updateRatio(c.before[pa.Name], pa.Data)
+				rec.UpdateAbsB = diffNorm(c.before[pb.Name], pb.Data)
+				if err := sink.PutJSON(c.Name(), s.Step, rec.Module, rec); err != nil {
+					return err
+				}
+			}
+			pending = nil
+			return nil
+		},
+	}
+}
+
+func diffNorm(a, b []float32) float64 {
+	var s float64
+	for i := range a {
+		d := float64(b[i]) - float64(a[i])
+		s += d * d
+	}
+	return math.Sqrt(s)
+}
+
+// ---- probe-batch collectors ----
+
+// probeForward runs the probe batch once per step for every collector
+// that needs it.
+func probeForward(t *train.Trainer, p *Probe) (*nn.Graph[float32], error) {
+	if p == nil || len(p.Inputs) == 0 {
+		return nil, fmt.Errorf("no probe batch")
+	}
+	_, net, err := t.Forward(p.Inputs, p.Targets, p.Batch)
+	if err != nil {
+		return nil, fmt.Errorf("probe batch: %w", err)
+	}
+	return net.Graph, nil
+}
+
+type loraActivations struct{ every int }
+
+func (c *loraActivations) Name() string { return "lora_activations" }
+func (c *loraActivations) Hooks(t *train.Trainer, sink Sink, probe *Probe) train.Hooks {
+	return train.Hooks{AfterStep: func(t *train.Trainer, s *train.StepInfo) error {
+		if t.Adapter == nil || !due(s.Step, c.every) {
+			return nil
+		}
+		g, err := probeForward(t, probe)
+		if err != nil {
+			return fmt.Errorf("lora_activations: %w", err)
+		}
+		for _, mod := range t.Adapter.Modules {
+			x, err := nn.Data[float32](g.Hooks[mod+".hook_in"])
+			if err != nil {
+				return fmt.Errorf("lora_activations %s: %w", mod, err)
+			}
+			out, err := nn.Data[float32](g.Hooks[mod+".hook_out"])
+			if err != nil {
+				return fmt.Errorf("lora_activations %s: %w", mod, err)
+			}
+			A, B := t.Adapter.A[mod], t.Adapter.B[mod]
+			in, o, r := A.Shape[1], B.Shape[0], A.Shape[0]
+			mid := g.LoRA[mod].Hidden() // x·Aᵀ (no dropout on the probe)
+			loraOut := mulT(mid, B.Data, len(mid)/r, r, o, float32(t.Adapter.Config.Scale()))
+			base := make([]float32, len(out))
+			for i := range out {
+				base[i] = out[i] - loraOut[i]
+			}
+			rec := LoRAActivation{Module: mod, InNorm: rowNorm(x, in), MidNorm: rowNorm(mid, r),
+				LoRANorm: rowNorm(loraOut, o), BaseNorm: rowNorm(base, o), InSparsity: sparsity(x)}
+			if rec.BaseNorm > 0 {
+				rec.Ratio = rec.LoRANorm / rec.BaseNorm
+			}
+			if err := sink.PutJSON(c.Name(), s.Step, mod, rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	}}
+}
+
+type activations struct {
+	every    int
+	patterns []string
+	tensors  bool
+}
+
+func (c *activations) Name() string { return "activations" }
+func (c *activations) Hooks(t *train.Trainer, sink Sink, probe *Probe) train.Hooks {
+	return train.Hooks{AfterStep: func(t *train.Trainer, s *train.StepInfo) error {
+		if !due(s.Step, c.every) {
+			return nil
+		}
+		g, err := probeForward(t, probe)
+		if err != nil {
+			return fmt.Errorf("activations: %w", err)
+		}
+		matched := 0
+		for name, node := range g.Hooks {
+			if !c.match(name) {
+				continue
+			}
+			matched++
+			x, err := nn.Data[float32](node)
+			if err != nil {
+				return fmt.Errorf("activations %s: %w", name, err)
+			}
+			width := node.Shape()[len(node.Shape())-1]
+			st := summarize(x, width, 20)
+			rec := ActivationStats{Hook: name, Mean: st.Mean, Std: st.Std, RowNorm: st.RowNorm, Min: st.Min, Max: st.Max,
+				Q05: st.Q05, Q50: st.Q50, Q95: st.Q95, Sparsity: st.Sparsity, Hist: st.Hist, Edges: st.Edges}
+			if err := sink.PutJSON(c.Name(), s.Step, name, rec); err != nil {
+				return err
+			}
+			if c.tensors {
+				if err := sink.PutTensor(c.Name(), s.Step, kvTensor(name, node.Shape().Clone(), x)); err != nil {
+					return err
+				}
+			}
+		}
+		if matched == 0 {
+			return fmt.Errorf("activations: no hook point matches %s (names look like blocks.0.hook_resid_post, blocks.0.attn.hook_z)", strings.Join(c.patterns, ", "))
+		}
+		return nil
+	}}
+}
+
+func (c *activations) match(name string) bool {
+	for _, p := range c.patterns {
+		if ok, _ := path.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,153 @@
+// Package collect gathers data during training through the trainer's hook
+// points and writes it to the store as typed records: adapter weights and
+// their ΔW spectra, adapter gradients (read between backward and the
+// optimizer step, while they are live), LoRA-path activations and
+// TransformerLens-style activations on a fixed probe batch. Each collector
+// runs at its own frequency, stores one record per module per collected
+// step (never a cumulative history), and the same record types are what
+// analyzers read back. Collectors are pluggable through a Registry.
+package collect
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+
+	"lens/engine/train"
+	"lens/kv"
+)
+
+// Spec names a collector and its settings; a run stores its specs so the
+// same collectors come back on resume.
+type Spec struct {
+	Name    string         `json:"name"`
+	Every   int            `json:"every"`
+	Options map[string]any `json:"options,omitempty"`
+}
+
+// Sink is where a collector writes its records for one run.
+type Sink interface {
+	PutJSON(collector string, step int, name string, v any) error
+	PutTensor(collector string, step int, t kv.Tensor) error
+}
+
+// Probe is the fixed batch activations are measured on.
+type Probe struct {
+	Inputs, Targets []int32
+	Batch           int
+}
+
+// Collector attaches hooks to a trainer.
+type Collector interface {
+	Name() string
+	Hooks(t *train.Trainer, sink Sink, probe *Probe) train.Hooks
+}
+
+// Factory builds a collector from a spec.
+type Factory func(s Spec) (Collector, error)
+
+// Registration describes a collector kind.
+type Registration struct {
+	Name     string
+	Doc      string
+	Produces string // the record type it writes, e.g. "AdapterWeights"
+	Factory  Factory
+}
+
+// Registry maps collector names to factories.
+type Registry struct {
+	mu sync.Mutex
+	m  map[string]Registration
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{m: map[string]Registration{}} }
+
+// Register adds or replaces a collector kind.
+func (r *Registry) Register(reg Registration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m[reg.Name] = reg
+}
+
+// Build makes the collector a spec names.
+func (r *Registry) Build(s Spec) (Collector, error) {
+	r.mu.Lock()
+	reg, ok := r.m[s.Name]
+	r.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("collector %q is not registered (known: %v)", s.Name, r.Names())
+	}
+	if s.Every <= 0 {
+		return nil, fmt.Errorf("collector %s: every = %d: must be positive", s.Name, s.Every)
+	}
+	return reg.Factory(s)
+}
+
+// Names lists the registered collectors.
+func (r *Registry) Names() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.m))
+	for n := range r.m {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Get returns a registration.
+func (r *Registry) Get(name string) (Registration, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	reg, ok := r.m[name]
+	return reg, ok
+}
+
+// Default holds the built-in collectors.
+var Default = NewRegistry()
+
+// StoreSink writes records of one run to the store.
+type StoreSink struct {
+	Store *kv.Store
+	RunID string
+}
+
+// PutJSON stores a JSON record.
+func (s StoreSink) PutJSON(collector string, step int, name string, v any) error {
+	return s.Store.PutCollectedJSON(s.RunID, collector, step, name, v)
+}
+
+// PutTensor stores a tensor.
+func (s StoreSink) PutTensor(collector string, step int, t kv.Tensor) error {
+	return s.Store.PutCollectedTensor(s.RunID, collector, step, t)
+}
+
+// Read decodes every JSON record of a collector in a run into T, by step
+// and record name.
+func Read[T any](st *kv.Store, runID, collector string) ([]Record[T], error) {
+	items, err := st.ReadCollected(runID, collector)
+	if err != nil {
+		return nil, err
+	}
+	var out []Record[T]
+	for _, it := range items {
+		if it.Kind != kv.KindJSON {
+			continue
+		}
+		var v T
+		if err := json.Unmarshal(it.Data, &v); err != nil {
+			return nil, fmt.Errorf("run %s collector %s step %d %s: %w", runID, collector, it.Step, it.Name, err)
+		}
+		out = append(out, Record[T]{Step: it.Step, Name: it.Name, Value: v})
+	}
+	return out, nil
+}
+
+// Record is one stored record.
+type Record[T any] struct {
+	Step  int
+	Name  string
+	Value T
+}
