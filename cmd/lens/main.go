@@ -40,6 +40,7 @@ func init() {
 		{"rm", "RUN...", "delete runs from the store", cmdRm},
 		{"eval", "--model DIR [--adapter DIR] --text FILE", "mean next-token loss of a model on a text file", cmdEval},
 		{"export", "RUN --out DIR [--step N] [--with-base]", "write a run's adapter as a PEFT directory", cmdExport},
+		{"test", "[--run REGEX] [PATH...]", "run the test_ functions of *_test.star files", cmdTest},
 		{"version", "", "print the lens version", cmdVersion},
 		{"help", "[COMMAND]", "explain a command", nil},
 	}
