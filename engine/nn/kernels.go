@@ -139,24 +139,32 @@ func ropeApply[T Float](x, y []T, rowLen, seqLen, headDim int, cos, sin []float3
 
 func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
 
-func swigluForward[T Float](g, u, y []T) {
-	for i := range g {
-		gv := float64(g[i])
-		y[i] = T(gv*sigmoid(gv)) * u[i]
-	}
+// swigluForward computes y = silu(g)·u and keeps σ(g) in sig for the
+// backward pass.
+func swigluForward[T Float](g, u, y, sig []T) {
+	parallelFor(len(g), 1<<14, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			gv := float64(g[i])
+			s := sigmoid(gv)
+			sig[i] = T(s)
+			y[i] = T(gv*s) * u[i]
+		}
+	})
 }
 
-func swigluBackward[T Float](g, u, dy, dg, du []T) {
-	for i := range g {
-		gv := float64(g[i])
-		s := sigmoid(gv)
-		if dg != nil {
-			dg[i] = dy[i] * u[i] * T(s*(1+gv*(1-s)))
+// swigluBackward: dg = dy·u·σ(g)·(1 + g·(1−σ(g))), du = dy·g·σ(g).
+func swigluBackward[T Float](g, u, sig, dy, dg, du []T) {
+	parallelFor(len(g), 1<<14, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			gv, s := g[i], sig[i]
+			if dg != nil {
+				dg[i] = dy[i] * u[i] * s * (1 + gv*(1-s))
+			}
+			if du != nil {
+				du[i] = dy[i] * gv * s
+			}
 		}
-		if du != nil {
-			du[i] = dy[i] * T(gv*s)
-		}
-	}
+	})
 }
 
 // ---- causal grouped-query attention ----
@@ -171,13 +179,14 @@ func attnForward[T Float](a attnDims, q, k, v, out, P []T) {
 	qw, kw := a.NH*a.D, a.NKV*a.D
 	group := a.NH / a.NKV
 	scale := 1 / math.Sqrt(float64(a.D))
-	for b := range a.B {
-		for h := range a.NH {
+	parallelFor(a.B*a.NH, 1, func(lo, hi int) {
+		for bh := lo; bh < hi; bh++ {
+			b, h := bh/a.NH, bh%a.NH
 			g := h / group
 			p := P[(b*a.NH+h)*a.T*a.T : (b*a.NH+h+1)*a.T*a.T]
 			qo, ko := b*a.T*qw+h*a.D, b*a.T*kw+g*a.D
 			// S = q kᵀ (T×T), full product, then the causal part is used.
-			gemm(false, true, a.T, a.T, a.D, T(scale), q[qo:], qw, k[ko:], kw, 0, p, a.T)
+			matmul(false, true, a.T, a.T, a.D, T(scale), q[qo:], qw, k[ko:], kw, 0, p, a.T)
 			for i := range a.T {
 				row := p[i*a.T : (i+1)*a.T]
 				m := row[0]
@@ -198,42 +207,46 @@ func attnForward[T Float](a attnDims, q, k, v, out, P []T) {
 					row[j] = 0
 				}
 			}
-			gemm(false, false, a.T, a.D, a.T, 1, p, a.T, v[ko:], kw, 0, out[qo:], qw)
+			matmul(false, false, a.T, a.D, a.T, 1, p, a.T, v[ko:], kw, 0, out[qo:], qw)
 		}
-	}
+	})
 }
 
 // attnBackward: dP = dO·vᵀ, dS = P⊙(dP − rowsum(dP⊙P)), dq = dS·k/√d,
 // dk += dSᵀ·q/√d, dv += Pᵀ·dO. dk and dv must be zeroed by the caller.
-func attnBackward[T Float](a attnDims, q, k, v, P, dout, dq, dk, dv, scratch []T) {
+func attnBackward[T Float](a attnDims, q, k, v, P, dout, dq, dk, dv []T) {
 	qw, kw := a.NH*a.D, a.NKV*a.D
 	group := a.NH / a.NKV
 	scale := T(1 / math.Sqrt(float64(a.D)))
-	ds := scratch[:a.T*a.T]
-	for b := range a.B {
-		for h := range a.NH {
-			g := h / group
-			p := P[(b*a.NH+h)*a.T*a.T : (b*a.NH+h+1)*a.T*a.T]
-			qo, ko := b*a.T*qw+h*a.D, b*a.T*kw+g*a.D
-			gemm(true, false, a.T, a.D, a.T, 1, p, a.T, dout[qo:], qw, 1, dv[ko:], kw)
-			gemm(false, true, a.T, a.T, a.D, 1, dout[qo:], qw, v[ko:], kw, 0, ds, a.T)
-			for i := range a.T {
-				pr, dr := p[i*a.T:(i+1)*a.T], ds[i*a.T:(i+1)*a.T]
-				var dot float64
-				for j := 0; j <= i; j++ {
-					dot += float64(pr[j]) * float64(dr[j])
+	// Work is split by (batch, kv head): the query heads of a group add
+	// into the same dk and dv, so a group stays in one goroutine.
+	parallelFor(a.B*a.NKV, 1, func(lo, hi int) {
+		ds := make([]T, a.T*a.T)
+		for bg := lo; bg < hi; bg++ {
+			b, g := bg/a.NKV, bg%a.NKV
+			for h := g * group; h < (g+1)*group; h++ {
+				p := P[(b*a.NH+h)*a.T*a.T : (b*a.NH+h+1)*a.T*a.T]
+				qo, ko := b*a.T*qw+h*a.D, b*a.T*kw+g*a.D
+				matmul(true, false, a.T, a.D, a.T, 1, p, a.T, dout[qo:], qw, 1, dv[ko:], kw)
+				matmul(false, true, a.T, a.T, a.D, 1, dout[qo:], qw, v[ko:], kw, 0, ds, a.T)
+				for i := range a.T {
+					pr, dr := p[i*a.T:(i+1)*a.T], ds[i*a.T:(i+1)*a.T]
+					var dot float64
+					for j := 0; j <= i; j++ {
+						dot += float64(pr[j]) * float64(dr[j])
+					}
+					for j := 0; j <= i; j++ {
+						dr[j] = pr[j] * (dr[j] - T(dot))
+					}
+					for j := i + 1; j < a.T; j++ {
+						dr[j] = 0
+					}
 				}
-				for j := 0; j <= i; j++ {
-					dr[j] = pr[j] * (dr[j] - T(dot))
-				}
-				for j := i + 1; j < a.T; j++ {
-					dr[j] = 0
-				}
+				matmul(false, false, a.T, a.D, a.T, scale, ds, a.T, k[ko:], kw, 0, dq[qo:], qw)
+				matmul(true, false, a.T, a.D, a.T, scale, ds, a.T, q[qo:], qw, 1, dk[ko:], kw)
 			}
-			gemm(false, false, a.T, a.D, a.T, scale, ds, a.T, k[ko:], kw, 0, dq[qo:], qw)
-			gemm(true, false, a.T, a.D, a.T, scale, ds, a.T, q[qo:], qw, 1, dk[ko:], kw)
 		}
-	}
+	})
 }
 
 // ---- cross-entropy over logits N×V ----

@@ -114,7 +114,7 @@ func (k *linear[T]) dropMask() []float32 {
 
 func (k *linear[T]) forward(in [][]T, out []T) (float64, error) {
 	x, w := in[0], in[1]
-	gemm(false, true, k.n, k.o, k.in, 1, x, k.in, w, k.in, 0, out, k.o)
+	matmul(false, true, k.n, k.o, k.in, 1, x, k.in, w, k.in, 0, out, k.o)
 	if !k.lora {
 		return 0, nil
 	}
@@ -130,8 +130,8 @@ func (k *linear[T]) forward(in [][]T, out []T) (float64, error) {
 		}
 	}
 	k.h = grow(k.h, k.n*k.r)
-	gemm(false, true, k.n, k.r, k.in, 1, k.xm, k.in, a, k.in, 0, k.h, k.r)
-	gemm(false, true, k.n, k.o, k.r, k.scale, k.h, k.r, b, k.r, 1, out, k.o)
+	matmul(false, true, k.n, k.r, k.in, 1, k.xm, k.in, a, k.in, 0, k.h, k.r)
+	matmul(false, true, k.n, k.o, k.r, k.scale, k.h, k.r, b, k.r, 1, out, k.o)
 	return 0, nil
 }
 
@@ -140,32 +140,32 @@ func (k *linear[T]) forward(in [][]T, out []T) (float64, error) {
 func (k *linear[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 	x, w := in[0], in[1]
 	if g[0] != nil {
-		gemm(false, false, k.n, k.in, k.o, 1, dy, k.o, w, k.in, 0, g[0], k.in)
+		matmul(false, false, k.n, k.in, k.o, 1, dy, k.o, w, k.in, 0, g[0], k.in)
 	}
 	if g[1] != nil {
-		gemm(true, false, k.o, k.in, k.n, 1, dy, k.o, x, k.in, 1, g[1], k.in)
+		matmul(true, false, k.o, k.in, k.n, 1, dy, k.o, x, k.in, 1, g[1], k.in)
 	}
 	if !k.lora || (g[0] == nil && g[2] == nil && g[3] == nil) {
 		return nil
 	}
 	a, b := in[2], in[3]
 	if g[3] != nil {
-		gemm(true, false, k.o, k.r, k.n, k.scale, dy, k.o, k.h, k.r, 1, g[3], k.r)
+		matmul(true, false, k.o, k.r, k.n, k.scale, dy, k.o, k.h, k.r, 1, g[3], k.r)
 	}
 	dh := make([]T, k.n*k.r)
-	gemm(false, false, k.n, k.r, k.o, k.scale, dy, k.o, b, k.r, 0, dh, k.r)
+	matmul(false, false, k.n, k.r, k.o, k.scale, dy, k.o, b, k.r, 0, dh, k.r)
 	if g[2] != nil {
-		gemm(true, false, k.r, k.in, k.n, 1, dh, k.r, k.xm, k.in, 1, g[2], k.in)
+		matmul(true, false, k.r, k.in, k.n, 1, dh, k.r, k.xm, k.in, 1, g[2], k.in)
 	}
 	if g[0] != nil {
 		if m := k.dropMask(); m != nil {
 			dxl := make([]T, len(x))
-			gemm(false, false, k.n, k.in, k.r, 1, dh, k.r, a, k.in, 0, dxl, k.in)
+			matmul(false, false, k.n, k.in, k.r, 1, dh, k.r, a, k.in, 0, dxl, k.in)
 			for i := range dxl {
 				g[0][i] += dxl[i] * T(m[i])
 			}
 		} else {
-			gemm(false, false, k.n, k.in, k.r, 1, dh, k.r, a, k.in, 1, g[0], k.in)
+			matmul(false, false, k.n, k.in, k.r, 1, dh, k.r, a, k.in, 1, g[0], k.in)
 		}
 	}
 	return nil
@@ -199,8 +199,8 @@ func (k *rope[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 
 // attention is causal grouped-query attention over q, k, v.
 type attention[T Float] struct {
-	d     attnDims
-	P, ds []T
+	d attnDims
+	P []T
 }
 
 func (k *attention[T]) name() string { return "Attention" }
@@ -220,7 +220,6 @@ func (k *attention[T]) forward(in [][]T, out []T) (float64, error) {
 	return 0, nil
 }
 func (k *attention[T]) backward(in [][]T, out, dy []T, g [][]T) error {
-	k.ds = grow(k.ds, k.d.T*k.d.T)
 	dq, dk, dv := g[0], g[1], g[2]
 	// The kernel computes all three; give it scratch for the ones not needed.
 	if dq == nil {
@@ -232,7 +231,7 @@ func (k *attention[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 	if dv == nil {
 		dv = make([]T, len(in[2]))
 	}
-	attnBackward(k.d, in[0], in[1], in[2], k.P, dy, dq, dk, dv, k.ds)
+	attnBackward(k.d, in[0], in[1], in[2], k.P, dy, dq, dk, dv)
 	return nil
 }
 
@@ -241,7 +240,7 @@ func (k *attention[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 func (k *attention[T]) Probs() []T { return k.P }
 
 // swiglu is silu(g)·u.
-type swiglu[T Float] struct{}
+type swiglu[T Float] struct{ sig []T }
 
 func (k *swiglu[T]) name() string { return "SwiGLU" }
 func (k *swiglu[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
@@ -254,11 +253,12 @@ func (k *swiglu[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
 	return in[0].Clone(), nil
 }
 func (k *swiglu[T]) forward(in [][]T, out []T) (float64, error) {
-	swigluForward(in[0], in[1], out)
+	k.sig = grow(k.sig, len(out))
+	swigluForward(in[0], in[1], out, k.sig)
 	return 0, nil
 }
 func (k *swiglu[T]) backward(in [][]T, out, dy []T, g [][]T) error {
-	swigluBackward(in[0], in[1], dy, g[0], g[1])
+	swigluBackward(in[0], in[1], k.sig, dy, g[0], g[1])
 	return nil
 }
 

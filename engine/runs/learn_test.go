@@ -37,10 +37,10 @@ type learnCase struct {
 func TestItLearns(t *testing.T) {
 	c := learnCase{
 		cfg:          model.Tiny(),
-		pretrain:     train.Config{Steps: 120, BatchSize: 8, SeqLen: 64, LR: 1e-2, Warmup: 10, EvalBatches: 8},
-		tune:         train.Config{Steps: 30, BatchSize: 8, SeqLen: 64, LR: 3e-3, EvalBatches: 8, Schedule: "constant"},
+		pretrain:     train.Config{Steps: 200, BatchSize: 8, SeqLen: 64, LR: 1e-2, Warmup: 10, EvalBatches: 8},
+		tune:         train.Config{Steps: 60, BatchSize: 8, SeqLen: 64, LR: 1e-2, EvalBatches: 8, Schedule: "constant"},
 		lora:         lora.Config{Rank: 8, Alpha: 16, Targets: []string{"all-linear"}},
-		pretrainGain: 0.05, tuneGain: 0.10,
+		pretrainGain: 0.10, tuneGain: 0.08,
 	}
 	c.cfg.HiddenSize, c.cfg.IntermediateSize, c.cfg.NumHiddenLayers = 64, 172, 2
 	if *long {
