@@ -277,9 +277,12 @@ func (c *activations) Hooks(t *train.Trainer, sink Sink, probe *Probe) train.Hoo
 				return fmt.Errorf("activations %s: %w", name, err)
 			}
 			width := node.Shape()[len(node.Shape())-1]
-			st := summarize(x, width, 20)
-			rec := ActivationStats{Hook: name, Mean: st.Mean, Std: st.Std, RowNorm: st.RowNorm, Min: st.Min, Max: st.Max,
-				Q05: st.Q05, Q50: st.Q50, Q95: st.Q95, Sparsity: st.Sparsity, Hist: st.Hist, Edges: st.Edges}
+			st, err := analyze.Summary(x, width, 20)
+			if err != nil {
+				return fmt.Errorf("activations %s: %w", name, err)
+			}
+			rec := ActivationStats{Hook: name, Mean: st.Mean, Std: st.Std, RowNorm: st.Norm, Min: st.Min, Max: st.Max,
+				Q05: st.Q05, Q50: st.Q50, Q95: st.Q95, Sparsity: st.FracZero, Hist: st.Hist.Counts, Edges: st.Hist.Edges}
 			if err := sink.PutJSON(c.Name(), s.Step, name, rec); err != nil {
 				return err
 			}

@@ -1,9 +1,6 @@
 package collect
 
-import (
-	"math"
-	"sort"
-)
+import "math"
 
 func meanStd(x []float32) (float64, float64) {
 	if len(x) == 0 {
@@ -72,38 +69,3 @@ func mulT(x, b []float32, rows, r, out int, s float32) []float32 {
 	return y
 }
 
-type summary struct {
-	Mean, Std, RowNorm, Min, Max, Q05, Q50, Q95, Sparsity float64
-	Hist                                                  []int
-	Edges                                                 []float64
-}
-
-// summarize describes x (rows of width w) with a histogram of bins bins.
-func summarize(x []float32, w, bins int) summary {
-	s := summary{RowNorm: rowNorm(x, w), Sparsity: sparsity(x)}
-	if len(x) == 0 {
-		return s
-	}
-	s.Mean, s.Std = meanStd(x)
-	sorted := make([]float64, len(x))
-	for i, v := range x {
-		sorted[i] = float64(v)
-	}
-	sort.Float64s(sorted)
-	q := func(p float64) float64 { return sorted[int(math.Round(p*float64(len(sorted)-1)))] }
-	s.Min, s.Max, s.Q05, s.Q50, s.Q95 = sorted[0], sorted[len(sorted)-1], q(0.05), q(0.5), q(0.95)
-	s.Hist = make([]int, bins)
-	s.Edges = make([]float64, bins+1)
-	width := (s.Max - s.Min) / float64(bins)
-	for i := range s.Edges {
-		s.Edges[i] = s.Min + float64(i)*width
-	}
-	for _, v := range sorted {
-		b := bins - 1
-		if width > 0 {
-			b = min(bins-1, int((v-s.Min)/width))
-		}
-		s.Hist[b]++
-	}
-	return s
-}
