@@ -26,6 +26,8 @@ type Env struct {
 	Out        io.Writer
 	Progress   func(runs.Progress)
 	Logger     *slog.Logger
+
+	analyzers map[string]*scriptAnalyzer // registered by lens.analyzer
 }
 
 const envKey = "lens.env"
@@ -81,5 +83,6 @@ func Modules(args map[string]string) starlark.StringDict {
 		"data":    dataModule,
 		"report":  reportModule,
 		"collect": collectModule(),
+		"analyze": analyzeModule,
 	}
 }

@@ -33,7 +33,7 @@ func module(name string, fns map[string]builtinFn) *starlarkstruct.Module {
 //	lens.args: dict of the KEY=VALUE pairs after -- on the command line
 //	lens.version: string
 var lensModule = func() *starlarkstruct.Module {
-	m := module("lens", map[string]builtinFn{"train": lensTrain, "runs": lensRuns, "run": lensRun, "collector": lensCollector})
+	m := module("lens", map[string]builtinFn{"train": lensTrain, "runs": lensRuns, "run": lensRun, "collector": lensCollector, "analyzer": lensAnalyzer})
 	m.Members["version"] = starlark.String(runs.Version)
 	return m
 }()
@@ -59,7 +59,9 @@ var dataModule = module("data", map[string]builtinFn{"opticks": dataBuiltin("opt
 // report module:
 //
 //	report.table(rows, header=None, title=None) -> string, also printed
-var reportModule = module("report", map[string]builtinFn{"table": reportTable})
+//	report.standard(run, kind="executive"|"technical"|"diagnostic", html=None) -> string
+//	report.compare(runs, html=None) -> string
+var reportModule = module("report", map[string]builtinFn{"table": reportTable, "standard": reportStandard, "compare": reportCompare})
 
 func modelTiny(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	if len(args) > 0 {

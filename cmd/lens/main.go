@@ -41,6 +41,7 @@ func init() {
 		{"eval", "--model DIR [--adapter DIR] --text FILE", "mean next-token loss of a model on a text file", cmdEval},
 		{"export", "RUN --out DIR [--step N] [--with-base]", "write a run's adapter as a PEFT directory", cmdExport},
 		{"test", "[--run REGEX] [PATH...]", "run the test_ functions of *_test.star files", cmdTest},
+		{"report", "RUN [RUN...] [--kind K] [--html FILE]", "standard report of a run, or a comparison of runs", cmdReport},
 		{"version", "", "print the lens version", cmdVersion},
 		{"help", "[COMMAND]", "explain a command", nil},
 	}

@@ -1,0 +1,212 @@
+package builtins
+
+import (
+	"fmt"
+
+	"go.starlark.net/starlark"
+
+	"lens/engine/analyzers"
+	"lens/engine/reports"
+	"lens/kv"
+)
+
+// scriptAnalyzer is an analyzer written in Starlark: fn(run) returns a
+// dict of values (and optionally "findings", a list of strings).
+type scriptAnalyzer struct {
+	name   string
+	fn     starlark.Callable
+	thread *starlark.Thread
+}
+
+func (a *scriptAnalyzer) Name() string { return a.name }
+func (a *scriptAnalyzer) Analyze(st *kv.Store, ids ...string) (*analyzers.Result, error) {
+	var args starlark.Tuple
+	for _, id := range ids {
+		m, err := st.GetRun(id)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, &Run{st: st, meta: m})
+	}
+	v, err := starlark.Call(a.thread, a.fn, args, nil)
+	if err != nil {
+		return nil, fmt.Errorf("analyzer %s: %w", a.name, err)
+	}
+	g, err := toGo(v)
+	if err != nil {
+		return nil, fmt.Errorf("analyzer %s: result: %w", a.name, err)
+	}
+	m, ok := g.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("analyzer %s: must return a dict, got %s", a.name, v.Type())
+	}
+	r := &analyzers.Result{Analyzer: a.name, Values: map[string]any{}}
+	for k, x := range m {
+		if k == "findings" {
+			if l, ok := x.([]any); ok {
+				for _, f := range l {
+					r.Findings = append(r.Findings, fmt.Sprint(f))
+				}
+				continue
+			}
+		}
+		r.Values[k] = x
+	}
+	return r, nil
+}
+
+// lens.analyzer(name, fn): registers a Starlark analyzer for this script.
+func lensAnalyzer(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	env, err := envOf(t)
+	if err != nil {
+		return nil, err
+	}
+	var name string
+	var f starlark.Callable
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "name", &name, "fn", &f); err != nil {
+		return nil, err
+	}
+	if _, ok := analyzers.Default.Get(name); ok {
+		return nil, fmt.Errorf("%s: %q is a built-in analyzer", fn.Name(), name)
+	}
+	if env.analyzers == nil {
+		env.analyzers = map[string]*scriptAnalyzer{}
+	}
+	env.analyzers[name] = &scriptAnalyzer{name: name, fn: f, thread: t}
+	return starlark.None, nil
+}
+
+func resultValue(r *analyzers.Result) starlark.Value {
+	d := fromGo(jsonish(map[string]any{"analyzer": r.Analyzer, "values": r.Values, "findings": anySlice(r.Findings)}))
+	return d
+}
+
+func runIDs(fn *starlark.Builtin, args starlark.Tuple) ([]string, error) {
+	var ids []string
+	for i, a := range args {
+		r, ok := a.(*Run)
+		if !ok {
+			return nil, fmt.Errorf("%s: argument %d: want run, got %s", fn.Name(), i+1, a.Type())
+		}
+		ids = append(ids, r.meta.ID)
+	}
+	return ids, nil
+}
+
+// analyze module:
+//
+//	analyze.run(name, run, ...) -> {"analyzer", "values", "findings"}
+//	analyze.names() -> built-in and script analyzers
+var analyzeModule = module("analyze", map[string]builtinFn{
+	"run": func(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		env, err := envOf(t)
+		if err != nil {
+			return nil, err
+		}
+		st, err := env.store()
+		if err != nil {
+			return nil, err
+		}
+		if len(kwargs) > 0 || len(args) < 2 {
+			return nil, fmt.Errorf("%s: want analyze.run(name, run, ...)", fn.Name())
+		}
+		name, ok := starlark.AsString(args[0])
+		if !ok {
+			return nil, fmt.Errorf("%s: argument 1: want analyzer name, got %s", fn.Name(), args[0].Type())
+		}
+		ids, err := runIDs(fn, args[1:])
+		if err != nil {
+			return nil, err
+		}
+		var r *analyzers.Result
+		if a, ok := env.analyzers[name]; ok {
+			r, err = a.Analyze(st, ids...)
+		} else {
+			r, err = analyzers.Default.Run(name, st, ids...)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+		}
+		return resultValue(r), nil
+	},
+	"names": func(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		names := analyzers.Default.Names()
+		if env, err := envOf(t); err == nil {
+			for n := range env.analyzers {
+				names = append(names, n)
+			}
+		}
+		return fromGo(anySlice(names)), nil
+	},
+})
+
+// report.standard(run, kind="executive", html=None) -> text; with html, also
+// writes the HTML report there. Script analyzers join the findings.
+func reportStandard(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	env, err := envOf(t)
+	if err != nil {
+		return nil, err
+	}
+	st, err := env.store()
+	if err != nil {
+		return nil, err
+	}
+	var run *Run
+	kind, html := "executive", ""
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "run", &run, "kind?", &kind, "html?", &html); err != nil {
+		return nil, err
+	}
+	var extra []analyzers.Analyzer
+	for _, a := range env.analyzers {
+		extra = append(extra, a)
+	}
+	doc, err := reports.Standard(st, run.meta.ID, kind, reports.Options{Extra: extra})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	if html != "" {
+		if err := doc.WriteFile(html); err != nil {
+			return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+		}
+	}
+	text := reports.Text(doc)
+	env.printf("%s", text)
+	return starlark.String(text), nil
+}
+
+// report.compare(runs, html=None) -> text.
+func reportCompare(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	env, err := envOf(t)
+	if err != nil {
+		return nil, err
+	}
+	st, err := env.store()
+	if err != nil {
+		return nil, err
+	}
+	var list *starlark.List
+	html := ""
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "runs", &list, "html?", &html); err != nil {
+		return nil, err
+	}
+	var vals starlark.Tuple
+	for i := range list.Len() {
+		vals = append(vals, list.Index(i))
+	}
+	ids, err := runIDs(fn, vals)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := reports.Compare(st, ids)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	if html != "" {
+		if err := doc.WriteFile(html); err != nil {
+			return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+		}
+	}
+	text := reports.Text(doc)
+	env.printf("%s", text)
+	return starlark.String(text), nil
+}
