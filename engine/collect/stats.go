@@ -68,4 +68,3 @@ func mulT(x, b []float32, rows, r, out int, s float32) []float32 {
 	}
 	return y
 }
-
