@@ -97,7 +97,7 @@ func TestCheckpointAndSimilarityOnRealRuns(t *testing.T) {
 		Train: train.Config{Steps: 12, BatchSize: 2, SeqLen: 16, LR: 1e-2, EvalEvery: 3, EvalBatches: 2},
 		Data:  runs.DataRef{Source: "opticks"}, CheckpointEvery: 3,
 		Collect: []collect.Spec{{Name: "adapter_weights", Every: 3}, {Name: "adapter_grads", Every: 1},
-			{Name: "activations", Every: 6}, {Name: "lora_activations", Every: 6}}}
+			{Name: "activations", Every: 6, Options: map[string]any{"tensors": true}}, {Name: "lora_activations", Every: 6}}}
 	var ids []string
 	for seed := range 2 {
 		spec.LoRASeed = uint64(seed)
@@ -131,6 +131,12 @@ func TestCheckpointAndSimilarityOnRealRuns(t *testing.T) {
 	require.InDelta(t, 1, r.Values["mean_phi_1_1"], 1e-6)
 	for _, m := range r.Values["modules"].(map[string]any) {
 		require.InDelta(t, 1, m.(map[string]any)["delta_cosine"], 1e-6)
+	}
+	// CKA of a run's activations with themselves is 1.
+	cka := r.Values["activation_cka"].(map[string]any)
+	require.Len(t, cka, 2)
+	for _, v := range cka {
+		require.InDelta(t, 1, v, 1e-6)
 	}
 	// Two seeds: different A, so φ is below 1 (but defined).
 	r, err = Default.Run("similarity", st, ids[0], ids[1])

@@ -503,8 +503,69 @@ func similarity(st *kv.Store, ids ...string) (*Result, error) {
 	if len(mods) == 0 {
 		return nil, fmt.Errorf("runs %s and %s adapt no module in common", ids[0], ids[1])
 	}
+	if err := activationCKA(st, r, ids[0], ids[1]); err != nil {
+		return nil, err
+	}
 	r.Values["modules"] = mods
 	r.Values["mean_phi_1_1"] = meanOf(phi11)
 	r.say("top directions: mean φ(1,1) = %.3f against a random baseline of %.4f over %d modules", meanOf(phi11), meanOf(base11), len(mods))
 	return r, nil
+}
+
+// activationCKA adds linear CKA between the two runs' activation tensors
+// at each hook both collected (collect.activations(tensors=True)), at
+// each run's last collected step.
+func activationCKA(st *kv.Store, r *Result, id1, id2 string) error {
+	last := func(id string) (map[string]kv.Tensor, error) {
+		items, err := st.ReadCollected(id, "activations")
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]kv.Tensor{}
+		step := -1
+		for _, it := range items {
+			if it.Kind == kv.KindTensor && it.Tensor != nil && it.Step >= step {
+				if it.Step > step {
+					out, step = map[string]kv.Tensor{}, it.Step
+				}
+				out[it.Name] = *it.Tensor
+			}
+		}
+		return out, nil
+	}
+	t1, err := last(id1)
+	if err != nil {
+		return err
+	}
+	t2, err := last(id2)
+	if err != nil {
+		return err
+	}
+	cka := map[string]any{}
+	for name, a := range t1 {
+		b, ok := t2[name]
+		if !ok || len(a.Shape) != 2 || len(b.Shape) != 2 || a.Shape[0] != b.Shape[0] {
+			continue
+		}
+		v, err := analyze.LinearCKA(f64(a.Data), f64(b.Data), a.Shape[0], a.Shape[1], b.Shape[1])
+		if err != nil {
+			return err
+		}
+		cka[name] = v
+	}
+	if len(cka) > 0 {
+		r.Values["activation_cka"] = cka
+		for _, k := range sortedKeys(cka) {
+			r.say("linear CKA of %s on the probe batch: %.3f", k, cka[k])
+		}
+	}
+	return nil
+}
+
+func f64(x []float32) []float64 {
+	out := make([]float64, len(x))
+	for i, v := range x {
+		out[i] = float64(v)
+	}
+	return out
 }

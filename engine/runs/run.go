@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/metrics"
 	"time"
 
 	"lens/engine/collect"
@@ -159,7 +160,7 @@ func (j *Job) run(ctx context.Context, st *kv.Store, meta kv.RunMeta, opt Option
 			lastLoss = s.Loss
 			tps := float64(s.Tokens) / s.Duration.Seconds()
 			vals := map[string]float64{"loss": s.Loss, "lr": s.LR, "grad_norm": s.GradNorm,
-				"tokens_per_s": tps, "step_time_s": s.Duration.Seconds()}
+				"tokens_per_s": tps, "step_time_s": s.Duration.Seconds(), "memory_bytes": memoryBytes()}
 			if err := st.AddMetrics(id, s.Step, vals); err != nil {
 				return err
 			}
@@ -324,4 +325,16 @@ func (j *Job) probe() (*collect.Probe, error) {
 		p.Targets = append(p.Targets, toks[w*T+1:w*T+T+1]...)
 	}
 	return p, nil
+}
+
+var memSample = []metrics.Sample{{Name: "/memory/classes/total:bytes"}}
+
+// memoryBytes is the memory the Go runtime has mapped (heap, stacks,
+// metadata): cheap to read every step, unlike ReadMemStats.
+func memoryBytes() float64 {
+	metrics.Read(memSample)
+	if memSample[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return float64(memSample[0].Value.Uint64())
 }

@@ -1,0 +1,555 @@
+// Package gemm provides a fast single-precision general matrix multiply
+// (Sgemm) with exactly the semantics of gonum's blas/gonum Implementation
+// (row-major storage, leading dimensions, both transposes, alpha and beta).
+//
+// Design. The multiply follows the GotoBLAS/BLIS blocking scheme:
+//
+//	for jc over columns of C in steps of nc
+//	  for pc over k in steps of kc
+//	    pack op(B)[pc:pc+kc, jc:jc+nc] into nr-wide micro-panels   (L3)
+//	    for ic over rows of C in steps of mc
+//	      pack op(A)[ic:ic+mc, pc:pc+kc] into mr-tall micro-panels (L2)
+//	      for jr over the B panel in steps of nr                   (L1)
+//	        for ir over the A block in steps of mr
+//	          micro-kernel: C[mr×nr] = alpha·Ã·B̃ + beta·C
+//
+// Packing resolves the transposes, so a micro-kernel only ever sees one
+// layout: Ã stores mr values of a column of op(A) per k step and B̃ stores nr
+// values of a row of op(B) per k step. Partial tiles at the bottom and right
+// edges are zero padded in the packed panels and go through the very same
+// micro-kernel into a small scratch tile, which is then copied into C.
+//
+// On amd64 with AVX2 and FMA the micro-kernel is a 6×16 register-blocked
+// kernel written in Go assembly (12 YMM accumulators). Elsewhere, or when
+// the environment variable LENS_GEMM=generic is set, a portable Go 4×4
+// micro-kernel is used with the same driver.
+//
+// Large products are split over up to runtime.GOMAXPROCS goroutines along
+// the M or N dimension of C; k is never split. Every element of C is
+// computed by the same sequence of floating-point operations whatever the
+// split (the kc blocking depends on k only, and edge tiles use the same
+// kernel), so results are bit-for-bit deterministic and independent of the
+// number of threads. Packing buffers are recycled through a sync.Pool.
+package gemm
+
+import (
+	"os"
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/gonum"
+)
+
+// Panic messages, identical to gonum's.
+const (
+	mLT0   = "blas: m < 0"
+	nLT0   = "blas: n < 0"
+	kLT0   = "blas: k < 0"
+	badLdA = "blas: bad leading dimension of A"
+	badLdB = "blas: bad leading dimension of B"
+	badLdC = "blas: bad leading dimension of C"
+	shortA = "blas: insufficient length of a"
+	shortB = "blas: insufficient length of b"
+	shortC = "blas: insufficient length of c"
+)
+
+// microKernel describes a register-blocked micro-kernel and the cache
+// blocking that suits it.
+type microKernel struct {
+	name       string
+	mr, nr     int // register tile
+	mc, kc, nc int // cache blocks; mc is a multiple of mr, nc of nr
+	// fn computes, for the A micro-panel a (mr×kc, element (i, l) at
+	// a[i*rsa + l*csa]) and the packed B micro-panel b (kc×nr),
+	//	C[0:mr, 0:nr] = alpha·a·b + beta·C
+	// where C has row stride ldc. When beta == 0, C is not read.
+	fn func(kc int, a []float32, rsa, csa int, b, c []float32, ldc int, alpha, beta float32)
+	// strided reports that fn reads A efficiently in place, so that packing
+	// A can be skipped.
+	strided bool
+	// packBT, if not nil, packs a full nr-wide panel of op(B) = Bᵀ: it
+	// writes b[j*ldb + l] to dst[l*nr + j] for j < nr, l < kb.
+	packBT func(dst, b []float32, ldb, kb int)
+	// narrow, if not nil, is a kernel with a smaller nr used when n ≤
+	// narrow.nr, where the wide tile would mostly multiply padding.
+	narrow *microKernel
+}
+
+var genericKernel = &microKernel{
+	name: "generic",
+	mr:   4, nr: 4,
+	mc: 128, kc: 256, nc: 2048,
+	fn: kernelGeneric,
+}
+
+// active is the kernel Sgemm uses. It is chosen once at start-up (see
+// selectKernel) and only changed by tests through setKernel.
+var active = selectKernel()
+
+func selectKernel() *microKernel {
+	if os.Getenv("LENS_GEMM") == "generic" {
+		return genericKernel
+	}
+	if k := archKernel(); k != nil {
+		return k
+	}
+	return genericKernel
+}
+
+// setKernel forces the kernel by name ("generic" or the architecture
+// kernel's name) and returns a function restoring the previous one. It
+// reports false if the kernel is not available on this machine.
+func setKernel(name string) (restore func(), ok bool) {
+	prev := active
+	restore = func() { active = prev }
+	switch {
+	case name == "generic":
+		active = genericKernel
+	case archKernel() != nil && archKernel().name == name:
+		active = archKernel()
+	default:
+		return restore, false
+	}
+	return restore, true
+}
+
+// Kernel reports which micro-kernel Sgemm uses: "avx2" or "generic".
+func Kernel() string { return active.name }
+
+var impl gonum.Implementation
+
+func transOf(t bool) blas.Transpose {
+	if t {
+		return blas.Trans
+	}
+	return blas.NoTrans
+}
+
+// Dgemm computes C = alpha·op(A)·op(B) + beta·C in float64 by forwarding to
+// gonum's implementation. It exists for gradient checks.
+func Dgemm(tA, tB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
+	impl.Dgemm(transOf(tA), transOf(tB), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// Sgemm computes C = alpha·op(A)·op(B) + beta·C, row-major; op(A) is m×k,
+// op(B) is k×n and C is m×n. op(X) is Xᵀ when the corresponding t flag is
+// set. lda, ldb and ldc are the row strides of the stored matrices. When
+// beta is zero C is not read (NaNs in C are overwritten). Invalid arguments
+// panic with gonum's messages.
+func Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if m < 0 {
+		panic(mLT0)
+	}
+	if n < 0 {
+		panic(nLT0)
+	}
+	if k < 0 {
+		panic(kLT0)
+	}
+	if tA {
+		if lda < max(1, m) {
+			panic(badLdA)
+		}
+	} else if lda < max(1, k) {
+		panic(badLdA)
+	}
+	if tB {
+		if ldb < max(1, k) {
+			panic(badLdB)
+		}
+	} else if ldb < max(1, n) {
+		panic(badLdB)
+	}
+	if ldc < max(1, n) {
+		panic(badLdC)
+	}
+	if m == 0 || n == 0 {
+		return
+	}
+	if tA {
+		if len(a) < (k-1)*lda+m {
+			panic(shortA)
+		}
+	} else if len(a) < (m-1)*lda+k {
+		panic(shortA)
+	}
+	if tB {
+		if len(b) < (n-1)*ldb+k {
+			panic(shortB)
+		}
+	} else if len(b) < (k-1)*ldb+n {
+		panic(shortB)
+	}
+	if len(c) < (m-1)*ldc+n {
+		panic(shortC)
+	}
+
+	if alpha == 0 || k == 0 {
+		scaleC(m, n, beta, c, ldc)
+		return
+	}
+
+	p := problem{
+		tA: tA, tB: tB, k: k,
+		alpha: alpha, beta: beta,
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
+	}
+	if m*n*k <= smallWork {
+		p.naive(m, n)
+		return
+	}
+	kern := active
+	if kern.narrow != nil && n <= kern.narrow.nr {
+		kern = kern.narrow
+	}
+	p.kern = kern
+	p.kcb = kcBlock(k, kern.kc)
+	p.packedA = !kern.strided || forcePackA
+
+	threads := runtime.GOMAXPROCS(0)
+	if w := m * n * k / minWorkPerThread; w < threads {
+		threads = w
+	}
+	mt := (m + kern.mr - 1) / kern.mr // tiles along M
+	nt := (n + kern.nr - 1) / kern.nr // tiles along N
+	splitM := mt >= nt
+	tiles, step := nt, kern.nr
+	if splitM {
+		tiles, step = mt, kern.mr
+	}
+	if threads > tiles {
+		threads = tiles
+	}
+	if threads <= 1 {
+		p.run(0, m, 0, n)
+		return
+	}
+	parallel(p, m, n, threads, tiles, step, splitM)
+}
+
+// parallel splits C into threads blocks of whole tiles along M (splitM) or
+// N and computes them concurrently.
+func parallel(p problem, m, n, threads, tiles, step int, splitM bool) {
+	var wg sync.WaitGroup
+	wg.Add(threads - 1)
+	for t := threads - 1; t >= 0; t-- {
+		lo := tiles * t / threads * step
+		hi := tiles * (t + 1) / threads * step
+		i0, i1, j0, j1 := 0, m, lo, min(hi, n)
+		if splitM {
+			i0, i1, j0, j1 = lo, min(hi, m), 0, n
+		}
+		if t == 0 {
+			p.run(i0, i1, j0, j1)
+			break
+		}
+		go func() {
+			defer wg.Done()
+			p.run(i0, i1, j0, j1)
+		}()
+	}
+	wg.Wait()
+}
+
+const (
+	// smallWork is the m·n·k below which packing does not pay off.
+	smallWork = 8 * 8 * 8
+	// minWorkPerThread is the least m·n·k worth handing to a goroutine.
+	minWorkPerThread = 1 << 19
+)
+
+// forcePackA makes Sgemm pack A even for strided kernels (for tests and
+// benchmarks).
+var forcePackA = false
+
+// kcBlock returns the k block size: k is cut into the fewest blocks of at
+// most kcMax, of nearly equal size. It depends on k only, which keeps the
+// summation order independent of the thread split.
+func kcBlock(k, kcMax int) int {
+	nb := (k + kcMax - 1) / kcMax
+	return (k + nb - 1) / nb
+}
+
+// scaleC sets C = beta·C (C = 0 when beta is zero).
+func scaleC(m, n int, beta float32, c []float32, ldc int) {
+	if beta == 1 {
+		return
+	}
+	for i := 0; i < m; i++ {
+		row := c[i*ldc : i*ldc+n]
+		if beta == 0 {
+			clear(row)
+			continue
+		}
+		for j := range row {
+			row[j] *= beta
+		}
+	}
+}
+
+// problem holds the operands of one Sgemm call.
+type problem struct {
+	tA, tB      bool
+	k           int
+	alpha, beta float32
+	a           []float32
+	lda         int
+	b           []float32
+	ldb         int
+	c           []float32
+	ldc         int
+	kern        *microKernel
+	kcb         int  // k block size
+	packedA     bool // pack A (otherwise the kernel reads full panels in place)
+}
+
+// naive computes C directly for tiny products.
+func (p *problem) naive(m, n int) {
+	for i := 0; i < m; i++ {
+		crow := p.c[i*p.ldc : i*p.ldc+n]
+		for j := range crow {
+			var s float32
+			for l := 0; l < p.k; l++ {
+				var av, bv float32
+				if p.tA {
+					av = p.a[l*p.lda+i]
+				} else {
+					av = p.a[i*p.lda+l]
+				}
+				if p.tB {
+					bv = p.b[j*p.ldb+l]
+				} else {
+					bv = p.b[l*p.ldb+j]
+				}
+				s += av * bv
+			}
+			if p.beta == 0 {
+				crow[j] = p.alpha * s
+			} else {
+				crow[j] = p.alpha*s + p.beta*crow[j]
+			}
+		}
+	}
+}
+
+// buffers holds packing space for one goroutine.
+type buffers struct {
+	a, b []float32
+	tile [maxTile]float32 // scratch tile for partial edge tiles
+}
+
+var bufPool = sync.Pool{New: func() any { return new(buffers) }}
+
+// alignedFloats returns a slice of n float32 starting on a 64-byte
+// boundary, reusing *buf when it is large enough.
+func alignedFloats(buf *[]float32, n int) []float32 {
+	const pad = 16 // 64 bytes
+	if cap(*buf) < n+pad {
+		*buf = make([]float32, n+pad)
+	}
+	s := (*buf)[:cap(*buf)]
+	off := int(uintptr(unsafe.Pointer(&s[0]))&63) / 4
+	if off != 0 {
+		off = pad - off
+	}
+	return s[off : off+n]
+}
+
+// run computes the block C[i0:i1, j0:j1].
+func (p *problem) run(i0, i1, j0, j1 int) {
+	kern := p.kern
+	mr, nr := kern.mr, kern.nr
+	k, kcb := p.k, p.kcb
+	mc := min(kern.mc, i1-i0)
+	nc := min(kern.nc, j1-j0)
+
+	buf := bufPool.Get().(*buffers)
+	defer bufPool.Put(buf)
+	apack := alignedFloats(&buf.a, (mc+mr-1)/mr*mr*kcb)
+	bpack := alignedFloats(&buf.b, (nc+nr-1)/nr*nr*kcb)
+	tile := &buf.tile
+
+	for jc := j0; jc < j1; jc += nc {
+		nb := min(nc, j1-jc)
+		for pc := 0; pc < k; pc += kcb {
+			kb := min(kcb, k-pc)
+			p.packB(bpack, pc, kb, jc, nb, nr)
+			beta := p.beta
+			if pc > 0 {
+				beta = 1
+			}
+			for ic := i0; ic < i1; ic += mc {
+				mb := min(mc, i1-ic)
+				full := mb / mr * mr // rows covered by full micro-panels
+				if p.packedA {
+					p.packA(apack, ic, mb, pc, kb, mr)
+				} else if full < mb {
+					// Only the partial panel needs packing (zero padding).
+					p.packA(apack[full*kb:], ic+full, mb-full, pc, kb, mr)
+				}
+				for jr := 0; jr < nb; jr += nr {
+					nn := min(nr, nb-jr)
+					bp := bpack[jr*kb:]
+					for ir := 0; ir < mb; ir += mr {
+						mm := min(mr, mb-ir)
+						ap, rsa, csa := apack[ir*kb:], 1, mr
+						if !p.packedA && mm == mr {
+							if p.tA {
+								ap, rsa, csa = p.a[pc*p.lda+ic+ir:], 1, p.lda
+							} else {
+								ap, rsa, csa = p.a[(ic+ir)*p.lda+pc:], p.lda, 1
+							}
+						}
+						off := (ic+ir)*p.ldc + jc + jr
+						if mm == mr && nn == nr {
+							kern.fn(kb, ap, rsa, csa, bp, p.c[off:], p.ldc, p.alpha, beta)
+							continue
+						}
+						// Edge tile: go through the scratch tile so that
+						// the arithmetic is the same as for full tiles.
+						t := tile[:mr*nr]
+						if beta != 0 {
+							for i := 0; i < mm; i++ {
+								copySmall(t[i*nr:i*nr+nn], p.c[off+i*p.ldc:off+i*p.ldc+nn])
+							}
+						}
+						kern.fn(kb, ap, rsa, csa, bp, t, nr, p.alpha, beta)
+						for i := 0; i < mm; i++ {
+							copySmall(p.c[off+i*p.ldc:off+i*p.ldc+nn], t[i*nr:i*nr+nn])
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// copySmall copies src to dst (same length); for the few elements of a tile
+// row a loop beats a call to memmove.
+func copySmall(dst, src []float32) {
+	src = src[:len(dst)]
+	for i := range dst {
+		dst[i] = src[i]
+	}
+}
+
+// maxTile bounds mr·nr over all kernels.
+const maxTile = 16 * 32
+
+// packA packs op(A)[ic:ic+mb, pc:pc+kb] into dst as consecutive micro-panels
+// of mr rows; panel q holds, for each l, the mr values op(A)[ic+q·mr+i, pc+l]
+// at dst[q·mr·kb + l·mr + i]. Rows past mb are zero.
+func (p *problem) packA(dst []float32, ic, mb, pc, kb, mr int) {
+	a, lda := p.a, p.lda
+	for q := 0; q < mb; q += mr {
+		mm := min(mr, mb-q)
+		d := dst[q*kb : (q+mr)*kb]
+		switch {
+		case !p.tA && mm == 6 && mr == 6:
+			packRows6(d, a, (ic+q)*lda+pc, lda, kb)
+		case !p.tA:
+			// op(A)[i, l] = a[i*lda + l]: rows of A are contiguous in l.
+			for i := 0; i < mm; i++ {
+				src := a[(ic+q+i)*lda+pc : (ic+q+i)*lda+pc+kb]
+				for l, v := range src {
+					d[l*mr+i] = v
+				}
+			}
+			for i := mm; i < mr; i++ {
+				for l := 0; l < kb; l++ {
+					d[l*mr+i] = 0
+				}
+			}
+		case mm == 6 && mr == 6:
+			// op(A)[i, l] = a[l*lda + i]: columns of op(A) are contiguous.
+			for l := 0; l < kb; l++ {
+				o := (pc+l)*lda + ic + q
+				v := [6]float32(a[o : o+6])
+				*(*[6]float32)(d[l*6:]) = v
+			}
+		default:
+			for l := 0; l < kb; l++ {
+				o := (pc+l)*lda + ic + q
+				src := a[o : o+mm]
+				dd := d[l*mr : l*mr+mr]
+				for i, v := range src {
+					dd[i] = v
+				}
+				clear(dd[mm:])
+			}
+		}
+	}
+}
+
+// packRows6 interleaves 6 rows of length kb starting at a[off], stride lda.
+func packRows6(d, a []float32, off, lda, kb int) {
+	r0 := a[off : off+kb]
+	r1 := a[off+lda : off+lda+kb]
+	r2 := a[off+2*lda : off+2*lda+kb]
+	r3 := a[off+3*lda : off+3*lda+kb]
+	r4 := a[off+4*lda : off+4*lda+kb]
+	r5 := a[off+5*lda : off+5*lda+kb]
+	d = d[:6*kb]
+	for l := range r0 {
+		dd := d[l*6 : l*6+6 : l*6+6]
+		dd[0] = r0[l]
+		dd[1] = r1[l]
+		dd[2] = r2[l]
+		dd[3] = r3[l]
+		dd[4] = r4[l]
+		dd[5] = r5[l]
+	}
+}
+
+// packB packs op(B)[pc:pc+kb, jc:jc+nb] into dst as consecutive micro-panels
+// of nr columns; panel q holds op(B)[pc+l, jc+q·nr+j] at
+// dst[q·nr·kb + l·nr + j]. Columns past nb are zero.
+func (p *problem) packB(dst []float32, pc, kb, jc, nb, nr int) {
+	b, ldb := p.b, p.ldb
+	if !p.tB {
+		// op(B)[l, j] = b[l*ldb + j]: rows of op(B) are contiguous. Walk
+		// them in order and scatter each into the panels.
+		full := nb / nr * nr
+		for l := 0; l < kb; l++ {
+			row := b[(pc+l)*ldb+jc : (pc+l)*ldb+jc+nb]
+			if nr == 16 {
+				for q := 0; q < full; q += 16 {
+					v := *(*[16]float32)(row[q:])
+					*(*[16]float32)(dst[q*kb+l*16:]) = v
+				}
+			} else {
+				for q := 0; q < full; q += nr {
+					copy(dst[q*kb+l*nr:q*kb+l*nr+nr], row[q:q+nr])
+				}
+			}
+			if full < nb {
+				dd := dst[full*kb+l*nr : full*kb+l*nr+nr]
+				n := copy(dd, row[full:])
+				clear(dd[n:])
+			}
+		}
+		return
+	}
+	// op(B)[l, j] = b[j*ldb + l]: columns of op(B) are contiguous.
+	for q := 0; q < nb; q += nr {
+		nn := min(nr, nb-q)
+		d := dst[q*kb : (q+nr)*kb]
+		if nn == nr && p.kern.packBT != nil {
+			p.kern.packBT(d, b[(jc+q)*ldb+pc:], ldb, kb)
+			continue
+		}
+		for j := 0; j < nn; j++ {
+			src := b[(jc+q+j)*ldb+pc : (jc+q+j)*ldb+pc+kb]
+			for l, v := range src {
+				d[l*nr+j] = v
+			}
+		}
+		for j := nn; j < nr; j++ {
+			for l := 0; l < kb; l++ {
+				d[l*nr+j] = 0
+			}
+		}
+	}
+}

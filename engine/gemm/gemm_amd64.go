@@ -1,0 +1,104 @@
+//go:build amd64
+
+package gemm
+
+import "golang.org/x/sys/cpu"
+
+// The AVX2+FMA micro-kernels (gemm_amd64.s). For the A micro-panel with
+// element (i, l) at a[i*rsa + l*csa] and the packed B micro-panel b (row l
+// at b[nr*l : nr*l+nr]) they compute
+//
+//	C[0:mr, 0:nr] = alpha·A·B + beta·C
+//
+// with C's row stride ldc (in elements); C is not read when beta == 0.
+
+//go:noescape
+func sgemmKernel6x16(kc int, a *float32, rsa, csa int, b, c *float32, ldc int, alpha, beta float32)
+
+//go:noescape
+func sgemmKernel12x8(kc int, a *float32, rsa, csa int, b, c *float32, ldc int, alpha, beta float32)
+
+// packBT16 and packBT8 (gemm_amd64.s) write src[j*ldb + l] to
+// dst[l*w + j] for j < w, l < 8·kb8, with w = 16 and 8.
+
+//go:noescape
+func packBT16(kb8 int, src *float32, ldb int, dst *float32)
+
+//go:noescape
+func packBT8(kb8 int, src *float32, ldb int, dst *float32)
+
+func kernelAVX2x16(kc int, a []float32, rsa, csa int, b, c []float32, ldc int, alpha, beta float32) {
+	// Bounds checks for the memory the assembly touches.
+	_ = a[5*rsa+(kc-1)*csa]
+	_ = b[16*kc-1]
+	_ = c[5*ldc+15]
+	sgemmKernel6x16(kc, &a[0], rsa, csa, &b[0], &c[0], ldc, alpha, beta)
+}
+
+func kernelAVX2x8(kc int, a []float32, rsa, csa int, b, c []float32, ldc int, alpha, beta float32) {
+	_ = a[11*rsa+(kc-1)*csa]
+	_ = b[8*kc-1]
+	_ = c[11*ldc+7]
+	sgemmKernel12x8(kc, &a[0], rsa, csa, &b[0], &c[0], ldc, alpha, beta)
+}
+
+// packPanelT16 packs a full 16-column panel of op(B) = Bᵀ: it writes
+// b[j*ldb + l] to dst[l*16 + j] for j < 16, l < kb.
+func packPanelT16(dst, b []float32, ldb, kb int) {
+	_ = dst[16*kb-1]
+	_ = b[15*ldb+kb-1]
+	k8 := kb / 8 * 8
+	if k8 > 0 {
+		packBT16(k8/8, &b[0], ldb, &dst[0])
+	}
+	packTailT(dst, b, ldb, k8, kb, 16)
+}
+
+// packPanelT8 is packPanelT16 for 8-column panels.
+func packPanelT8(dst, b []float32, ldb, kb int) {
+	_ = dst[8*kb-1]
+	_ = b[7*ldb+kb-1]
+	k8 := kb / 8 * 8
+	if k8 > 0 {
+		packBT8(k8/8, &b[0], ldb, &dst[0])
+	}
+	packTailT(dst, b, ldb, k8, kb, 8)
+}
+
+// packTailT packs columns l in [k0, kb) of a transposed nr-column panel.
+func packTailT(dst, b []float32, ldb, k0, kb, nr int) {
+	for j := 0; j < nr; j++ {
+		src := b[j*ldb+k0 : j*ldb+kb]
+		for l, v := range src {
+			dst[(k0+l)*nr+j] = v
+		}
+	}
+}
+
+var avx2Narrow = &microKernel{
+	name: "avx2",
+	mr:   12, nr: 8,
+	mc: 144, kc: 256, nc: 4080,
+	fn:      kernelAVX2x8,
+	strided: true,
+	packBT:  packPanelT8,
+}
+
+var avx2Kernel = &microKernel{
+	name: "avx2",
+	mr:   6, nr: 16,
+	mc: 144, kc: 256, nc: 4080,
+	fn:      kernelAVX2x16,
+	strided: true,
+	packBT:  packPanelT16,
+	narrow:  avx2Narrow,
+}
+
+var hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+func archKernel() *microKernel {
+	if hasAVX2 {
+		return avx2Kernel
+	}
+	return nil
+}
