@@ -24,7 +24,7 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	if len(args) > 0 {
 		return nil, fmt.Errorf("%s: takes keyword arguments only (model=, data=, ...)", fn.Name())
 	}
-	picked, rest := splitKwargs(kwargs, "model", "data", "lora", "name", "tags", "eval_data", "checkpoint_every", "lora_seed", "collect", "probe_batch")
+	picked, rest := splitKwargs(kwargs, "model", "data", "lora", "name", "tags", "eval_data", "checkpoint_every", "lora_seed", "collect", "probe_batch", "keep_last")
 	mv, ok := picked["model"].(*Model)
 	if !ok {
 		return nil, fmt.Errorf("%s: argument model: want model, got %s", fn.Name(), typeName(picked["model"]))
@@ -94,7 +94,7 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 			}
 		}
 	}
-	for _, k := range []string{"checkpoint_every", "lora_seed", "probe_batch"} {
+	for _, k := range []string{"checkpoint_every", "lora_seed", "probe_batch", "keep_last"} {
 		if v, ok := picked[k]; ok {
 			i, err := starlark.AsInt32(v)
 			if err != nil || i < 0 {
@@ -105,6 +105,8 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 				spec.CheckpointEvery = i
 			case "probe_batch":
 				spec.ProbeBatch = i
+			case "keep_last":
+				spec.KeepLast = i
 			default:
 				spec.LoRASeed = uint64(i)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"sort"
 	"strings"
@@ -35,6 +36,16 @@ func sortedKeys[V any](m map[string]V) []string {
 // checkpoint saves the trainer's tensors, moments and position at its step.
 func (j *Job) checkpoint(st *kv.Store, runID string, eval map[string]float64) error {
 	t := j.Trainer
+	for _, p := range t.Params {
+		for _, v := range p.Data {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				// Never overwrite good state with bad: the last finite
+				// checkpoint stays the latest.
+				return st.AddEvent(runID, kv.Event{Step: t.Step, Kind: "checkpoint_skipped",
+					Message: fmt.Sprintf("weights of %s are not finite; checkpoint not saved", p.Name)})
+			}
+		}
+	}
 	state, err := t.State()
 	if err != nil {
 		return err
@@ -53,6 +64,34 @@ func (j *Job) checkpoint(st *kv.Store, runID string, eval map[string]float64) er
 	meta := kv.CheckpointMeta{Step: t.Step, Time: time.Now().UTC(), State: sb, EvalLoss: eval}
 	if err := st.SaveCheckpoint(runID, meta, ts); err != nil {
 		return fmt.Errorf("checkpoint step %d: %w", t.Step, err)
+	}
+	return j.rotate(st, runID)
+}
+
+// rotate keeps the KeepLast latest checkpoints and the one with the lowest
+// loss on the run's own eval set; the best is never deleted.
+func (j *Job) rotate(st *kv.Store, runID string) error {
+	k := j.Spec.KeepLast
+	if k <= 0 {
+		return nil
+	}
+	cps, err := st.Checkpoints(runID)
+	if err != nil || len(cps) <= k {
+		return err
+	}
+	best, bestLoss := -1, 0.0
+	for _, c := range cps {
+		if v, ok := c.EvalLoss[j.Spec.MainEval()]; ok && (best < 0 || v < bestLoss) {
+			best, bestLoss = c.Step, v
+		}
+	}
+	for _, c := range cps[:len(cps)-k] {
+		if c.Step == best {
+			continue
+		}
+		if err := st.DeleteCheckpoint(runID, c.Step); err != nil {
+			return fmt.Errorf("rotate checkpoints: %w", err)
+		}
 	}
 	return nil
 }
