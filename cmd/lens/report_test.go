@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -68,4 +72,46 @@ report.standard(r, kind = "diagnostic", html = "report.html")
 	_, stderr, code = lens(t, dir, "report", "rep", "--kind", "bogus")
 	require.Equal(t, 2, code)
 	require.Contains(t, stderr, "report kind")
+}
+
+// TestStandardReportInChromium opens a diagnostic report in headless
+// Chromium and checks that every chart rendered with non-empty series.
+func TestStandardReportInChromium(t *testing.T) {
+	bin := ""
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			bin = p
+			break
+		}
+	}
+	if bin == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("chromium missing in CI (apt-get install chromium)")
+		}
+		t.Skip("chromium not installed (apt-get install -y --no-install-recommends chromium)")
+	}
+	script := tinyScript + `
+r = train(name = "shot", steps = 12, collect = [collect.adapter_weights(every = 3), collect.adapter_grads(every = 1),
+    collect.lora_activations(every = 3), collect.activations(every = 3, hooks = ["blocks.*.hook_resid_post"])])
+report.standard(r, kind = "diagnostic", html = "report.html")
+`
+	dir := workspace(t, map[string]string{"corpus.txt": corpus(), "a.star": script})
+	_, stderr, code := lens(t, dir, "run", "a.star")
+	require.Equal(t, 0, code, stderr)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	args := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir=" + t.TempDir(), "--dump-dom", "file://" + filepath.Join(dir, "report.html")}
+	dom, err := exec.CommandContext(ctx, bin, args...).Output()
+	require.NoError(t, err)
+	charts := regexp.MustCompile(`<svg[^>]*class="chart"[^>]*data-title="([^"]*)"`).FindAllStringSubmatch(string(dom), -1)
+	require.GreaterOrEqual(t, len(charts), 7, "loss, grad norm, lr, effective rank, spectra, activations, LoRA ratio")
+	// Every chart's SVG holds at least one series path with data.
+	parts := strings.Split(string(dom), `class="chart"`)[1:]
+	for i, p := range parts {
+		end := strings.Index(p, "</svg>")
+		require.Positive(t, end)
+		require.Regexp(t, `class="series"[^>]* d="M[^"]+"|d="M[^"]+"[^>]*class="series"`, p[:end], "chart %q has no drawn series", charts[i][1])
+	}
 }
