@@ -14,22 +14,28 @@
 //	          micro-kernel: C[mr×nr] = alpha·Ã·B̃ + beta·C
 //
 // Packing resolves the transposes, so a micro-kernel only ever sees one
-// layout: Ã stores mr values of a column of op(A) per k step and B̃ stores nr
-// values of a row of op(B) per k step. Partial tiles at the bottom and right
-// edges are zero padded in the packed panels and go through the very same
-// micro-kernel into a small scratch tile, which is then copied into C.
+// layout for B: B̃ stores nr values of a row of op(B) per k step (the Bᵀ
+// case is packed by an in-register 8×8 transpose on amd64). A micro-panel
+// is addressed with a row and a column stride, so the assembly kernels read
+// full panels of op(A) in place, in either orientation, and only the
+// partial panel at the bottom edge is packed (with zero padding); the
+// generic kernel reads packed panels. Partial tiles at the bottom and right
+// edges go through the very same micro-kernel into a small scratch tile,
+// which is then copied into C.
 //
 // On amd64 with AVX2 and FMA the micro-kernel is a 6×16 register-blocked
-// kernel written in Go assembly (12 YMM accumulators). Elsewhere, or when
-// the environment variable LENS_GEMM=generic is set, a portable Go 4×4
-// micro-kernel is used with the same driver.
+// kernel written in Go assembly (12 YMM accumulators), with a 12×8 variant
+// for products with n ≤ 8 (LoRA ranks). Elsewhere, or when the environment
+// variable LENS_GEMM=generic is set, a portable Go 4×4 micro-kernel is used
+// with the same driver. Tiny products (m·n·k ≤ 512) use a direct loop.
 //
 // Large products are split over up to runtime.GOMAXPROCS goroutines along
-// the M or N dimension of C; k is never split. Every element of C is
-// computed by the same sequence of floating-point operations whatever the
-// split (the kc blocking depends on k only, and edge tiles use the same
-// kernel), so results are bit-for-bit deterministic and independent of the
-// number of threads. Packing buffers are recycled through a sync.Pool.
+// the M or N dimension of C, in whole tiles; k is never split. Every element
+// of C is computed by the same sequence of floating-point operations
+// whatever the split (the kc blocking depends on k only, and edge tiles use
+// the same kernel), so results are bit-for-bit deterministic and
+// independent of the number of threads. Packing buffers are recycled
+// through a sync.Pool, so a single-threaded call does not allocate.
 package gemm
 
 import (
