@@ -176,3 +176,21 @@ def test_after():
 	require.NoError(t, err)
 	require.Equal(t, kv.StatusCancelled, m.Status)
 }
+
+// TestRepositoryScriptTests runs the repository's own *_test.star files
+// (scripts/) with lens test, in a scratch workspace.
+func TestRepositoryScriptTests(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "scripts", "*_test.star"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	ws := map[string]string{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		ws[filepath.Join("scripts", filepath.Base(f))] = string(b)
+	}
+	dir := workspace(t, ws)
+	out, stderr, code := lens(t, dir, "test", "scripts")
+	require.Equal(t, 0, code, out+stderr)
+	require.Regexp(t, `(?m)^\d+ passed, 0 failed$`, out)
+}
