@@ -123,7 +123,7 @@ func (r *Run) Freeze()               {}
 func (r *Run) Truth() starlark.Bool  { return true }
 func (r *Run) Hash() (uint32, error) { return starlark.String(r.meta.ID).Hash() }
 func (r *Run) AttrNames() []string {
-	return []string{"id", "name", "status", "reason", "config", "steps", "final_loss", "tags", "metrics", "metric_names", "checkpoints", "eval_loss"}
+	return []string{"id", "name", "status", "reason", "config", "steps", "final_loss", "tags", "metrics", "metric_names", "checkpoints", "eval_loss", "records"}
 }
 
 func (r *Run) Attr(name string) (starlark.Value, error) {
@@ -162,6 +162,8 @@ func (r *Run) Attr(name string) (starlark.Value, error) {
 		return starlark.NewBuiltin("checkpoints", r.checkpoints), nil
 	case "eval_loss":
 		return starlark.NewBuiltin("eval_loss", r.evalLoss), nil
+	case "records":
+		return starlark.NewBuiltin("records", r.records), nil
 	}
 	return nil, nil
 }
@@ -265,3 +267,30 @@ func (r *Run) checkpoints(t *starlark.Thread, fn *starlark.Builtin, args starlar
 }
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+// records(collector, step=None) returns a collector's JSON records as
+// structs with step, name and value (a dict).
+func (r *Run) records(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var collector string
+	step := -1
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "collector", &collector, "step?", &step); err != nil {
+		return nil, err
+	}
+	items, err := r.st.ReadCollected(r.meta.ID, collector)
+	if err != nil {
+		return nil, err
+	}
+	var out []starlark.Value
+	for _, it := range items {
+		if it.Kind != kv.KindJSON || (step >= 0 && it.Step != step) {
+			continue
+		}
+		v, err := jsonToStarlark(it.Data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s step %d %s: %w", fn.Name(), collector, it.Step, it.Name, err)
+		}
+		out = append(out, starlarkstruct.FromStringDict(starlark.String("record"), starlark.StringDict{
+			"step": starlark.MakeInt(it.Step), "name": starlark.String(it.Name), "value": v}))
+	}
+	return starlark.NewList(out), nil
+}
