@@ -94,6 +94,9 @@ func TestRunListShowAndReuse(t *testing.T) {
 	for _, want := range []string{"status   done", "eval/corpus.txt", "loss", "grad_norm", "checkpoints"} {
 		require.Contains(t, out, want)
 	}
+	out, _, code = lens(t, dir, "fsck")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "no problems")
 	out, _, code = lens(t, dir, "rm", "first")
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "deleted")
