@@ -25,7 +25,9 @@
 //
 // On amd64 with AVX2 and FMA the micro-kernel is a 6×16 register-blocked
 // kernel written in Go assembly (12 YMM accumulators), with a 12×8 variant
-// for products with n ≤ 8 (LoRA ranks). Elsewhere, or when the environment
+// for products with n ≤ 8 (LoRA ranks) and, for n ≤ 4 with A not
+// transposed, a dot-product kernel vectorised along k (dot.go). Each path
+// is chosen from the shape alone. Elsewhere, or when the environment
 // variable LENS_GEMM=generic is set, a portable Go 4×4 micro-kernel is used
 // with the same driver. Tiny products (m·n·k ≤ 512) use a direct loop.
 //
@@ -121,6 +123,15 @@ func setKernel(name string) (restore func(), ok bool) {
 	return restore, true
 }
 
+// activeDot returns the dot-product kernel that goes with the active
+// kernel, or nil.
+func activeDot() dotKernel {
+	if active == genericKernel {
+		return nil
+	}
+	return archDot()
+}
+
 // Kernel reports which micro-kernel Sgemm uses: "avx2" or "generic".
 func Kernel() string { return active.name }
 
@@ -206,6 +217,15 @@ func Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []fl
 		p.naive(m, n)
 		return
 	}
+	threads := runtime.GOMAXPROCS(0)
+	if w := m * n * k / minWorkPerThread; w < threads {
+		threads = w
+	}
+	if dot := activeDot(); useDot(dot, tA, n, k) {
+		p.dotNT(dot, m, n, threads)
+		return
+	}
+
 	kern := active
 	if kern.narrow != nil && n <= kern.narrow.nr {
 		kern = kern.narrow
@@ -214,10 +234,6 @@ func Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []fl
 	p.kcb = kcBlock(k, kern.kc)
 	p.packedA = !kern.strided || forcePackA
 
-	threads := runtime.GOMAXPROCS(0)
-	if w := m * n * k / minWorkPerThread; w < threads {
-		threads = w
-	}
 	mt := (m + kern.mr - 1) / kern.mr // tiles along M
 	nt := (n + kern.nr - 1) / kern.nr // tiles along N
 	splitM := mt >= nt
@@ -449,41 +465,58 @@ const maxTile = 16 * 32
 // at dst[q·mr·kb + l·mr + i]. Rows past mb are zero.
 func (p *problem) packA(dst []float32, ic, mb, pc, kb, mr int) {
 	a, lda := p.a, p.lda
+	if p.tA {
+		// op(A)[i, l] = a[l*lda + i]: walk the rows of the stored A in
+		// order (friendly to the TLB and the prefetchers) and scatter each
+		// into the panels.
+		full := mb / mr * mr
+		for l := 0; l < kb; l++ {
+			src := a[(pc+l)*lda+ic : (pc+l)*lda+ic+mb]
+			switch mr {
+			case 6:
+				for q := 0; q < full; q += 6 {
+					// Two moves (16 + 8 bytes): a [6]float32 copy goes
+					// through the stack with overlapping stores.
+					d := dst[q*kb+l*6 : q*kb+l*6+6 : q*kb+l*6+6]
+					s := src[q : q+6 : q+6]
+					*(*[4]float32)(d) = *(*[4]float32)(s)
+					*(*[2]float32)(d[4:]) = *(*[2]float32)(s[4:])
+				}
+			case 12:
+				for q := 0; q < full; q += 12 {
+					v := *(*[12]float32)(src[q:])
+					*(*[12]float32)(dst[q*kb+l*12:]) = v
+				}
+			default:
+				for q := 0; q < full; q += mr {
+					copySmall(dst[q*kb+l*mr:q*kb+l*mr+mr], src[q:q+mr])
+				}
+			}
+			if full < mb {
+				dd := dst[full*kb+l*mr : full*kb+l*mr+mr]
+				copySmall(dd[:mb-full], src[full:])
+				clear(dd[mb-full:])
+			}
+		}
+		return
+	}
+	// op(A)[i, l] = a[i*lda + l]: rows of A are contiguous in l.
 	for q := 0; q < mb; q += mr {
 		mm := min(mr, mb-q)
 		d := dst[q*kb : (q+mr)*kb]
-		switch {
-		case !p.tA && mm == 6 && mr == 6:
+		if mm == 6 && mr == 6 {
 			packRows6(d, a, (ic+q)*lda+pc, lda, kb)
-		case !p.tA:
-			// op(A)[i, l] = a[i*lda + l]: rows of A are contiguous in l.
-			for i := 0; i < mm; i++ {
-				src := a[(ic+q+i)*lda+pc : (ic+q+i)*lda+pc+kb]
-				for l, v := range src {
-					d[l*mr+i] = v
-				}
+			continue
+		}
+		for i := 0; i < mm; i++ {
+			src := a[(ic+q+i)*lda+pc : (ic+q+i)*lda+pc+kb]
+			for l, v := range src {
+				d[l*mr+i] = v
 			}
-			for i := mm; i < mr; i++ {
-				for l := 0; l < kb; l++ {
-					d[l*mr+i] = 0
-				}
-			}
-		case mm == 6 && mr == 6:
-			// op(A)[i, l] = a[l*lda + i]: columns of op(A) are contiguous.
+		}
+		for i := mm; i < mr; i++ {
 			for l := 0; l < kb; l++ {
-				o := (pc+l)*lda + ic + q
-				v := [6]float32(a[o : o+6])
-				*(*[6]float32)(d[l*6:]) = v
-			}
-		default:
-			for l := 0; l < kb; l++ {
-				o := (pc+l)*lda + ic + q
-				src := a[o : o+mm]
-				dd := d[l*mr : l*mr+mr]
-				for i, v := range src {
-					dd[i] = v
-				}
-				clear(dd[mm:])
+				d[l*mr+i] = 0
 			}
 		}
 	}

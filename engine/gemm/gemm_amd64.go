@@ -27,6 +27,25 @@ func packBT16(kb8 int, src *float32, ldb int, dst *float32)
 //go:noescape
 func packBT8(kb8 int, src *float32, ldb int, dst *float32)
 
+// sdot3x4 (gemm_amd64.s) sets out[4*i+j] to the dot product of
+// a[i*lda : i*lda+8*k8] and b[j*ldb : j*ldb+8*k8] for i < 3, j < 4.
+//
+//go:noescape
+func sdot3x4(k8 int, a *float32, lda int, b *float32, ldb int, out *[12]float32)
+
+// dot3x4AVX2 is the dotKernel for amd64: see dotKernel.
+func dot3x4AVX2(k int, a []float32, lda int, b []float32, ldb int, out *[12]float32) {
+	k8 := k / 8 * 8
+	_ = a[2*lda+k-1]
+	_ = b[3*ldb+k-1]
+	if k8 > 0 {
+		sdot3x4(k8/8, &a[0], lda, &b[0], ldb, out)
+	} else {
+		*out = [12]float32{}
+	}
+	dotTail(k8, k, a, lda, b, ldb, out)
+}
+
 func kernelAVX2x16(kc int, a []float32, rsa, csa int, b, c []float32, ldc int, alpha, beta float32) {
 	// Bounds checks for the memory the assembly touches.
 	_ = a[5*rsa+(kc-1)*csa]
@@ -99,6 +118,13 @@ var hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 func archKernel() *microKernel {
 	if hasAVX2 {
 		return avx2Kernel
+	}
+	return nil
+}
+
+func archDot() func(k int, a []float32, lda int, b []float32, ldb int, out *[12]float32) {
+	if hasAVX2 {
+		return dot3x4AVX2
 	}
 	return nil
 }

@@ -732,3 +732,81 @@ packBT8loop:
 packBT8done:
 	VZEROUPPER
 	RET
+
+// func sdot3x4(k8 int, a *float32, lda int, b *float32, ldb int, out *[12]float32)
+//
+// out[4*i + j] = Σ_{l < 8·k8} a[i*lda + l]·b[j*ldb + l] for i < 3, j < 4:
+// the dot-product form of A·Bᵀ for products with n ≤ 4, where both operands
+// are contiguous along k. Accumulator Y(4+4i+j) holds 8 partial sums, which
+// are reduced horizontally at the end.
+TEXT ·sdot3x4(SB), NOSPLIT, $0-48
+	MOVQ k8+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R9
+	MOVQ b+24(FP), DI
+	MOVQ ldb+32(FP), R10
+	MOVQ out+40(FP), DX
+	SHLQ $2, R9
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	VXORPS Y12, Y12, Y12
+	VXORPS Y13, Y13, Y13
+	VXORPS Y14, Y14, Y14
+	VXORPS Y15, Y15, Y15
+	TESTQ CX, CX
+	JZ dotreduce
+
+dotloop:
+	VMOVUPS (SI), Y0
+	VMOVUPS (SI)(R9*1), Y1
+	VMOVUPS (SI)(R9*2), Y2
+	VMOVUPS (DI), Y3
+	VFMADD231PS Y3, Y0, Y4
+	VFMADD231PS Y3, Y1, Y8
+	VFMADD231PS Y3, Y2, Y12
+	VMOVUPS (DI)(R10*1), Y3
+	VFMADD231PS Y3, Y0, Y5
+	VFMADD231PS Y3, Y1, Y9
+	VFMADD231PS Y3, Y2, Y13
+	VMOVUPS (DI)(R10*2), Y3
+	VFMADD231PS Y3, Y0, Y6
+	VFMADD231PS Y3, Y1, Y10
+	VFMADD231PS Y3, Y2, Y14
+	VMOVUPS (DI)(R11*1), Y3
+	VFMADD231PS Y3, Y0, Y7
+	VFMADD231PS Y3, Y1, Y11
+	VFMADD231PS Y3, Y2, Y15
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ dotloop
+
+dotreduce:
+	VHADDPS Y5, Y4, Y0
+	VHADDPS Y7, Y6, Y1
+	VHADDPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VMOVUPS X0, 0(DX)
+	VHADDPS Y9, Y8, Y0
+	VHADDPS Y11, Y10, Y1
+	VHADDPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VMOVUPS X0, 16(DX)
+	VHADDPS Y13, Y12, Y0
+	VHADDPS Y15, Y14, Y1
+	VHADDPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VMOVUPS X0, 32(DX)
+	VZEROUPPER
+	RET

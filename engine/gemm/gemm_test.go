@@ -201,6 +201,8 @@ var modelShapes = []gemmCase{
 	{tA: true, m: 64, n: 512, k: 2048},
 	{tB: true, m: 2048, n: 4, k: 344},
 	{m: 2048, n: 1376, k: 16},
+	{m: 2048, n: 4, k: 1376},
+	{tA: true, m: 1376, n: 8, k: 2048},
 }
 
 func TestSgemmModelShapes(t *testing.T) {
@@ -234,6 +236,8 @@ func TestSgemmDeterministic(t *testing.T) {
 					{tB: true, m: 517, n: 301, k: 700, alpha: 1, beta: 0.5},
 					{tA: true, m: 97, n: 1030, k: 513, alpha: -0.5, beta: 0},
 					{m: 1000, n: 20, k: 600, alpha: 1, beta: 1},
+					{tB: true, m: 1001, n: 3, k: 515, alpha: 2, beta: -0.5}, // dot path
+					{tA: true, m: 700, n: 7, k: 300, alpha: 1, beta: 0},     // narrow kernel
 				} {
 					a, lda, b, ldb, c, ldc := tc.operands(rng)
 					run := func(procs int) []float32 {
@@ -281,15 +285,18 @@ func TestSgemmPanics(t *testing.T) {
 }
 
 func TestSgemmNoAllocs(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	rng := rand.New(rand.NewPCG(9, 10))
-	m, n, k := 64, 48, 40
-	a, b, c := randSlice(rng, m*k), randSlice(rng, k*n), make([]float32, m*n)
-	Sgemm(false, true, m, n, k, 1, a, k, b, k, 0, c, n)
-	allocs := testing.AllocsPerRun(50, func() {
+	for _, sh := range [][3]int{{64, 48, 40}, {100, 8, 64}, {100, 4, 64}, {5, 5, 5}} {
+		m, n, k := sh[0], sh[1], sh[2]
+		a, b, c := randSlice(rng, m*k), randSlice(rng, k*n), make([]float32, m*n)
 		Sgemm(false, true, m, n, k, 1, a, k, b, k, 0, c, n)
-	})
-	if allocs > 0 {
-		t.Errorf("Sgemm allocates %v times per call", allocs)
+		allocs := testing.AllocsPerRun(50, func() {
+			Sgemm(false, true, m, n, k, 1, a, k, b, k, 0, c, n)
+		})
+		if allocs > 0 {
+			t.Errorf("%dx%dx%d: Sgemm allocates %v times per call", m, n, k, allocs)
+		}
 	}
 }
 
