@@ -42,6 +42,7 @@ func init() {
 		{"export", "RUN --out DIR [--step N] [--with-base]", "write a run's adapter as a PEFT directory", cmdExport},
 		{"test", "[--run REGEX] [PATH...]", "run the test_ functions of *_test.star files", cmdTest},
 		{"report", "RUN [RUN...] [--kind K] [--html FILE]", "standard report of a run, or a comparison of runs", cmdReport},
+		{"bench", "[--sizes S] [--steps N] [--json]", "time a LoRA step in lens and PyTorch side by side", cmdBench},
 		{"fsck", "", "check a store for corrupt or inconsistent data, changing nothing", cmdFsck},
 		{"version", "", "print the lens version", cmdVersion},
 		{"help", "[COMMAND]", "explain a command", nil},

@@ -1,0 +1,332 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"lens/engine/collect"
+	"lens/engine/gemm"
+	"lens/engine/lora"
+	"lens/engine/model"
+	"lens/engine/train"
+	"lens/kv"
+)
+
+// benchSize is one model size of lens bench.
+type benchSize struct {
+	Name                         string
+	Hidden, Layers, Heads, Inter int
+}
+
+var benchSizes = []benchSize{
+	{"tiny", 128, 4, 4, 344},
+	{"small", 256, 6, 4, 688},
+	{"medium", 512, 8, 8, 1376},
+}
+
+// benchRow is one line of lens bench's table and JSON.
+type benchRow struct {
+	Size            string  `json:"size"`
+	Params          int     `json:"params"`
+	LensTokensPerS  float64 `json:"lens_tokens_per_s"`
+	TorchTokensPerS float64 `json:"torch_tokens_per_s"`
+	Ratio           float64 `json:"ratio"`
+	LensGFlops      float64 `json:"lens_gflops"`
+	SgemmGFlops     float64 `json:"sgemm_gflops"`
+	CollectOverhead float64 `json:"collector_overhead"`
+	LensPeakRSS     int64   `json:"lens_peak_rss_bytes"`
+	TorchPeakRSS    int64   `json:"torch_peak_rss_bytes"`
+	GemmKernel      string  `json:"gemm_kernel"`
+	TorchError      string  `json:"torch_error,omitempty"`
+}
+
+const benchSeq, benchBatch, benchRank = 256, 4, 8
+
+func (s benchSize) config() model.Config {
+	c := model.Tiny()
+	c.HiddenSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads, c.IntermediateSize = s.Hidden, s.Layers, s.Heads, s.Heads, s.Inter
+	c.MaxPositionEmbeddings = benchSeq
+	return c
+}
+
+// stepFlops estimates the floating-point work of one LoRA step per token:
+// forward and input-gradient matmuls of every linear layer (2+2 flops per
+// weight; frozen weights get no weight gradient) and causal attention
+// computed as full T×T products (forward 4·T·H, backward twice that).
+func stepFlops(c model.Config, T int) float64 {
+	h, in := float64(c.HiddenSize), float64(c.IntermediateSize)
+	lin := float64(c.NumHiddenLayers)*(4*h*h+3*h*in) + float64(c.VocabSize)*h
+	attn := float64(c.NumHiddenLayers) * 12 * float64(T) * h
+	return 4*lin + attn
+}
+
+type randTokens struct{ rng *rand.Rand }
+
+func (r *randTokens) Next(in, tg []int32) error {
+	for i := range in {
+		in[i], tg[i] = int32(r.rng.IntN(256)), int32(r.rng.IntN(256))
+	}
+	return nil
+}
+func (r *randTokens) State() (json.RawMessage, error) { return json.RawMessage("{}"), nil }
+func (r *randTokens) Restore(json.RawMessage) error   { return nil }
+
+// benchOne times LoRA steps of one size in this process, optionally with
+// every collector at its default frequency, and reports tokens/s and the
+// process's peak RSS.
+func benchOne(s benchSize, steps int, collectors bool) (float64, int64, error) {
+	m, err := model.New(s.config(), 1)
+	if err != nil {
+		return 0, 0, err
+	}
+	ad, err := lora.New(m, lora.Config{Rank: benchRank, Alpha: 16, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}}, 1)
+	if err != nil {
+		return 0, 0, err
+	}
+	tr, err := train.New(m, ad, &randTokens{rand.New(rand.NewPCG(1, 2))}, nil,
+		train.Config{Steps: 1 << 30, BatchSize: benchBatch, SeqLen: benchSeq, LR: 1e-3})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer tr.Close()
+	if collectors {
+		dir, err := os.MkdirTemp("", "lens-bench")
+		if err != nil {
+			return 0, 0, err
+		}
+		defer os.RemoveAll(dir)
+		st, err := kv.Open(dir, kv.Options{})
+		if err != nil {
+			return 0, 0, err
+		}
+		defer st.Close()
+		id := st.NewRunID()
+		if err := st.CreateRun(kv.RunMeta{ID: id, Name: "bench"}); err != nil {
+			return 0, 0, err
+		}
+		probe := &collect.Probe{Batch: 2}
+		for range 2 * benchSeq {
+			probe.Inputs = append(probe.Inputs, 1)
+			probe.Targets = append(probe.Targets, 2)
+		}
+		for _, name := range []string{"adapter_weights", "adapter_grads", "lora_activations", "activations"} {
+			c, err := collect.Default.Build(collect.Spec{Name: name, Every: 10})
+			if err != nil {
+				return 0, 0, err
+			}
+			tr.AddHooks(c.Hooks(tr, collect.StoreSink{Store: st, RunID: id}, probe))
+		}
+	}
+	for range 2 { // warm up buffers and caches
+		if _, err := tr.TrainStep(); err != nil {
+			return 0, 0, err
+		}
+	}
+	start := time.Now()
+	for range steps {
+		if _, err := tr.TrainStep(); err != nil {
+			return 0, 0, err
+		}
+	}
+	el := time.Since(start).Seconds()
+	return float64(steps*benchBatch*benchSeq) / el, peakRSS(), nil
+}
+
+// peakRSS reads VmHWM from /proc/self/status (0 where unavailable).
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// sgemmGFlops measures the 512³ single-precision matrix product.
+func sgemmGFlops() float64 {
+	const n = 512
+	a, b, c := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
+	for i := range a {
+		a[i], b[i] = float32(i%7)*0.1, float32(i%5)*0.1
+	}
+	gemm.Sgemm(false, false, n, n, n, 1, a, n, b, n, 0, c, n)
+	reps := 20
+	start := time.Now()
+	for range reps {
+		gemm.Sgemm(false, false, n, n, n, 1, a, n, b, n, 0, c, n)
+	}
+	return 2 * n * n * n * float64(reps) / time.Since(start).Seconds() / 1e9
+}
+
+type childResult struct {
+	TokensPerS float64 `json:"tokens_per_s"`
+	PeakRSS    int64   `json:"peak_rss_bytes"`
+}
+
+func runChild(ctx context.Context, args ...string) (childResult, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return childResult{}, err
+	}
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, self, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return childResult{}, fmt.Errorf("%v: %s", err, strings.TrimSpace(errb.String()))
+	}
+	var r childResult
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		return childResult{}, fmt.Errorf("child output %q: %w", out.String(), err)
+	}
+	return r, nil
+}
+
+func runTorch(ctx context.Context, s benchSize, steps int) (childResult, error) {
+	script := filepath.Join(repoRoot(), "testdata", "torchref", "bench.py")
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, "/usr/bin/python3", script, "--hidden", fmt.Sprint(s.Hidden), "--layers", fmt.Sprint(s.Layers),
+		"--heads", fmt.Sprint(s.Heads), "--inter", fmt.Sprint(s.Inter), "--seq", fmt.Sprint(benchSeq), "--batch", fmt.Sprint(benchBatch),
+		"--rank", fmt.Sprint(benchRank), "--steps", fmt.Sprint(steps), "--threads", fmt.Sprint(runtime.GOMAXPROCS(0)))
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return childResult{}, fmt.Errorf("%s: %v: %s", script, err, strings.TrimSpace(errb.String()))
+	}
+	var r childResult
+	err := json.Unmarshal(out.Bytes(), &r)
+	return r, err
+}
+
+// repoRoot finds the directory holding testdata/torchref: the working
+// directory or one of its parents.
+func repoRoot() string {
+	dir, _ := os.Getwd()
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "testdata", "torchref", "bench.py")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			return dir
+		}
+	}
+}
+
+func cmdBench(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench", "[--sizes tiny,small,medium] [--steps N] [--json] [--no-torch]",
+		"Time the same LoRA training step (r=8 on q,k,v,o, batch 4×256) in lens and in PyTorch, alternating, with the sgemm ceiling, collector overhead and peak memory", stderr)
+	sizes := fs.String("sizes", "tiny,small,medium", "model sizes: tiny (hidden 128, 4 layers), small (256, 6), medium (512, 8)")
+	steps := fs.Int("steps", 10, "timed steps per measurement")
+	asJSON := fs.Bool("json", false, "print the rows as a JSON list")
+	noTorch := fs.Bool("no-torch", false, "skip the PyTorch side")
+	one := fs.String("one", "", "internal: time one size in this process and print JSON")
+	withCollectors := fs.Bool("collectors", false, "internal: with --one, collectors on")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *steps <= 0 {
+		return usagef("--steps must be positive")
+	}
+	if *one != "" {
+		for _, s := range benchSizes {
+			if s.Name == *one {
+				tps, rss, err := benchOne(s, *steps, *withCollectors)
+				if err != nil {
+					return err
+				}
+				return json.NewEncoder(stdout).Encode(childResult{TokensPerS: tps, PeakRSS: rss})
+			}
+		}
+		return usagef("unknown size %q", *one)
+	}
+	var chosen []benchSize
+	for _, name := range strings.Split(*sizes, ",") {
+		found := false
+		for _, s := range benchSizes {
+			if s.Name == name {
+				chosen, found = append(chosen, s), true
+			}
+		}
+		if !found {
+			return usagef("unknown size %q (tiny, small, medium)", name)
+		}
+	}
+	ctx, stop := interruptible(stderr)
+	defer stop()
+	ceiling := sgemmGFlops()
+	var rows []benchRow
+	for _, s := range chosen {
+		c := s.config()
+		row := benchRow{Size: s.Name, Params: c.ParamCount(), SgemmGFlops: ceiling, GemmKernel: gemm.Kernel()}
+		fmt.Fprintf(stderr, "bench %s: lens, PyTorch, lens with collectors...\n", s.Name)
+		// Alternate lens and PyTorch and keep each side's best of two, so
+		// drift on a shared machine hits both alike.
+		for round := range 2 {
+			l, err := runChild(ctx, "bench", "--one", s.Name, "--steps", fmt.Sprint(*steps))
+			if err != nil {
+				return fmt.Errorf("bench %s: %w", s.Name, err)
+			}
+			row.LensTokensPerS = max(row.LensTokensPerS, l.TokensPerS)
+			row.LensPeakRSS = max(row.LensPeakRSS, l.PeakRSS)
+			if !*noTorch && row.TorchError == "" {
+				tr, err := runTorch(ctx, s, *steps)
+				if err != nil {
+					row.TorchError = err.Error()
+				} else {
+					row.TorchTokensPerS = max(row.TorchTokensPerS, tr.TokensPerS)
+					row.TorchPeakRSS = max(row.TorchPeakRSS, tr.PeakRSS)
+				}
+			}
+			if round == 0 {
+				cl, err := runChild(ctx, "bench", "--one", s.Name, "--steps", fmt.Sprint(*steps), "--collectors")
+				if err != nil {
+					return fmt.Errorf("bench %s with collectors: %w", s.Name, err)
+				}
+				row.CollectOverhead = cl.TokensPerS
+			}
+		}
+		row.CollectOverhead = row.LensTokensPerS/row.CollectOverhead - 1
+		if row.TorchTokensPerS > 0 {
+			row.Ratio = row.LensTokensPerS / row.TorchTokensPerS
+		}
+		row.LensGFlops = row.LensTokensPerS * stepFlops(c, benchSeq) / 1e9
+		rows = append(rows, row)
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(rows)
+	}
+	var t [][]string
+	for _, r := range rows {
+		torch, ratio := "-", "-"
+		if r.TorchTokensPerS > 0 {
+			torch, ratio = fmt.Sprintf("%.0f", r.TorchTokensPerS), fmt.Sprintf("%.2f", r.Ratio)
+		} else if r.TorchError != "" {
+			torch = "error"
+		}
+		t = append(t, []string{r.Size, fmt.Sprintf("%.2fM", float64(r.Params)/1e6), fmt.Sprintf("%.0f", r.LensTokensPerS), torch, ratio,
+			fmt.Sprintf("%.1f", r.LensGFlops), fmt.Sprintf("%.1f", r.SgemmGFlops), fmt.Sprintf("%+.1f%%", 100*r.CollectOverhead),
+			fmt.Sprintf("%.0f MB", float64(r.LensPeakRSS)/1e6), fmt.Sprintf("%.0f MB", float64(r.TorchPeakRSS)/1e6)})
+	}
+	table(stdout, []string{"size", "params", "lens tok/s", "torch tok/s", "ratio", "lens GFLOP/s", "sgemm GFLOP/s", "collectors", "lens RSS", "torch RSS"}, t)
+	fmt.Fprintf(stdout, "LoRA r=%d on q,k,v,o, batch %d×%d, %d threads, gemm kernel %s\n", benchRank, benchBatch, benchSeq, runtime.GOMAXPROCS(0), gemm.Kernel())
+	for _, r := range rows {
+		if r.TorchError != "" {
+			fmt.Fprintf(stdout, "PyTorch failed for %s: %s\n", r.Size, r.TorchError)
+		}
+	}
+	return nil
+}
