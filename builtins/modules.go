@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/tw"
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 
@@ -316,7 +317,7 @@ func reportTable(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, 
 	if title != "" {
 		sb.WriteString(title + "\n")
 	}
-	tw := tablewriter.NewWriter(&sb)
+	tw := tablewriter.NewTable(&sb, tablewriter.WithHeaderAutoFormat(tw.Off))
 	if hdr != nil {
 		tw.Header(hdr)
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/tw"
 	"golang.org/x/term"
 
 	"lens/builtins"
@@ -161,7 +162,7 @@ func fmtLoss(p *float64) string {
 }
 
 func table(w io.Writer, header []string, rows [][]string) {
-	tw := tablewriter.NewWriter(w)
+	tw := tablewriter.NewTable(w, tablewriter.WithHeaderAutoFormat(tw.Off))
 	tw.Header(header)
 	tw.Bulk(rows)
 	tw.Render()

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/tw"
 
 	"lens/engine/analyze"
 	"lens/engine/analyzers"
@@ -386,7 +387,7 @@ func Text(doc *report.Document) string {
 					sb.WriteString("(none)\n")
 					continue
 				}
-				tw := tablewriter.NewWriter(&sb)
+				tw := tablewriter.NewTable(&sb, tablewriter.WithHeaderAutoFormat(tw.Off))
 				tw.Header(it.Header)
 				tw.Bulk(it.Rows)
 				tw.Render()
