@@ -97,7 +97,9 @@ func runIDs(fn *starlark.Builtin, args starlark.Tuple) ([]string, error) {
 //
 //	analyze.run(name, run, ...) -> {"analyzer", "values", "findings"}
 //	analyze.names() -> built-in and script analyzers
+//	analyze.subspace(run_a, run_b, module) -> {"phi", "baseline"}
 var analyzeModule = module("analyze", map[string]builtinFn{
+	"subspace": analyzeSubspace,
 	"run": func(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		env, err := envOf(t)
 		if err != nil {
@@ -198,6 +200,80 @@ func reportCompare(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 		return nil, err
 	}
 	doc, err := reports.Compare(st, ids)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	if html != "" {
+		if err := doc.WriteFile(html); err != nil {
+			return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+		}
+	}
+	text := reports.Text(doc)
+	env.printf("%s", text)
+	return starlark.String(text), nil
+}
+
+// analyze.subspace(run_a, run_b, module) -> {"phi": [[...]], "baseline": [[...]]}:
+// φ(i, j) between the runs' final lora_A of module, i over run_a's rank.
+func analyzeSubspace(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	env, err := envOf(t)
+	if err != nil {
+		return nil, err
+	}
+	st, err := env.store()
+	if err != nil {
+		return nil, err
+	}
+	var a, b *Run
+	var module string
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "run_a", &a, "run_b", &b, "module", &module); err != nil {
+		return nil, err
+	}
+	grid, base, err := analyzers.Subspace(st, a.meta.ID, b.meta.ID, module)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	return fromGo(map[string]any{"phi": matrixAny(grid), "baseline": matrixAny(base)}), nil
+}
+
+func matrixAny(m [][]float64) []any {
+	out := make([]any, len(m))
+	for i, row := range m {
+		r := make([]any, len(row))
+		for j, v := range row {
+			r[j] = v
+		}
+		out[i] = r
+	}
+	return out
+}
+
+// report.frontier(runs, target, source, html=None) -> text: learning vs
+// forgetting, one point per evaluation of each run.
+func reportFrontier(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	env, err := envOf(t)
+	if err != nil {
+		return nil, err
+	}
+	st, err := env.store()
+	if err != nil {
+		return nil, err
+	}
+	var list *starlark.List
+	var target, source string
+	html := ""
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "runs", &list, "target", &target, "source", &source, "html?", &html); err != nil {
+		return nil, err
+	}
+	var vals starlark.Tuple
+	for i := range list.Len() {
+		vals = append(vals, list.Index(i))
+	}
+	ids, err := runIDs(fn, vals)
+	if err != nil {
+		return nil, err
+	}
+	doc, _, err := reports.Frontier(st, ids, target, source)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}

@@ -62,7 +62,8 @@ var dataModule = module("data", map[string]builtinFn{"opticks": dataBuiltin("opt
 //	report.table(rows, header=None, title=None) -> string, also printed
 //	report.standard(run, kind="executive"|"technical"|"diagnostic", html=None) -> string
 //	report.compare(runs, html=None) -> string
-var reportModule = module("report", map[string]builtinFn{"table": reportTable, "standard": reportStandard, "compare": reportCompare})
+//	report.frontier(runs, target, source, html=None) -> string
+var reportModule = module("report", map[string]builtinFn{"table": reportTable, "standard": reportStandard, "compare": reportCompare, "frontier": reportFrontier})
 
 func modelTiny(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	if len(args) > 0 {

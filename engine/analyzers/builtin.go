@@ -569,3 +569,37 @@ func f64(x []float32) []float64 {
 	}
 	return out
 }
+
+// Subspace returns the grid φ(i, j) (Hu et al. 2021 §7) between the final
+// lora_A of module in two runs, and the random baseline max(i,j)/in.
+func Subspace(st *kv.Store, id1, id2, module string) (grid, baseline [][]float64, err error) {
+	_, a1, _, err := runs.Weights(st, id1, -1)
+	if err != nil {
+		return nil, nil, err
+	}
+	_, a2, _, err := runs.Weights(st, id2, -1)
+	if err != nil {
+		return nil, nil, err
+	}
+	if a1 == nil || a2 == nil {
+		return nil, nil, fmt.Errorf("subspace compares two LoRA runs")
+	}
+	A1, ok1 := a1.A[module]
+	A2, ok2 := a2.A[module]
+	if !ok1 || !ok2 {
+		return nil, nil, fmt.Errorf("module %s is not adapted in both runs", module)
+	}
+	in := A1.Shape[1]
+	grid, err = analyze.SubspaceGrid(A1.Data, A2.Data, A1.Shape[0], A2.Shape[0], in)
+	if err != nil {
+		return nil, nil, err
+	}
+	baseline = make([][]float64, len(grid))
+	for i := range grid {
+		baseline[i] = make([]float64, len(grid[i]))
+		for j := range grid[i] {
+			baseline[i][j] = analyze.RandomBaseline(i+1, j+1, in)
+		}
+	}
+	return grid, baseline, nil
+}
