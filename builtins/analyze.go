@@ -6,6 +6,7 @@ import (
 	"go.starlark.net/starlark"
 
 	"lens/engine/analyzers"
+	"lens/engine/report"
 	"lens/engine/reports"
 	"lens/kv"
 )
@@ -101,11 +102,7 @@ func runIDs(fn *starlark.Builtin, args starlark.Tuple) ([]string, error) {
 var analyzeModule = module("analyze", map[string]builtinFn{
 	"subspace": analyzeSubspace,
 	"run": func(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-		env, err := envOf(t)
-		if err != nil {
-			return nil, err
-		}
-		st, err := env.store()
+		env, st, err := storeOf(t)
 		if err != nil {
 			return nil, err
 		}
@@ -145,11 +142,7 @@ var analyzeModule = module("analyze", map[string]builtinFn{
 // report.standard(run, kind="executive", html=None) -> text; with html, also
 // writes the HTML report there. Script analyzers join the findings.
 func reportStandard(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	env, err := envOf(t)
-	if err != nil {
-		return nil, err
-	}
-	st, err := env.store()
+	env, st, err := storeOf(t)
 	if err != nil {
 		return nil, err
 	}
@@ -166,23 +159,12 @@ func reportStandard(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tupl
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}
-	if html != "" {
-		if err := doc.WriteFile(html); err != nil {
-			return nil, fmt.Errorf("%s: %w", fn.Name(), err)
-		}
-	}
-	text := reports.Text(doc)
-	env.printf("%s", text)
-	return starlark.String(text), nil
+	return emitDoc(env, fn, doc, html)
 }
 
 // report.compare(runs, html=None) -> text.
 func reportCompare(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	env, err := envOf(t)
-	if err != nil {
-		return nil, err
-	}
-	st, err := env.store()
+	env, st, err := storeOf(t)
 	if err != nil {
 		return nil, err
 	}
@@ -203,24 +185,13 @@ func reportCompare(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}
-	if html != "" {
-		if err := doc.WriteFile(html); err != nil {
-			return nil, fmt.Errorf("%s: %w", fn.Name(), err)
-		}
-	}
-	text := reports.Text(doc)
-	env.printf("%s", text)
-	return starlark.String(text), nil
+	return emitDoc(env, fn, doc, html)
 }
 
 // analyze.subspace(run_a, run_b, module) -> {"phi": [[...]], "baseline": [[...]]}:
 // φ(i, j) between the runs' final lora_A of module, i over run_a's rank.
 func analyzeSubspace(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	env, err := envOf(t)
-	if err != nil {
-		return nil, err
-	}
-	st, err := env.store()
+	_, st, err := storeOf(t)
 	if err != nil {
 		return nil, err
 	}
@@ -251,11 +222,7 @@ func matrixAny(m [][]float64) []any {
 // report.frontier(runs, target, source, html=None) -> text: learning vs
 // forgetting, one point per evaluation of each run.
 func reportFrontier(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	env, err := envOf(t)
-	if err != nil {
-		return nil, err
-	}
-	st, err := env.store()
+	env, st, err := storeOf(t)
 	if err != nil {
 		return nil, err
 	}
@@ -277,6 +244,11 @@ func reportFrontier(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tupl
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}
+	return emitDoc(env, fn, doc, html)
+}
+
+// emitDoc writes a report's HTML (if asked), prints its text and returns it.
+func emitDoc(env *Env, fn *starlark.Builtin, doc *report.Document, html string) (starlark.Value, error) {
 	if html != "" {
 		if err := doc.WriteFile(html); err != nil {
 			return nil, fmt.Errorf("%s: %w", fn.Name(), err)

@@ -50,6 +50,16 @@ func (e *Env) store() (*kv.Store, error) {
 	return e.Store, nil
 }
 
+// storeOf returns the thread's environment and its open store.
+func storeOf(t *starlark.Thread) (*Env, *kv.Store, error) {
+	env, err := envOf(t)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := env.store()
+	return env, st, err
+}
+
 func ctxOf(t *starlark.Thread) context.Context {
 	if c, ok := t.Local("context").(context.Context); ok {
 		return c

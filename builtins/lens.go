@@ -13,11 +13,7 @@ import (
 )
 
 func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	env, err := envOf(t)
-	if err != nil {
-		return nil, err
-	}
-	st, err := env.store()
+	env, st, err := storeOf(t)
 	if err != nil {
 		return nil, err
 	}
@@ -164,11 +160,7 @@ func typeName(v starlark.Value) string {
 }
 
 func lensRun(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	env, err := envOf(t)
-	if err != nil {
-		return nil, err
-	}
-	st, err := env.store()
+	_, st, err := storeOf(t)
 	if err != nil {
 		return nil, err
 	}
@@ -184,11 +176,7 @@ func lensRun(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwar
 }
 
 func lensRuns(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	env, err := envOf(t)
-	if err != nil {
-		return nil, err
-	}
-	st, err := env.store()
+	_, st, err := storeOf(t)
 	if err != nil {
 		return nil, err
 	}

@@ -147,11 +147,7 @@ func popInt(kwargs []starlark.Tuple, name string) (int, []starlark.Tuple, error)
 }
 
 func modelPretrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	env, err := envOf(t)
-	if err != nil {
-		return nil, err
-	}
-	st, err := env.store()
+	env, st, err := storeOf(t)
 	if err != nil {
 		return nil, err
 	}
