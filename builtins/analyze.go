@@ -188,8 +188,9 @@ func reportCompare(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	return emitDoc(env, fn, doc, html)
 }
 
-// analyze.subspace(run_a, run_b, module) -> {"phi": [[...]], "baseline": [[...]]}:
-// φ(i, j) between the runs' final lora_A of module, i over run_a's rank.
+// analyze.subspace(run_a, run_b, module, step_a=-1, step_b=-1) -> {"phi": [[...]], "baseline": [[...]]}:
+// φ(i, j) between lora_A of module in two runs (or two checkpoints of one
+// run), i over run_a's rank; a negative step is the latest checkpoint.
 func analyzeSubspace(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	_, st, err := storeOf(t)
 	if err != nil {
@@ -197,10 +198,11 @@ func analyzeSubspace(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 	}
 	var a, b *Run
 	var module string
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "run_a", &a, "run_b", &b, "module", &module); err != nil {
+	stepA, stepB := -1, -1
+	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "run_a", &a, "run_b", &b, "module", &module, "step_a?", &stepA, "step_b?", &stepB); err != nil {
 		return nil, err
 	}
-	grid, base, err := analyzers.Subspace(st, a.meta.ID, b.meta.ID, module)
+	grid, base, err := analyzers.Subspace(st, a.meta.ID, b.meta.ID, module, stepA, stepB)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}

@@ -570,14 +570,16 @@ func f64(x []float32) []float64 {
 	return out
 }
 
-// Subspace returns the grid φ(i, j) (Hu et al. 2021 §7) between the final
-// lora_A of module in two runs, and the random baseline max(i,j)/in.
-func Subspace(st *kv.Store, id1, id2, module string) (grid, baseline [][]float64, err error) {
-	_, a1, _, err := runs.Weights(st, id1, -1)
+// Subspace returns the grid φ(i, j) (Hu et al. 2021 §7) between lora_A of
+// module in two runs at checkpoints step1 and step2 (negative: the latest;
+// the same run at two steps compares checkpoints), and the random baseline
+// max(i,j)/in.
+func Subspace(st *kv.Store, id1, id2, module string, step1, step2 int) (grid, baseline [][]float64, err error) {
+	_, a1, _, err := runs.Weights(st, id1, step1)
 	if err != nil {
 		return nil, nil, err
 	}
-	_, a2, _, err := runs.Weights(st, id2, -1)
+	_, a2, _, err := runs.Weights(st, id2, step2)
 	if err != nil {
 		return nil, nil, err
 	}
