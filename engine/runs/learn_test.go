@@ -48,7 +48,7 @@ func TestItLearns(t *testing.T) {
 			cfg:          model.Tiny(),
 			pretrain:     QuickstartPretrain(),
 			tune:         train.Config{Steps: 150, BatchSize: 16, SeqLen: 128, LR: 2e-3, EvalBatches: 16, Schedule: "constant"},
-			lora:         lora.Config{Rank: 16, Alpha: 32, Targets: []string{"all-linear"}},
+			lora:         lora.Config{Rank: 64, Alpha: 128, Targets: []string{"all-linear"}},
 			pretrainGain: 0.40, tuneGain: 0.30,
 		}
 	}
