@@ -109,5 +109,5 @@ func hashJSON(v any) string {
 // QuickstartPretrain is the recipe scripts/quickstart.star uses for its
 // base model, kept here so the long learning test checks the same thing.
 func QuickstartPretrain() train.Config {
-	return train.Config{Steps: 400, BatchSize: 16, SeqLen: 128, LR: 6e-3, Warmup: 40, Schedule: "cosine", EvalEvery: 100, EvalBatches: 16}
+	return train.Config{Steps: 400, BatchSize: 16, SeqLen: 128, LR: 4e-3, Warmup: 40, Schedule: "cosine", EvalEvery: 100, EvalBatches: 16}
 }
