@@ -37,7 +37,7 @@ type Config struct {
 func Defaults() Config {
 	return Config{
 		Steps: 100, BatchSize: 8, SeqLen: 128, GradAccum: 1, LR: 1e-3, LoRAPlusRatio: 1,
-		Schedule: "cosine", Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0, ClipNorm: 1,
+		Schedule: "cosine", Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0, ClipNorm: 0,
 		EvalEvery: 0, EvalBatches: 0, Seed: 0,
 	}
 }
