@@ -267,16 +267,33 @@ func (c *activations) Hooks(t *train.Trainer, sink Sink, probe *Probe) train.Hoo
 			return fmt.Errorf("activations: %w", err)
 		}
 		matched := 0
+		type hook struct {
+			x     []float32
+			shape []int
+		}
+		hooks := map[string]hook{}
 		for name, node := range g.Hooks {
-			if !c.match(name) {
-				continue
+			if c.match(name) {
+				x, err := nn.Data[float32](node)
+				if err != nil {
+					return fmt.Errorf("activations %s: %w", name, err)
+				}
+				hooks[name] = hook{x, node.Shape().Clone()}
 			}
+		}
+		// Attention patterns live in the attention kernel, not in a graph node.
+		for layer, p := range g.Attn {
+			name := fmt.Sprintf("blocks.%d.attn.hook_pattern", layer)
+			if c.match(name) {
+				P := p.Probs()
+				seq := len(probe.Inputs) / probe.Batch
+				hooks[name] = hook{P, []int{len(P) / (seq * seq), seq, seq}}
+			}
+		}
+		for name, h := range hooks {
 			matched++
-			x, err := nn.Data[float32](node)
-			if err != nil {
-				return fmt.Errorf("activations %s: %w", name, err)
-			}
-			width := node.Shape()[len(node.Shape())-1]
+			x := h.x
+			width := h.shape[len(h.shape)-1]
 			st, err := analyze.Summary(x, width, 20)
 			if err != nil {
 				return fmt.Errorf("activations %s: %w", name, err)
@@ -287,7 +304,7 @@ func (c *activations) Hooks(t *train.Trainer, sink Sink, probe *Probe) train.Hoo
 				return err
 			}
 			if c.tensors {
-				if err := sink.PutTensor(c.Name(), s.Step, kvTensor(name, node.Shape().Clone(), x)); err != nil {
+				if err := sink.PutTensor(c.Name(), s.Step, kvTensor(name, h.shape, x)); err != nil {
 					return err
 				}
 			}

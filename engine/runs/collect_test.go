@@ -29,7 +29,7 @@ func TestCollectorsEndToEnd(t *testing.T) {
 		Train: train.Config{Steps: 6, BatchSize: 2, SeqLen: 16, LR: 1e-2, Seed: 2, EvalEvery: 3, EvalBatches: 2, Schedule: "constant"},
 		Data:  DataRef{Source: "opticks"}, CheckpointEvery: 2,
 		Collect: []collect.Spec{{Name: "adapter_weights", Every: 2}, {Name: "adapter_grads", Every: 1},
-			{Name: "lora_activations", Every: 3}, {Name: "activations", Every: 3, Options: map[string]any{"hooks": []any{"blocks.*.hook_resid_post", "blocks.0.attn.hook_z"}}}}}
+			{Name: "lora_activations", Every: 3}, {Name: "activations", Every: 3, Options: map[string]any{"hooks": []any{"blocks.*.hook_resid_post", "blocks.0.attn.hook_z", "blocks.1.attn.hook_pattern"}}}}}
 	job, err := Prepare(spec, base)
 	require.NoError(t, err)
 	meta, err := job.Run(context.Background(), st, Options{})
@@ -134,13 +134,21 @@ func TestCollectorsEndToEnd(t *testing.T) {
 	}
 	acts, err := collect.Read[collect.ActivationStats](st, meta.ID, "activations")
 	require.NoError(t, err)
-	require.Len(t, acts, 2*3) // 2 steps × (2 resid_post + 1 hook_z)
+	require.Len(t, acts, 2*4) // 2 steps × (2 resid_post + 1 hook_z + 1 pattern)
 	for _, a := range acts {
 		require.Greater(t, a.Value.RowNorm, 0.0)
 		require.Equal(t, 20, len(a.Value.Hist))
 		total := 0
 		for _, h := range a.Value.Hist {
 			total += h
+		}
+		if a.Name == "blocks.1.attn.hook_pattern" {
+			// Probabilities: 4 windows × 4 heads × 16×16, each row sums to 1, so
+			// the mean is 1/16 and the upper triangle is exactly 0.
+			require.Equal(t, 4*4*16*16, total)
+			require.InDelta(t, 1.0/16, a.Value.Mean, 1e-6)
+			require.Equal(t, 0.0, a.Value.Min)
+			continue
 		}
 		require.Equal(t, 4*16*32, total, a.Name) // probe: 4 windows × 16 positions × hidden 32
 	}
