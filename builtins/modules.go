@@ -43,9 +43,9 @@ var lensModule = func() *starlarkstruct.Module {
 //
 //	model.tiny(seed=0, **config) -> model: the default tiny byte-level Llama, randomly initialised
 //	model.new(config, seed=0) -> model: from a dict of LlamaConfig fields
-//	model.load(dir) -> model: an HF model directory
+//	model.from_dir(dir) -> model: an HF model directory ("load" is a Starlark keyword)
 //	model.pretrain(config=None, data=data.opticks(), steps=, seed=0, ...) -> model: trained in full, cached in the store
-var modelModule = module("model", map[string]builtinFn{"tiny": modelTiny, "new": modelNew, "load": modelLoad, "pretrain": modelPretrain})
+var modelModule = module("model", map[string]builtinFn{"tiny": modelTiny, "new": modelNew, "from_dir": modelLoad, "pretrain": modelPretrain})
 
 // lora module:
 //
