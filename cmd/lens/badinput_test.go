@@ -85,7 +85,9 @@ func TestBadInputCatalogue(t *testing.T) {
 		want string
 	}{
 		{"rank larger than the matrix", func() []string { return script("train(lora = lora.config(r = 1000))\n") }, 1, "larger than module"},
-		{"unknown target module", func() []string { return script("lora.config(targets = ['qq_proj'])\ntrain(lora = lora.config(targets = ['qq_proj']))\n") }, 1, `"qq_proj" matches no linear module`},
+		{"unknown target module", func() []string {
+			return script("lora.config(targets = ['qq_proj'])\ntrain(lora = lora.config(targets = ['qq_proj']))\n")
+		}, 1, `"qq_proj" matches no linear module`},
 		{"dropout of 1", func() []string { return script("lora.config(dropout = 1.0)\n") }, 1, "lora_dropout"},
 		{"negative steps", func() []string { return script("train(steps = -5)\n") }, 1, "steps = -5"},
 		{"unknown schedule", func() []string { return script("train(schedule = 'bogus')\n") }, 1, "schedule"},
@@ -108,7 +110,9 @@ func TestBadInputCatalogue(t *testing.T) {
 			return []string{"eval", "--model", "model", "--adapter", "a-shape", "--text", "corpus.txt"}
 		}, 1, "lora_B has shape [31 4], want [32 4]"},
 		{"eval: missing text", func() []string { return []string{"eval", "--model", "model", "--text", "nope.txt"} }, 1, "nope.txt"},
-		{"eval: negative seq-len", func() []string { return []string{"eval", "--model", "model", "--text", "corpus.txt", "--seq-len", "-1"} }, 2, "--seq-len"},
+		{"eval: negative seq-len", func() []string {
+			return []string{"eval", "--model", "model", "--text", "corpus.txt", "--seq-len", "-1"}
+		}, 2, "--seq-len"},
 		{"eval: no model", func() []string { return []string{"eval", "--text", "corpus.txt"} }, 2, "--model and --text are required"},
 		{"show: unknown run", func() []string { return []string{"show", "no-such-run"} }, 1, "not found"},
 		{"export: no --out", func() []string { return []string{"export", "good"} }, 2, "--out"},
