@@ -89,6 +89,7 @@ func (c *adapterWeights) Hooks(t *train.Trainer, sink Sink, _ *Probe) train.Hook
 		}
 		ad := t.Adapter
 		r, scale := ad.Config.Rank, ad.Config.Scale()
+		out := newBatch(sink, c.Name(), s.Step)
 		for _, mod := range ad.Modules {
 			A, B := ad.A[mod], ad.B[mod]
 			rec := AdapterWeights{Module: mod, NormA: norm(A.Data), NormB: norm(B.Data)}
@@ -107,22 +108,15 @@ func (c *adapterWeights) Hooks(t *train.Trainer, sink Sink, _ *Probe) train.Hook
 				rec.DeltaSpectral = sv[0]
 			}
 			rec.EffectiveRank, rec.StableRank = analyze.EffectiveRank(sv), analyze.StableRank(sv)
-			if err := sink.PutJSON(c.Name(), s.Step, mod, rec); err != nil {
+			if err := out.json(mod, rec); err != nil {
 				return err
 			}
 			if c.tensors {
-				for which, tt := range map[string][]float32{"lora_A": A.Data, "lora_B": B.Data} {
-					shape := A.Shape
-					if which == "lora_B" {
-						shape = B.Shape
-					}
-					if err := sink.PutTensor(c.Name(), s.Step, kvTensor(mod+"."+which, shape, tt)); err != nil {
-						return err
-					}
-				}
+				out.tensor(kvTensor(mod+".lora_A", A.Shape, A.Data))
+				out.tensor(kvTensor(mod+".lora_B", B.Shape, B.Data))
 			}
 		}
-		return nil
+		return out.flush()
 	}}
 }
 
@@ -170,16 +164,17 @@ func (c *adapterGrads) Hooks(t *train.Trainer, sink Sink, _ *Probe) train.Hooks 
 				MicroBatch: t.Config.BatchSize, Clipped: s.Clipped})
 		},
 		AfterStep: func(t *train.Trainer, s *train.StepInfo) error {
+			out := newBatch(sink, c.Name(), s.Step)
 			for _, rec := range pending {
 				pa, pb := t.Param(rec.Module+".lora_A"), t.Param(rec.Module+".lora_B")
 				rec.UpdateRatioA = updateRatio(c.before[pa.Name], pa.Data)
 				rec.UpdateAbsB = diffNorm(c.before[pb.Name], pb.Data)
-				if err := sink.PutJSON(c.Name(), s.Step, rec.Module, rec); err != nil {
+				if err := out.json(rec.Module, rec); err != nil {
 					return err
 				}
 			}
 			pending = nil
-			return nil
+			return out.flush()
 		},
 	}
 }
@@ -195,16 +190,21 @@ func diffNorm(a, b []float32) float64 {
 
 // ---- probe-batch collectors ----
 
-// probeForward runs the probe batch once per step for every collector
-// that needs it.
+// probeForward runs the probe batch through the current weights, once per
+// optimizer step however many collectors ask (the probe remembers the step
+// its activations belong to).
 func probeForward(t *train.Trainer, p *Probe) (*nn.Graph[float32], error) {
 	if p == nil || len(p.Inputs) == 0 {
 		return nil, fmt.Errorf("no probe batch")
+	}
+	if p.graph != nil && p.step == t.Step && p.trainer == t {
+		return p.graph, nil
 	}
 	_, net, err := t.Forward(p.Inputs, p.Targets, p.Batch)
 	if err != nil {
 		return nil, fmt.Errorf("probe batch: %w", err)
 	}
+	p.graph, p.step, p.trainer = net.Graph, t.Step, t
 	return net.Graph, nil
 }
 
@@ -220,12 +220,13 @@ func (c *loraActivations) Hooks(t *train.Trainer, sink Sink, probe *Probe) train
 		if err != nil {
 			return fmt.Errorf("lora_activations: %w", err)
 		}
+		out := newBatch(sink, c.Name(), s.Step)
 		for _, mod := range t.Adapter.Modules {
 			x, err := nn.Data[float32](g.Hooks[mod+".hook_in"])
 			if err != nil {
 				return fmt.Errorf("lora_activations %s: %w", mod, err)
 			}
-			out, err := nn.Data[float32](g.Hooks[mod+".hook_out"])
+			y, err := nn.Data[float32](g.Hooks[mod+".hook_out"])
 			if err != nil {
 				return fmt.Errorf("lora_activations %s: %w", mod, err)
 			}
@@ -233,20 +234,20 @@ func (c *loraActivations) Hooks(t *train.Trainer, sink Sink, probe *Probe) train
 			in, o, r := A.Shape[1], B.Shape[0], A.Shape[0]
 			mid := g.LoRA[mod].Hidden() // x·Aᵀ (no dropout on the probe)
 			loraOut := mulT(mid, B.Data, len(mid)/r, r, o, float32(t.Adapter.Config.Scale()))
-			base := make([]float32, len(out))
-			for i := range out {
-				base[i] = out[i] - loraOut[i]
+			base := make([]float32, len(y))
+			for i := range y {
+				base[i] = y[i] - loraOut[i]
 			}
 			rec := LoRAActivation{Module: mod, InNorm: rowNorm(x, in), MidNorm: rowNorm(mid, r),
 				LoRANorm: rowNorm(loraOut, o), BaseNorm: rowNorm(base, o), InSparsity: sparsity(x)}
 			if rec.BaseNorm > 0 {
 				rec.Ratio = rec.LoRANorm / rec.BaseNorm
 			}
-			if err := sink.PutJSON(c.Name(), s.Step, mod, rec); err != nil {
+			if err := out.json(mod, rec); err != nil {
 				return err
 			}
 		}
-		return nil
+		return out.flush()
 	}}
 }
 
@@ -290,6 +291,7 @@ func (c *activations) Hooks(t *train.Trainer, sink Sink, probe *Probe) train.Hoo
 				hooks[name] = hook{P, []int{len(P) / (seq * seq), seq, seq}}
 			}
 		}
+		out := newBatch(sink, c.Name(), s.Step)
 		for name, h := range hooks {
 			matched++
 			x := h.x
@@ -300,14 +302,15 @@ func (c *activations) Hooks(t *train.Trainer, sink Sink, probe *Probe) train.Hoo
 			}
 			rec := ActivationStats{Hook: name, Mean: st.Mean, Std: st.Std, RowNorm: st.Norm, Min: st.Min, Max: st.Max,
 				Q05: st.Q05, Q50: st.Q50, Q95: st.Q95, Sparsity: st.FracZero, Hist: st.Hist.Counts, Edges: st.Hist.Edges}
-			if err := sink.PutJSON(c.Name(), s.Step, name, rec); err != nil {
+			if err := out.json(name, rec); err != nil {
 				return err
 			}
 			if c.tensors {
-				if err := sink.PutTensor(c.Name(), s.Step, kvTensor(name, h.shape, x)); err != nil {
-					return err
-				}
+				out.tensor(kvTensor(name, h.shape, x))
 			}
+		}
+		if err := out.flush(); err != nil {
+			return err
 		}
 		if matched == 0 {
 			return fmt.Errorf("activations: no hook point matches %s (names look like blocks.0.hook_resid_post, blocks.0.attn.hook_z)", strings.Join(c.patterns, ", "))

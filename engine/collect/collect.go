@@ -14,6 +14,7 @@ import (
 	"sort"
 	"sync"
 
+	"lens/engine/nn"
 	"lens/engine/train"
 	"lens/kv"
 )
@@ -32,10 +33,65 @@ type Sink interface {
 	PutTensor(collector string, step int, t kv.Tensor) error
 }
 
+// batch gathers one collector's records of a step so they are written in
+// one store transaction.
+type batch struct {
+	sink      Sink
+	collector string
+	step      int
+	items     []kv.Collected
+}
+
+func newBatch(s Sink, collector string, step int) *batch {
+	return &batch{sink: s, collector: collector, step: step}
+}
+
+func (b *batch) json(name string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", b.collector, name, err)
+	}
+	b.items = append(b.items, kv.Collected{Name: name, Kind: kv.KindJSON, Data: data})
+	return nil
+}
+
+func (b *batch) tensor(t kv.Tensor) {
+	b.items = append(b.items, kv.Collected{Name: t.Name, Kind: kv.KindTensor, Tensor: &t})
+}
+
+// flush writes the batch: in one transaction to a StoreSink, item by item
+// to other sinks.
+func (b *batch) flush() error {
+	if len(b.items) == 0 {
+		return nil
+	}
+	if ss, ok := b.sink.(StoreSink); ok {
+		return ss.Store.PutCollected(ss.RunID, b.collector, b.step, b.items...)
+	}
+	for _, it := range b.items {
+		var err error
+		if it.Kind == kv.KindTensor {
+			err = b.sink.PutTensor(b.collector, b.step, *it.Tensor)
+		} else {
+			var v json.RawMessage = it.Data
+			err = b.sink.PutJSON(b.collector, b.step, it.Name, v)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Probe is the fixed batch activations are measured on.
 type Probe struct {
 	Inputs, Targets []int32
 	Batch           int
+
+	// The last forward run, shared by the collectors of a step.
+	graph   *nn.Graph[float32]
+	step    int
+	trainer *train.Trainer
 }
 
 // Collector attaches hooks to a trainer.

@@ -1,6 +1,10 @@
 package collect
 
-import "math"
+import (
+	"math"
+
+	"lens/engine/gemm"
+)
 
 func meanStd(x []float32) (float64, float64) {
 	if len(x) == 0 {
@@ -55,16 +59,6 @@ func updateRatio(before, after []float32) float64 {
 // mulT is s·x·Bᵀ for x rows×r and B out×r.
 func mulT(x, b []float32, rows, r, out int, s float32) []float32 {
 	y := make([]float32, rows*out)
-	for i := range rows {
-		xr := x[i*r : (i+1)*r]
-		for o := range out {
-			br := b[o*r : (o+1)*r]
-			var acc float32
-			for k := range r {
-				acc += xr[k] * br[k]
-			}
-			y[i*out+o] = s * acc
-		}
-	}
+	gemm.Sgemm(false, true, rows, out, r, s, x, r, b, r, 0, y, out)
 	return y
 }
