@@ -61,12 +61,28 @@ func Summary(x []float32, width, bins int) (Stats, error) {
 		s.Norm += norm2(x[r*width : (r+1)*width])
 	}
 	s.Norm /= float64(n / width)
-	slices.Sort(v)
-	s.Min, s.Max = v[0], v[n-1]
-	s.Q05, s.Q50, s.Q95 = quantile(v, 0.05), quantile(v, 0.5), quantile(v, 0.95)
-	s.Hist = histogram(v, bins)
+	s.Min, s.Max = v[0], v[0]
+	for _, f := range v {
+		s.Min, s.Max = min(s.Min, f), max(s.Max, f)
+	}
+	// Quantiles from an even-stride sample once the input is large: sorting
+	// every activation of a probe batch would dominate a collector's cost.
+	q := v
+	if n > QuantileSample {
+		q = make([]float64, QuantileSample)
+		for i := range q {
+			q[i] = v[i*n/QuantileSample]
+		}
+	}
+	slices.Sort(q)
+	s.Q05, s.Q50, s.Q95 = quantile(q, 0.05), quantile(q, 0.5), quantile(q, 0.95)
+	s.Hist = histogram(v, s.Min, s.Max, bins)
 	return s, nil
 }
+
+// QuantileSample is the largest input whose quantiles Summary computes
+// exactly; above it they come from an even-stride sample of this size.
+const QuantileSample = 1 << 14
 
 // quantile returns the p-quantile of sorted v by linear interpolation
 // between order statistics (Hyndman & Fan type 7).
@@ -78,8 +94,8 @@ func quantile(sorted []float64, p float64) float64 {
 }
 
 // histogram bins sorted v into bins equal-width bins over [v[0], v[len-1]].
-func histogram(sorted []float64, bins int) Histogram {
-	lo, hi := sorted[0], sorted[len(sorted)-1]
+func histogram(values []float64, lo, hi float64, bins int) Histogram {
+	sorted := values
 	h := Histogram{Edges: make([]float64, bins+1), Counts: make([]int, bins)}
 	for i := range h.Edges {
 		h.Edges[i] = lo + (hi-lo)*float64(i)/float64(bins)

@@ -27,7 +27,7 @@ func TestCollectorsEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	spec := Spec{Name: "c", Base: ref, LoRA: &lora.Config{Rank: 4, Alpha: 8, Targets: []string{"q_proj", "v_proj", "down_proj"}},
 		Train: train.Config{Steps: 6, BatchSize: 2, SeqLen: 16, LR: 1e-2, Seed: 2, EvalEvery: 3, EvalBatches: 2, Schedule: "constant"},
-		Data:  DataRef{Source: "opticks"}, CheckpointEvery: 2,
+		Data:  DataRef{Source: "opticks"}, CheckpointEvery: 2, ProbeBatch: 4,
 		Collect: []collect.Spec{{Name: "adapter_weights", Every: 2}, {Name: "adapter_grads", Every: 1},
 			{Name: "lora_activations", Every: 3}, {Name: "activations", Every: 3, Options: map[string]any{"hooks": []any{"blocks.*.hook_resid_post", "blocks.0.attn.hook_z", "blocks.1.attn.hook_pattern"}}}}}
 	job, err := Prepare(spec, base)

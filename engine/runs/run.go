@@ -308,10 +308,10 @@ func (j *Job) attachCollectors(st *kv.Store, runID string, opt Options) error {
 // run's own eval data: real text, the same at every step.
 func (j *Job) probe() (*collect.Probe, error) {
 	n := j.Spec.ProbeBatch
-	if n <= 0 {
-		n = 4
-	}
 	T := j.Trainer.Config.SeqLen
+	if n <= 0 {
+		n = max(1, 512/T)
+	}
 	toks := j.Eval[j.Spec.MainEval()].Tokens
 	if len(toks) < n*T+1 {
 		n = (len(toks) - 1) / T

@@ -59,7 +59,7 @@ type Spec struct {
 	CheckpointEvery int                `json:"checkpoint_every"`
 	KeepLast        int                `json:"keep_last,omitempty"` // keep the K latest checkpoints and the best (0: keep all)
 	Collect         []collect.Spec     `json:"collect,omitempty"`
-	ProbeBatch      int                `json:"probe_batch,omitempty"` // windows of the eval data the probe collectors use (default 4)
+	ProbeBatch      int                `json:"probe_batch,omitempty"` // windows of the eval data the probe collectors use (default: 512 tokens' worth)
 }
 
 // defaultEvalFrac is the held-out tail of a corpus when none is given.
