@@ -7,9 +7,8 @@ package analyzers
 
 import (
 	"fmt"
-	"sort"
-	"sync"
 
+	"lens/engine/registry"
 	"lens/kv"
 )
 
@@ -67,40 +66,19 @@ type Registration struct {
 }
 
 // Registry maps names to analyzers.
-type Registry struct {
-	mu sync.Mutex
-	m  map[string]Registration
-}
+type Registry struct{ m registry.Map[Registration] }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{m: map[string]Registration{}} }
+func NewRegistry() *Registry { return &Registry{} }
 
 // Register adds or replaces an analyzer.
-func (r *Registry) Register(reg Registration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.m[reg.Analyzer.Name()] = reg
-}
+func (r *Registry) Register(reg Registration) { r.m.Set(reg.Analyzer.Name(), reg) }
 
 // Get returns the named analyzer.
-func (r *Registry) Get(name string) (Registration, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	reg, ok := r.m[name]
-	return reg, ok
-}
+func (r *Registry) Get(name string) (Registration, bool) { return r.m.Get(name) }
 
 // Names lists the registered analyzers.
-func (r *Registry) Names() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]string, 0, len(r.m))
-	for n := range r.m {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func (r *Registry) Names() []string { return r.m.Names() }
 
 // Run runs the named analyzer.
 func (r *Registry) Run(name string, st *kv.Store, runIDs ...string) (*Result, error) {

@@ -11,10 +11,9 @@ package collect
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
-	"sync"
 
 	"lens/engine/nn"
+	"lens/engine/registry"
 	"lens/engine/train"
 	"lens/kv"
 )
@@ -112,26 +111,17 @@ type Registration struct {
 }
 
 // Registry maps collector names to factories.
-type Registry struct {
-	mu sync.Mutex
-	m  map[string]Registration
-}
+type Registry struct{ m registry.Map[Registration] }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{m: map[string]Registration{}} }
+func NewRegistry() *Registry { return &Registry{} }
 
 // Register adds or replaces a collector kind.
-func (r *Registry) Register(reg Registration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.m[reg.Name] = reg
-}
+func (r *Registry) Register(reg Registration) { r.m.Set(reg.Name, reg) }
 
 // Build makes the collector a spec names.
 func (r *Registry) Build(s Spec) (Collector, error) {
-	r.mu.Lock()
-	reg, ok := r.m[s.Name]
-	r.mu.Unlock()
+	reg, ok := r.m.Get(s.Name)
 	if !ok {
 		return nil, fmt.Errorf("collector %q is not registered (known: %v)", s.Name, r.Names())
 	}
@@ -142,24 +132,10 @@ func (r *Registry) Build(s Spec) (Collector, error) {
 }
 
 // Names lists the registered collectors.
-func (r *Registry) Names() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]string, 0, len(r.m))
-	for n := range r.m {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func (r *Registry) Names() []string { return r.m.Names() }
 
 // Get returns a registration.
-func (r *Registry) Get(name string) (Registration, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	reg, ok := r.m[name]
-	return reg, ok
-}
+func (r *Registry) Get(name string) (Registration, bool) { return r.m.Get(name) }
 
 // Default holds the built-in collectors.
 var Default = NewRegistry()
