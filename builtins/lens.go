@@ -20,6 +20,23 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	if len(args) > 0 {
 		return nil, fmt.Errorf("%s: takes keyword arguments only (model=, data=, ...)", fn.Name())
 	}
+	if len(kwargs) == 1 && string(kwargs[0][0].(starlark.String)) == "resume" {
+		r, ok := kwargs[0][1].(*Run)
+		if !ok {
+			return nil, fmt.Errorf("%s: argument resume: want run, got %s", fn.Name(), kwargs[0][1].Type())
+		}
+		meta, err := runs.Resume(ctxOf(t), st, r.meta.ID, runs.Options{Progress: env.Progress, Logger: env.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("%s: resume %s: %w", fn.Name(), r.meta.ID, err)
+		}
+		if meta.Status == kv.StatusCancelled {
+			return nil, fmt.Errorf("%s: run %s %s", fn.Name(), meta.ID, meta.Reason)
+		}
+		return &Run{st: st, meta: meta}, nil
+	}
+	if _, ok := kwargsHas(kwargs, "resume"); ok {
+		return nil, fmt.Errorf("%s: resume= continues a stored run with its own settings and takes no other argument", fn.Name())
+	}
 	picked, rest := splitKwargs(kwargs, "model", "data", "lora", "name", "tags", "eval_data", "checkpoint_every", "lora_seed", "collect", "probe_batch", "keep_last")
 	mv, ok := picked["model"].(*Model)
 	if !ok {
@@ -266,4 +283,13 @@ func contains(s []string, x string) bool {
 		}
 	}
 	return false
+}
+
+func kwargsHas(kwargs []starlark.Tuple, name string) (starlark.Value, bool) {
+	for _, kv := range kwargs {
+		if string(kv[0].(starlark.String)) == name {
+			return kv[1], true
+		}
+	}
+	return nil, false
 }
