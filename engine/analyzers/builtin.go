@@ -251,9 +251,12 @@ func convergence(st *kv.Store, ids ...string) (*Result, error) {
 	r.Values["fit_l_inf_stderr"] = fit.LInfStdErr
 	r.Values["fit_exponent"] = fit.B
 	r.Values["converged"] = fit.Converged
-	if fit.Converged {
+	switch {
+	case fit.Converged:
 		r.say("fitted L(t) = %.3f + %.3g·t^−%.2f: predicted final loss %.3f ± %.3f", fit.LInf, fit.A, fit.B, fit.LInf, fit.LInfStdErr)
-	} else {
+	case r.Values["plateau_step"] != nil:
+		r.say("not converged by the curve fit: L∞ + a·t^−b cannot pin down a final loss yet, although the last stretch moves less than its own noise")
+	default:
 		r.say("not converged: the fit L∞ + a·t^−b does not support a plateau yet")
 	}
 	return r, nil
