@@ -165,6 +165,21 @@ func Open(dir string, opts Options) (*Store, error) {
 		WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(4 << 20)
 	db, err := badger.Open(bopts)
+	if err != nil && opts.ReadOnly && strings.Contains(err.Error(), "truncate required") {
+		// A writer died mid-write: only a writable open can recover the log.
+		// Nobody holds the store (else the lock error would come first), so
+		// recover with a brief writable open (which also marks the dead
+		// writer's runs interrupted) and read on.
+		log.Warn("store was not closed cleanly; recovering it before reading", "dir", dir)
+		w, werr := Open(dir, Options{Logger: opts.Logger, Command: opts.Command})
+		if werr != nil {
+			return nil, fmt.Errorf("open store %s: recover after a crash: %w", dir, werr)
+		}
+		if werr := w.Close(); werr != nil {
+			return nil, fmt.Errorf("open store %s: recover after a crash: %w", dir, werr)
+		}
+		db, err = badger.Open(bopts)
+	}
 	if err != nil {
 		if isLockErr(err) {
 			return nil, lockedError(dir)
