@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
+	"strings"
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
@@ -26,6 +28,10 @@ type Env struct {
 	Out        io.Writer
 	Progress   func(runs.Progress)
 	Logger     *slog.Logger
+	// Workspace, when set, confines the files scripts read (data.text,
+	// model.from_dir) to it and to the AllowRead folders.
+	Workspace string
+	AllowRead []string
 
 	analyzers map[string]*scriptAnalyzer // registered by lens.analyzer
 }
@@ -95,4 +101,33 @@ func Modules(args map[string]string) starlark.StringDict {
 		"collect": collectModule(),
 		"analyze": analyzeModule,
 	}
+}
+
+// readable resolves a path a script asks to read and checks that it lies
+// in the workspace or an allowed folder (symlinks resolved).
+func (e *Env) readable(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	if e.Workspace == "" {
+		return abs, nil
+	}
+	real := abs
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		real = r
+	}
+	for _, root := range append([]string{e.Workspace}, e.AllowRead...) {
+		r, err := filepath.Abs(root)
+		if err != nil {
+			continue
+		}
+		if rr, err := filepath.EvalSymlinks(r); err == nil {
+			r = rr
+		}
+		if rel, err := filepath.Rel(r, real); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return abs, nil
+		}
+	}
+	return "", fmt.Errorf("%s is outside the workspace %s (allow it with --allow-read)", path, e.Workspace)
 }

@@ -106,6 +106,11 @@ func modelLoad(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "dir", &dir); err != nil {
 		return nil, err
 	}
+	if env, err := envOf(t); err == nil {
+		if _, err := env.readable(dir); err != nil {
+			return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+		}
+	}
 	m, err := model.Load(dir)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
@@ -257,6 +262,11 @@ func dataText(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwa
 	frac := 0.05
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "path", &path, "eval_frac?", &frac); err != nil {
 		return nil, err
+	}
+	if env, err := envOf(t); err == nil {
+		if _, err := env.readable(path); err != nil {
+			return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+		}
 	}
 	return checkData(fn, runs.DataRef{Source: path, EvalFrac: frac})
 }

@@ -74,6 +74,17 @@ func TestBadInputCatalogue(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	require.Contains(t, out, "PARAMS ")
 
+	// A folder outside the workspace is readable once allowed.
+	outside := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(outside, "c.txt"), []byte(corpus()), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "allow.star"), []byte("print('OK', data.text('"+filepath.Join(outside, "c.txt")+"'))\n"), 0o644))
+	_, stderr, code = lens(t, dir, "run", "allow.star")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "outside the workspace")
+	out, stderr, code = lens(t, dir, "run", "--allow-read", outside, "allow.star")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, "OK")
+
 	script := func(body string) []string {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, "bad.star"), []byte(tinyScript+body), 0o644))
 		return []string{"run", "bad.star"}
@@ -99,6 +110,8 @@ func TestBadInputCatalogue(t *testing.T) {
 		{"hidden size zero", func() []string { return script("model.tiny(hidden_size = 0)\n") }, 1, "hidden_size = 0"},
 		{"unknown model field", func() []string { return script("model.tiny(hiden_size = 64)\n") }, 1, "unexpected keyword argument hiden_size"},
 		{"missing model dir", func() []string { return script("model.from_dir('nowhere')\n") }, 1, "config.json"},
+		{"data file outside the workspace", func() []string { return script("data.text('/etc/hostname')\n") }, 1, "outside the workspace"},
+		{"model dir outside the workspace", func() []string { return script("model.from_dir('/tmp')\n") }, 1, "outside the workspace"},
 		{"wrong type for data", func() []string { return script("lens.train(model = base, data = 'corpus.txt')\n") }, 1, "argument data: want data, got string"},
 		{"lora and full together", func() []string { return script("train(full = True)\n") }, 1, "either lora= or full=True"},
 		{"seq_len above max positions", func() []string { return script("train(seq_len = 4096)\n") }, 1, "max_position_embeddings"},

@@ -62,6 +62,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("run", "FILE.star [-- KEY=VALUE ...]", "Run an experiment script; KEY=VALUE pairs after -- reach it as lens.args", stderr)
 	store := storeFlag(fs)
 	resume := fs.String("resume", "", "resume RUN from its last checkpoint instead of running a script")
+	var allow multiFlag
+	fs.Var(&allow, "allow-read", "a folder outside the workspace that scripts may read (repeatable)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -117,9 +119,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	sum := sha256.Sum256(src)
 	abs, _ := filepath.Abs(file)
-	env := &builtins.Env{Store: st, Args: scriptArgs, Script: abs, ScriptHash: hex.EncodeToString(sum[:8]),
-		Out: stdout, Progress: prog.update, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	wd, _ := os.Getwd()
+	env := &builtins.Env{Store: st, Args: scriptArgs, Script: abs, ScriptHash: hex.EncodeToString(sum[:8]),
+		Out: stdout, Progress: prog.update, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Workspace: wd, AllowRead: allow}
 	host := &runtime.Host{Root: wd, Predecl: builtins.Modules(scriptArgs), Out: &progressWriter{w: stdout, p: prog}, Setup: env.Attach}
 	env.Out = host.Out
 	_, err = host.Exec(ctx, file)
@@ -135,6 +138,8 @@ func cmdRepl(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("repl", "", "Interactive Starlark session over the lens builtins and the store; exit() or Ctrl-D ends it", stderr)
 	store := storeFlag(fs)
 	history := fs.String("history", "", "history file (default STORE/repl_history)")
+	var allow multiFlag
+	fs.Var(&allow, "allow-read", "a folder outside the workspace that scripts may read (repeatable)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -147,8 +152,8 @@ func cmdRepl(args []string, stdout, stderr io.Writer) error {
 		*history = filepath.Join(*store, "repl_history")
 	}
 	prog := newProgress(stderr)
-	env := &builtins.Env{Store: st, Args: map[string]string{}, Out: stdout, Progress: prog.update}
 	wd, _ := os.Getwd()
+	env := &builtins.Env{Store: st, Args: map[string]string{}, Out: stdout, Progress: prog.update, Workspace: wd, AllowRead: allow}
 	host := &runtime.Host{Root: wd, Predecl: builtins.Modules(nil), Out: stdout, Setup: env.Attach}
 	fmt.Fprintf(stdout, "lens %s REPL. Modules: lens, model, lora, data, report. exit() or Ctrl-D to leave.\n", runs.Version)
 	return host.REPL(context.Background(), io.NopCloser(os.Stdin), stdout, *history)
@@ -482,3 +487,9 @@ func (pw *progressWriter) Write(b []byte) (int, error) {
 	pw.p.clear()
 	return pw.w.Write(b)
 }
+
+// multiFlag collects a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }

@@ -60,7 +60,7 @@ func cmdTest(args []string, stdout, stderr io.Writer) error {
 			sum := sha256.Sum256(src)
 			abs, _ := filepath.Abs(path)
 			env := &builtins.Env{Store: st, Args: map[string]string{}, Script: abs, ScriptHash: hex.EncodeToString(sum[:8]),
-				Out: out, Progress: prog.update, Logger: logger}
+				Out: out, Progress: prog.update, Logger: logger, Workspace: wd}
 			return env.Attach
 		},
 	}
