@@ -128,13 +128,26 @@ func ReadConfig(dir string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("read model config: %w", err)
 	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig decodes and validates config.json contents, filling the
+// fields HF treats as optional.
+func ParseConfig(b []byte) (Config, error) {
 	var c Config
 	if err := json.Unmarshal(b, &c); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
+		return Config{}, err
 	}
 	c = c.withDefaults()
 	if err := c.Validate(); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
+		return Config{}, err
+	}
+	if c.ParamCount() < 0 || c.VocabSize > 1<<24 || c.HiddenSize > 1<<16 || c.NumHiddenLayers > 1<<10 || c.IntermediateSize > 1<<18 || c.MaxPositionEmbeddings > 1<<24 {
+		return Config{}, fmt.Errorf("config sizes are beyond what lens can hold (hidden_size %d, layers %d, vocab_size %d)", c.HiddenSize, c.NumHiddenLayers, c.VocabSize)
 	}
 	return c, nil
 }
