@@ -82,9 +82,11 @@ func resultValue(r *analyzers.Result) starlark.Value {
 	return d
 }
 
-func runIDs(fn *starlark.Builtin, args starlark.Tuple) ([]string, error) {
+// runIDs reads the ids of a sequence of runs (arguments or a list).
+func runIDs(fn *starlark.Builtin, args starlark.Indexable) ([]string, error) {
 	var ids []string
-	for i, a := range args {
+	for i := range args.Len() {
+		a := args.Index(i)
 		r, ok := a.(*Run)
 		if !ok {
 			return nil, fmt.Errorf("%s: argument %d: want run, got %s", fn.Name(), i+1, a.Type())
@@ -173,11 +175,7 @@ func reportCompare(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "runs", &list, "html?", &html); err != nil {
 		return nil, err
 	}
-	var vals starlark.Tuple
-	for i := range list.Len() {
-		vals = append(vals, list.Index(i))
-	}
-	ids, err := runIDs(fn, vals)
+	ids, err := runIDs(fn, list)
 	if err != nil {
 		return nil, err
 	}
@@ -234,11 +232,7 @@ func reportFrontier(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tupl
 	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "runs", &list, "target", &target, "source", &source, "html?", &html); err != nil {
 		return nil, err
 	}
-	var vals starlark.Tuple
-	for i := range list.Len() {
-		vals = append(vals, list.Index(i))
-	}
-	ids, err := runIDs(fn, vals)
+	ids, err := runIDs(fn, list)
 	if err != nil {
 		return nil, err
 	}

@@ -64,13 +64,7 @@ func stringsOpt(s Spec, name string) []string {
 	return nil
 }
 
-func norm(x []float32) float64 {
-	var s float64
-	for _, v := range x {
-		s += float64(v) * float64(v)
-	}
-	return math.Sqrt(s)
-}
+func norm(x []float32) float64 { return analyze.GlobalNorm(x) }
 
 func due(step, every int) bool { return every > 0 && step%every == 0 }
 
@@ -167,7 +161,11 @@ func (c *adapterGrads) Hooks(t *train.Trainer, sink Sink, _ *Probe) train.Hooks 
 			out := newBatch(sink, c.Name(), s.Step)
 			for _, rec := range pending {
 				pa, pb := t.Param(rec.Module+".lora_A"), t.Param(rec.Module+".lora_B")
-				rec.UpdateRatioA = updateRatio(c.before[pa.Name], pa.Data)
+				ratio, _, err := analyze.UpdateRatio(c.before[pa.Name], pa.Data)
+				if err != nil {
+					return fmt.Errorf("adapter_grads %s: %w", rec.Module, err)
+				}
+				rec.UpdateRatioA = ratio
 				rec.UpdateAbsB = diffNorm(c.before[pb.Name], pb.Data)
 				if err := out.json(rec.Module, rec); err != nil {
 					return err

@@ -47,15 +47,6 @@ func sparsity(x []float32) float64 {
 	return float64(n) / float64(len(x))
 }
 
-// updateRatio is ‖after−before‖/‖before‖.
-func updateRatio(before, after []float32) float64 {
-	b := norm(before)
-	if b == 0 {
-		return 0
-	}
-	return diffNorm(before, after) / b
-}
-
 // mulT is s·x·Bᵀ for x rows×r and B out×r.
 func mulT(x, b []float32, rows, r, out int, s float32) []float32 {
 	y := make([]float32, rows*out)

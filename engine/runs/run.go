@@ -177,7 +177,7 @@ func (j *Job) run(ctx context.Context, st *kv.Store, meta kv.RunMeta, opt Option
 				opt.Progress(Progress{RunID: id, Name: meta.Name, Step: t.Step, Steps: t.Config.Steps, Loss: s.Loss,
 					TokensPerSec: tps, Elapsed: el, ETA: eta})
 			}
-			if j.checkpointDue(t.Step) && !evalDue(t) {
+			if j.checkpointDue(t.Step) && !t.EvalDue() {
 				return j.checkpoint(st, id, lastEval)
 			}
 			return nil
@@ -269,11 +269,6 @@ func (j *Job) checkpointDue(step int) bool {
 	return every > 0 && step%every == 0 && step < j.Trainer.Config.Steps
 }
 
-// evalDue mirrors train.Run's evaluation schedule.
-func evalDue(t *train.Trainer) bool {
-	c := t.Config
-	return len(t.Evals) > 0 && ((c.EvalEvery > 0 && t.Step%c.EvalEvery == 0) || t.Step == c.Steps)
-}
 
 // attachCollectors builds the spec's collectors and the caller's, with
 // the probe batch taken from the first windows of the run's eval data.

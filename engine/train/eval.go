@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 
+	"lens/engine/data"
 	"lens/engine/lora"
 	"lens/engine/model"
 	"lens/engine/nn"
@@ -40,20 +41,11 @@ func newForwardNet(m *model.Model, ad *lora.Adapter, batch, seqLen int) (*forwar
 	return &forwardNet{feed: feed, net: net, mach: mach}, nil
 }
 
-// windows cuts tokens into consecutive non-overlapping windows of seqLen
-// inputs; each window's targets are its inputs shifted by one token, so the
-// last window needs one token past it. A trailing partial window is dropped.
-func windows(tokens []int32, seqLen int) int {
-	if len(tokens) < 2 {
-		return 0
-	}
-	return (len(tokens) - 1) / seqLen
-}
-
 // eval runs windows through the net, maxBatches batches at most (0: all).
 func (f *forwardNet) eval(tokens []int32, maxBatches int) (EvalResult, error) {
 	B, T := f.feed.B, f.feed.T
-	nw := windows(tokens, T)
+	// Consecutive non-overlapping windows; a trailing partial one is dropped.
+	nw := data.NumWindows(len(tokens), T)
 	if nw == 0 {
 		return EvalResult{}, fmt.Errorf("eval: %d tokens do not fill one window of %d", len(tokens), T)
 	}

@@ -357,13 +357,20 @@ func (t *Trainer) Run(ctx context.Context) error {
 		if _, err := t.TrainStep(); err != nil {
 			return err
 		}
-		if len(t.Evals) > 0 && ((t.Config.EvalEvery > 0 && t.Step%t.Config.EvalEvery == 0) || t.Step == t.Config.Steps) {
+		if t.EvalDue() {
 			if err := t.RunEval(); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// EvalDue says whether Run evaluates after the step just taken: every
+// EvalEvery steps and after the last.
+func (t *Trainer) EvalDue() bool {
+	c := t.Config
+	return len(t.Evals) > 0 && ((c.EvalEvery > 0 && t.Step%c.EvalEvery == 0) || t.Step == c.Steps)
 }
 
 // RunEval evaluates and calls the AfterEval hooks.
