@@ -269,7 +269,6 @@ func (j *Job) checkpointDue(step int) bool {
 	return every > 0 && step%every == 0 && step < j.Trainer.Config.Steps
 }
 
-
 // attachCollectors builds the spec's collectors and the caller's, with
 // the probe batch taken from the first windows of the run's eval data.
 func (j *Job) attachCollectors(st *kv.Store, runID string, opt Options) error {
