@@ -99,6 +99,12 @@ func TestBadInputCatalogue(t *testing.T) {
 		{"unknown target module", func() []string {
 			return script("lora.config(targets = ['qq_proj'])\ntrain(lora = lora.config(targets = ['qq_proj']))\n")
 		}, 1, `"qq_proj" matches no linear module`},
+		{"collector every 0", func() []string { return script("collect.adapter_weights(every = 0)\n") }, 1, "every: want a positive int"},
+		{"script collector every 0", func() []string { return script("lens.collector('c', lambda v: None, every = 0)\n") }, 1, "every: want a positive int"},
+		{"hook pattern matching nothing", func() []string {
+			return script("train(steps = 2, collect = [collect.activations(every = 1, hooks = ['blocks.*.hook_nope'])])\n")
+		}, 1, "no hook point matches"},
+		{"unknown analyzer", func() []string { return script("analyze.run('nope', train(steps = 1))\n") }, 1, `analyzer "nope" is not registered`},
 		{"dropout of 1", func() []string { return script("lora.config(dropout = 1.0)\n") }, 1, "lora_dropout"},
 		{"negative steps", func() []string { return script("train(steps = -5)\n") }, 1, "steps = -5"},
 		{"unknown schedule", func() []string { return script("train(schedule = 'bogus')\n") }, 1, "schedule"},
