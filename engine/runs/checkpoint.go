@@ -3,6 +3,7 @@ package runs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -205,7 +206,8 @@ func Weights(st *kv.Store, runID string, step int) (*model.Model, *lora.Adapter,
 	return base, ad, cm, nil
 }
 
-// Resume continues a run from its latest checkpoint.
+// Resume continues a run from its latest checkpoint (or from step 0 when
+// it died before its first one).
 func Resume(ctx context.Context, st *kv.Store, runID string, opt Options) (kv.RunMeta, error) {
 	meta, err := st.GetRun(runID)
 	if err != nil {
@@ -215,8 +217,12 @@ func Resume(ctx context.Context, st *kv.Store, runID string, opt Options) (kv.Ru
 	if err != nil {
 		return kv.RunMeta{}, err
 	}
+	// A run that died before its first checkpoint starts again from step 0:
+	// with the same seed that is the same run, and its metrics are rewritten
+	// with the same values.
 	cm, err := st.LatestCheckpoint(runID)
-	if err != nil {
+	fromScratch := errors.Is(err, kv.ErrNotFound)
+	if err != nil && !fromScratch {
 		return kv.RunMeta{}, fmt.Errorf("resume %s: %w", runID, err)
 	}
 	base, err := LoadBase(st, spec)
@@ -227,8 +233,10 @@ func Resume(ctx context.Context, st *kv.Store, runID string, opt Options) (kv.Ru
 	if err != nil {
 		return kv.RunMeta{}, err
 	}
-	if err := job.restore(st, runID, cm.Step); err != nil {
-		return kv.RunMeta{}, err
+	if !fromScratch {
+		if err := job.restore(st, runID, cm.Step); err != nil {
+			return kv.RunMeta{}, err
+		}
 	}
 	if err := st.UpdateRun(runID, func(m *kv.RunMeta) error {
 		m.Status, m.Reason, m.Owner = kv.StatusRunning, "", os.Getpid()

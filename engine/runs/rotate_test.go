@@ -2,6 +2,7 @@ package runs
 
 import (
 	"context"
+	"errors"
 	"math"
 	"testing"
 
@@ -99,4 +100,41 @@ func TestNaNGuard(t *testing.T) {
 			require.False(t, math.IsNaN(float64(v)))
 		}
 	}
+}
+
+// TestResumeWithoutCheckpoint: a run that died before its first checkpoint
+// resumes from step 0 and ends identical to one that never died.
+func TestResumeWithoutCheckpoint(t *testing.T) {
+	st := openStore(t)
+	spec, base := tinySpec(t, st)
+	spec.CheckpointEvery = 0
+	straight, err := Prepare(spec, base)
+	require.NoError(t, err)
+	m1, err := straight.Run(context.Background(), st, Options{})
+	require.NoError(t, err)
+	dying, err := Prepare(spec, base)
+	require.NoError(t, err)
+	m2, err := dying.Run(context.Background(), st, Options{Hooks: []train.Hooks{{AfterStep: func(tr *train.Trainer, s *train.StepInfo) error {
+		if s.Step == 3 {
+			return errors.New("simulated crash")
+		}
+		return nil
+	}}}})
+	require.Error(t, err)
+	_, err = st.LatestCheckpoint(m2.ID)
+	require.ErrorIs(t, err, kv.ErrNotFound)
+	m2, err = Resume(context.Background(), st, m2.ID, Options{})
+	require.NoError(t, err)
+	require.Equal(t, kv.StatusDone, m2.Status)
+	_, a1, _, err := Weights(st, m1.ID, -1)
+	require.NoError(t, err)
+	_, a2, _, err := Weights(st, m2.ID, -1)
+	require.NoError(t, err)
+	for _, m := range a1.Modules {
+		require.Equal(t, a1.A[m].Data, a2.A[m].Data)
+		require.Equal(t, a1.B[m].Data, a2.B[m].Data)
+	}
+	l1, _ := st.ReadMetric(m1.ID, "loss")
+	l2, _ := st.ReadMetric(m2.ID, "loss")
+	require.Equal(t, l1, l2)
 }
