@@ -20,12 +20,18 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	if len(args) > 0 {
 		return nil, fmt.Errorf("%s: takes keyword arguments only (model=, data=, ...)", fn.Name())
 	}
+	picked, rest := splitKwargs(kwargs, "log_to")
+	sinks, err := sinksArg(fn, orNone(picked["log_to"]))
+	if err != nil {
+		return nil, err
+	}
+	kwargs = rest
 	if len(kwargs) == 1 && string(kwargs[0][0].(starlark.String)) == "resume" {
 		r, ok := kwargs[0][1].(*Run)
 		if !ok {
 			return nil, fmt.Errorf("%s: argument resume: want run, got %s", fn.Name(), kwargs[0][1].Type())
 		}
-		meta, err := runs.Resume(ctxOf(t), st, r.meta.ID, runs.Options{Progress: env.Progress, Logger: env.Logger})
+		meta, err := runs.Resume(ctxOf(t), st, r.meta.ID, runs.Options{Progress: env.Progress, Logger: env.Logger, Sinks: sinks})
 		if err != nil {
 			return nil, fmt.Errorf("%s: resume %s: %w", fn.Name(), r.meta.ID, err)
 		}
@@ -35,9 +41,9 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 		return &Run{st: st, meta: meta}, nil
 	}
 	if _, ok := kwargsHas(kwargs, "resume"); ok {
-		return nil, fmt.Errorf("%s: resume= continues a stored run with its own settings and takes no other argument", fn.Name())
+		return nil, fmt.Errorf("%s: resume= continues a stored run with its own settings and takes no other argument but log_to=", fn.Name())
 	}
-	picked, rest := splitKwargs(kwargs, "model", "data", "lora", "name", "tags", "eval_data", "checkpoint_every", "lora_seed", "collect", "probe_batch", "keep_last")
+	picked, rest = splitKwargs(kwargs, "model", "data", "lora", "name", "tags", "eval_data", "checkpoint_every", "lora_seed", "collect", "probe_batch", "keep_last")
 	mv, ok := picked["model"].(*Model)
 	if !ok {
 		return nil, fmt.Errorf("%s: argument model: want model, got %s", fn.Name(), typeName(picked["model"]))
@@ -152,7 +158,7 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}
-	meta, err := job.Run(ctxOf(t), st, runs.Options{Progress: env.Progress, Logger: env.Logger, Collectors: scripted})
+	meta, err := job.Run(ctxOf(t), st, runs.Options{Progress: env.Progress, Logger: env.Logger, Collectors: scripted, Sinks: sinks})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}

@@ -66,6 +66,13 @@ func (j *Job) checkpoint(st *kv.Store, runID string, eval map[string]float64) er
 	if err := st.SaveCheckpoint(runID, meta, ts); err != nil {
 		return fmt.Errorf("checkpoint step %d: %w", t.Step, err)
 	}
+	if j.sinks != nil {
+		weights := make([]kv.Tensor, 0, len(t.Params))
+		for i := 0; i < len(ts); i += 3 {
+			weights = append(weights, ts[i])
+		}
+		j.sinks.tensors(t.Step, "checkpoint", weights)
+	}
 	return j.rotate(st, runID)
 }
 

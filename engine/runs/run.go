@@ -44,6 +44,8 @@ type Options struct {
 	// Collectors are extra collectors built by the caller (e.g. defined in
 	// a script); they are not stored in the spec.
 	Collectors []collect.Collector
+	// Sinks mirror the run elsewhere (TensorBoard, W&B) as it trains.
+	Sinks []Sink
 }
 
 // Job is a prepared run: a trainer over its data, not yet recorded.
@@ -54,6 +56,7 @@ type Job struct {
 	drop    *rand.PCG
 	Eval    map[string]data.Corpus
 	Train   data.Corpus
+	sinks   *sinks // set while running
 }
 
 // Prepare validates spec, loads the data and builds the trainer. base is
@@ -155,6 +158,8 @@ func (j *Job) run(ctx context.Context, st *kv.Store, meta kv.RunMeta, opt Option
 	var lastLoss = math.NaN()
 	start := time.Now()
 	startStep := t.Step
+	j.sinks = newSinks(opt.Sinks, st, id, log)
+	j.sinks.start(meta)
 	t.AddHooks(train.Hooks{
 		AfterStep: func(t *train.Trainer, s *train.StepInfo) error {
 			lastLoss = s.Loss
@@ -164,6 +169,7 @@ func (j *Job) run(ctx context.Context, st *kv.Store, meta kv.RunMeta, opt Option
 			if err := st.AddMetrics(id, s.Step, vals); err != nil {
 				return err
 			}
+			j.sinks.logMetrics(s.Step, vals)
 			if s.Skipped {
 				if err := st.AddEvent(id, kv.Event{Step: s.Step, Kind: "nan_skip",
 					Message: fmt.Sprintf("non-finite loss %g or gradient norm %g: step skipped", s.Loss, s.GradNorm)}); err != nil {
@@ -195,7 +201,11 @@ func (j *Job) run(ctx context.Context, st *kv.Store, meta kv.RunMeta, opt Option
 			if opt.Progress != nil {
 				opt.Progress(Progress{RunID: id, Name: meta.Name, Step: step, Steps: t.Config.Steps, Loss: lastLoss, Eval: losses})
 			}
-			return st.AddMetrics(id, step, vals)
+			if err := st.AddMetrics(id, step, vals); err != nil {
+				return err
+			}
+			j.sinks.logMetrics(step, vals)
+			return nil
 		},
 	})
 	for _, h := range opt.Hooks {
@@ -256,6 +266,7 @@ func (j *Job) finish(st *kv.Store, meta kv.RunMeta, status, reason string, eval 
 	if gerr != nil {
 		return meta, gerr
 	}
+	j.sinks.finish(out)
 	if status == kv.StatusFailed {
 		return out, fmt.Errorf("run %s failed: %s", meta.ID, reason)
 	}
