@@ -158,6 +158,26 @@ func (j *Job) run(ctx context.Context, st *kv.Store, meta kv.RunMeta, opt Option
 	var lastLoss = math.NaN()
 	start := time.Now()
 	startStep := t.Step
+	t.Rollback = func() (bool, error) {
+		cm, err := st.LatestCheckpoint(id)
+		if errors.Is(err, kv.ErrNotFound) {
+			return false, nil // nothing to go back to yet: the step is skipped
+		}
+		if err != nil {
+			return false, err
+		}
+		from := t.Step + 1
+		if err := j.restore(st, id, cm.Step); err != nil {
+			return false, err
+		}
+		backoff := t.Config.LRBackoff
+		if backoff == 0 {
+			backoff = 0.5
+		}
+		log.Warn("non-finite step: rolled back", "run", id, "step", from, "to", cm.Step)
+		return true, st.AddEvent(id, kv.Event{Step: from, Kind: "nan_rollback",
+			Message: fmt.Sprintf("non-finite loss or gradient at step %d: rolled back to checkpoint %d, learning rate x%g (now x%g)", from, cm.Step, backoff, t.LRScale()*backoff)})
+	}
 	j.sinks = newSinks(opt.Sinks, st, id, log)
 	j.sinks.start(meta)
 	t.AddHooks(train.Hooks{

@@ -31,6 +31,14 @@ type Config struct {
 	EvalBatches   int     `json:"eval_batches"` // at most this many batches per eval set; 0 = all
 	Seed          uint64  `json:"seed"`
 	Full          bool    `json:"full"` // train the base weights instead of an adapter
+	// What a non-finite loss or gradient does: "skip" (the default) drops
+	// the step; "rollback" restores the last checkpoint and multiplies the
+	// learning rate by LRBackoff (default 0.5). MaxBadSteps consecutive
+	// failures end the run (default 5). Zero values keep the JSON of older
+	// runs unchanged.
+	NaNPolicy   string  `json:"nan_policy,omitempty"`
+	LRBackoff   float64 `json:"lr_backoff,omitempty"`
+	MaxBadSteps int     `json:"max_bad_steps,omitempty"`
 }
 
 // Defaults returns the settings used where a field is left zero.
@@ -116,6 +124,17 @@ func (c Config) Validate() error {
 	case "cosine", "linear", "constant":
 	default:
 		return fmt.Errorf("train field schedule = %q: want cosine, linear or constant", c.Schedule)
+	}
+	switch c.NaNPolicy {
+	case "", "skip", "rollback":
+	default:
+		return fmt.Errorf("train field nan_policy = %q: want skip or rollback", c.NaNPolicy)
+	}
+	if math.IsNaN(c.LRBackoff) || c.LRBackoff < 0 || c.LRBackoff >= 1 {
+		return fmt.Errorf("train field lr_backoff = %g: want a factor in (0, 1)", c.LRBackoff)
+	}
+	if c.MaxBadSteps < 0 {
+		return fmt.Errorf("train field max_bad_steps = %d: must not be negative", c.MaxBadSteps)
 	}
 	return nil
 }

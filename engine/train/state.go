@@ -12,6 +12,7 @@ type State struct {
 	Batches  json.RawMessage `json:"batches"`
 	Dropout  []byte          `json:"dropout"` // PCG state of the dropout masks
 	BadSteps int             `json:"bad_steps"`
+	LRScale  float64         `json:"lr_scale,omitempty"` // after NaN rollbacks; 0 means 1
 }
 
 // State captures the trainer's position.
@@ -24,7 +25,11 @@ func (t *Trainer) State() (State, error) {
 	if err != nil {
 		return State{}, err
 	}
-	return State{Step: t.Step, Batches: b, Dropout: d, BadSteps: t.badSteps}, nil
+	s := State{Step: t.Step, Batches: b, Dropout: d, BadSteps: t.badSteps}
+	if t.lrScale != 1 {
+		s.LRScale = t.lrScale
+	}
+	return s, nil
 }
 
 // Restore sets the trainer's position; the caller restores the tensors
@@ -36,6 +41,9 @@ func (t *Trainer) Restore(s State) error {
 	if err := t.drop.UnmarshalBinary(s.Dropout); err != nil {
 		return fmt.Errorf("restore dropout state: %w", err)
 	}
-	t.Step, t.badSteps = s.Step, s.BadSteps
+	t.Step, t.badSteps, t.lrScale = s.Step, s.BadSteps, s.LRScale
+	if t.lrScale == 0 {
+		t.lrScale = 1
+	}
 	return nil
 }

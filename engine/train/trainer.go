@@ -52,6 +52,9 @@ type StepInfo struct {
 	GradNorm  float64 // global L2 norm before clipping
 	Clipped   bool
 	Skipped   bool // the step was not applied: non-finite loss or gradient
+	// RolledBackTo is the checkpoint step the trainer went back to (with
+	// NaNPolicy "rollback"); AfterStep hooks do not run for such a step.
+	RolledBackTo int
 	Tokens    int
 	Duration  time.Duration
 	MicroNorm []float64 // ‖g‖² of each micro-batch's gradient (for noise scale)
@@ -80,6 +83,11 @@ type Trainer struct {
 	// MaxBadSteps ends the run after this many consecutive non-finite steps.
 	MaxBadSteps int
 	badSteps    int
+	lrScale     float64 // learning-rate factor left by NaN rollbacks
+	// Rollback restores the last good checkpoint (tensors and State) for
+	// Config.NaNPolicy "rollback"; it reports false when there is none, and
+	// the step is skipped instead. Set by whoever owns the checkpoints.
+	Rollback func() (bool, error)
 
 	train   Batches
 	feed    *nn.Feed
@@ -108,7 +116,11 @@ func New(m *model.Model, ad *lora.Adapter, train Batches, evals []EvalSet, cfg C
 	if cfg.SeqLen > m.Config.MaxPositionEmbeddings {
 		return nil, fmt.Errorf("train field seq_len = %d exceeds the model's max_position_embeddings %d", cfg.SeqLen, m.Config.MaxPositionEmbeddings)
 	}
-	t := &Trainer{Config: cfg, Model: m, Adapter: ad, Evals: evals, train: train, MaxBadSteps: 5,
+	maxBad := cfg.MaxBadSteps
+	if maxBad == 0 {
+		maxBad = 5
+	}
+	t := &Trainer{Config: cfg, Model: m, Adapter: ad, Evals: evals, train: train, MaxBadSteps: maxBad, lrScale: 1,
 		drop: rand.NewPCG(cfg.Seed, 0x64726f70), probes: map[int]*forwardNet{}}
 	t.feed = &nn.Feed{B: cfg.BatchSize, T: cfg.SeqLen,
 		Inputs: make([]int32, cfg.BatchSize*cfg.SeqLen), Targets: make([]int32, cfg.BatchSize*cfg.SeqLen)}
@@ -214,7 +226,7 @@ func (t *Trainer) fillMasks() {
 func (t *Trainer) TrainStep() (*StepInfo, error) {
 	start := time.Now()
 	c := t.Config
-	info := &StepInfo{Step: t.Step + 1, LR: c.LRAt(t.Step)}
+	info := &StepInfo{Step: t.Step + 1, LR: c.LRAt(t.Step) * t.lrScale}
 	for _, p := range t.Params {
 		clear(p.Grad)
 	}
@@ -263,6 +275,25 @@ func (t *Trainer) TrainStep() (*StepInfo, error) {
 		if t.badSteps >= t.MaxBadSteps {
 			return info, fmt.Errorf("step %d: %d consecutive non-finite steps (loss %g, grad norm %g)", info.Step, t.badSteps, info.Loss, info.GradNorm)
 		}
+		if c.NaNPolicy == "rollback" && t.Rollback != nil {
+			bad, scale := t.badSteps, t.lrScale
+			ok, err := t.Rollback()
+			if err != nil {
+				return info, fmt.Errorf("step %d: roll back after a non-finite step: %w", info.Step, err)
+			}
+			if ok {
+				// Restore brought back the checkpoint's counters; the
+				// failure streak and the reduced rate carry on from here.
+				backoff := c.LRBackoff
+				if backoff == 0 {
+					backoff = 0.5
+				}
+				t.badSteps, t.lrScale = bad, scale*backoff
+				info.RolledBackTo = t.Step
+				info.Duration = time.Since(start)
+				return info, nil
+			}
+		}
 	} else {
 		t.badSteps = 0
 		scale := 1.0
@@ -283,6 +314,10 @@ func (t *Trainer) TrainStep() (*StepInfo, error) {
 	}
 	return info, nil
 }
+
+// LRScale is the factor NaN rollbacks have left on the learning rate (1
+// when there were none).
+func (t *Trainer) LRScale() float64 { return t.lrScale }
 
 // adamw applies one AdamW update (decoupled weight decay, bias-corrected
 // moments) with the gradient scaled by gscale (clipping).
@@ -354,8 +389,12 @@ func (t *Trainer) Run(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if _, err := t.TrainStep(); err != nil {
+		info, err := t.TrainStep()
+		if err != nil {
 			return err
+		}
+		if info.RolledBackTo > 0 {
+			continue // back at a checkpoint that was already evaluated
 		}
 		if t.EvalDue() {
 			if err := t.RunEval(); err != nil {
