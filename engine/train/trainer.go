@@ -46,18 +46,18 @@ type Param struct {
 
 // StepInfo describes one optimizer step as the hooks see it.
 type StepInfo struct {
-	Step      int     // 1-based number of this step
-	Loss      float64 // mean training loss over the micro-batches
-	LR        float64
-	GradNorm  float64 // global L2 norm before clipping
-	Clipped   bool
-	Skipped   bool // the step was not applied: non-finite loss or gradient
+	Step     int     // 1-based number of this step
+	Loss     float64 // mean training loss over the micro-batches
+	LR       float64
+	GradNorm float64 // global L2 norm before clipping
+	Clipped  bool
+	Skipped  bool // the step was not applied: non-finite loss or gradient
 	// RolledBackTo is the checkpoint step the trainer went back to (with
 	// NaNPolicy "rollback"); AfterStep hooks do not run for such a step.
 	RolledBackTo int
-	Tokens    int
-	Duration  time.Duration
-	MicroNorm []float64 // ‖g‖² of each micro-batch's gradient (for noise scale)
+	Tokens       int
+	Duration     time.Duration
+	MicroNorm    []float64 // ‖g‖² of each micro-batch's gradient (for noise scale)
 }
 
 // Hooks are called at the loop's hook points; nil functions are skipped.
