@@ -131,6 +131,10 @@ type Store struct {
 
 	closed atomic.Bool
 
+	snapshot bool         // read-only copy served by the writer (share.go)
+	holder   *LockedError // for a snapshot: who holds the store
+	sharer   *sharer      // serves snapshots to readers while we write
+
 	mu        sync.Mutex
 	pending   map[string]float64 // metric key -> value, not yet written
 	knownRuns map[string]bool    // run ids seen to exist, for AddMetric
@@ -182,7 +186,17 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if err != nil {
 		if isLockErr(err) {
-			return nil, lockedError(dir)
+			le := lockedError(dir)
+			if opts.ReadOnly {
+				// Readers get a snapshot from the writer, if it serves one.
+				if s, serr := openSnapshot(dir, Options{Logger: log}); serr == nil {
+					s.holder = le
+					return s, nil
+				} else {
+					log.Debug("no snapshot from the store's holder", "err", serr)
+				}
+			}
+			return nil, le
 		}
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
@@ -212,6 +226,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	s.share()
 	return s, nil
 }
 
@@ -478,6 +493,10 @@ func (s *Store) GC() error {
 // Close flushes buffered metrics, closes the database and, for a writer,
 // removes holder.json. Closing twice is a no-op.
 func (s *Store) Close() error {
+	// Before taking mu: a snapshot in flight flushes through it.
+	if !s.closed.Load() {
+		s.sharer.stop()
+	}
 	s.mu.Lock()
 	if s.closed.Load() {
 		s.mu.Unlock()
@@ -504,6 +523,9 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) writable() error {
+	if s.snapshot {
+		return fmt.Errorf("%s; this process reads a snapshot of it: %w", s.holder.Error(), ErrReadOnly)
+	}
 	if s.readOnly {
 		return fmt.Errorf("store %s: %w", s.dir, ErrReadOnly)
 	}

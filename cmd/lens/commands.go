@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -90,6 +91,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		return usagef("no script given")
 	}
 	st, err := openStore(*store, false)
+	if le := (*kv.LockedError)(nil); errors.As(err, &le) && *resume == "" {
+		// Another lens writes the store: a script that only reads runs on
+		// a snapshot; one that trains fails at its first write, naming it.
+		if st, err = openStore(*store, true); err == nil {
+			fmt.Fprintf(stderr, "lens: %v; this script reads a snapshot of it and cannot write\n", le)
+		}
+	}
 	if err != nil {
 		return err
 	}

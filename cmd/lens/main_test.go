@@ -246,7 +246,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestStoreErrors(t *testing.T) {
-	dir := workspace(t, map[string]string{"corpus.txt": corpus(), "a.star": tinyScript + "train(name = 'x', steps = 100000)\n", "b.star": "print(1)\n", "afile": "not a dir"})
+	dir := workspace(t, map[string]string{"corpus.txt": corpus(), "a.star": tinyScript + "train(name = 'x', steps = 100000)\n", "b.star": tinyScript + "train(name = 'y', steps = 3)\n", "reader.star": "print('runs', len(lens.runs()))\n", "afile": "not a dir"})
 	// A store path that cannot be a directory.
 	_, stderr, code := lens(t, dir, "run", "--store", "afile/store", "b.star")
 	require.Equal(t, 1, code)
@@ -264,8 +264,19 @@ func TestStoreErrors(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	_, stderr, code = lens(t, dir, "run", "b.star")
-	require.Equal(t, 1, code)
+	require.Equal(t, 1, code, stderr+"\nwriter: "+errb.String())
 	require.Contains(t, stderr, "in use by pid")
 	require.Contains(t, stderr, "lens run a.star")
 	require.NotContains(t, stderr, "Cannot acquire directory lock")
+	// Readers work meanwhile: the CLI and a script that only reads.
+	out, stderr, code := lens(t, dir, "runs")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, "running")
+	out, stderr, code = lens(t, dir, "show", "x")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, "status   running")
+	out, stderr, code = lens(t, dir, "run", "reader.star")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, "runs 1")
+	require.Contains(t, stderr, "reads a snapshot")
 }
