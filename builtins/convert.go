@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
 	"sort"
+	"strings"
 
 	"go.starlark.net/starlark"
 )
@@ -143,18 +145,19 @@ func overlay(fn string, dst any, kwargs []starlark.Tuple) error {
 		}
 		m[k] = v
 	}
-	base, err := json.Marshal(dst)
-	if err != nil {
-		return err
-	}
-	var known map[string]any
-	json.Unmarshal(base, &known)
-	for k := range m {
-		if _, ok := known[k]; !ok {
+	known := jsonFields(reflect.TypeOf(dst).Elem())
+	for k, v := range m {
+		if !known[k] {
 			return fmt.Errorf("%s: unexpected keyword argument %s", fn, k)
 		}
+		if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
+			return fmt.Errorf("%s: argument %s = %v: must be a finite number", fn, k, f)
+		}
 	}
-	b, _ := json.Marshal(m)
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("%s: %w", fn, err)
+	}
 	if err := json.Unmarshal(b, dst); err != nil {
 		var te *json.UnmarshalTypeError
 		if ok := asType(err, &te); ok {
@@ -163,6 +166,27 @@ func overlay(fn string, dst any, kwargs []starlark.Tuple) error {
 		return fmt.Errorf("%s: %w", fn, err)
 	}
 	return nil
+}
+
+// jsonFields lists the JSON names of a struct's fields (omitempty ones
+// included, which a marshalled zero value would hide).
+func jsonFields(t reflect.Type) map[string]bool {
+	out := map[string]bool{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch name {
+		case "-":
+			continue
+		case "":
+			name = f.Name
+		}
+		out[name] = true
+	}
+	return out
 }
 
 func asType(err error, te **json.UnmarshalTypeError) bool {

@@ -97,6 +97,11 @@ func (c Config) Validate() error {
 			return fmt.Errorf("config field %s = %d: must be positive", f.name, f.v)
 		}
 	}
+	// Guard allocations against absurd declared sizes (a typo, a hostile
+	// config.json): beyond 2^33 fp32 parameters (32 GiB) nothing here fits.
+	if n := c.paramEstimate(); n > 1<<33 {
+		return fmt.Errorf("config declares about %.3g parameters: more than lens can hold in memory (check hidden_size, intermediate_size, vocab_size, num_hidden_layers)", n)
+	}
 	if c.HeadDim == 0 && c.HiddenSize%c.NumAttentionHeads != 0 {
 		return fmt.Errorf("config field num_attention_heads = %d does not divide hidden_size = %d", c.NumAttentionHeads, c.HiddenSize)
 	}
@@ -119,6 +124,18 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config field model_type = %q: only the Llama layout is supported", c.ModelType)
 	}
 	return nil
+}
+
+// paramEstimate counts parameters in float64 (no overflow), roughly: the
+// embeddings and every layer's projections.
+func (c Config) paramEstimate() float64 {
+	h, i, v, l := float64(c.HiddenSize), float64(c.IntermediateSize), float64(c.VocabSize), float64(c.NumHiddenLayers)
+	hd := float64(c.HeadDim)
+	if hd == 0 {
+		hd = h / float64(c.NumAttentionHeads)
+	}
+	attn := h*hd*float64(c.NumAttentionHeads)*2 + h*hd*float64(c.NumKeyValueHeads)*2
+	return 2*v*h + l*(attn+3*h*i)
 }
 
 // ReadConfig reads and validates dir/config.json.
