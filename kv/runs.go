@@ -22,11 +22,12 @@ const (
 	StatusFailed      = "failed"
 	StatusCancelled   = "cancelled"
 	StatusInterrupted = "interrupted" // the writing process died; set by Open
+	StatusStopped     = "stopped"     // ended early on purpose by its sweep (successive halving), not a failure
 )
 
 var validStatus = map[string]bool{
 	StatusRunning: true, StatusDone: true, StatusFailed: true,
-	StatusCancelled: true, StatusInterrupted: true,
+	StatusCancelled: true, StatusInterrupted: true, StatusStopped: true,
 }
 
 // RunMeta is the record of one run, at run/<id>/meta.
