@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"lens/engine/secret"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -28,6 +29,7 @@ func (s *Store) AddEvent(runID string, e Event) error {
 }
 
 func (s *Store) addEvent(runID string, e Event) error {
+	e.Message = secret.Redact(e.Message)
 	if err := s.writable(); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"lens/engine/secret"
 	"os"
 	"slices"
 	"sort"
@@ -75,6 +76,20 @@ func (m *RunMeta) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// redact keeps credentials out of the stored record (see engine/secret).
+func (m *RunMeta) redact() {
+	m.Reason = secret.Redact(m.Reason)
+	if c := secret.Redact(string(m.Config)); c != string(m.Config) {
+		m.Config = json.RawMessage(c) // the marker has no JSON metacharacters
+	}
+	for k, v := range m.Args {
+		if r := secret.Redact(v); r != v {
+			m.Args = cloneMap(m.Args)
+			m.Args[k] = r
+		}
+	}
+}
+
 func (m *RunMeta) validate() error {
 	if err := validateRunID(m.ID); err != nil {
 		return err
@@ -139,6 +154,7 @@ func (s *Store) CreateRun(m RunMeta) error {
 		m.Owner = os.Getpid()
 	}
 	m.Tags = dedup(m.Tags)
+	m.redact()
 	if err := m.validate(); err != nil {
 		return fmt.Errorf("create run: %w", err)
 	}
@@ -227,6 +243,7 @@ func (s *Store) UpdateRun(id string, fn func(*RunMeta) error) error {
 			return fmt.Errorf("the update changed the id to %q", m.ID)
 		}
 		m.Tags = dedup(m.Tags)
+		m.redact()
 		if err := m.validate(); err != nil {
 			return err
 		}

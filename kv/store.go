@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"lens/engine/secret"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -309,6 +310,7 @@ func writeHolder(dir, command string) error {
 	if command == "" {
 		command = commandLine()
 	}
+	command = secret.Redact(command)
 	host, _ := os.Hostname()
 	b, err := json.MarshalIndent(holderInfo{PID: os.Getpid(), Command: command, Started: time.Now(), Host: host}, "", "  ")
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"lens/engine/secret"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -377,15 +378,19 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdExport(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("export", "RUN --out DIR [--step N] [--with-base]",
+	fs := newFlags("export", "RUN --out DIR [--step N] [--with-base] | RUN --tensorboard DIR",
 		"Write a run's adapter (latest or given checkpoint) as a PEFT directory; with --with-base, DIR/adapter and DIR/base", stderr)
 	store := storeFlag(fs)
 	out := fs.String("out", "", "output directory")
 	step := fs.Int("step", -1, "checkpoint step (default the latest)")
 	withBase := fs.Bool("with-base", false, "also write the base model as an HF directory")
+	tbDir := fs.String("tensorboard", "", "instead, write the run's metrics, collected tensors and checkpoints as TensorBoard event files in `DIR`")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
+	}
+	if *tbDir != "" {
+		return exportTensorBoard(*store, pos, *tbDir, stdout)
 	}
 	if len(pos) != 1 || *out == "" {
 		return usagef("want one run and --out DIR")
@@ -448,7 +453,11 @@ type progress struct {
 
 func newProgress(w io.Writer) *progress {
 	tty := false
-	if f, ok := w.(*os.File); ok {
+	inner := w
+	if sw, ok := w.(secret.Writer); ok {
+		inner = sw.W
+	}
+	if f, ok := inner.(*os.File); ok {
 		tty = term.IsTerminal(int(f.Fd()))
 	}
 	return &progress{w: w, tty: tty}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"lens/engine/secret"
 	"os"
 )
 
@@ -39,7 +40,8 @@ func init() {
 		{"show", "RUN", "show a run: config, status, metrics, checkpoints, events", cmdShow},
 		{"rm", "RUN...", "delete runs from the store", cmdRm},
 		{"eval", "--model DIR [--adapter DIR] --text FILE", "mean next-token loss of a model on a text file", cmdEval},
-		{"export", "RUN --out DIR [--step N] [--with-base]", "write a run's adapter as a PEFT directory", cmdExport},
+		{"export", "RUN --out DIR [--step N] [--with-base] | RUN --tensorboard DIR", "write a run's adapter as a PEFT directory, or the run as TensorBoard event files", cmdExport},
+		{"push", "RUN --repo OWNER/NAME [--all-checkpoints]", "upload a run's adapter and a model card to the Hugging Face Hub", cmdPush},
 		{"test", "[--run REGEX] [PATH...]", "run the test_ functions of *_test.star files", cmdTest},
 		{"report", "RUN [RUN...] [--kind K] [--html FILE]", "standard report of a run, or a comparison of runs", cmdReport},
 		{"bench", "[--sizes S] [--steps N] [--json]", "time a LoRA step in lens and PyTorch side by side", cmdBench},
@@ -53,6 +55,8 @@ func main() { os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr)) }
 
 // Main runs the command line and returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	// Credentials never reach the terminal or a log file (engine/secret).
+	stdout, stderr = secret.Writer{W: stdout}, secret.Writer{W: stderr}
 	if len(args) == 0 {
 		printHelp(stderr)
 		return exitUsage
