@@ -100,6 +100,7 @@ func Modules(args map[string]string) starlark.StringDict {
 		"report":  reportModule,
 		"collect": collectModule(),
 		"analyze": analyzeModule,
+		"tb":      tbModule,
 	}
 }
 

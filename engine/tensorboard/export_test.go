@@ -238,3 +238,34 @@ func TestSinkRefusesAUsedDirectory(t *testing.T) {
 	s := tensorboard.NewSink(t.TempDir())
 	require.ErrorContains(t, s.Log(1, map[string]float64{"loss": 1}), "not started")
 }
+
+func TestSinkDirectoryPerRun(t *testing.T) {
+	dir := t.TempDir()
+	first := tensorboard.NewSink(dir)
+	require.NoError(t, tensorboard.CheckSinkDir(dir, "r1"), "an empty directory suits any run")
+	require.NoError(t, first.Start(kv.RunMeta{ID: "r1"}))
+	require.Equal(t, "r1", first.RunID())
+	require.ErrorContains(t, first.Start(kv.RunMeta{ID: "r1"}), "already serves run r1")
+	require.NoError(t, first.Log(1, map[string]float64{"loss": 3}))
+	require.NoError(t, first.Finish(kv.RunMeta{ID: "r1"}))
+
+	// The same run, resumed: a second file beside the first.
+	again := tensorboard.NewSink(dir)
+	require.NoError(t, tensorboard.CheckSinkDir(dir, ""))
+	require.NoError(t, again.Start(kv.RunMeta{ID: "r1"}))
+	require.NoError(t, again.Log(2, map[string]float64{"loss": 2}))
+	require.NoError(t, again.Finish(kv.RunMeta{ID: "r1"}))
+	files, evs, err := tbread.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, files, 2)
+	loss := tbread.Scalars(evs)["loss"]
+	require.Equal(t, []int64{1, 2}, []int64{loss[0].Step, loss[1].Step})
+
+	// Another run is refused, and so is a directory of an export.
+	require.ErrorContains(t, tensorboard.NewSink(dir).Start(kv.RunMeta{ID: "r2"}), "holds the event files of run r1")
+	exported := t.TempDir()
+	w, err := tensorboard.Create(exported)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	require.ErrorContains(t, tensorboard.CheckSinkDir(exported, ""), "already holds event files")
+}

@@ -1,7 +1,11 @@
 package tensorboard
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,7 +23,9 @@ const DefaultFlushEvery = 2 * time.Second
 // Sink and TensorSink.
 //
 // A Sink serves one run and writes straight into its directory, which must
-// hold no event files when the run starts (see CheckFresh).
+// hold no event files when the run starts, or only those of the same run
+// (a resumed run continues in a new file, which TensorBoard merges); see
+// CheckSinkDir.
 type Sink struct {
 	dir string
 	// FlushEvery bounds how long a logged scalar may sit in the buffer;
@@ -41,6 +47,13 @@ func (s *Sink) Name() string { return "tensorboard" }
 // Dir is the directory the sink writes into.
 func (s *Sink) Dir() string { return s.dir }
 
+// RunID is the run the sink serves, "" before Start.
+func (s *Sink) RunID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.runID
+}
+
 // File is the event file's path, "" before Start.
 func (s *Sink) File() string {
 	s.mu.Lock()
@@ -58,7 +71,7 @@ func (s *Sink) Start(meta kv.RunMeta) error {
 	if s.w != nil {
 		return fmt.Errorf("tensorboard sink %s already serves run %s; use one sink (and one directory) per run", s.dir, s.runID)
 	}
-	if err := CheckFresh(s.dir); err != nil {
+	if err := CheckSinkDir(s.dir, meta.ID); err != nil {
 		return err
 	}
 	w, err := Create(s.dir)
@@ -66,6 +79,9 @@ func (s *Sink) Start(meta kv.RunMeta) error {
 		return err
 	}
 	s.w, s.runID = w, meta.ID
+	if err := os.WriteFile(filepath.Join(s.dir, runMarker), []byte(meta.ID+"\n"), 0o644); err != nil {
+		return fmt.Errorf("tensorboard sink: %w", err)
+	}
 	if text := configText(meta.Config); text != "" {
 		if err := w.Text("config", 0, text, time.Now()); err != nil {
 			return err
@@ -130,4 +146,31 @@ func (s *Sink) Finish(meta kv.RunMeta) error {
 		return err
 	}
 	return w.Close()
+}
+
+// runMarker names the file in which a Sink records which run its
+// directory holds.
+const runMarker = ".lens-run"
+
+// CheckSinkDir says whether a Sink may mirror run runID into dir: yes if
+// dir holds no event files, or only files a Sink wrote for the same run.
+// With runID "" (not known yet) any directory a Sink wrote passes, so
+// that a resumed run can be pointed at its old directory.
+func CheckSinkDir(dir, runID string) error {
+	files, err := EventFiles(dir)
+	if err != nil || len(files) == 0 {
+		return err
+	}
+	b, err := os.ReadFile(filepath.Join(dir, runMarker))
+	if errors.Is(err, os.ErrNotExist) {
+		return CheckFresh(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("tensorboard: %w", err)
+	}
+	owner := strings.TrimSpace(string(b))
+	if runID == "" || owner == runID {
+		return nil
+	}
+	return fmt.Errorf("tensorboard: %s holds the event files of run %s; TensorBoard would show run %s mixed into it, so give each run its own directory", dir, owner, runID)
 }
