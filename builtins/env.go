@@ -32,6 +32,9 @@ type Env struct {
 	// model.from_dir) to it and to the AllowRead folders.
 	Workspace string
 	AllowRead []string
+	// Device is the default for lens.train(device=...) (lens run --device).
+	Device string
+	noted  bool // the device fallback note was printed
 
 	analyzers map[string]*scriptAnalyzer // registered by lens.analyzer
 }
@@ -100,6 +103,7 @@ func Modules(args map[string]string) starlark.StringDict {
 		"report":  reportModule,
 		"collect": collectModule(),
 		"analyze": analyzeModule,
+		"hf":      hfModule,
 		"tb":      tbModule,
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"go.starlark.net/syntax"
 
 	"lens/engine/collect"
+	"lens/engine/device"
 	"lens/engine/runs"
 	"lens/kv"
 )
@@ -43,7 +44,7 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	if _, ok := kwargsHas(kwargs, "resume"); ok {
 		return nil, fmt.Errorf("%s: resume= continues a stored run with its own settings and takes no other argument but log_to=", fn.Name())
 	}
-	picked, rest = splitKwargs(kwargs, "model", "data", "lora", "name", "tags", "eval_data", "checkpoint_every", "lora_seed", "collect", "probe_batch", "keep_last")
+	picked, rest = splitKwargs(kwargs, "model", "data", "lora", "name", "tags", "eval_data", "checkpoint_every", "lora_seed", "collect", "probe_batch", "keep_last", "device")
 	mv, ok := picked["model"].(*Model)
 	if !ok {
 		return nil, fmt.Errorf("%s: argument model: want model, got %s", fn.Name(), typeName(picked["model"]))
@@ -131,6 +132,23 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 			}
 		}
 	}
+	dev := env.Device
+	if v, ok := picked["device"]; ok {
+		s, ok := v.(starlark.String)
+		if !ok {
+			return nil, fmt.Errorf("%s: argument device: want string, got %s", fn.Name(), v.Type())
+		}
+		dev = string(s)
+	}
+	got, note, err := device.Resolve(dev)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	if note != "" && !env.noted {
+		env.noted = true
+		env.printf("%s\n", note)
+	}
+	spec.Device = got
 	tc, err := trainConfig(fn, rest)
 	if err != nil {
 		return nil, err

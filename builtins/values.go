@@ -191,6 +191,10 @@ func (r *Run) config() (starlark.Value, error) {
 	}
 	flat["data"] = spec.Data.Source
 	flat["checkpoint_every"] = float64(spec.CheckpointEvery)
+	flat["device"] = spec.Device
+	if spec.Device == "" {
+		flat["device"] = "cpu" // runs from before devices were recorded
+	}
 	b, _ := json.Marshal(spec.ModelConfig)
 	var mc map[string]any
 	json.Unmarshal(b, &mc)

@@ -24,6 +24,7 @@ import (
 
 	"lens/builtins"
 	"lens/engine/data"
+	"lens/engine/device"
 	"lens/engine/lora"
 	"lens/engine/model"
 	"lens/engine/runs"
@@ -64,6 +65,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("run", "FILE.star [-- KEY=VALUE ...]", "Run an experiment script; KEY=VALUE pairs after -- reach it as lens.args", stderr)
 	store := storeFlag(fs)
 	resume := fs.String("resume", "", "resume RUN from its last checkpoint instead of running a script")
+	dev := fs.String("device", "", `default device for lens.train: "auto", "cpu" or "cuda" (this build: cpu only)`)
 	var allow multiFlag
 	fs.Var(&allow, "allow-read", "a folder outside the workspace that scripts may read (repeatable)")
 	pos, err := parse(fs, args)
@@ -131,7 +133,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	wd, _ := os.Getwd()
 	env := &builtins.Env{Store: st, Args: scriptArgs, Script: abs, ScriptHash: hex.EncodeToString(sum[:8]),
 		Out: stdout, Progress: prog.update, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Workspace: wd, AllowRead: allow}
+		Workspace: wd, AllowRead: allow, Device: *dev}
+	if _, _, err := device.Resolve(*dev); err != nil {
+		return usagef("--device: %v", err)
+	}
 	host := &runtime.Host{Root: wd, Predecl: builtins.Modules(scriptArgs), Out: &progressWriter{w: stdout, p: prog}, Setup: env.Attach}
 	env.Out = host.Out
 	_, err = host.Exec(ctx, file)

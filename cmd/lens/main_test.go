@@ -280,3 +280,14 @@ func TestStoreErrors(t *testing.T) {
 	require.Contains(t, out, "runs 1")
 	require.Contains(t, stderr, "reads a snapshot")
 }
+
+// device="auto" trains on the CPU in a build without a CUDA backend and
+// says so once, however many runs the script starts.
+func TestDeviceAutoFallsBack(t *testing.T) {
+	dir := workspace(t, map[string]string{"corpus.txt": corpus(),
+		"d.star": tinyScript + "a = train(name = 'a', steps = 2, device = 'auto')\nb = train(name = 'b', steps = 2)\nprint(a.config['device'], b.config['device'])\n"})
+	out, stderr, code := lens(t, dir, "run", "--device", "auto", "d.star")
+	require.Equal(t, 0, code, stderr)
+	require.Equal(t, 1, strings.Count(out+stderr, "device auto: training on the CPU"), out+stderr)
+	require.Contains(t, out, "cpu cpu")
+}

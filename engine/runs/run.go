@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"lens/engine/collect"
+	"lens/engine/device"
 	"lens/engine/data"
 	"lens/engine/lora"
 	"lens/engine/model"
@@ -70,6 +71,11 @@ func Prepare(spec Spec, base *model.Model) (*Job, error) {
 	}
 	if spec.Data.Source == "" {
 		return nil, fmt.Errorf("data: no source given")
+	}
+	if dev, _, err := device.Resolve(spec.Device); err != nil {
+		return nil, err
+	} else if dev != device.CPU {
+		return nil, fmt.Errorf("device %q: no trainer for it in this build", dev)
 	}
 	if base.Config.VocabSize < Tokenizer().VocabSize() {
 		return nil, fmt.Errorf("model vocab_size %d is smaller than the byte tokenizer's %d", base.Config.VocabSize, Tokenizer().VocabSize())

@@ -57,6 +57,7 @@ type Spec struct {
 	Data            DataRef            `json:"data"`
 	Evals           map[string]DataRef `json:"evals,omitempty"` // extra held-out sets
 	CheckpointEvery int                `json:"checkpoint_every"`
+	Device          string             `json:"device,omitempty"`    // where it trains: "cpu" (also when empty); see engine/device
 	KeepLast        int                `json:"keep_last,omitempty"` // keep the K latest checkpoints and the best (0: keep all)
 	Collect         []collect.Spec     `json:"collect,omitempty"`
 	ProbeBatch      int                `json:"probe_batch,omitempty"` // windows of the eval data the probe collectors use (default: 512 tokens' worth)
