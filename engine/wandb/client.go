@@ -1,0 +1,386 @@
+package wandb
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// client speaks the two parts of W&B's API that lens needs: GraphQL at
+// {base}/graphql and the file stream at
+// {base}/files/{entity}/{project}/{run}/file_stream, both with HTTP basic
+// auth "api:<key>" (as the Python SDK's internal_api.Api and file_stream.py
+// do).
+type client struct {
+	base  string
+	key   Key
+	http  *http.Client
+	retry Retry
+	log   *slog.Logger
+	// sleep waits between retries, returning early when ctx ends.
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+func newClient(o Options) *client {
+	return &client{base: o.BaseURL, key: o.APIKey, http: o.HTTPClient, retry: o.Retry, log: o.Logger, sleep: sleepCtx}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// statusError is a response other than 2xx.
+type statusError struct {
+	status     int
+	body       string
+	retryAfter time.Duration
+}
+
+func (e *statusError) Error() string {
+	msg := fmt.Sprintf("HTTP %d", e.status)
+	switch e.status {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		msg += " (W&B rejected the API key; check " + EnvAPIKey + ")"
+	case http.StatusNotFound:
+		msg += " (no such entity, project or run)"
+	}
+	if e.body != "" {
+		msg += ": " + e.body
+	}
+	return msg
+}
+
+// retryable says whether err may go away on its own: network failures,
+// rate limits and server errors, but not a cancelled context or a
+// rejected request.
+func retryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.status == http.StatusTooManyRequests || se.status >= 500
+	}
+	var ge *graphQLError
+	return !errors.As(err, &ge)
+}
+
+// scrub removes the key, and the basic-auth token made from it, from text
+// that came back from a server, in case a proxy or server echoes headers.
+func (c *client) scrub(s string) string {
+	if c.key == "" {
+		return s
+	}
+	token := base64.StdEncoding.EncodeToString([]byte("api:" + string(c.key)))
+	s = strings.ReplaceAll(s, token, "[redacted]")
+	return strings.ReplaceAll(s, string(c.key), "[redacted]")
+}
+
+// scrubErr rewrites err's message without the key (the chain is kept for
+// errors.Is on context errors).
+func (c *client) scrubErr(err error) error {
+	if err == nil || c.key == "" || !strings.Contains(err.Error(), string(c.key)) &&
+		!strings.Contains(err.Error(), base64.StdEncoding.EncodeToString([]byte("api:"+string(c.key)))) {
+		return err
+	}
+	return scrubbed{msg: c.scrub(err.Error()), err: err}
+}
+
+type scrubbed struct {
+	msg string
+	err error
+}
+
+func (s scrubbed) Error() string { return s.msg }
+
+// Is keeps errors.Is(err, context.Canceled) and the like working without
+// exposing the wrapped message.
+func (s scrubbed) Is(target error) bool { return errors.Is(s.err, target) }
+
+// post sends body as JSON to path once and decodes a 2xx JSON answer into
+// out (when not nil).
+func (c *client) post(ctx context.Context, path string, body, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("base URL %q: %w", c.base, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "lens")
+	req.SetBasicAuth("api", string(c.key))
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return c.scrubErr(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return c.scrubErr(fmt.Errorf("read response: %w", err))
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		se := &statusError{status: resp.StatusCode, body: c.scrub(excerpt(data))}
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+			se.retryAfter = time.Duration(s) * time.Second
+		}
+		return se
+	}
+	if out == nil || len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("decode response: %w: %s", err, c.scrub(excerpt(data)))
+	}
+	return nil
+}
+
+func excerpt(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}
+
+// backoff is the wait before attempt (1-based) of a retried request.
+func (c *client) backoff(attempt int, err error) time.Duration {
+	d := c.retry.Backoff << (attempt - 1)
+	var se *statusError
+	if errors.As(err, &se) && se.retryAfter > d {
+		d = se.retryAfter
+	}
+	if d > c.retry.Max || d <= 0 {
+		d = c.retry.Max
+	}
+	return d
+}
+
+// withRetry runs fn until it succeeds, fails for good, or has failed
+// c.retry.Attempts times.
+func (c *client) withRetry(ctx context.Context, what string, fn func() error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		if err = fn(); err == nil || !retryable(err) || attempt >= c.retry.Attempts {
+			break
+		}
+		d := c.backoff(attempt, err)
+		c.log.Warn("wandb: request failed, retrying", "what", what, "attempt", attempt, "wait", d, "err", err)
+		if serr := c.sleep(ctx, d); serr != nil {
+			return fmt.Errorf("%s: %w (after: %v)", what, serr, err)
+		}
+	}
+	if err != nil && retryable(err) {
+		return fmt.Errorf("%s: gave up after %d attempts: %w", what, c.retry.Attempts, err)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+type graphQLError struct{ msgs []string }
+
+func (e *graphQLError) Error() string { return "GraphQL: " + strings.Join(e.msgs, "; ") }
+
+// graphql runs query with vars, retrying, and decodes "data" into out.
+func (c *client) graphql(ctx context.Context, what, query string, vars map[string]any, out any) error {
+	return c.withRetry(ctx, what, func() error {
+		var resp struct {
+			Data   json.RawMessage `json:"data"`
+			Errors []struct {
+				Message string `json:"message"`
+			} `json:"errors"`
+		}
+		if err := c.post(ctx, "/graphql", map[string]any{"query": query, "variables": vars}, &resp); err != nil {
+			return err
+		}
+		if len(resp.Errors) > 0 {
+			ge := &graphQLError{}
+			for _, e := range resp.Errors {
+				ge.msgs = append(ge.msgs, c.scrub(e.Message))
+			}
+			return ge
+		}
+		if err := json.Unmarshal(resp.Data, out); err != nil {
+			return fmt.Errorf("decode data: %w", err)
+		}
+		return nil
+	})
+}
+
+const viewerQuery = `query Viewer { viewer { id entity username } }`
+
+// viewerEntity is the key's default entity, where runs go when no entity
+// is given.
+func (c *client) viewerEntity(ctx context.Context) (string, error) {
+	var out struct {
+		Viewer *struct {
+			Entity string `json:"entity"`
+		} `json:"viewer"`
+	}
+	if err := c.graphql(ctx, "wandb viewer", viewerQuery, nil, &out); err != nil {
+		return "", err
+	}
+	if out.Viewer == nil || out.Viewer.Entity == "" {
+		return "", fmt.Errorf("wandb viewer: the API key has no default entity; give an entity")
+	}
+	return out.Viewer.Entity, nil
+}
+
+// upsertQuery is the SDK's UpsertBucket mutation (internal_api.py
+// upsert_run), with the variables lens uses.
+const upsertQuery = `mutation UpsertBucket($id: String, $name: String, $project: String, $entity: String, $displayName: String, $config: JSONString, $tags: [String!], $jobType: String) {
+  upsertBucket(input: {id: $id, name: $name, modelName: $project, entityName: $entity, displayName: $displayName, config: $config, tags: $tags, jobType: $jobType}) {
+    bucket { id name displayName project { id name entity { id name } } historyLineCount }
+    inserted
+  }
+}`
+
+// runInfo is what W&B keeps about a run besides its history.
+type runInfo struct {
+	ID          string         `json:"wandb_id"`     // W&B run id (RunID)
+	LensID      string         `json:"lens_run_id"`  // lens run id
+	DisplayName string         `json:"display_name"` // lens run name
+	Config      map[string]any `json:"config"`       // W&B form: {"key": {"value": v}}
+	Tags        []string       `json:"tags,omitempty"`
+}
+
+// upsert creates or updates the run and returns the entity it lives in
+// and how many history lines the server has.
+func (c *client) upsert(ctx context.Context, entity, project string, r runInfo) (string, int, error) {
+	cfg, err := json.Marshal(r.Config)
+	if err != nil {
+		return "", 0, fmt.Errorf("wandb config of run %s: %w", r.LensID, err)
+	}
+	vars := map[string]any{"name": r.ID, "project": project, "displayName": r.DisplayName, "config": string(cfg), "jobType": "lens"}
+	if entity != "" {
+		vars["entity"] = entity
+	}
+	if len(r.Tags) > 0 {
+		vars["tags"] = r.Tags
+	}
+	var out struct {
+		UpsertBucket *struct {
+			Bucket struct {
+				Name    string `json:"name"`
+				Project *struct {
+					Name   string `json:"name"`
+					Entity *struct {
+						Name string `json:"name"`
+					} `json:"entity"`
+				} `json:"project"`
+				HistoryLineCount *int `json:"historyLineCount"`
+			} `json:"bucket"`
+		} `json:"upsertBucket"`
+	}
+	if err := c.graphql(ctx, "wandb upsertBucket "+r.ID, upsertQuery, vars, &out); err != nil {
+		return "", 0, err
+	}
+	if out.UpsertBucket == nil {
+		return "", 0, fmt.Errorf("wandb upsertBucket %s: empty answer", r.ID)
+	}
+	b := out.UpsertBucket.Bucket
+	if b.Project != nil && b.Project.Entity != nil && b.Project.Entity.Name != "" {
+		entity = b.Project.Entity.Name
+	}
+	n := 0
+	if b.HistoryLineCount != nil {
+		n = *b.HistoryLineCount
+	}
+	return entity, n, nil
+}
+
+// resumeQuery is the part of the SDK's RunResumeStatus query
+// (internal_api.py run_resume_status) that says where history stands.
+const resumeQuery = `query RunResumeStatus($project: String, $entity: String, $name: String!) {
+  model(name: $project, entityName: $entity) {
+    id name entity { id name }
+    bucket(name: $name, missingOk: true) { id name historyLineCount historyTail }
+  }
+}`
+
+// serverHistory is where a run's history stands on the server.
+type serverHistory struct {
+	Lines    int // historyLineCount
+	LastStep int // _step of the last line, -1 if unknown or none
+}
+
+// history asks the server how many history lines the run has and the
+// step of the last one.
+func (c *client) history(ctx context.Context, entity, project, name string) (serverHistory, error) {
+	vars := map[string]any{"project": project, "entity": entity, "name": name}
+	var out struct {
+		Model *struct {
+			Bucket *struct {
+				HistoryLineCount *int   `json:"historyLineCount"`
+				HistoryTail      string `json:"historyTail"`
+			} `json:"bucket"`
+		} `json:"model"`
+	}
+	h := serverHistory{LastStep: -1}
+	if err := c.graphql(ctx, "wandb historyLineCount "+name, resumeQuery, vars, &out); err != nil {
+		return h, err
+	}
+	if out.Model == nil || out.Model.Bucket == nil {
+		return h, nil // no such run yet
+	}
+	b := out.Model.Bucket
+	if b.HistoryLineCount != nil {
+		h.Lines = *b.HistoryLineCount
+	}
+	if h.Lines > 0 && b.HistoryTail != "" {
+		var tail []string
+		if err := json.Unmarshal([]byte(b.HistoryTail), &tail); err == nil && len(tail) > 0 {
+			if step, ok := lineStep(tail[len(tail)-1]); ok {
+				h.LastStep = step
+			}
+		}
+	}
+	return h, nil
+}
+
+// fsRequest is one POST to the file stream (file_stream.py; the Go core's
+// FileStreamRequestJSON).
+type fsRequest struct {
+	Files    map[string]fsFile `json:"files,omitempty"`
+	Complete *bool             `json:"complete,omitempty"`
+	ExitCode *int              `json:"exitcode,omitempty"`
+}
+
+// fsFile is a run of lines of one file starting at line Offset.
+type fsFile struct {
+	Offset  int      `json:"offset"`
+	Content []string `json:"content"`
+}
+
+// Files in the file stream.
+const (
+	historyFile = "wandb-history.jsonl"
+	summaryFile = "wandb-summary.json"
+)
+
+// fileStream posts req once (callers decide about retries, because a
+// lost answer leaves it unknown whether the lines were taken).
+func (c *client) fileStream(ctx context.Context, entity, project, name string, req fsRequest) error {
+	path := "/files/" + url.PathEscape(entity) + "/" + url.PathEscape(project) + "/" + url.PathEscape(name) + "/file_stream"
+	return c.post(ctx, path, req, nil)
+}
