@@ -104,6 +104,7 @@ func Modules(args map[string]string) starlark.StringDict {
 		"collect": collectModule(),
 		"analyze": analyzeModule,
 		"hf":      hfModule,
+		"hf":      hfModule,
 		"tb":      tbModule,
 	}
 }

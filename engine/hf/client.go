@@ -356,7 +356,9 @@ type uploadMode struct {
 
 // Commit makes one commit of files on revision of a model repository:
 // it asks the Hub which files go through LFS, uploads those, then sends
-// the commit with the rest inline.
+// the commit with the rest inline. Like every request it is retried on
+// 429 and 5xx: should a commit succeed and its answer be lost, the retry
+// commits the same files again, which changes nothing in the tree.
 func (c *Client) Commit(ctx context.Context, repo, revision, message string, files []File) (CommitInfo, error) {
 	if err := ValidateRepo(repo); err != nil {
 		return CommitInfo{}, err

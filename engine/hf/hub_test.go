@@ -381,3 +381,53 @@ func TestHubBase(t *testing.T) {
 		require.Equal(t, tc.want, hubBase(tc.dir), tc.dir)
 	}
 }
+
+// TestFakeHubRejects checks the fake's own checks, so that the tests
+// above passing means the client's requests were right.
+func TestFakeHubRejects(t *testing.T) {
+	hub := hubtest.New(t, token)
+	c := fastClient(hub)
+	require.NoError(t, c.CreateRepo(context.Background(), "alice/r", false))
+	oid := strings.Repeat("ab", 32)
+	cases := []struct {
+		name, method, path, ctype, body string
+		auth                            bool
+		status                          int
+		problem                         string
+	}{
+		{"wrong token", "POST", "/api/models/alice/r/preupload/main", "application/json", `{"files":[]}`, false, 401, ""},
+		{"bad sample", "POST", "/api/models/alice/r/preupload/main", "application/json", `{"files":[{"path":"a","sample":"!!","size":1}]}`, true, 400, "preupload entry"},
+		{"not ndjson", "POST", "/api/models/alice/r/commit/main", "application/json", `{"key":"header","value":{"summary":"s","description":""}}`, true, 400, "x-ndjson"},
+		{"no header", "POST", "/api/models/alice/r/commit/main", "application/x-ndjson", `{"key":"file","value":{"content":"eA==","path":"a","encoding":"base64"}}`, true, 400, "header comes first"},
+		{"bad base64", "POST", "/api/models/alice/r/commit/main", "application/x-ndjson", "{\"key\":\"header\",\"value\":{\"summary\":\"s\",\"description\":\"\"}}\n{\"key\":\"file\",\"value\":{\"content\":\"%%%\",\"path\":\"a\",\"encoding\":\"base64\"}}", true, 400, "not base64"},
+		{"unknown lfs object", "POST", "/api/models/alice/r/commit/main", "application/x-ndjson", "{\"key\":\"header\",\"value\":{\"summary\":\"s\",\"description\":\"\"}}\n{\"key\":\"lfsFile\",\"value\":{\"path\":\"w\",\"algo\":\"sha256\",\"oid\":\"" + oid + "\",\"size\":3}}", true, 400, "no stored LFS object"},
+		{"token to storage", "PUT", "/lfs-storage/" + oid, "", "abc", true, 400, "token was sent to LFS storage"},
+		{"wrong bytes", "PUT", "/lfs-storage/" + oid, "", "abc", false, 400, "uploaded 3 bytes"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, hub.URL+tc.path, strings.NewReader(tc.body))
+			require.NoError(t, err)
+			if tc.ctype != "" {
+				req.Header.Set("Content-Type", tc.ctype)
+			}
+			req.Header.Set(hubtest.UploadHeader, oid)
+			if tc.auth {
+				req.Header.Set("Authorization", "Bearer "+token)
+			} else if tc.status == 401 {
+				req.Header.Set("Authorization", "Bearer wrong")
+			}
+			n := len(hub.Problems())
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			require.Equal(t, tc.status, resp.StatusCode)
+			if tc.problem == "" {
+				require.Len(t, hub.Problems(), n)
+			} else {
+				require.Len(t, hub.Problems(), n+1)
+				require.Contains(t, hub.Problems()[n], tc.problem)
+			}
+		})
+	}
+}
