@@ -104,7 +104,6 @@ func Modules(args map[string]string) starlark.StringDict {
 		"collect": collectModule(),
 		"analyze": analyzeModule,
 		"hf":      hfModule,
-		"hf":      hfModule,
 		"tb":      tbModule,
 	}
 }
