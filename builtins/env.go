@@ -105,6 +105,7 @@ func Modules(args map[string]string) starlark.StringDict {
 		"analyze": analyzeModule,
 		"hf":      hfModule,
 		"tb":      tbModule,
+		"wandb":   wandbModule,
 	}
 }
 

@@ -42,6 +42,7 @@ func init() {
 		{"eval", "--model DIR [--adapter DIR] --text FILE", "mean next-token loss of a model on a text file", cmdEval},
 		{"export", "RUN --out DIR [--step N] [--with-base] | RUN --tensorboard DIR", "write a run's adapter as a PEFT directory, or the run as TensorBoard event files", cmdExport},
 		{"push", "RUN --repo OWNER/NAME [--all-checkpoints]", "upload a run's adapter and a model card to the Hugging Face Hub", cmdPush},
+		{"wandb", "sync [DIR] | upload RUN --project P", "upload offline W&B folders, or a stored run, to Weights & Biases", cmdWandb},
 		{"test", "[--run REGEX] [PATH...]", "run the test_ functions of *_test.star files", cmdTest},
 		{"report", "RUN [RUN...] [--kind K] [--html FILE]", "standard report of a run, or a comparison of runs", cmdReport},
 		{"bench", "[--sizes S] [--steps N] [--json]", "time a LoRA step in lens and PyTorch side by side", cmdBench},
