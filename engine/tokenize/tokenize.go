@@ -1,8 +1,10 @@
-// Package tokenize turns text into token ids and back. The built-in
-// tokenizer is byte-level: ids 0–255 are the bytes themselves, special
-// tokens (BOS, EOS, ...) come after. The Tokenizer interface is where an HF
-// tokenizer.json tokenizer plugs in; Load picks the tokenizer of a model
-// directory.
+// Package tokenize turns text into token ids and back. Two tokenizers
+// implement the Tokenizer interface: Byte, the built-in byte-level one (ids
+// 0–255 are the bytes themselves, special tokens come after), and BPE, a
+// Hugging Face tokenizer.json with a BPE model (byte-level BPE as GPT-2,
+// SmolLM and Llama-3 ship it; SentencePiece-style BPE with byte fallback as
+// Llama-2 and Mistral ship it). Load picks the tokenizer of a model
+// directory. Training tokenizers is not part of this package.
 package tokenize
 
 import (
@@ -92,9 +94,9 @@ func (b *Byte) SpecialID(name string) (int32, bool) {
 	return 0, false
 }
 
-// Load returns the tokenizer of a model directory: the byte tokenizer when
-// the directory has no tokenizer.json, and an error when it has one (HF
-// tokenizers are not supported yet) or the directory cannot be read.
+// Load returns the tokenizer of a model directory: its tokenizer.json when
+// there is one (see ParseJSON for what is supported), else the byte
+// tokenizer.
 func Load(dir string) (Tokenizer, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
@@ -107,7 +109,7 @@ func Load(dir string) (Tokenizer, error) {
 	_, err = os.Stat(p)
 	switch {
 	case err == nil:
-		return nil, fmt.Errorf("load tokenizer: %s: tokenizer.json not supported yet (only the byte tokenizer)", p)
+		return LoadJSON(p)
 	case errors.Is(err, fs.ErrNotExist):
 		return NewByte(), nil
 	default:

@@ -109,7 +109,7 @@ func TestLoad(t *testing.T) {
 	for _, tc := range []struct {
 		name, dir, want string
 	}{
-		{"tokenizer.json", withJSON, "tokenizer.json not supported yet"},
+		{"empty tokenizer.json", withJSON, "tokenizer.json: model is missing"},
 		{"missing dir", filepath.Join(plain, "nope"), filepath.Join(plain, "nope")},
 		{"not a dir", file, "is not a directory"},
 	} {
