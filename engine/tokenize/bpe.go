@@ -75,8 +75,10 @@ func LoadJSON(path string) (*BPE, error) {
 }
 
 // Encode returns the ids of text. Special added tokens (<s>, <|endoftext|>)
-// are never produced, even where text spells them; non-special added tokens
-// are, as they are ordinary vocabulary.
+// are never produced, even where text spells them, except the model's
+// unk_token for a character it cannot encode (none with byte fallback or a
+// byte-level vocabulary); non-special added tokens are, as they are
+// ordinary vocabulary.
 func (t *BPE) Encode(text string) []int32 { return t.encode(text, &t.plain) }
 
 // EncodeWithSpecial is Encode that also turns the spelling of a special

@@ -2,6 +2,7 @@ package tokenize
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -436,5 +437,55 @@ func TestLongWordsCutSafely(t *testing.T) {
 		require.Equal(t, sp.mergeWord(norm, nil), sp.Encode(text), "SentencePiece layout")
 		word := toByteLevel(strings.ReplaceAll(text, " ", ""))
 		require.Equal(t, bl.mergeWord(word, nil), bl.encodeWord(word, nil), "byte-level word")
+	}
+}
+
+// TestConcurrentEncode: the word cache is shared; concurrent Encode calls
+// give the sequential answers (run with -race to check the locking).
+func TestConcurrentEncode(t *testing.T) {
+	corpus, err := os.ReadFile(filepath.Join("testdata", "corpus.txt"))
+	require.NoError(t, err)
+	lines := strings.Split(string(corpus), "\n")
+	for _, name := range []string{"sp_bpe", "bytelevel_bpe"} {
+		ref := loadFixture(t, name)
+		want := make([][]int32, len(lines))
+		for i, l := range lines {
+			want[i] = ref.Encode(l)
+		}
+		tok := loadFixture(t, name)
+		errs := make(chan error, 4)
+		for g := range 4 {
+			go func() {
+				for i := range lines {
+					j := (i + g*97) % len(lines)
+					if got := tok.Encode(lines[j]); !equalIDs(got, want[j]) {
+						errs <- fmt.Errorf("%s line %d: got %v, want %v", name, j, got, want[j])
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range 4 {
+			require.NoError(t, <-errs)
+		}
+	}
+}
+
+func TestMetaspaceForms(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		json string
+		want metaspacePreTokenizer
+	}{
+		{"older form", `{"type":"Metaspace","replacement":"▁","add_prefix_space":true,"str_rep":"▁"}`, metaspacePreTokenizer{"▁", prependAlways, true}},
+		{"older form without prefix", `{"type":"Metaspace","replacement":"▁","add_prefix_space":false}`, metaspacePreTokenizer{"▁", prependNever, true}},
+		{"newer form", `{"type":"Metaspace","replacement":"▁","prepend_scheme":"first","split":false}`, metaspacePreTokenizer{"▁", prependFirst, false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := parsePreTokenizer(json.RawMessage(tc.json), "pre_tokenizer")
+			require.NoError(t, err)
+			require.Equal(t, tc.want, p)
+		})
 	}
 }

@@ -57,6 +57,18 @@ func unsupported(path, typ string, supported ...string) error {
 const maxIDSlack = 1 << 16
 
 // ParseJSON builds a tokenizer from the contents of a tokenizer.json.
+// Supported: model BPE (merges as "a b" or ["a", "b"], unk_token, fuse_unk,
+// byte_fallback, ignore_merges, continuing_subword_prefix,
+// end_of_word_suffix); normalizers Sequence, Prepend, Replace, Strip,
+// Lowercase, ByteLevel; pre-tokenizers Sequence, ByteLevel, Split, Metaspace
+// (both the prepend_scheme and the older add_prefix_space form), Digits,
+// Whitespace, WhitespaceSplit; decoders Sequence, ByteLevel, Metaspace,
+// Replace, ByteFallback, Fuse, Strip, BPEDecoder; added_tokens with
+// single_word, lstrip, rstrip, normalized; the BOS of a TemplateProcessing
+// post-processor. Regex patterns may use the lookahead alternative
+// \s+(?!\S) but no other lookaround. Anything else is an error naming its
+// field path, e.g. `tokenizer.json: model.type "Unigram" is not supported
+// (supported: BPE)`.
 func ParseJSON(data []byte) (*BPE, error) {
 	var file struct {
 		AddedTokens   json.RawMessage `json:"added_tokens"`

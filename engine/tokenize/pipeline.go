@@ -100,6 +100,8 @@ func (n stripNormalizer) normalize(s string) string {
 	return s
 }
 
+// lowercaseNormalizer uses Go's case mapping, which differs from Rust's
+// to_lowercase for a few characters (İ becomes i, not i̇).
 type lowercaseNormalizer struct{}
 
 func (lowercaseNormalizer) normalize(s string) string { return strings.ToLower(s) }

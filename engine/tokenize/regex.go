@@ -11,7 +11,8 @@ import (
 // and \w are Unicode-aware and the GPT-2 family ends with the lookahead
 // alternative \s+(?!\S). Go's regexp has ASCII-only \s\d\w and no
 // lookaround, so patterns are translated, and the lookahead alternative is
-// emulated exactly (see splitRegex.next).
+// emulated exactly (see splitRegex). splitfast.go has hand-written
+// matchers for the two common patterns.
 
 // Unicode White_Space, the set \s means in the engines HF uses.
 const (
