@@ -2,6 +2,7 @@ package builtins
 
 import (
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -31,10 +32,12 @@ func module(name string, fns map[string]builtinFn) *starlarkstruct.Module {
 //	lens.train(model, data, lora=None, full=False, steps=, batch_size=, seq_len=, lr=, ...) -> run
 //	lens.runs(name=None, tag=None, where=None, order_by=None, limit=None) -> list of run
 //	lens.run(id_or_name) -> run
+//	lens.sweep(name, points, train, common=None, backend=None, workers=None, retries=2, slurm=None, dir=None, halving=None) -> list of run, or {"rungs", "best"} with halving: trials as processes (see @stdlib//sweep.star)
+//	lens.sweep_backend(backend=None) -> "inline", "local" or "slurm": backend, else the lens run --backend default
 //	lens.args: dict of the KEY=VALUE pairs after -- on the command line
 //	lens.version: string
 var lensModule = func() *starlarkstruct.Module {
-	m := module("lens", map[string]builtinFn{"train": lensTrain, "runs": lensRuns, "run": lensRun, "collector": lensCollector, "analyzer": lensAnalyzer})
+	m := module("lens", map[string]builtinFn{"train": lensTrain, "runs": lensRuns, "run": lensRun, "collector": lensCollector, "analyzer": lensAnalyzer, "sweep": lensSweep, "sweep_backend": lensSweepBackend})
 	m.Members["version"] = starlark.String(runs.Version)
 	return m
 }()
@@ -115,7 +118,20 @@ func modelLoad(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}
-	return &Model{m: m, ref: runs.BaseRef{Dir: dir, Hash: runs.HashModel(m)}}, nil
+	// Runs record the directory to rebuild their base (and tokenizer) later,
+	// from wherever they are resumed.
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	ref := runs.BaseRef{Dir: dir, Hash: runs.HashModel(m)}
+	tok, err := runs.Spec{Base: ref}.Tokenizer()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	if tok.VocabSize() > m.Config.VocabSize {
+		return nil, fmt.Errorf("%s: %s: the tokenizer has %d tokens but config.json vocab_size is %d", fn.Name(), dir, tok.VocabSize(), m.Config.VocabSize)
+	}
+	return &Model{m: m, ref: ref}, nil
 }
 
 // trainArgs are the keyword arguments shared by lens.train and

@@ -28,6 +28,7 @@ import (
 	"lens/engine/lora"
 	"lens/engine/model"
 	"lens/engine/runs"
+	"lens/engine/tokenize"
 	"lens/engine/train"
 	"lens/kv"
 	"lens/runtime"
@@ -66,11 +67,17 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	store := storeFlag(fs)
 	resume := fs.String("resume", "", "resume RUN from its last checkpoint instead of running a script")
 	dev := fs.String("device", "", `default device for lens.train: "auto", "cpu" or "cuda" (this build: cpu only)`)
+	backend := fs.String("backend", "", `default backend of the script's sweeps (run_sweep, successive_halving): "inline", "local" or "slurm"`)
 	var allow multiFlag
 	fs.Var(&allow, "allow-read", "a folder outside the workspace that scripts may read (repeatable)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
+	}
+	switch *backend {
+	case "", "inline", "local", "slurm":
+	default:
+		return usagef("--backend %q: want inline, local or slurm", *backend)
 	}
 	var file string
 	scriptArgs := map[string]string{}
@@ -133,7 +140,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	wd, _ := os.Getwd()
 	env := &builtins.Env{Store: st, Args: scriptArgs, Script: abs, ScriptHash: hex.EncodeToString(sum[:8]),
 		Out: stdout, Progress: prog.update, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Workspace: wd, AllowRead: allow, Device: *dev}
+		Workspace: wd, AllowRead: allow, Device: *dev, SweepBackend: *backend}
 	if _, _, err := device.Resolve(*dev); err != nil {
 		return usagef("--device: %v", err)
 	}
@@ -337,7 +344,7 @@ func cmdRm(args []string, stdout, stderr io.Writer) error {
 
 func cmdEval(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("eval", "--model DIR [--adapter DIR] --text FILE [--seq-len N] [--json]",
-		"Mean next-token loss (nats per token) over consecutive non-overlapping windows of FILE, byte tokenizer", stderr)
+		"Mean next-token loss (nats per token) over consecutive non-overlapping windows of FILE, tokenized with the model directory's tokenizer.json (bytes when it has none)", stderr)
 	modelDir := fs.String("model", "", "HF model directory (config.json + model.safetensors)")
 	adapterDir := fs.String("adapter", "", "PEFT adapter directory")
 	text := fs.String("text", "", "text file to score")
@@ -363,7 +370,11 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	c, err := data.Text(runs.Tokenizer(), *text)
+	tok, err := tokenize.Load(*modelDir) // tokenizer.json when the directory has one, else bytes
+	if err != nil {
+		return err
+	}
+	c, err := data.Text(tok, *text)
 	if err != nil {
 		return err
 	}

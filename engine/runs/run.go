@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"lens/engine/collect"
-	"lens/engine/device"
 	"lens/engine/data"
+	"lens/engine/device"
 	"lens/engine/lora"
 	"lens/engine/model"
 	"lens/engine/train"
@@ -77,16 +77,20 @@ func Prepare(spec Spec, base *model.Model) (*Job, error) {
 	} else if dev != device.CPU {
 		return nil, fmt.Errorf("device %q: no trainer for it in this build", dev)
 	}
-	if base.Config.VocabSize < Tokenizer().VocabSize() {
-		return nil, fmt.Errorf("model vocab_size %d is smaller than the byte tokenizer's %d", base.Config.VocabSize, Tokenizer().VocabSize())
+	tok, err := spec.Tokenizer()
+	if err != nil {
+		return nil, err
 	}
-	trainSet, evalSet, err := LoadData(spec.Data)
+	if base.Config.VocabSize < tok.VocabSize() {
+		return nil, fmt.Errorf("model vocab_size %d is smaller than its tokenizer's %d", base.Config.VocabSize, tok.VocabSize())
+	}
+	trainSet, evalSet, err := LoadDataWith(tok, spec.Data)
 	if err != nil {
 		return nil, fmt.Errorf("data %s: %w", spec.Data.Source, err)
 	}
 	evals := map[string]data.Corpus{evalName(spec.Data.Source): evalSet}
 	for name, ref := range spec.Evals {
-		_, e, err := LoadData(ref)
+		_, e, err := LoadDataWith(tok, ref)
 		if err != nil {
 			return nil, fmt.Errorf("eval set %s: %w", name, err)
 		}

@@ -69,9 +69,23 @@ const defaultEvalFrac = 0.05
 // Tokenizer is the tokenizer of every built-in source: bytes.
 func Tokenizer() tokenize.Tokenizer { return tokenize.NewByte() }
 
-// LoadData reads a corpus and splits off its held-out tail.
+// Tokenizer is the run's tokenizer: the tokenizer.json of its base model's
+// HF directory when there is one, else bytes.
+func (s Spec) Tokenizer() (tokenize.Tokenizer, error) {
+	if s.Base.Dir != "" {
+		return tokenize.Load(s.Base.Dir)
+	}
+	return Tokenizer(), nil
+}
+
+// LoadData reads a corpus as bytes and splits off its held-out tail.
 func LoadData(ref DataRef) (trainSet, evalSet data.Corpus, err error) {
-	c, err := data.Source(Tokenizer(), ref.Source)
+	return LoadDataWith(Tokenizer(), ref)
+}
+
+// LoadDataWith is LoadData with the given tokenizer.
+func LoadDataWith(tok tokenize.Tokenizer, ref DataRef) (trainSet, evalSet data.Corpus, err error) {
+	c, err := data.Source(tok, ref.Source)
 	if err != nil {
 		return data.Corpus{}, data.Corpus{}, err
 	}
