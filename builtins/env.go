@@ -34,7 +34,10 @@ type Env struct {
 	AllowRead []string
 	// Device is the default for lens.train(device=...) (lens run --device).
 	Device string
-	noted  bool // the device fallback note was printed
+	// SweepBackend is the default backend of sweeps (lens run --backend):
+	// "inline" (also when empty), "local" or "slurm".
+	SweepBackend string
+	noted        bool // the device fallback note was printed
 
 	analyzers map[string]*scriptAnalyzer // registered by lens.analyzer
 }

@@ -28,6 +28,9 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	}
 	kwargs = rest
 	if len(kwargs) == 1 && string(kwargs[0][0].(starlark.String)) == "resume" {
+		if plannerOf(t) != nil {
+			return nil, fmt.Errorf("%s: resume= cannot be a sweep trial (a trial resumes by itself)", fn.Name())
+		}
 		r, ok := kwargs[0][1].(*Run)
 		if !ok {
 			return nil, fmt.Errorf("%s: argument resume: want run, got %s", fn.Name(), kwargs[0][1].Type())
@@ -175,6 +178,10 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	job, err := runs.Prepare(spec, mv.m)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	if p := plannerOf(t); p != nil {
+		// A sweep is planning its trials: record the spec, train nothing.
+		return p.plan(fn, job, mv, scripted, sinks)
 	}
 	meta, err := job.Run(ctxOf(t), st, runs.Options{Progress: env.Progress, Logger: env.Logger, Collectors: scripted, Sinks: sinks})
 	if err != nil {

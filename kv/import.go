@@ -124,6 +124,22 @@ func (s *Store) mergeRun(src *Store, id string) (MergeOutcome, error) {
 	return MergeReplaced, nil
 }
 
+// CheckRun decodes and checks every value of run id as MergeRun does
+// before writing, so a caller can check all the runs of a shard before
+// merging any of them. The error wraps ErrCorrupt for bad data.
+func (s *Store) CheckRun(id string) error {
+	if err := validateRunID(id); err != nil {
+		return err
+	}
+	if err := s.Flush(); err != nil {
+		return err
+	}
+	if _, err := s.checkRun(id); err != nil {
+		return fmt.Errorf("check run %s in %s: %w", id, s.dir, err)
+	}
+	return nil
+}
+
 // runCopy is what checkRun found in a source store: the run's record, its
 // digest, and the incomplete checkpoints whose tensors are not copied.
 type runCopy struct {

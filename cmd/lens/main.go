@@ -47,6 +47,9 @@ func init() {
 		{"report", "RUN [RUN...] [--kind K] [--html FILE]", "standard report of a run, or a comparison of runs", cmdReport},
 		{"bench", "[--sizes S] [--steps N] [--json]", "time a LoRA step in lens and PyTorch side by side", cmdBench},
 		{"fsck", "", "check a store for corrupt or inconsistent data, changing nothing", cmdFsck},
+		{"sweep", "status SWEEP", "a sweep's trials: state, steps, best eval loss, backend job", cmdSweep},
+		{"trial", "run SWEEP_DIR TRIAL_ID [--threads N]", "run one sweep trial into its store shard (sweep backends call it)", cmdTrial},
+		{"merge", "SHARD_DIR... [--into STORE]", "merge the runs of store shards into a store", cmdMerge},
 		{"version", "", "print the lens version", cmdVersion},
 		{"help", "[COMMAND]", "explain a command", nil},
 	}
@@ -86,6 +89,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			case errors.As(err, new(usageError)):
 				fmt.Fprintf(stderr, "lens %s: %v\n", name, err)
 				return exitUsage
+			case errors.As(err, new(exitCodeError)):
+				return exitCodeOf(err, stderr, name)
 			case errors.Is(err, errReported):
 				return exitFail
 			default:
