@@ -78,29 +78,45 @@ func (p *problem) dotNT(dot dotKernel, m, n, threads int) {
 		p.dotRows(dot, bp, 0, m, n, buf)
 		return
 	}
-	dotParallel(*p, dot, bp, m, n, threads, buf)
+	dotParallel(p, dot, bp, m, n, threads, buf)
 }
 
-// dotParallel splits dotNT over threads goroutines, by groups of 3 rows.
-// It takes the problem by value so that only the parallel path allocates.
-func dotParallel(p problem, dot dotKernel, bp []float32, m, n, threads int, buf *dotBuffers) {
-	groups := m / 3
-	var wg sync.WaitGroup
-	wg.Add(threads - 1)
-	for t := 1; t < threads; t++ {
-		i0, i1 := groups*t/threads*3, groups*(t+1)/threads*3
-		if t == threads-1 {
-			i1 = m
-		}
-		go func() {
-			defer wg.Done()
-			tb := dotPool.Get().(*dotBuffers)
-			p.dotRows(dot, bp, i0, i1, n, tb)
-			dotPool.Put(tb)
-		}()
+// dotJob is a parallel dotNT call: part t computes rows
+// [groups·t/threads·3, groups·(t+1)/threads·3) of C (the last part also the
+// remaining rows).
+type dotJob struct {
+	p             problem
+	dot           dotKernel
+	bp            []float32
+	m, n, threads int
+	buf           *dotBuffers // the caller's buffers, for part 0
+	wait          pending
+}
+
+func (d *dotJob) runPart(t int) {
+	groups := d.m / 3
+	i0, i1 := groups*t/d.threads*3, groups*(t+1)/d.threads*3
+	if t == d.threads-1 {
+		i1 = d.m
 	}
-	p.dotRows(dot, bp, 0, groups/threads*3, n, buf)
-	wg.Wait()
+	if t == 0 {
+		d.p.dotRows(d.dot, d.bp, i0, i1, d.n, d.buf)
+		return
+	}
+	tb := dotPool.Get().(*dotBuffers)
+	d.p.dotRows(d.dot, d.bp, i0, i1, d.n, tb)
+	dotPool.Put(tb)
+}
+
+var dotJobs = sync.Pool{New: func() any { return new(dotJob) }}
+
+// dotParallel splits dotNT over threads goroutines, by groups of 3 rows.
+func dotParallel(p *problem, dot dotKernel, bp []float32, m, n, threads int, buf *dotBuffers) {
+	d := dotJobs.Get().(*dotJob)
+	d.p, d.dot, d.bp, d.m, d.n, d.threads, d.buf = *p, dot, bp, m, n, threads, buf
+	fanOut(d, threads, &d.wait)
+	d.p, d.bp, d.buf = problem{}, nil, nil
+	dotJobs.Put(d)
 }
 
 // dotRows computes rows [i0, i1) of C on the dot-product path; bp holds the

@@ -37,7 +37,9 @@
 // whatever the split (the kc blocking depends on k only, and edge tiles use
 // the same kernel), so results are bit-for-bit deterministic and
 // independent of the number of threads. Packing buffers are recycled
-// through a sync.Pool, so a single-threaded call does not allocate.
+// through a sync.Pool and the parallel parts run on long-lived worker
+// goroutines (workers.go, which also offers ParallelFor to element-wise
+// kernels), so a call does not allocate.
 package gemm
 
 import (
@@ -248,31 +250,38 @@ func Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []fl
 		p.run(0, m, 0, n)
 		return
 	}
-	parallel(p, m, n, threads, tiles, step, splitM)
+	parallel(&p, m, n, threads, tiles, step, splitM)
 }
+
+// gemmJob is a parallel Sgemm call: part t computes the t-th of threads
+// blocks of whole tiles along M (splitM) or N.
+type gemmJob struct {
+	p                          problem
+	m, n, threads, tiles, step int
+	splitM                     bool
+	wait                       pending
+}
+
+func (g *gemmJob) runPart(t int) {
+	lo := g.tiles * t / g.threads * g.step
+	hi := g.tiles * (t + 1) / g.threads * g.step
+	if g.splitM {
+		g.p.run(lo, min(hi, g.m), 0, g.n)
+	} else {
+		g.p.run(0, g.m, lo, min(hi, g.n))
+	}
+}
+
+var gemmJobs = sync.Pool{New: func() any { return new(gemmJob) }}
 
 // parallel splits C into threads blocks of whole tiles along M (splitM) or
 // N and computes them concurrently.
-func parallel(p problem, m, n, threads, tiles, step int, splitM bool) {
-	var wg sync.WaitGroup
-	wg.Add(threads - 1)
-	for t := threads - 1; t >= 0; t-- {
-		lo := tiles * t / threads * step
-		hi := tiles * (t + 1) / threads * step
-		i0, i1, j0, j1 := 0, m, lo, min(hi, n)
-		if splitM {
-			i0, i1, j0, j1 = lo, min(hi, m), 0, n
-		}
-		if t == 0 {
-			p.run(i0, i1, j0, j1)
-			break
-		}
-		go func() {
-			defer wg.Done()
-			p.run(i0, i1, j0, j1)
-		}()
-	}
-	wg.Wait()
+func parallel(p *problem, m, n, threads, tiles, step int, splitM bool) {
+	g := gemmJobs.Get().(*gemmJob)
+	g.p, g.m, g.n, g.threads, g.tiles, g.step, g.splitM = *p, m, n, threads, tiles, step, splitM
+	fanOut(g, threads, &g.wait)
+	g.p = problem{} // drop the operands
+	gemmJobs.Put(g)
 }
 
 const (
