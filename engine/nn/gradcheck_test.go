@@ -164,4 +164,21 @@ func checkGrads(t *testing.T, g *Graph[float64], loss *G.Node, nodes []*G.Node, 
 	if !nonzero {
 		t.Error("every gradient is zero: the check proves nothing")
 	}
+	// Buffers are reused across runs: after all the perturbed runs, the
+	// gradients must come out bit for bit as in the first run (a buffer
+	// that is accumulated into but not zeroed would double them).
+	if _, err := m.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range nodes {
+		gr, err := m.Grad(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, v := range gr {
+			if v != analytic[i][j] {
+				t.Fatalf("%s[%d]: gradient %.17g on a later run, %.17g on the first", nodes[i].Name(), j, v, analytic[i][j])
+			}
+		}
+	}
 }

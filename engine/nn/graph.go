@@ -160,6 +160,7 @@ type Machine[T Float] struct {
 	vm    G.VM
 	Loss  *G.Node
 	Grads []*G.Node
+	grads views[T]
 }
 
 // Compile adds the backward graph for wrt (none for a forward-only machine)
@@ -180,7 +181,8 @@ func (g *Graph[T]) Compile(loss *G.Node, wrt ...*G.Node) (*Machine[T], error) {
 	return m, nil
 }
 
-// Run executes the graph once and returns the loss.
+// Run executes the graph once and returns the loss. Activations and
+// gradients live in buffers that every run overwrites.
 func (m *Machine[T]) Run() (float64, error) {
 	defer m.vm.Reset()
 	if err := m.vm.RunAll(); err != nil {
@@ -189,8 +191,9 @@ func (m *Machine[T]) Run() (float64, error) {
 	return ValueFloat(m.Loss.Value())
 }
 
-// Grad returns the data of gradient i from the last run.
-func (m *Machine[T]) Grad(i int) ([]T, error) { return dataOf[T](m.Grads[i].Value()) }
+// Grad returns the data of gradient i from the last run. The buffer is
+// reused by the next run: copy what must outlive it.
+func (m *Machine[T]) Grad(i int) ([]T, error) { return m.grads.get(i, m.Grads[i].Value()) }
 
 // Close releases the machine.
 func (m *Machine[T]) Close() error { return m.vm.Close() }
@@ -206,5 +209,7 @@ func ValueFloat(v G.Value) (float64, error) {
 	return 0, fmt.Errorf("value %T is not a scalar", v)
 }
 
-// Data returns the data of a tensor node's value from the last run.
+// Data returns the data of a tensor node's value from the last run. The
+// buffer is reused by the next run of the node's machine: copy what must
+// outlive it.
 func Data[T Float](n *G.Node) ([]T, error) { return dataOf[T](n.Value()) }

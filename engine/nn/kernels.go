@@ -142,7 +142,7 @@ func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
 // swigluForward computes y = silu(g)·u and keeps σ(g) in sig for the
 // backward pass.
 func swigluForward[T Float](g, u, y, sig []T) {
-	parallelFor(len(g), 1<<14, func(lo, hi int) {
+	parallelFor(len(g), 1<<14, func(_, lo, hi int) {
 		for i := lo; i < hi; i++ {
 			gv := float64(g[i])
 			s := sigmoid(gv)
@@ -154,7 +154,7 @@ func swigluForward[T Float](g, u, y, sig []T) {
 
 // swigluBackward: dg = dy·u·σ(g)·(1 + g·(1−σ(g))), du = dy·g·σ(g).
 func swigluBackward[T Float](g, u, sig, dy, dg, du []T) {
-	parallelFor(len(g), 1<<14, func(lo, hi int) {
+	parallelFor(len(g), 1<<14, func(_, lo, hi int) {
 		for i := lo; i < hi; i++ {
 			gv, s := g[i], sig[i]
 			if dg != nil {
@@ -179,7 +179,7 @@ func attnForward[T Float](a attnDims, q, k, v, out, P []T) {
 	qw, kw := a.NH*a.D, a.NKV*a.D
 	group := a.NH / a.NKV
 	scale := 1 / math.Sqrt(float64(a.D))
-	parallelFor(a.B*a.NH, 1, func(lo, hi int) {
+	parallelFor(a.B*a.NH, 1, func(_, lo, hi int) {
 		for bh := lo; bh < hi; bh++ {
 			b, h := bh/a.NH, bh%a.NH
 			g := h / group
@@ -213,21 +213,27 @@ func attnForward[T Float](a attnDims, q, k, v, out, P []T) {
 }
 
 // attnBackward: dP = dO·vᵀ, dS = P⊙(dP − rowsum(dP⊙P)), dq = dS·k/√d,
-// dk += dSᵀ·q/√d, dv += Pᵀ·dO. dk and dv must be zeroed by the caller.
-func attnBackward[T Float](a attnDims, q, k, v, P, dout, dq, dk, dv []T) {
+// dk = Σ dSᵀ·q/√d, dv = Σ Pᵀ·dO over the query heads of a kv head. ds is
+// scratch of maxWorkers()·T·T.
+func attnBackward[T Float](a attnDims, q, k, v, P, dout, dq, dk, dv, ds []T) {
 	qw, kw := a.NH*a.D, a.NKV*a.D
 	group := a.NH / a.NKV
 	scale := T(1 / math.Sqrt(float64(a.D)))
 	// Work is split by (batch, kv head): the query heads of a group add
 	// into the same dk and dv, so a group stays in one goroutine.
-	parallelFor(a.B*a.NKV, 1, func(lo, hi int) {
-		ds := make([]T, a.T*a.T)
+	parallelFor(a.B*a.NKV, 1, func(w, lo, hi int) {
+		ds := ds[w*a.T*a.T : (w+1)*a.T*a.T]
 		for bg := lo; bg < hi; bg++ {
 			b, g := bg/a.NKV, bg%a.NKV
 			for h := g * group; h < (g+1)*group; h++ {
 				p := P[(b*a.NH+h)*a.T*a.T : (b*a.NH+h+1)*a.T*a.T]
 				qo, ko := b*a.T*qw+h*a.D, b*a.T*kw+g*a.D
-				matmul(true, false, a.T, a.D, a.T, 1, p, a.T, dout[qo:], qw, 1, dv[ko:], kw)
+				// The group's first head assigns dk and dv, the others add.
+				acc := T(1)
+				if h == g*group {
+					acc = 0
+				}
+				matmul(true, false, a.T, a.D, a.T, 1, p, a.T, dout[qo:], qw, acc, dv[ko:], kw)
 				matmul(false, true, a.T, a.T, a.D, 1, dout[qo:], qw, v[ko:], kw, 0, ds, a.T)
 				for i := range a.T {
 					pr, dr := p[i*a.T:(i+1)*a.T], ds[i*a.T:(i+1)*a.T]
@@ -243,7 +249,7 @@ func attnBackward[T Float](a attnDims, q, k, v, P, dout, dq, dk, dv []T) {
 					}
 				}
 				matmul(false, false, a.T, a.D, a.T, scale, ds, a.T, k[ko:], kw, 0, dq[qo:], qw)
-				matmul(true, false, a.T, a.D, a.T, scale, ds, a.T, q[qo:], qw, 1, dk[ko:], kw)
+				matmul(true, false, a.T, a.D, a.T, scale, ds, a.T, q[qo:], qw, acc, dk[ko:], kw)
 			}
 		}
 	})

@@ -12,10 +12,13 @@ import (
 )
 
 // kernel is one differentiable function with a hand-written backward pass.
-// Buffers are allocated by the op wrapper: out has outShape's size and each
-// non-nil grads[i] is zeroed and has input i's size, so kernels may
-// accumulate into it. A kernel whose outShape is scalar returns its value
-// from forward and receives the incoming gradient as dout[0].
+// Buffers are allocated by the op wrapper, once per run shape, and reused by
+// every later run: out has outShape's size and each non-nil grads[i] has
+// input i's size. grads[i] is zeroed before backward unless the kernel
+// implements overwriter and says it assigns every element of it, so
+// kernels may accumulate into the others. A kernel whose outShape is scalar
+// returns its value from forward and receives the incoming gradient as
+// dout[0].
 type kernel[T Float] interface {
 	name() string
 	outShape(in []tensor.Shape) (tensor.Shape, error)
@@ -23,21 +26,39 @@ type kernel[T Float] interface {
 	backward(in [][]T, out, dout []T, grads [][]T) error
 }
 
+// overwriter is implemented by kernels whose backward assigns every element
+// of some gradients rather than adding to them; those buffers are not
+// zeroed before the call (zeroing costs a pass over memory per run).
+type overwriter interface{ overwrites(i int) bool }
+
 var opIDs atomic.Int64
 
 // op adapts a kernel to gorgonia's SDOp. Every node gets its own op value
 // (with a unique id, so gorgonia never merges two nodes) because kernels keep
 // forward state, such as attention probabilities, for their backward pass.
+//
+// An op owns its output and gradient buffers: they are allocated by the
+// first run and reused by every later run of the same shapes, so a training
+// step allocates no tensors. A value read from a node (Data, Machine.Grad)
+// is therefore valid until the next run of its machine.
 type op[T Float] struct {
 	id      int64
 	k       kernel[T]
 	inDims  []int
 	outDims int // 0: scalar
 	need    []bool
-	// Filled by the first gradient node of each run.
-	shapes []tensor.Shape
-	grads  [][]T
-	gradT  []*tensor.Dense
+
+	// Forward: input views, the input shapes out was sized for, and out.
+	fwdIn    views[T]
+	inShapes []tensor.Shape
+	out      *tensor.Dense
+	outData  []T
+	scalar   G.Value // the scalar output (a *G.F32 or *G.F64), reused
+
+	// Backward, filled by the first gradient node of each run.
+	bwdIn views[T]
+	grads [][]T
+	gradT []*tensor.Dense
 }
 
 func (o *op[T]) gradValue(i int) G.Value { return o.gradT[i] }
@@ -99,26 +120,85 @@ func dataOf[T Float](v G.Value) ([]T, error) {
 		}
 		return d, nil
 	case *G.F32:
-		return any([]float32{float32(*v)}).([]T), nil
+		if dtypeOf[T]() != tensor.Float32 {
+			return nil, fmt.Errorf("float32 scalar, want %v", dtypeOf[T]())
+		}
+		return []T{T(float32(*v))}, nil
 	case *G.F64:
-		return any([]float64{float64(*v)}).([]T), nil
+		if dtypeOf[T]() != tensor.Float64 {
+			return nil, fmt.Errorf("float64 scalar, want %v", dtypeOf[T]())
+		}
+		return []T{T(float64(*v))}, nil
 	}
 	return nil, fmt.Errorf("unsupported value %T", v)
 }
 
-func (o *op[T]) inputs(vals []G.Value) ([][]T, error) {
-	if len(vals) < len(o.inDims) {
-		return nil, fmt.Errorf("%s: %d inputs, want %d", o.k.name(), len(vals), len(o.inDims))
+// views caches the []T views of the values an op reads. Reading a tensor's
+// data goes through reflection and allocates, and an op receives the same
+// tensors run after run (parameters, other ops' reused outputs), so a view
+// is rebuilt only when the tensor or its backing array changes.
+type views[T Float] struct {
+	vals []G.Value
+	ptrs []uintptr
+	data [][]T
+	one  [][1]T // backing for scalar values
+}
+
+func (v *views[T]) grow(n int) {
+	v.vals = append(v.vals, make([]G.Value, n-len(v.vals))...)
+	v.ptrs = append(v.ptrs, make([]uintptr, n-len(v.ptrs))...)
+	v.data = append(v.data, make([][]T, n-len(v.data))...)
+	v.one = append(v.one, make([][1]T, n-len(v.one))...)
+}
+
+// get returns the data of val as value i.
+func (v *views[T]) get(i int, val G.Value) ([]T, error) {
+	if i >= len(v.data) {
+		v.grow(i + 1)
 	}
-	in := make([][]T, len(o.inDims))
-	for i := range o.inDims {
-		d, err := dataOf[T](vals[i])
-		if err != nil {
-			return nil, fmt.Errorf("%s input %d: %w", o.k.name(), i, err)
+	switch x := val.(type) {
+	case *tensor.Dense:
+		if v.vals[i] == val && v.ptrs[i] == x.Uintptr() && len(v.data[i]) == x.DataSize() {
+			return v.data[i], nil
 		}
-		in[i] = d
+		d, err := dataOf[T](x)
+		if err != nil {
+			return nil, err
+		}
+		v.vals[i], v.ptrs[i], v.data[i] = val, x.Uintptr(), d
+		return d, nil
+	case *G.F32:
+		if dtypeOf[T]() != tensor.Float32 {
+			return nil, fmt.Errorf("float32 scalar, want %v", dtypeOf[T]())
+		}
+		v.vals[i] = nil
+		v.one[i][0] = T(float32(*x))
+		v.data[i] = v.one[i][:]
+		return v.data[i], nil
+	case *G.F64:
+		if dtypeOf[T]() != tensor.Float64 {
+			return nil, fmt.Errorf("float64 scalar, want %v", dtypeOf[T]())
+		}
+		v.vals[i] = nil
+		v.one[i][0] = T(float64(*x))
+		v.data[i] = v.one[i][:]
+		return v.data[i], nil
 	}
-	return in, nil
+	return nil, fmt.Errorf("unsupported value %T", val)
+}
+
+// load returns the data of every value in vals, reusing the slice of
+// slices it returned last time.
+func (v *views[T]) load(name string, vals []G.Value) ([][]T, error) {
+	if len(vals) > len(v.data) {
+		v.grow(len(vals))
+	}
+	for i, val := range vals {
+		if _, err := v.get(i, val); err != nil {
+			return nil, fmt.Errorf("%s input %d: %w", name, i, err)
+		}
+	}
+	return v.data[:len(vals)], nil
 }
 
 func scalarValue[T Float](v float64) G.Value {
@@ -128,31 +208,62 @@ func scalarValue[T Float](v float64) G.Value {
 	return G.NewF32(float32(v))
 }
 
+// sameShapes reports whether vals have the shapes out was sized for.
+func (o *op[T]) sameShapes(vals []G.Value) bool {
+	if len(o.inShapes) != len(vals) {
+		return false
+	}
+	for i, v := range vals {
+		if !v.Shape().Eq(o.inShapes[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 func (o *op[T]) Do(vals ...G.Value) (G.Value, error) {
-	in, err := o.inputs(vals)
+	n := len(o.inDims)
+	if len(vals) < n {
+		return nil, fmt.Errorf("%s: %d inputs, want %d", o.k.name(), len(vals), n)
+	}
+	in, err := o.fwdIn.load(o.k.name(), vals[:n])
 	if err != nil {
 		return nil, err
 	}
-	shapes := make([]tensor.Shape, len(in))
-	for i := range in {
-		shapes[i] = vals[i].Shape()
-	}
-	shape, err := o.k.outShape(shapes)
-	if err != nil {
-		return nil, err
+	if !o.sameShapes(vals[:n]) {
+		shapes := make([]tensor.Shape, n)
+		for i := range shapes {
+			shapes[i] = vals[i].Shape().Clone()
+		}
+		shape, err := o.k.outShape(shapes)
+		if err != nil {
+			return nil, err
+		}
+		o.inShapes = shapes
+		if o.outDims > 0 {
+			o.out = tensor.New(tensor.Of(dtypeOf[T]()), tensor.WithShape(shape...))
+			o.outData = o.out.Data().([]T)
+		}
 	}
 	if o.outDims == 0 {
 		v, err := o.k.forward(in, nil)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", o.k.name(), err)
 		}
-		return scalarValue[T](v), nil
+		switch s := o.scalar.(type) {
+		case *G.F32:
+			*s = G.F32(v)
+		case *G.F64:
+			*s = G.F64(v)
+		default:
+			o.scalar = scalarValue[T](v)
+		}
+		return o.scalar, nil
 	}
-	out := tensor.New(tensor.Of(dtypeOf[T]()), tensor.WithShape(shape...))
-	if _, err := o.k.forward(in, out.Data().([]T)); err != nil {
+	if _, err := o.k.forward(in, o.outData); err != nil {
 		return nil, fmt.Errorf("%s: %w", o.k.name(), err)
 	}
-	return out, nil
+	return o.out, nil
 }
 
 // SymDiff returns one gradient node per input. The first needed input's
@@ -238,33 +349,44 @@ func (g *gradOp[T]) Do(vals ...G.Value) (G.Value, error) {
 		return o.gradValue(g.which), nil
 	}
 	n := len(o.inDims)
-	in, err := o.inputs(vals[:n])
+	all, err := o.bwdIn.load(o.k.name(), vals[:n+2])
 	if err != nil {
 		return nil, err
 	}
+	in, dout := all[:n], all[n+1]
 	var out []T
 	if o.outDims > 0 {
-		if out, err = dataOf[T](vals[n]); err != nil {
-			return nil, err
+		out = all[n]
+	}
+	if o.grads == nil || !sameShapes(vals[:n], o.gradT, o.need) {
+		o.grads = make([][]T, n)
+		o.gradT = make([]*tensor.Dense, n)
+		for i := range n {
+			if o.need[i] {
+				t := tensor.New(tensor.Of(dtypeOf[T]()), tensor.WithShape(vals[i].Shape().Clone()...))
+				o.gradT[i] = t
+				o.grads[i] = t.Data().([]T)
+			}
 		}
 	}
-	dout, err := dataOf[T](vals[n+1])
-	if err != nil {
-		return nil, fmt.Errorf("%s incoming gradient: %w", o.k.name(), err)
-	}
-	o.shapes = make([]tensor.Shape, n)
-	o.grads = make([][]T, n)
-	o.gradT = make([]*tensor.Dense, n)
-	for i := range n {
-		o.shapes[i] = vals[i].Shape().Clone()
-		if o.need[i] {
-			t := tensor.New(tensor.Of(dtypeOf[T]()), tensor.WithShape(o.shapes[i]...))
-			o.gradT[i] = t
-			o.grads[i] = t.Data().([]T)
+	ow, _ := o.k.(overwriter)
+	for i, g := range o.grads {
+		if g != nil && (ow == nil || !ow.overwrites(i)) {
+			clear(g)
 		}
 	}
 	if err := o.k.backward(in, out, dout, o.grads); err != nil {
 		return nil, fmt.Errorf("%s backward: %w", o.k.name(), err)
 	}
 	return o.gradValue(g.which), nil
+}
+
+// sameShapes reports whether the gradient buffers gradT fit the inputs vals.
+func sameShapes(vals []G.Value, gradT []*tensor.Dense, need []bool) bool {
+	for i, v := range vals {
+		if need[i] && !v.Shape().Eq(gradT[i].Shape()) {
+			return false
+		}
+	}
+	return true
 }

@@ -65,6 +65,9 @@ func (k *rmsNorm[T]) backward(in [][]T, out, dout []T, g [][]T) error {
 	return nil
 }
 
+// overwrites: dx is assigned; the weight gradient sums over rows.
+func (k *rmsNorm[T]) overwrites(i int) bool { return i == 0 }
+
 // linear is y = x·Wᵀ for x N×in and W out×in, optionally plus a LoRA path
 // s·(drop(x)·Aᵀ)·Bᵀ with A r×in and B out×r (inputs 2 and 3).
 type linear[T Float] struct {
@@ -74,6 +77,9 @@ type linear[T Float] struct {
 	mask        string // dropout mask name in the feed, if any
 	n, in, o, r int
 	xm, h       []T // x after dropout; drop(x)·Aᵀ (N×r)
+	// Buffers reused across runs: the masked input, dL/dh (N×r) and the
+	// LoRA path's masked input gradient.
+	xmBuf, dh, dxl []T
 }
 
 func (k *linear[T]) name() string {
@@ -124,7 +130,8 @@ func (k *linear[T]) forward(in [][]T, out []T) (float64, error) {
 		if len(m) != len(x) {
 			return 0, fmt.Errorf("dropout mask %s has %d entries, want %d", k.mask, len(m), len(x))
 		}
-		k.xm = make([]T, len(x))
+		k.xmBuf = grow(k.xmBuf, len(x))
+		k.xm = k.xmBuf
 		for i := range x {
 			k.xm[i] = x[i] * T(m[i])
 		}
@@ -136,30 +143,32 @@ func (k *linear[T]) forward(in [][]T, out []T) (float64, error) {
 }
 
 // backward: dx = dy·W (+ (s·dy·B·A)⊙mask), dW = dyᵀ·x, dB = s·dyᵀ·h,
-// dA = (s·dy·B)ᵀ·drop(x).
+// dA = (s·dy·B)ᵀ·drop(x). Every needed gradient is assigned (beta 0).
 func (k *linear[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 	x, w := in[0], in[1]
 	if g[0] != nil {
 		matmul(false, false, k.n, k.in, k.o, 1, dy, k.o, w, k.in, 0, g[0], k.in)
 	}
 	if g[1] != nil {
-		matmul(true, false, k.o, k.in, k.n, 1, dy, k.o, x, k.in, 1, g[1], k.in)
+		matmul(true, false, k.o, k.in, k.n, 1, dy, k.o, x, k.in, 0, g[1], k.in)
 	}
 	if !k.lora || (g[0] == nil && g[2] == nil && g[3] == nil) {
 		return nil
 	}
 	a, b := in[2], in[3]
 	if g[3] != nil {
-		matmul(true, false, k.o, k.r, k.n, k.scale, dy, k.o, k.h, k.r, 1, g[3], k.r)
+		matmul(true, false, k.o, k.r, k.n, k.scale, dy, k.o, k.h, k.r, 0, g[3], k.r)
 	}
-	dh := make([]T, k.n*k.r)
+	k.dh = grow(k.dh, k.n*k.r)
+	dh := k.dh
 	matmul(false, false, k.n, k.r, k.o, k.scale, dy, k.o, b, k.r, 0, dh, k.r)
 	if g[2] != nil {
-		matmul(true, false, k.r, k.in, k.n, 1, dh, k.r, k.xm, k.in, 1, g[2], k.in)
+		matmul(true, false, k.r, k.in, k.n, 1, dh, k.r, k.xm, k.in, 0, g[2], k.in)
 	}
 	if g[0] != nil {
 		if m := k.dropMask(); m != nil {
-			dxl := make([]T, len(x))
+			k.dxl = grow(k.dxl, len(x))
+			dxl := k.dxl
 			matmul(false, false, k.n, k.in, k.r, 1, dh, k.r, a, k.in, 0, dxl, k.in)
 			for i := range dxl {
 				g[0][i] += dxl[i] * T(m[i])
@@ -170,6 +179,8 @@ func (k *linear[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 	}
 	return nil
 }
+
+func (k *linear[T]) overwrites(int) bool { return true }
 
 // rope rotates every head of x (N×heads·d); row n is position n mod T.
 type rope[T Float] struct {
@@ -197,10 +208,15 @@ func (k *rope[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 	return nil
 }
 
+func (k *rope[T]) overwrites(int) bool { return true }
+
 // attention is causal grouped-query attention over q, k, v.
 type attention[T Float] struct {
 	d attnDims
 	P []T
+	// Reused across runs: stand-ins for the gradients nobody needs and
+	// one T×T score-gradient block per worker.
+	dq, dk, dv, ds []T
 }
 
 func (k *attention[T]) name() string { return "Attention" }
@@ -223,17 +239,23 @@ func (k *attention[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 	dq, dk, dv := g[0], g[1], g[2]
 	// The kernel computes all three; give it scratch for the ones not needed.
 	if dq == nil {
-		dq = make([]T, len(in[0]))
+		k.dq = grow(k.dq, len(in[0]))
+		dq = k.dq
 	}
 	if dk == nil {
-		dk = make([]T, len(in[1]))
+		k.dk = grow(k.dk, len(in[1]))
+		dk = k.dk
 	}
 	if dv == nil {
-		dv = make([]T, len(in[2]))
+		k.dv = grow(k.dv, len(in[2]))
+		dv = k.dv
 	}
-	attnBackward(k.d, in[0], in[1], in[2], k.P, dy, dq, dk, dv)
+	k.ds = grow(k.ds, maxWorkers()*k.d.T*k.d.T)
+	attnBackward(k.d, in[0], in[1], in[2], k.P, dy, dq, dk, dv, k.ds)
 	return nil
 }
+
+func (k *attention[T]) overwrites(int) bool { return true }
 
 // Probs returns the attention probabilities of the last forward run,
 // B·heads×T×T.
@@ -262,6 +284,8 @@ func (k *swiglu[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 	return nil
 }
 
+func (k *swiglu[T]) overwrites(int) bool { return true }
+
 // add is the residual connection a + b.
 type add[T Float] struct{}
 
@@ -286,6 +310,8 @@ func (k *add[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 	}
 	return nil
 }
+
+func (k *add[T]) overwrites(int) bool { return true }
 
 // crossEntropy is the mean next-token loss of logits (N×V) against the
 // feed's targets.
@@ -320,6 +346,8 @@ func (k *crossEntropy[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 	ceBackward(k.probs, k.vocab, k.feed.Targets, k.count, dy[0], g[0])
 	return nil
 }
+
+func (k *crossEntropy[T]) overwrites(int) bool { return true }
 
 // grow returns a slice of length n, reusing buf when it is large enough.
 func grow[T Float](buf []T, n int) []T {

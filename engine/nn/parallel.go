@@ -2,27 +2,17 @@ package nn
 
 import (
 	"runtime"
-	"sync"
+
+	"lens/engine/gemm"
 )
 
-// parallelFor splits [0, n) into contiguous chunks, one per CPU, and runs
-// fn on each. Chunks write disjoint outputs, so results do not depend on
-// the number of CPUs.
-func parallelFor(n, minChunk int, fn func(lo, hi int)) {
-	workers := min(runtime.GOMAXPROCS(0), max(1, n/max(1, minChunk)))
-	if workers <= 1 {
-		fn(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	chunk := (n + workers - 1) / workers
-	for lo := 0; lo < n; lo += chunk {
-		hi := min(n, lo+chunk)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(lo, hi)
-		}()
-	}
-	wg.Wait()
+// maxWorkers is the most chunks parallelFor splits work into.
+func maxWorkers() int { return runtime.GOMAXPROCS(0) }
+
+// parallelFor splits [0, n) into contiguous chunks of at least minChunk,
+// at most one per CPU, and runs fn(w, lo, hi) on each concurrently, where
+// w < maxWorkers() numbers the chunk (for per-worker scratch). Chunks write
+// disjoint outputs, so results do not depend on the number of CPUs.
+func parallelFor(n, minChunk int, fn func(w, lo, hi int)) {
+	gemm.ParallelFor(n, minChunk, maxWorkers(), fn)
 }
