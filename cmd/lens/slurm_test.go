@@ -61,6 +61,9 @@ func slurmCluster(t *testing.T) []string {
 // same trial trained inline without interruption. Another task is
 // requeued with scontrol; Slurm reruns it and it resumes the same way.
 func TestSweepSlurm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("Slurm sweep test skipped in -short mode (it takes about a minute)")
+	}
 	env := slurmCluster(t)
 	script := sweepScript + `runs = run_sweep("sl", grid(r = [2, 4], lr = [1e-2, 2e-2]), train, backend = "slurm", workers = 2, retries = 2,
                  steps = 1000, slurm = {"partition": "debug", "cpus_per_task": 1, "mem": "500M", "time": "00:10:00"})

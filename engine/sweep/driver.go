@@ -148,6 +148,11 @@ func Run(ctx context.Context, sw *Sweep, ids []string, cfg Config) (*Result, err
 		}
 	}
 	if sw.Halving != nil {
+		// Rungs that trials passed just before ending.
+		d.rungSnapshots()
+		if err := d.decideRungs(); err != nil {
+			d.log.Warn("successive halving", "err", err)
+		}
 		d.pickBest()
 	}
 	if err := sw.Save(); err != nil {
@@ -343,20 +348,18 @@ func (d *driver) rungSnapshots() {
 	}
 	for _, id := range d.ids {
 		t := d.sw.Trial(id)
-		k := len(t.Rungs)
-		if k >= len(h.Milestones) || !exists(rungMarker(d.sw.Dir(), id, k)) {
-			continue
+		for k := len(t.Rungs); k < len(h.Milestones) && exists(rungMarker(d.sw.Dir(), id, k)); k++ {
+			score, err := d.mergeRung(t, k)
+			if err != nil {
+				d.log.Warn("rung snapshot", "trial", id, "rung", k, "err", err)
+				t.State, t.Error = StateFailed, err.Error()
+				d.stopAt[id] = err.Error()
+				_ = d.cfg.Backend.Stop(t)
+				break
+			}
+			t.Rungs = append(t.Rungs, score)
+			d.cfg.Say("sweep %s: trial %s (%s) reached rung %d at step %d: %s %.4f", d.sw.Name, id, t.Name, k, h.Milestones[k], h.Metric, score)
 		}
-		score, err := d.mergeRung(t, k)
-		if err != nil {
-			d.log.Warn("rung snapshot", "trial", id, "rung", k, "err", err)
-			t.State, t.Error = StateFailed, err.Error()
-			d.stopAt[id] = err.Error()
-			_ = d.cfg.Backend.Stop(t)
-			continue
-		}
-		t.Rungs = append(t.Rungs, score)
-		d.cfg.Say("sweep %s: trial %s (%s) reached rung %d at step %d: %s %.4f", d.sw.Name, id, t.Name, k, h.Milestones[k], h.Metric, score)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"time"
@@ -18,6 +19,8 @@ import (
 	"lens/engine/train"
 	"lens/kv"
 )
+
+var validTrialID = regexp.MustCompile(`^[0-9a-f]{12}$`)
 
 // baseNS is the blob namespace runs.StoreBase keeps base models in.
 const baseNS = "model"
@@ -69,6 +72,13 @@ func RunTrial(ctx context.Context, dir, id string, opt TrialOptions) (meta kv.Ru
 	if opt.Threads > 0 {
 		runtime.GOMAXPROCS(opt.Threads)
 	}
+	if !validTrialID.MatchString(id) {
+		return kv.RunMeta{}, fmt.Errorf("trial id %q: want the 12 hex digits of a trial in %s", id, filepath.Join(dir, "sweep.json"))
+	}
+	tf, err := ReadTrialFile(dir, id)
+	if err != nil {
+		return kv.RunMeta{}, err // no trial there: nothing to record either
+	}
 	defer func() {
 		ex := Exit{RunID: meta.ID, Status: meta.Status, Steps: meta.Steps, Time: time.Now().UTC(), Job: slurmTask()}
 		ex.Host, _ = os.Hostname()
@@ -82,10 +92,6 @@ func RunTrial(ctx context.Context, dir, id string, opt TrialOptions) (meta kv.Ru
 			err = werr
 		}
 	}()
-	tf, err := ReadTrialFile(dir, id)
-	if err != nil {
-		return kv.RunMeta{}, err
-	}
 	shard, err := kv.Open(ShardDir(dir, id), kv.Options{Logger: log, Command: "lens trial run " + dir + " " + id})
 	if err != nil {
 		return kv.RunMeta{}, fmt.Errorf("trial %s: %w", id, err)
