@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/stretchr/testify/require"
@@ -304,4 +308,71 @@ func readSweep(t *testing.T, dir string) *sweep.Sweep {
 		return nil
 	}
 	return &s
+}
+
+// TestSweepInterruptedResumes interrupts `lens run` during a local sweep:
+// every trial checkpoints and ends cancelled, what ended is merged, and
+// running the script again resumes the trials from their checkpoints to
+// runs that hold every step exactly once.
+func TestSweepInterruptedResumes(t *testing.T) {
+	script := sweepScript + `runs = run_sweep("int", grid(r = [2, 4]), train, backend = "local", workers = 2, steps = 1000)
+print("RESULT", [(r.status, r.steps) for r in runs])
+`
+	dir := workspace(t, map[string]string{"corpus.txt": corpus(), "a.star": script})
+	cmd := exec.Command(lensBin, "run", "a.star")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "LENS_STORE=")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	require.NoError(t, cmd.Start())
+	sweepDir := filepath.Join(dir, ".lens", "sweeps", "int")
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		n := 0
+		ps, _ := filepath.Glob(filepath.Join(sweepDir, "trials", "*", "progress.json"))
+		for _, p := range ps {
+			var pr sweep.Progress
+			if b, err := os.ReadFile(p); err == nil && json.Unmarshal(b, &pr) == nil && pr.Step >= 150 {
+				n++
+			}
+		}
+		if n == 2 {
+			break
+		}
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	err := cmd.Wait()
+	require.Error(t, err, "an interrupted sweep exits non-zero:\n%s%s", out.String(), errb.String())
+	require.Contains(t, out.String(), "interrupted; stopping 2 trials")
+	require.Contains(t, errb.String(), "run it again to resume the rest")
+	sw := readSweep(t, sweepDir)
+	require.NotNil(t, sw)
+	st := openRO(t, dir)
+	for _, tr := range sw.Trials {
+		require.Equal(t, sweep.StateCancelled, tr.State)
+		m, err := st.FindRun(tr.Name)
+		require.NoError(t, err, "a cancelled trial is merged too")
+		require.Equal(t, kv.StatusCancelled, m.Status)
+		require.Greater(t, m.Steps, 100)
+		require.Less(t, m.Steps, 1000)
+	}
+	st.Close()
+
+	o, stderr, code := lensEnv(t, dir, nil, "run", "a.star")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, o, `RESULT [("done", 1000), ("done", 1000)]`)
+	logs, _ := filepath.Glob(filepath.Join(sweepDir, "logs", "*.log"))
+	require.Len(t, logs, 2)
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		require.Regexp(t, `resuming run \S+ from step [1-9]\d*`, string(b))
+	}
+	st = openRO(t, dir)
+	list, err := st.ListRuns()
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	for _, m := range list {
+		requireEveryStepOnce(t, st, m)
+	}
 }
