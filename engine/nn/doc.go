@@ -4,8 +4,11 @@
 //
 // Each piece is a kernel with a hand-written forward and backward pass. A
 // kernel becomes a gorgonia Op (SDOp), so a model is an ordinary gorgonia
-// expression graph: gorgonia.Grad builds the backward graph and a
-// TapeMachine runs both. Kernels are generic over float32 and float64; the
+// expression graph: gorgonia.Grad builds the backward graph, and a small
+// executor (exec.go) runs both in topological order. Ops own their output
+// and gradient buffers and reuse them on every run, so a training step
+// allocates (almost) nothing; a value read from a node is valid until the
+// next run of its machine. Kernels are generic over float32 and float64; the
 // float64 instantiation exists for finite-difference gradient checks.
 //
 // Token ids and dropout masks are not graph values: they live in a Feed that

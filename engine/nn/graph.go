@@ -157,14 +157,14 @@ func (g *Graph[T]) CrossEntropy(logits *G.Node) *G.Node {
 // Machine is a compiled graph: a forward pass to loss and, when built with
 // parameters to differentiate, their gradients.
 type Machine[T Float] struct {
-	vm    G.VM
+	ex    *executor[T]
 	Loss  *G.Node
 	Grads []*G.Node
 	grads views[T]
 }
 
 // Compile adds the backward graph for wrt (none for a forward-only machine)
-// and compiles a tape machine.
+// and orders the graph for execution.
 func (g *Graph[T]) Compile(loss *G.Node, wrt ...*G.Node) (*Machine[T], error) {
 	if g.err != nil {
 		return nil, g.err
@@ -177,15 +177,18 @@ func (g *Graph[T]) Compile(loss *G.Node, wrt ...*G.Node) (*Machine[T], error) {
 		}
 		m.Grads = grads
 	}
-	m.vm = G.NewTapeMachine(g.G)
+	ex, err := newExecutor[T](g.G)
+	if err != nil {
+		return nil, err
+	}
+	m.ex = ex
 	return m, nil
 }
 
 // Run executes the graph once and returns the loss. Activations and
 // gradients live in buffers that every run overwrites.
 func (m *Machine[T]) Run() (float64, error) {
-	defer m.vm.Reset()
-	if err := m.vm.RunAll(); err != nil {
+	if err := m.ex.run(); err != nil {
 		return 0, err
 	}
 	return ValueFloat(m.Loss.Value())
@@ -196,7 +199,10 @@ func (m *Machine[T]) Run() (float64, error) {
 func (m *Machine[T]) Grad(i int) ([]T, error) { return m.grads.get(i, m.Grads[i].Value()) }
 
 // Close releases the machine.
-func (m *Machine[T]) Close() error { return m.vm.Close() }
+func (m *Machine[T]) Close() error {
+	m.ex = nil
+	return nil
+}
 
 // ValueFloat reads a scalar gorgonia value.
 func ValueFloat(v G.Value) (float64, error) {

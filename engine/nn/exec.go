@@ -1,0 +1,151 @@
+package nn
+
+import (
+	"fmt"
+	"strings"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// executor runs a graph in topological order, calling each node's op on
+// its children's values. It replaces gorgonia's TapeMachine, which
+// allocates several small objects per instruction on every run (argument
+// slices, boxed values, log formatting) and which a training step would
+// otherwise pay hundreds of times. Every value an op returns is bound to
+// its node, so Node.Value works as after a TapeMachine run; because ops
+// return the same buffers run after run, binding happens once.
+type executor[T Float] struct {
+	steps []execStep[T]
+	vals  []G.Value // by position in the order
+}
+
+type execStep[T Float] struct {
+	node  *G.Node
+	op    G.Op
+	in    []int     // positions of the children's values
+	args  []G.Value // argument slice, reused
+	bound G.Value   // the value last bound to node
+	// Ops of gorgonia's own write into the buffer of their first run. The
+	// only ones in our graphs are the sums G.Grad inserts where a value
+	// feeds several ops; those (sum) are done here, allocation-free.
+	pre      G.UsePreallocDoer
+	prealloc G.Value
+	sum      bool
+	sumIn    views[T] // the sum's output and operands
+}
+
+func newExecutor[T Float](g *G.ExprGraph) (*executor[T], error) {
+	sorted, err := G.Sort(g)
+	if err != nil {
+		return nil, fmt.Errorf("order graph: %w", err)
+	}
+	// Sort puts outputs first.
+	pos := make(map[*G.Node]int, len(sorted))
+	e := &executor[T]{vals: make([]G.Value, len(sorted))}
+	for i := len(sorted) - 1; i >= 0; i-- {
+		n := sorted[i]
+		p := len(pos)
+		pos[n] = p
+		if n.Op() == nil { // a parameter or other bound input
+			e.steps = append(e.steps, execStep[T]{node: n})
+			continue
+		}
+		s := execStep[T]{node: n, op: n.Op()}
+		for it := g.From(n.ID()); it.Next(); {
+			c, ok := it.Node().(*G.Node)
+			if !ok {
+				return nil, fmt.Errorf("node %v: child of type %T", n, it.Node())
+			}
+			cp, ok := pos[c]
+			if !ok {
+				return nil, fmt.Errorf("node %v: child %v comes later in the order", n, c)
+			}
+			s.in = append(s.in, cp)
+		}
+		s.args = make([]G.Value, len(s.in))
+		if _, ours := n.Op().(bufferOwner); !ours {
+			s.pre, _ = n.Op().(G.UsePreallocDoer)
+			// gorgonia's element-wise binary ops print as "+ false".
+			name, _, _ := strings.Cut(n.Op().String(), " ")
+			bin, ok := n.Op().(interface{ IsBinary() bool })
+			s.sum = name == "+" && ok && bin.IsBinary() && len(s.in) == 2
+		}
+		e.steps = append(e.steps, s)
+	}
+	return e, nil
+}
+
+// bufferOwner marks this package's ops, which return the same output
+// buffers on every run.
+type bufferOwner interface{ ownsBuffers() }
+
+func (o *op[T]) ownsBuffers()     {}
+func (g *gradOp[T]) ownsBuffers() {}
+
+// run executes every step once.
+func (e *executor[T]) run() error {
+	for i := range e.steps {
+		s := &e.steps[i]
+		if s.op == nil {
+			v := s.node.Value()
+			if v == nil {
+				return fmt.Errorf("%s has no value", s.node.Name())
+			}
+			e.vals[i] = v
+			continue
+		}
+		for j, p := range s.in {
+			s.args[j] = e.vals[p]
+		}
+		var v G.Value
+		var err error
+		if s.sum && s.prealloc != nil && s.addInto() {
+			v = s.prealloc
+		} else if s.pre != nil && s.prealloc != nil {
+			v, err = s.pre.UsePreallocDo(s.prealloc, s.args...)
+		} else {
+			v, err = s.op.Do(s.args...)
+			if s.pre != nil {
+				s.prealloc = v
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%v: %w", s.op, err)
+		}
+		e.vals[i] = v
+		if v != s.bound {
+			if err := G.UnsafeLet(s.node, v); err != nil {
+				return fmt.Errorf("%v: bind value: %w", s.op, err)
+			}
+			s.bound = v
+		}
+	}
+	clear(e.vals) // hold no references between runs
+	return nil
+}
+
+// addInto sets the sum's buffer to the sum of its arguments when all are
+// dense tensors of T with one shape, and reports whether it did.
+func (s *execStep[T]) addInto() bool {
+	d, ok := s.prealloc.(*tensor.Dense)
+	if !ok {
+		return false
+	}
+	for _, a := range s.args {
+		x, ok := a.(*tensor.Dense)
+		if !ok || x.Dtype() != d.Dtype() || !x.Shape().Eq(d.Shape()) {
+			return false
+		}
+	}
+	dst, err1 := s.sumIn.get(0, d)
+	x, err2 := s.sumIn.get(1, s.args[0])
+	y, err3 := s.sumIn.get(2, s.args[1])
+	if err1 != nil || err2 != nil || err3 != nil || len(x) != len(dst) || len(y) != len(dst) {
+		return false
+	}
+	for i := range dst {
+		dst[i] = x[i] + y[i]
+	}
+	return true
+}
