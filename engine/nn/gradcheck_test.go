@@ -71,6 +71,11 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 		}, false},
 		{"swiglu", []param{{"g", []int{B * T, 6}, 2}, {"u", []int{B * T, 6}, 1}}, func(g *Graph[float64], p []*G.Node) *G.Node { return g.SwiGLU(p[0], p[1]) }, false},
 		{"add", []param{{"a", []int{B * T, 3}, 1}, {"b", []int{B * T, 3}, 1}}, func(g *Graph[float64], p []*G.Node) *G.Node { return g.Add(p[0], p[1]) }, false},
+		// x feeds two ops: its gradient is the sum G.Grad inserts, which
+		// the executor computes itself.
+		{"fan-out", []param{{"x", []int{B * T, 6}, 1}, {"w", []int{6}, 1}, {"W", []int{6, 6}, 1}}, func(g *Graph[float64], p []*G.Node) *G.Node {
+			return g.Add(g.RMSNorm(p[0], p[1], 1e-5), g.Linear(p[0], p[2]))
+		}, false},
 	}
 	for ci, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

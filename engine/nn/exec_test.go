@@ -1,0 +1,108 @@
+package nn
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+)
+
+// smallModel builds a one-block float32 model on a fresh graph: embedding,
+// RMSNorm, LoRA projections, RoPE, attention, SwiGLU, residual adds and the
+// loss, with the LoRA matrices trainable.
+func smallModel(t *testing.T, rng *rand.Rand) (*Graph[float32], *G.Node, []*G.Node, *G.Node) {
+	t.Helper()
+	const B, T, V, H, I, r = 2, 8, 13, 8, 12, 2
+	feed := &Feed{B: B, T: T, Inputs: make([]int32, B*T), Targets: make([]int32, B*T)}
+	for i := range feed.Inputs {
+		feed.Inputs[i] = int32(rng.IntN(V))
+		feed.Targets[i] = int32(rng.IntN(V))
+	}
+	g := NewGraph[float32](feed)
+	p := func(name string, trainable bool, shape ...int) *G.Node {
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		d := make([]float32, n)
+		for i := range d {
+			d[i] = float32(rng.NormFloat64() * 0.5)
+		}
+		return g.Param(name, shape, d, trainable)
+	}
+	emb := p("emb", false, V, H)
+	a, b := p("a", true, r, H), p("b", true, H, r)
+	x := g.Embed(emb)
+	n := g.RMSNorm(x, p("n1", false, H), 1e-5)
+	cos, sin := RopeTable(T, 4, 10000)
+	q := g.RoPE(g.LoRALinear("q", n, p("wq", false, H, H), a, b, 2), 4, cos, sin)
+	k := g.RoPE(g.Linear(n, p("wk", false, H, H)), 4, cos, sin)
+	v := g.Linear(n, p("wv", false, H, H))
+	x = g.Add(x, g.Attention(0, q, k, v, 2, 2, 4))
+	n = g.RMSNorm(x, p("n2", false, H), 1e-5)
+	h := g.Hook("mlp", g.SwiGLU(g.Linear(n, p("wg", false, I, H)), g.Linear(n, p("wu", false, I, H))))
+	x = g.Add(x, g.Linear(h, p("wd", false, H, I)))
+	return g, g.CrossEntropy(g.Linear(x, emb)), []*G.Node{a, b}, h
+}
+
+// TestRunReusesBuffers checks what buffer reuse promises: repeated runs
+// give bit-identical loss, gradients and activations, node values are the
+// op's buffers, and a run allocates nothing but one closure per parallel
+// element-wise kernel call.
+func TestRunReusesBuffers(t *testing.T) {
+	g, loss, wrt, hook := smallModel(t, rand.New(rand.NewPCG(1, 2)))
+	m, err := g.Compile(loss, wrt...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	snapshot := func() (float64, [][]float32, []float32) {
+		l, err := m.Run()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var grads [][]float32
+		for i := range wrt {
+			gr, err := m.Grad(i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			grads = append(grads, append([]float32(nil), gr...))
+		}
+		h, err := Data[float32](hook)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l, grads, append([]float32(nil), h...)
+	}
+	l1, g1, h1 := snapshot()
+	first, _ := Data[float32](hook)
+	for range 3 {
+		l2, g2, h2 := snapshot()
+		if l2 != l1 {
+			t.Fatalf("loss %v on a later run, %v on the first", l2, l1)
+		}
+		for i := range g1 {
+			for j := range g1[i] {
+				if g1[i][j] != g2[i][j] {
+					t.Fatalf("gradient %d[%d]: %v on a later run, %v on the first", i, j, g2[i][j], g1[i][j])
+				}
+			}
+		}
+		for j := range h1 {
+			if h1[j] != h2[j] {
+				t.Fatalf("activation %d: %v on a later run, %v on the first", j, h2[j], h1[j])
+			}
+		}
+	}
+	if now, _ := Data[float32](hook); &now[0] != &first[0] {
+		t.Error("the hook's buffer changed between runs")
+	}
+	if v, ok := hook.Value().(interface{ Uintptr() uintptr }); !ok || v.Uintptr() == 0 {
+		t.Errorf("hook node has no tensor value after a run: %T", hook.Value())
+	}
+	// Attention and SwiGLU, forward and backward: one closure each.
+	if allocs := testing.AllocsPerRun(5, func() { m.Run() }); allocs > 4 {
+		t.Errorf("a run allocates %v times, want at most 4", allocs)
+	}
+}
