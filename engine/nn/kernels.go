@@ -137,17 +137,13 @@ func ropeApply[T Float](x, y []T, rowLen, seqLen, headDim int, cos, sin []float3
 
 // ---- SwiGLU: y = silu(g)·u ----
 
-func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
-
 // swigluForward computes y = silu(g)·u and keeps σ(g) in sig for the
 // backward pass.
 func swigluForward[T Float](g, u, y, sig []T) {
 	parallelFor(len(g), 1<<14, func(_, lo, hi int) {
+		sigmoidSlice(sig[lo:hi], g[lo:hi])
 		for i := lo; i < hi; i++ {
-			gv := float64(g[i])
-			s := sigmoid(gv)
-			sig[i] = T(s)
-			y[i] = T(gv*s) * u[i]
+			y[i] = g[i] * sig[i] * u[i]
 		}
 	})
 }
@@ -193,11 +189,13 @@ func attnForward[T Float](a attnDims, q, k, v, out, P []T) {
 				for j := 1; j <= i; j++ {
 					m = max(m, row[j])
 				}
-				var sum float64
 				for j := 0; j <= i; j++ {
-					e := math.Exp(float64(row[j] - m))
-					row[j] = T(e)
-					sum += e
+					row[j] -= m
+				}
+				expSlice(row[:i+1])
+				var sum float64
+				for _, e := range row[:i+1] {
+					sum += float64(e)
 				}
 				inv := T(1 / sum)
 				for j := 0; j <= i; j++ {
@@ -270,11 +268,13 @@ func ceForward[T Float](logits []T, vocab int, targets []int32, probs []T) (floa
 		for _, v := range row[1:] {
 			m = max(m, v)
 		}
-		var sum float64
 		for j, v := range row {
-			e := math.Exp(float64(v - m))
-			pr[j] = T(e)
-			sum += e
+			pr[j] = v - m
+		}
+		expSlice(pr)
+		var sum float64
+		for _, e := range pr {
+			sum += float64(e)
 		}
 		inv := 1 / sum
 		for j := range pr {
