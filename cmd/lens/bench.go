@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -85,7 +86,7 @@ func (r *randTokens) Restore(json.RawMessage) error   { return nil }
 // benchOne times LoRA steps of one size in this process, optionally with
 // every collector at its default frequency, and reports tokens/s and the
 // process's peak RSS.
-func benchOne(s benchSize, steps int, collectors bool) (float64, int64, error) {
+func benchOne(s benchSize, steps int, collectors bool, cpuProfile string) (float64, int64, error) {
 	m, err := model.New(s.config(), 1)
 	if err != nil {
 		return 0, 0, err
@@ -135,6 +136,17 @@ func benchOne(s benchSize, steps int, collectors bool) (float64, int64, error) {
 		if _, err := tr.TrainStep(); err != nil {
 			return 0, 0, err
 		}
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return 0, 0, fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return 0, 0, fmt.Errorf("cpu profile %s: %w", cpuProfile, err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
 	for range steps {
@@ -238,6 +250,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	noTorch := fs.Bool("no-torch", false, "skip the PyTorch side")
 	one := fs.String("one", "", "internal: time one size in this process and print JSON")
 	withCollectors := fs.Bool("collectors", false, "internal: with --one, collectors on")
+	cpuProfile := fs.String("cpuprofile", "", "with --one: write a CPU profile of the timed steps to this file")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -247,7 +260,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if *one != "" {
 		for _, s := range benchSizes {
 			if s.Name == *one {
-				tps, rss, err := benchOne(s, *steps, *withCollectors)
+				tps, rss, err := benchOne(s, *steps, *withCollectors, *cpuProfile)
 				if err != nil {
 					return err
 				}

@@ -107,19 +107,6 @@ func sigmoidInto(dst, src []float32) {
 // noExpAsm forces the portable path (tests).
 var noExpAsm = false
 
-// expSlice sets x[i] = e^x[i] in T: the fast kernel for float32, math.Exp
-// for float64 (gradient checks).
-func expSlice[T Float](x []T) {
-	switch x := any(x).(type) {
-	case []float32:
-		expInto(x, x)
-	case []float64:
-		for i, v := range x {
-			x[i] = math.Exp(v)
-		}
-	}
-}
-
 // sigmoidSlice sets dst[i] = σ(src[i]) in T.
 func sigmoidSlice[T Float](dst, src []T) {
 	switch d := any(dst).(type) {
@@ -130,5 +117,73 @@ func sigmoidSlice[T Float](dst, src []T) {
 		for i, v := range s[:len(d)] {
 			d[i] = 1 / (1 + math.Exp(-v))
 		}
+	}
+}
+
+// softmaxRow sets x to softmax(x) in place and returns the row's maximum m
+// and Σ e^(x[i]−m) (for a log-sum-exp). float32 rows take the vector
+// kernel; float64 rows (gradient checks) use math.Exp and float64 sums.
+func softmaxRow[T Float](x []T) (m, sum float64) {
+	if len(x) == 0 {
+		return 0, 0
+	}
+	switch x := any(x).(type) {
+	case []float32:
+		if haveExpAsm && !noExpAsm {
+			m, s := softmaxRowAsm(&x[0], len(x))
+			return float64(m), float64(s)
+		}
+		mx := x[0]
+		for _, v := range x[1:] {
+			if v > mx {
+				mx = v
+			}
+		}
+		var s float32
+		for i, v := range x {
+			x[i] = expf(v - mx)
+			s += x[i]
+		}
+		inv := 1 / s
+		for i := range x {
+			x[i] *= inv
+		}
+		return float64(mx), float64(s)
+	case []float64:
+		mx := x[0]
+		for _, v := range x[1:] {
+			mx = max(mx, v)
+		}
+		var s float64
+		for i, v := range x {
+			x[i] = math.Exp(v - mx)
+			s += x[i]
+		}
+		inv := 1 / s
+		for i := range x {
+			x[i] *= inv
+		}
+		return mx, s
+	}
+	return 0, 0
+}
+
+// softmaxBackRow sets d[i] = p[i]·(d[i] − Σ_j p[j]·d[j]): the gradient of
+// a softmax row with output p, given the gradient d of its output.
+func softmaxBackRow[T Float](p, d []T) {
+	d = d[:len(p)]
+	if len(p) == 0 {
+		return
+	}
+	if p32, ok := any(p).([]float32); ok && haveExpAsm && !noExpAsm {
+		softmaxBackRowAsm(&p32[0], &any(d).([]float32)[0], len(p))
+		return
+	}
+	var dot T
+	for j, v := range p {
+		dot += v * d[j]
+	}
+	for j, v := range p {
+		d[j] = v * (d[j] - dot)
 	}
 }

@@ -15,3 +15,14 @@ func expAsm(n int, dst, src *float32)
 //
 //go:noescape
 func sigmoidAsm(n int, dst, src *float32)
+
+// softmaxRowAsm sets x[i] = e^(x[i]-m)/sum for i < n (n > 0) and returns
+// the row maximum m and sum = Σ e^(x[i]-m).
+//
+//go:noescape
+func softmaxRowAsm(x *float32, n int) (m, sum float32)
+
+// softmaxBackRowAsm sets d[i] = p[i]·(d[i] − Σ_j p[j]·d[j]) for i < n.
+//
+//go:noescape
+func softmaxBackRowAsm(p, d *float32, n int)

@@ -2,6 +2,7 @@ package nn
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -171,5 +172,51 @@ func BenchmarkExp(b *testing.B) {
 			expInto(dst, xs)
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(xs)), "ns/value")
+	})
+}
+
+// TestSoftmaxRow compares the float32 row kernels with float64 references
+// for lengths around the vector width, including rows with a masked tail.
+func TestSoftmaxRow(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	expPaths(t, func(t *testing.T) {
+		for _, n := range []int{1, 2, 7, 8, 9, 15, 16, 17, 31, 64, 100, 256} {
+			x := make([]float32, n)
+			d := make([]float32, n)
+			for i := range x {
+				x[i] = float32(rng.NormFloat64() * 8)
+				d[i] = float32(rng.NormFloat64())
+			}
+			ref := make([]float64, n)
+			for i, v := range x {
+				ref[i] = float64(v)
+			}
+			wm, ws := softmaxRow(ref)
+			got := append([]float32(nil), x...)
+			m, s := softmaxRow(got)
+			if m != wm || math.Abs(s-ws) > 1e-6*ws {
+				t.Fatalf("n=%d: max %v sum %v, want %v %v", n, m, s, wm, ws)
+			}
+			// x−m is rounded to float32, so a probability carries that
+			// difference's relative error (about 1e-6 for |x−m| ~ 16).
+			for i := range got {
+				if diff := math.Abs(float64(got[i]) - ref[i]); diff > 2e-6*math.Max(ref[i], 1e-4) {
+					t.Fatalf("n=%d: p[%d] = %v, want %v", n, i, got[i], ref[i])
+				}
+			}
+			// Backward against float64 on the same probabilities.
+			p64 := make([]float64, n)
+			d64 := make([]float64, n)
+			for i := range got {
+				p64[i], d64[i] = float64(got[i]), float64(d[i])
+			}
+			softmaxBackRow(p64, d64)
+			softmaxBackRow(got, d)
+			for i := range d {
+				if diff := math.Abs(float64(d[i]) - d64[i]); diff > 1e-6*math.Max(1, math.Abs(d64[i])) {
+					t.Fatalf("n=%d: dS[%d] = %v, want %v", n, i, d[i], d64[i])
+				}
+			}
+		}
 	})
 }
