@@ -48,7 +48,7 @@ func smallModel(t *testing.T, rng *rand.Rand) (*Graph[float32], *G.Node, []*G.No
 // TestRunReusesBuffers checks what buffer reuse promises: repeated runs
 // give bit-identical loss, gradients and activations, node values are the
 // op's buffers, and a run allocates nothing but one closure per parallel
-// element-wise kernel call.
+// kernel call.
 func TestRunReusesBuffers(t *testing.T) {
 	g, loss, wrt, hook := smallModel(t, rand.New(rand.NewPCG(1, 2)))
 	m, err := g.Compile(loss, wrt...)
@@ -101,8 +101,9 @@ func TestRunReusesBuffers(t *testing.T) {
 	if v, ok := hook.Value().(interface{ Uintptr() uintptr }); !ok || v.Uintptr() == 0 {
 		t.Errorf("hook node has no tensor value after a run: %T", hook.Value())
 	}
-	// Attention and SwiGLU, forward and backward: one closure each.
-	if allocs := testing.AllocsPerRun(5, func() { m.Run() }); allocs > 4 {
-		t.Errorf("a run allocates %v times, want at most 4", allocs)
+	// One closure per call of a parallel kernel (RMSNorm, RoPE, attention,
+	// SwiGLU; 10 calls forward and backward here), nothing per element.
+	if allocs := testing.AllocsPerRun(5, func() { m.Run() }); allocs > 10 {
+		t.Errorf("a run allocates %v times, want at most 10", allocs)
 	}
 }

@@ -44,44 +44,67 @@ func embedBackward[T Float](dtable []T, dim int, ids []int32, dout []T) {
 
 // ---- RMSNorm: y = x · rsqrt(mean(x²) + eps) · w ----
 
+// rowChunk is the number of rows a row-wise kernel hands a goroutine at
+// least. Kernels that sum over rows do it in chunks of exactly rowChunk
+// rows, so their sums do not depend on the number of goroutines.
+const rowChunk = 64
+
 func rmsForward[T Float](x, w []T, eps float64, out, rinv []T) {
 	h := len(w)
-	for n := range len(x) / h {
-		xs := x[n*h : (n+1)*h]
-		var ss float64
-		for _, v := range xs {
-			ss += float64(v) * float64(v)
+	parallelFor(len(x)/h, rowChunk, func(_, lo, hi int) {
+		for n := lo; n < hi; n++ {
+			xs := x[n*h : (n+1)*h]
+			var ss float64
+			for _, v := range xs {
+				ss += float64(v) * float64(v)
+			}
+			r := T(1 / math.Sqrt(ss/float64(h)+eps))
+			rinv[n] = r
+			ys := out[n*h : (n+1)*h]
+			for j, v := range xs {
+				ys[j] = v * r * w[j]
+			}
 		}
-		r := T(1 / math.Sqrt(ss/float64(h)+eps))
-		rinv[n] = r
-		ys := out[n*h : (n+1)*h]
-		for j, v := range xs {
-			ys[j] = v * r * w[j]
-		}
-	}
+	})
 }
 
 // rmsBackward: with r = rsqrt(mean(x²)+eps), dx = r·(w⊙dy) − x·r³/H·Σ(x⊙w⊙dy)
-// and dw = Σ_n dy⊙x·r.
-func rmsBackward[T Float](x, w, rinv, dy, dx, dw []T) {
+// and dw = Σ_n dy⊙x·r, summed per chunk of rowChunk rows into part
+// (chunks×H) and then over chunks in order.
+func rmsBackward[T Float](x, w, rinv, dy, dx, dw, part []T) {
 	h := len(w)
-	for n := range len(x) / h {
-		xs, ds := x[n*h:(n+1)*h], dy[n*h:(n+1)*h]
-		r := rinv[n]
-		if dx != nil {
-			var dot float64
-			for j := range xs {
-				dot += float64(xs[j]) * float64(w[j]) * float64(ds[j])
-			}
-			c := T(dot * float64(r) * float64(r) * float64(r) / float64(h))
-			dxs := dx[n*h : (n+1)*h]
-			for j := range xs {
-				dxs[j] = r*w[j]*ds[j] - xs[j]*c
+	rows := len(x) / h
+	chunks := (rows + rowChunk - 1) / rowChunk
+	parallelFor(chunks, 1, func(_, lo, hi int) {
+		for c := lo; c < hi; c++ {
+			pc := part[c*h : (c+1)*h]
+			clear(pc)
+			for n := c * rowChunk; n < min(rows, (c+1)*rowChunk); n++ {
+				xs, ds := x[n*h:(n+1)*h], dy[n*h:(n+1)*h]
+				r := rinv[n]
+				if dx != nil {
+					var dot float64
+					for j := range xs {
+						dot += float64(xs[j]) * float64(w[j]) * float64(ds[j])
+					}
+					c := T(dot * float64(r) * float64(r) * float64(r) / float64(h))
+					dxs := dx[n*h : (n+1)*h]
+					for j := range xs {
+						dxs[j] = r*w[j]*ds[j] - xs[j]*c
+					}
+				}
+				if dw != nil {
+					for j := range xs {
+						pc[j] += ds[j] * xs[j] * r
+					}
+				}
 			}
 		}
-		if dw != nil {
-			for j := range xs {
-				dw[j] += ds[j] * xs[j] * r
+	})
+	if dw != nil {
+		for c := range chunks {
+			for j, v := range part[c*h : (c+1)*h] {
+				dw[j] += v
 			}
 		}
 	}
@@ -112,8 +135,14 @@ func RopeTable(seqLen, headDim int, theta float64) (cos, sin []float32) {
 // dx = dy·cos + rotate_halfᵀ(dy·sin), where rotate_halfᵀ([a, b]) = [b, −a].
 // Row n of x is position n mod seqLen and holds rowLen/headDim heads.
 func ropeApply[T Float](x, y []T, rowLen, seqLen, headDim int, cos, sin []float32, back bool) {
+	parallelFor(len(x)/rowLen, rowChunk, func(_, lo, hi int) {
+		ropeRows(x, y, rowLen, seqLen, headDim, cos, sin, back, lo, hi)
+	})
+}
+
+func ropeRows[T Float](x, y []T, rowLen, seqLen, headDim int, cos, sin []float32, back bool, lo, hi int) {
 	half := headDim / 2
-	for n := range len(x) / rowLen {
+	for n := lo; n < hi; n++ {
 		p := n % seqLen
 		c, s := cos[p*headDim:(p+1)*headDim], sin[p*headDim:(p+1)*headDim]
 		for h := 0; h < rowLen; h += headDim {

@@ -43,6 +43,7 @@ func (k *embed[T]) backward(in [][]T, out, dout []T, g [][]T) error {
 type rmsNorm[T Float] struct {
 	eps  float64
 	rinv []T
+	part []T // per-chunk weight-gradient sums, reused
 }
 
 func (k *rmsNorm[T]) name() string { return "RMSNorm" }
@@ -61,7 +62,9 @@ func (k *rmsNorm[T]) forward(in [][]T, out []T) (float64, error) {
 	return 0, nil
 }
 func (k *rmsNorm[T]) backward(in [][]T, out, dout []T, g [][]T) error {
-	rmsBackward(in[0], in[1], k.rinv, dout, g[0], g[1])
+	h := len(in[1])
+	k.part = grow(k.part, (len(in[0])/h+rowChunk-1)/rowChunk*h)
+	rmsBackward(in[0], in[1], k.rinv, dout, g[0], g[1], k.part)
 	return nil
 }
 
