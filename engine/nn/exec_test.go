@@ -1,7 +1,9 @@
 package nn
 
 import (
+	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	G "gorgonia.org/gorgonia"
@@ -10,9 +12,9 @@ import (
 // smallModel builds a one-block float32 model on a fresh graph: embedding,
 // RMSNorm, LoRA projections, RoPE, attention, SwiGLU, residual adds and the
 // loss, with the LoRA matrices trainable.
-func smallModel(t *testing.T, rng *rand.Rand) (*Graph[float32], *G.Node, []*G.Node, *G.Node) {
+func smallModel(t *testing.T, rng *rand.Rand, B, T int) (*Graph[float32], *G.Node, []*G.Node, *G.Node) {
 	t.Helper()
-	const B, T, V, H, I, r = 2, 8, 13, 8, 12, 2
+	const V, H, I, r = 13, 8, 12, 2
 	feed := &Feed{B: B, T: T, Inputs: make([]int32, B*T), Targets: make([]int32, B*T)}
 	for i := range feed.Inputs {
 		feed.Inputs[i] = int32(rng.IntN(V))
@@ -50,7 +52,7 @@ func smallModel(t *testing.T, rng *rand.Rand) (*Graph[float32], *G.Node, []*G.No
 // op's buffers, and a run allocates nothing but one closure per parallel
 // kernel call.
 func TestRunReusesBuffers(t *testing.T) {
-	g, loss, wrt, hook := smallModel(t, rand.New(rand.NewPCG(1, 2)))
+	g, loss, wrt, hook := smallModel(t, rand.New(rand.NewPCG(1, 2)), 2, 8)
 	m, err := g.Compile(loss, wrt...)
 	if err != nil {
 		t.Fatal(err)
@@ -105,5 +107,44 @@ func TestRunReusesBuffers(t *testing.T) {
 	// SwiGLU; 10 calls forward and backward here), nothing per element.
 	if allocs := testing.AllocsPerRun(5, func() { m.Run() }); allocs > 10 {
 		t.Errorf("a run allocates %v times, want at most 10", allocs)
+	}
+}
+
+// TestRunIndependentOfWorkers checks that loss and gradients are bit for bit
+// the same whatever the number of goroutines the kernels split work over
+// (resumed runs may land on a machine with another core count).
+func TestRunIndependentOfWorkers(t *testing.T) {
+	var ref []float32
+	for _, procs := range []int{1, 2, 3, 5} {
+		func() {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+			// 160 rows: several row chunks and attention blocks.
+			g, loss, wrt, _ := smallModel(t, rand.New(rand.NewPCG(9, 9)), 2, 80)
+			m, err := g.Compile(loss, wrt...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l, err := m.Run()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := []float32{float32(l)}
+			for i := range wrt {
+				gr, err := m.Grad(i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, gr...)
+			}
+			if ref == nil {
+				ref = got
+				return
+			}
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(ref[i]) {
+					t.Fatalf("GOMAXPROCS=%d: value %d is %v, with 1 it is %v", procs, i, got[i], ref[i])
+				}
+			}
+		}()
 	}
 }
