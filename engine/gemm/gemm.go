@@ -23,6 +23,12 @@
 // edges go through the very same micro-kernel into a small scratch tile,
 // which is then copied into C.
 //
+// Builds with the openblas tag (cgo, Debian's libopenblas-dev) forward
+// Sgemm and Dgemm to OpenBLAS's cblas_sgemm and cblas_dgemm instead
+// (openblas.go), unless LENS_GEMM names one of the kernels below. OpenBLAS
+// splits work over its own threads and its results depend on their number,
+// so runs are bit-reproducible only with the same OPENBLAS_NUM_THREADS.
+//
 // On amd64 with AVX2 and FMA the micro-kernel is a 6×16 register-blocked
 // kernel written in Go assembly (12 YMM accumulators), with a 12×8 variant
 // for products with n ≤ 8 (LoRA ranks) and, for n ≤ 4 with A not
@@ -94,9 +100,20 @@ var genericKernel = &microKernel{
 	fn: kernelGeneric,
 }
 
-// active is the kernel Sgemm uses. It is chosen once at start-up (see
-// selectKernel) and only changed by tests through setKernel.
-var active = selectKernel()
+// active is the kernel Sgemm uses, and useExternal says whether it
+// forwards to the external BLAS instead. Both are chosen once at start-up
+// (see selectKernel) and only changed by tests through setKernel.
+var (
+	active      = selectKernel()
+	useExternal = external != nil && (os.Getenv("LENS_GEMM") == "" || os.Getenv("LENS_GEMM") == external.name)
+)
+
+// externalBLAS is a BLAS library linked in by a build tag.
+type externalBLAS struct {
+	name  string
+	sgemm func(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+	dgemm func(tA, tB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int)
+}
 
 func selectKernel() *microKernel {
 	if os.Getenv("LENS_GEMM") == "generic" {
@@ -108,17 +125,19 @@ func selectKernel() *microKernel {
 	return genericKernel
 }
 
-// setKernel forces the kernel by name ("generic" or the architecture
-// kernel's name) and returns a function restoring the previous one. It
-// reports false if the kernel is not available on this machine.
+// setKernel forces the kernel by name ("generic", the architecture
+// kernel's name or the external BLAS's) and returns a function restoring
+// the previous choice. It reports false if the kernel is not available.
 func setKernel(name string) (restore func(), ok bool) {
-	prev := active
-	restore = func() { active = prev }
+	prev, prevExt := active, useExternal
+	restore = func() { active, useExternal = prev, prevExt }
 	switch {
 	case name == "generic":
-		active = genericKernel
+		active, useExternal = genericKernel, false
 	case archKernel() != nil && archKernel().name == name:
-		active = archKernel()
+		active, useExternal = archKernel(), false
+	case external != nil && external.name == name:
+		useExternal = true
 	default:
 		return restore, false
 	}
@@ -134,8 +153,14 @@ func activeDot() dotKernel {
 	return archDot()
 }
 
-// Kernel reports which micro-kernel Sgemm uses: "avx2" or "generic".
-func Kernel() string { return active.name }
+// Kernel reports what Sgemm uses: "avx2" or "generic" (lens's kernels),
+// or "openblas" in builds with the openblas tag.
+func Kernel() string {
+	if useExternal {
+		return external.name
+	}
+	return active.name
+}
 
 var impl gonum.Implementation
 
@@ -147,8 +172,16 @@ func transOf(t bool) blas.Transpose {
 }
 
 // Dgemm computes C = alpha·op(A)·op(B) + beta·C in float64 by forwarding to
-// gonum's implementation. It exists for gradient checks.
+// gonum's implementation (or the external BLAS). It exists for gradient
+// checks.
 func Dgemm(tA, tB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
+	if useExternal {
+		checkArgs(tA, tB, m, n, k, lda, ldb, ldc, len(a), len(b), len(c))
+		if m > 0 && n > 0 {
+			external.dgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		}
+		return
+	}
 	impl.Dgemm(transOf(tA), transOf(tB), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
@@ -158,55 +191,18 @@ func Dgemm(tA, tB bool, m, n, k int, alpha float64, a []float64, lda int, b []fl
 // beta is zero C is not read (NaNs in C are overwritten). Invalid arguments
 // panic with gonum's messages.
 func Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	if m < 0 {
-		panic(mLT0)
-	}
-	if n < 0 {
-		panic(nLT0)
-	}
-	if k < 0 {
-		panic(kLT0)
-	}
-	if tA {
-		if lda < max(1, m) {
-			panic(badLdA)
-		}
-	} else if lda < max(1, k) {
-		panic(badLdA)
-	}
-	if tB {
-		if ldb < max(1, k) {
-			panic(badLdB)
-		}
-	} else if ldb < max(1, n) {
-		panic(badLdB)
-	}
-	if ldc < max(1, n) {
-		panic(badLdC)
-	}
+	checkArgs(tA, tB, m, n, k, lda, ldb, ldc, len(a), len(b), len(c))
 	if m == 0 || n == 0 {
 		return
-	}
-	if tA {
-		if len(a) < (k-1)*lda+m {
-			panic(shortA)
-		}
-	} else if len(a) < (m-1)*lda+k {
-		panic(shortA)
-	}
-	if tB {
-		if len(b) < (n-1)*ldb+k {
-			panic(shortB)
-		}
-	} else if len(b) < (k-1)*ldb+n {
-		panic(shortB)
-	}
-	if len(c) < (m-1)*ldc+n {
-		panic(shortC)
 	}
 
 	if alpha == 0 || k == 0 {
 		scaleC(m, n, beta, c, ldc)
+		return
+	}
+
+	if useExternal {
+		external.sgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
 
@@ -251,6 +247,57 @@ func Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []fl
 		return
 	}
 	parallel(&p, m, n, threads, tiles, step, splitM)
+}
+
+// checkArgs panics, with gonum's messages, unless the arguments describe a
+// valid product (la, lb, lc are the lengths of a, b and c).
+func checkArgs(tA, tB bool, m, n, k, lda, ldb, ldc, la, lb, lc int) {
+	if m < 0 {
+		panic(mLT0)
+	}
+	if n < 0 {
+		panic(nLT0)
+	}
+	if k < 0 {
+		panic(kLT0)
+	}
+	if tA {
+		if lda < max(1, m) {
+			panic(badLdA)
+		}
+	} else if lda < max(1, k) {
+		panic(badLdA)
+	}
+	if tB {
+		if ldb < max(1, k) {
+			panic(badLdB)
+		}
+	} else if ldb < max(1, n) {
+		panic(badLdB)
+	}
+	if ldc < max(1, n) {
+		panic(badLdC)
+	}
+	if m == 0 || n == 0 {
+		return
+	}
+	if tA {
+		if la < (k-1)*lda+m {
+			panic(shortA)
+		}
+	} else if la < (m-1)*lda+k {
+		panic(shortA)
+	}
+	if tB {
+		if lb < (n-1)*ldb+k {
+			panic(shortB)
+		}
+	} else if lb < (k-1)*ldb+n {
+		panic(shortB)
+	}
+	if lc < (m-1)*ldc+n {
+		panic(shortC)
+	}
 }
 
 // gemmJob is a parallel Sgemm call: part t computes the t-th of threads

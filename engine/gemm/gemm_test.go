@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -14,11 +15,15 @@ import (
 
 // kernels returns the kernel configurations to test on this machine: the
 // generic kernel and, where available, the architecture kernel reading A in
-// place (its default) and with A always packed.
+// place (its default) and with A always packed, and the external BLAS in
+// builds that link one.
 func kernels() []string {
 	ks := []string{"generic"}
 	if k := archKernel(); k != nil {
 		ks = append(ks, k.name, k.name+"/packA")
+	}
+	if external != nil {
+		ks = append(ks, external.name)
 	}
 	return ks
 }
@@ -229,6 +234,9 @@ func TestSgemmModelShapes(t *testing.T) {
 // different GOMAXPROCS, give bit-identical results.
 func TestSgemmDeterministic(t *testing.T) {
 	for _, kn := range kernels() {
+		if external != nil && kn == external.name {
+			continue // OpenBLAS promises no such thing
+		}
 		t.Run(kn, func(t *testing.T) {
 			withKernel(t, kn, func() {
 				rng := rand.New(rand.NewPCG(7, 8))
@@ -324,12 +332,25 @@ func BenchmarkSgemm(b *testing.B) {
 		tc.alpha, tc.beta = 1, 0
 		a, lda, bb, ldb, c, ldc := tc.operands(rng)
 		flops := 2 * float64(tc.m) * float64(tc.n) * float64(tc.k)
-		b.Run(name+"/lens", func(b *testing.B) {
-			for b.Loop() {
-				Sgemm(tc.tA, tc.tB, tc.m, tc.n, tc.k, 1, a, lda, bb, ldb, 0, c, ldc)
-			}
-			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-		})
+		// lens's kernel for this machine and, in -tags openblas builds,
+		// OpenBLAS.
+		kns := []string{genericKernel.name}
+		if k := archKernel(); k != nil {
+			kns[0] = k.name
+		}
+		if external != nil {
+			kns = append(kns, external.name)
+		}
+		for _, kn := range kns {
+			b.Run(name+"/"+kn, func(b *testing.B) {
+				withKernel(b, kn, func() {
+					for b.Loop() {
+						Sgemm(tc.tA, tc.tB, tc.m, tc.n, tc.k, 1, a, lda, bb, ldb, 0, c, ldc)
+					}
+				})
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
 		b.Run(name+"/gonum", func(b *testing.B) {
 			for b.Loop() {
 				impl.Sgemm(trans(tc.tA), trans(tc.tB), tc.m, tc.n, tc.k, 1, a, lda, bb, ldb, 0, c, ldc)
@@ -344,4 +365,20 @@ func tn(t bool) string {
 		return "T"
 	}
 	return "N"
+}
+
+// TestKernelChoice checks what Kernel reports against the build and the
+// LENS_GEMM setting the test runs under.
+func TestKernelChoice(t *testing.T) {
+	env := os.Getenv("LENS_GEMM")
+	want := "generic"
+	switch {
+	case external != nil && (env == "" || env == external.name):
+		want = external.name
+	case env != "generic" && archKernel() != nil:
+		want = archKernel().name
+	}
+	if got := Kernel(); got != want {
+		t.Errorf("Kernel() = %q with LENS_GEMM=%q, want %q", got, env, want)
+	}
 }
