@@ -49,6 +49,7 @@ type benchRow struct {
 	LensPeakRSS     int64   `json:"lens_peak_rss_bytes"`
 	TorchPeakRSS    int64   `json:"torch_peak_rss_bytes"`
 	GemmKernel      string  `json:"gemm_kernel"`
+	TorchBLAS       string  `json:"torch_blas,omitempty"`
 	TorchError      string  `json:"torch_error,omitempty"`
 }
 
@@ -61,14 +62,16 @@ func (s benchSize) config() model.Config {
 	return c
 }
 
-// stepFlops estimates the floating-point work of one LoRA step per token:
-// forward and input-gradient matmuls of every linear layer (2+2 flops per
-// weight; frozen weights get no weight gradient) and causal attention
-// computed as full T×T products (forward 4·T·H, backward twice that).
+// stepFlops estimates the floating-point work one LoRA step needs per
+// token: forward and input-gradient matmuls of every linear layer (2+2
+// flops per weight; frozen weights get no weight gradient) and the causal
+// half of the attention products (forward 2·T·H, backward twice that).
+// lens computes attention in 64-row blocks, so it does about 5/8 of the
+// full T×T products at T = 256, a little more than counted here.
 func stepFlops(c model.Config, T int) float64 {
 	h, in := float64(c.HiddenSize), float64(c.IntermediateSize)
 	lin := float64(c.NumHiddenLayers)*(4*h*h+3*h*in) + float64(c.VocabSize)*h
-	attn := float64(c.NumHiddenLayers) * 12 * float64(T) * h
+	attn := float64(c.NumHiddenLayers) * 6 * float64(T) * h
 	return 4*lin + attn
 }
 
@@ -192,6 +195,7 @@ func sgemmGFlops() float64 {
 type childResult struct {
 	TokensPerS float64 `json:"tokens_per_s"`
 	PeakRSS    int64   `json:"peak_rss_bytes"`
+	BLAS       string  `json:"blas,omitempty"` // the BLAS library PyTorch loaded
 }
 
 func runChild(ctx context.Context, args ...string) (childResult, error) {
@@ -305,6 +309,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 				} else {
 					row.TorchTokensPerS = max(row.TorchTokensPerS, tr.TokensPerS)
 					row.TorchPeakRSS = max(row.TorchPeakRSS, tr.PeakRSS)
+					row.TorchBLAS = tr.BLAS
 				}
 			}
 			cl, err := runChild(ctx, "bench", "--one", s.Name, "--steps", fmt.Sprint(*steps), "--collectors")
@@ -337,6 +342,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	table(stdout, []string{"size", "params", "lens tok/s", "torch tok/s", "ratio", "lens GFLOP/s", "sgemm GFLOP/s", "collectors", "lens RSS", "torch RSS"}, t)
 	fmt.Fprintf(stdout, "LoRA r=%d on q,k,v,o, batch %d×%d, %d threads, gemm kernel %s\n", benchRank, benchBatch, benchSeq, runtime.GOMAXPROCS(0), gemm.Kernel())
+	if len(rows) > 0 && rows[0].TorchBLAS != "" {
+		fmt.Fprintf(stdout, "PyTorch BLAS: %s\n", rows[0].TorchBLAS)
+	}
 	for _, r := range rows {
 		if r.TorchError != "" {
 			fmt.Fprintf(stdout, "PyTorch failed for %s: %s\n", r.Size, r.TorchError)

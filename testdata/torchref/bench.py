@@ -3,7 +3,8 @@
 
 Same model layout and math as llama_ref.py (HF Llama + PEFT LoRA), random
 weights, LoRA on q,k,v,o, AdamW on the adapter only. Prints one JSON line:
-{"tokens_per_s": ..., "step_s": ..., "peak_rss_bytes": ..., "threads": ...}.
+{"tokens_per_s": ..., "step_s": ..., "peak_rss_bytes": ..., "threads": ...,
+"blas": the BLAS library loaded}.
 """
 import argparse
 import json
@@ -76,7 +77,22 @@ def main():
     dt = (time.perf_counter() - t0) / a.steps
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"tokens_per_s": a.batch * a.seq / dt, "step_s": dt, "peak_rss_bytes": rss,
-                      "threads": torch.get_num_threads(), "torch": torch.__version__}))
+                      "threads": torch.get_num_threads(), "torch": torch.__version__, "blas": blas_library()}))
+
+
+def blas_library():
+    """The BLAS shared library this process loaded (Debian's PyTorch calls
+    whatever libblas.so.3 points to: the reference BLAS or OpenBLAS)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "blas" in line.lower() and "/" in line}
+    except OSError:
+        return ""
+    for p in sorted(paths):
+        real = os.path.realpath(p)
+        if "blas" in os.path.basename(real).lower():
+            return real
+    return ""
 
 
 if __name__ == "__main__":
