@@ -202,7 +202,7 @@ func Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []fl
 	}
 
 	if useExternal {
-		external.sgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		externalParallel(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
 
@@ -298,6 +298,72 @@ func checkArgs(tA, tB bool, m, n, k, lda, ldb, ldc, la, lb, lc int) {
 	if lc < (m-1)*ldc+n {
 		panic(shortC)
 	}
+}
+
+// extJob is an Sgemm call forwarded to the external BLAS, split like
+// lens's own products: part t computes the t-th of threads blocks of
+// extStep rows (splitM) or columns of C.
+type extJob struct {
+	tA, tB         bool
+	m, n, k        int
+	alpha, beta    float32
+	a, b, c        []float32
+	lda, ldb, ldc  int
+	threads, tiles int
+	splitM         bool
+	wait           pending
+}
+
+// extStep is the granularity of the external BLAS's blocks.
+const extStep = 16
+
+func (e *extJob) runPart(t int) {
+	lo := e.tiles * t / e.threads * extStep
+	hi := e.tiles * (t + 1) / e.threads * extStep
+	if e.splitM {
+		hi = min(hi, e.m)
+		var a []float32
+		if e.tA {
+			a = e.a[lo:]
+		} else {
+			a = e.a[lo*e.lda:]
+		}
+		external.sgemm(e.tA, e.tB, hi-lo, e.n, e.k, e.alpha, a, e.lda, e.b, e.ldb, e.beta, e.c[lo*e.ldc:], e.ldc)
+		return
+	}
+	hi = min(hi, e.n)
+	var b []float32
+	if e.tB {
+		b = e.b[lo*e.ldb:]
+	} else {
+		b = e.b[lo:]
+	}
+	external.sgemm(e.tA, e.tB, e.m, hi-lo, e.k, e.alpha, e.a, e.lda, b, e.ldb, e.beta, e.c[lo:], e.ldc)
+}
+
+var extJobs = sync.Pool{New: func() any { return new(extJob) }}
+
+// externalParallel forwards a checked, non-trivial product to the external
+// BLAS, split over the workers when it is large enough.
+func externalParallel(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	threads := min(runtime.GOMAXPROCS(0), m*n*k/minWorkPerThread)
+	splitM := m >= n
+	tiles := (n + extStep - 1) / extStep
+	if splitM {
+		tiles = (m + extStep - 1) / extStep
+	}
+	threads = min(threads, tiles)
+	if threads <= 1 {
+		external.sgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	e := extJobs.Get().(*extJob)
+	e.tA, e.tB, e.m, e.n, e.k, e.alpha, e.beta = tA, tB, m, n, k, alpha, beta
+	e.a, e.b, e.c, e.lda, e.ldb, e.ldc = a, b, c, lda, ldb, ldc
+	e.threads, e.tiles, e.splitM = threads, tiles, splitM
+	fanOut(e, threads, &e.wait)
+	e.a, e.b, e.c = nil, nil, nil
+	extJobs.Put(e)
 }
 
 // gemmJob is a parallel Sgemm call: part t computes the t-th of threads

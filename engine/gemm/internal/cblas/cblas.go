@@ -45,3 +45,6 @@ func Dgemm(tA, tB bool, m, n, k int, alpha float64, a []float64, lda int, b []fl
 
 // Threads returns the number of threads OpenBLAS uses.
 func Threads() int { return int(C.openblas_get_num_threads()) }
+
+// SetThreads sets the number of threads OpenBLAS uses.
+func SetThreads(n int) { C.openblas_set_num_threads(C.int(n)) }
