@@ -50,6 +50,7 @@ type benchRow struct {
 	TorchPeakRSS    int64   `json:"torch_peak_rss_bytes"`
 	GemmKernel      string  `json:"gemm_kernel"`
 	TorchBLAS       string  `json:"torch_blas,omitempty"`
+	TorchThreads    string  `json:"torch_threads,omitempty"` // the thread split of PyTorch's best run
 	TorchError      string  `json:"torch_error,omitempty"`
 }
 
@@ -216,12 +217,33 @@ func runChild(ctx context.Context, args ...string) (childResult, error) {
 	return r, nil
 }
 
-func runTorch(ctx context.Context, s benchSize, steps int) (childResult, error) {
+// torchSplit is how PyTorch's threads are divided between its own
+// (OpenMP, intra-op) pool and the BLAS library's. With OpenBLAS both pools
+// default to every core and then compete for them: on 2 cores the tiny
+// step runs ~2.9× faster with one BLAS thread. Which split is best depends
+// on the size (matmul-heavy steps want BLAS threads), so lens bench runs
+// both and keeps PyTorch's best.
+type torchSplit struct{ torch, blas int }
+
+func torchSplits() []torchSplit {
+	n := runtime.GOMAXPROCS(0)
+	if n == 1 {
+		return []torchSplit{{1, 1}}
+	}
+	return []torchSplit{{n, 1}, {1, n}}
+}
+
+func (t torchSplit) String() string {
+	return fmt.Sprintf("%d torch + %d BLAS threads", t.torch, t.blas)
+}
+
+func runTorch(ctx context.Context, s benchSize, steps int, split torchSplit) (childResult, error) {
 	script := filepath.Join(repoRoot(), "testdata", "torchref", "bench.py")
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(ctx, "/usr/bin/python3", script, "--hidden", fmt.Sprint(s.Hidden), "--layers", fmt.Sprint(s.Layers),
 		"--heads", fmt.Sprint(s.Heads), "--inter", fmt.Sprint(s.Inter), "--seq", fmt.Sprint(benchSeq), "--batch", fmt.Sprint(benchBatch),
-		"--rank", fmt.Sprint(benchRank), "--steps", fmt.Sprint(steps), "--threads", fmt.Sprint(runtime.GOMAXPROCS(0)))
+		"--rank", fmt.Sprint(benchRank), "--steps", fmt.Sprint(steps), "--threads", fmt.Sprint(split.torch))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("OPENBLAS_NUM_THREADS=%d", split.blas), fmt.Sprintf("OMP_NUM_THREADS=%d", split.torch))
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
 		return childResult{}, fmt.Errorf("%s: %v: %s", script, err, strings.TrimSpace(errb.String()))
@@ -293,8 +315,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		c := s.config()
 		row := benchRow{Size: s.Name, Params: c.ParamCount(), SgemmGFlops: ceiling, GemmKernel: gemm.Kernel()}
 		fmt.Fprintf(stderr, "bench %s: lens, PyTorch, lens with collectors...\n", s.Name)
-		// Alternate lens and PyTorch and keep each side's best of two, so
-		// drift on a shared machine hits both alike.
+		// Alternate lens and PyTorch and keep each side's best of two
+		// rounds (PyTorch: of every thread split in them), so drift on a
+		// shared machine hits both alike.
 		for range 2 {
 			l, err := runChild(ctx, "bench", "--one", s.Name, "--steps", fmt.Sprint(*steps))
 			if err != nil {
@@ -302,15 +325,20 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			}
 			row.LensTokensPerS = max(row.LensTokensPerS, l.TokensPerS)
 			row.LensPeakRSS = max(row.LensPeakRSS, l.PeakRSS)
-			if !*noTorch && row.TorchError == "" {
-				tr, err := runTorch(ctx, s, *steps)
+			for _, split := range torchSplits() {
+				if *noTorch || row.TorchError != "" {
+					break
+				}
+				tr, err := runTorch(ctx, s, *steps, split)
 				if err != nil {
 					row.TorchError = err.Error()
-				} else {
-					row.TorchTokensPerS = max(row.TorchTokensPerS, tr.TokensPerS)
-					row.TorchPeakRSS = max(row.TorchPeakRSS, tr.PeakRSS)
-					row.TorchBLAS = tr.BLAS
+					break
 				}
+				if tr.TokensPerS > row.TorchTokensPerS {
+					row.TorchTokensPerS, row.TorchThreads = tr.TokensPerS, split.String()
+				}
+				row.TorchPeakRSS = max(row.TorchPeakRSS, tr.PeakRSS)
+				row.TorchBLAS = tr.BLAS
 			}
 			cl, err := runChild(ctx, "bench", "--one", s.Name, "--steps", fmt.Sprint(*steps), "--collectors")
 			if err != nil {
@@ -343,7 +371,11 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	table(stdout, []string{"size", "params", "lens tok/s", "torch tok/s", "ratio", "lens GFLOP/s", "sgemm GFLOP/s", "collectors", "lens RSS", "torch RSS"}, t)
 	fmt.Fprintf(stdout, "LoRA r=%d on q,k,v,o, batch %d×%d, %d threads, gemm kernel %s\n", benchRank, benchBatch, benchSeq, runtime.GOMAXPROCS(0), gemm.Kernel())
 	if len(rows) > 0 && rows[0].TorchBLAS != "" {
-		fmt.Fprintf(stdout, "PyTorch BLAS: %s\n", rows[0].TorchBLAS)
+		fmt.Fprintf(stdout, "PyTorch BLAS: %s; best of %d thread splits:", rows[0].TorchBLAS, len(torchSplits()))
+		for _, r := range rows {
+			fmt.Fprintf(stdout, " %s %s;", r.Size, r.TorchThreads)
+		}
+		fmt.Fprintln(stdout)
 	}
 	for _, r := range rows {
 		if r.TorchError != "" {
