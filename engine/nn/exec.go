@@ -144,8 +144,6 @@ func (s *execStep[T]) addInto() bool {
 	if err1 != nil || err2 != nil || err3 != nil || len(x) != len(dst) || len(y) != len(dst) {
 		return false
 	}
-	for i := range dst {
-		dst[i] = x[i] + y[i]
-	}
+	addSlices(dst, x, y)
 	return true
 }

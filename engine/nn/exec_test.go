@@ -104,9 +104,10 @@ func TestRunReusesBuffers(t *testing.T) {
 		t.Errorf("hook node has no tensor value after a run: %T", hook.Value())
 	}
 	// One closure per call of a parallel kernel (RMSNorm, RoPE, attention,
-	// SwiGLU; 10 calls forward and backward here), nothing per element.
-	if allocs := testing.AllocsPerRun(5, func() { m.Run() }); allocs > 10 {
-		t.Errorf("a run allocates %v times, want at most 10", allocs)
+	// SwiGLU, residual adds and gradient sums: 14 calls forward and
+	// backward here), nothing per element.
+	if allocs := testing.AllocsPerRun(5, func() { m.Run() }); allocs > 14 {
+		t.Errorf("a run allocates %v times, want at most 14", allocs)
 	}
 }
 

@@ -300,10 +300,18 @@ func (k *add[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
 	return in[0].Clone(), nil
 }
 func (k *add[T]) forward(in [][]T, out []T) (float64, error) {
-	for i := range out {
-		out[i] = in[0][i] + in[1][i]
-	}
+	addSlices(out, in[0], in[1])
 	return 0, nil
+}
+
+// addSlices sets dst = a + b, split over the cores.
+func addSlices[T Float](dst, a, b []T) {
+	parallelFor(len(dst), 1<<15, func(_, lo, hi int) {
+		d, x, y := dst[lo:hi], a[lo:hi], b[lo:hi]
+		for i := range d {
+			d[i] = x[i] + y[i]
+		}
+	})
 }
 func (k *add[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 	for _, gi := range g {
