@@ -1,0 +1,147 @@
+// Package accel runs the LoRA training step on an accelerator. A Device is
+// a small set of kernels over device buffers (matrix product, RMSNorm,
+// rotary embeddings, causal attention, SwiGLU, cross-entropy, AdamW and a
+// few elementwise ones); Step lays the Llama forward and backward pass out
+// over those kernels, keeping the frozen base weights, the adapters, the
+// activations and the optimizer state in device memory.
+//
+// Host is a Device made of plain Go loops. It is the reference the CUDA
+// kernels are tested against, and it lets Step's layout be checked against
+// the gorgonia graph (engine/nn) on any machine. Backends register by name
+// (Register); engine/cuda registers "cuda" when built with the cuda tag.
+package accel
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+)
+
+// Buf is a buffer in device memory: float32 elements unless it came from
+// AllocInt.
+type Buf interface{ Len() int }
+
+// Attn is the shape of a causal grouped-query attention: q is B·T×NH·D,
+// k and v are B·T×NKV·D.
+type Attn struct{ B, T, NH, NKV, D int }
+
+// Kernels are the operations Step needs. Matrices are row-major; ld* are
+// leading dimensions (row strides). Kernels may run asynchronously: a
+// launch error can surface at the next Download.
+type Kernels interface {
+	// Gemm sets c = alpha·op(a)·op(b) + beta·c, op(a) m×k, op(b) k×n.
+	Gemm(transA, transB bool, m, n, k int, alpha float32, a Buf, lda int, b Buf, ldb int, beta float32, c Buf, ldc int) error
+	// Embed copies rows ids[i] of table (·×dim) into out (n×dim).
+	Embed(out, table, ids Buf, n, dim int) error
+	// RMSNorm sets out = x·rsqrt(mean(x²)+eps)·w per row and keeps the
+	// reciprocal root per row in rinv.
+	RMSNorm(out, rinv, x, w Buf, rows, h int, eps float32) error
+	// RMSNormBack sets dx from dy (the weight is frozen: no dw).
+	RMSNormBack(dx, x, w, rinv, dy Buf, rows, h int) error
+	// RoPE rotates every head of each row (HF rotate-half); row n is at
+	// position n mod seqLen; back applies the transpose.
+	RoPE(y, x, cos, sin Buf, rows, rowLen, seqLen, headDim int, back bool) error
+	// Attention sets out = softmax(q·kᵀ/√D + causal)·v and keeps the
+	// probabilities in p (B·NH×T×T).
+	Attention(out, p, q, k, v Buf, a Attn) error
+	// AttentionBack sets dq, dk, dv; ds is scratch of p's size.
+	AttentionBack(dq, dk, dv, ds, q, k, v, p, out, dout Buf, a Attn) error
+	// SwiGLU sets y = silu(g)·u and keeps σ(g) in sig.
+	SwiGLU(y, sig, g, u Buf, n int) error
+	// SwiGLUBack sets dg and du.
+	SwiGLUBack(dg, du, g, u, sig, dy Buf, n int) error
+	// Add sets dst = a + b.
+	Add(dst, a, b Buf, n int) error
+	// Mul sets dst = a⊙m when acc is false, dst += a⊙m when it is true.
+	Mul(dst, a, m Buf, n int, acc bool) error
+	// CrossEntropy computes the softmax cross-entropy of every row of
+	// logits (rows×vocab) against targets (negative: ignored), writes
+	// dlogits = (softmax − onehot)·scale for counted rows (0 elsewhere)
+	// and each row's loss into rowLoss.
+	CrossEntropy(dlogits, rowLoss, logits, targets Buf, rows, vocab int, scale float32) error
+	// Sum sets dst[0] = Σ x.
+	Sum(dst, x Buf, n int) error
+	// AdamW updates p, m and v from g (scaled by gscale): m, v moments;
+	// p = p·decay − step·m/(√v·sq + eps).
+	AdamW(p, g, m, v Buf, n int, h AdamParams) error
+}
+
+// AdamParams are one AdamW update's scalars for one tensor.
+type AdamParams struct {
+	Beta1, Beta2, Eps float32
+	Step              float32 // lr·lrScale/(1−β1^t)
+	Sq                float32 // 1/√(1−β2^t)
+	Decay             float32 // 1 − lr·weight_decay, or 1
+	GScale            float32 // clipping factor
+}
+
+// Device is an accelerator: memory plus Kernels.
+type Device interface {
+	Kernels
+	// Name describes the device ("cuda:0 NVIDIA H200", "host").
+	Name() string
+	Alloc(n int) (Buf, error) // zeroed float32
+	AllocInt(n int) (Buf, error)
+	Upload(dst Buf, src []float32) error
+	UploadInt(dst Buf, src []int32) error
+	// Download copies src into dst and waits for the kernels before it.
+	Download(dst []float32, src Buf) error
+	Zero(b Buf) error
+	Free(b Buf)
+	Close() error
+}
+
+// Backend opens devices of one kind.
+type Backend interface {
+	// Available reports whether a device can be opened here, and if not why.
+	Available() (bool, string)
+	Open() (Device, error)
+}
+
+var (
+	mu       sync.Mutex
+	backends = map[string]Backend{}
+)
+
+// Register makes a backend available under name; a second registration of
+// a name panics.
+func Register(name string, b Backend) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := backends[name]; dup {
+		panic("accel: backend " + name + " registered twice")
+	}
+	backends[name] = b
+}
+
+// Lookup returns the backend registered under name.
+func Lookup(name string) (Backend, bool) {
+	mu.Lock()
+	defer mu.Unlock()
+	b, ok := backends[name]
+	return b, ok
+}
+
+// Names lists the registered backends.
+func Names() []string {
+	mu.Lock()
+	defer mu.Unlock()
+	var out []string
+	for n := range backends {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Open opens a device of the named backend.
+func Open(name string) (Device, error) {
+	b, ok := Lookup(name)
+	if !ok {
+		return nil, fmt.Errorf("accel: no backend %q in this build", name)
+	}
+	if ok, why := b.Available(); !ok {
+		return nil, fmt.Errorf("accel: %s: %s", name, why)
+	}
+	return b.Open()
+}

@@ -1,0 +1,350 @@
+// Package acceltest checks an accel.Device: each kernel against the Host
+// reference on random inputs (odd sizes, every transpose, grouped-query
+// attention, ignored targets), and a whole training step against the
+// gorgonia graph of engine/nn. The CUDA tests and accel's own tests use it.
+package acceltest
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	G "gorgonia.org/gorgonia"
+
+	"lens/engine/accel"
+	"lens/engine/lora"
+	"lens/engine/model"
+	"lens/engine/nn"
+)
+
+// pair holds one buffer on the device under test and its Host twin.
+type pair struct{ d, h accel.Buf }
+
+type bench struct {
+	t      *testing.T
+	dev    accel.Device
+	host   accel.Host
+	rng    *rand.Rand
+	allocs []accel.Buf
+}
+
+func (b *bench) floats(n int, scale float64) pair {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(b.rng.NormFloat64() * scale)
+	}
+	return b.upload(v)
+}
+
+func (b *bench) upload(v []float32) pair {
+	d, err := b.dev.Alloc(len(v))
+	require.NoError(b.t, err)
+	b.allocs = append(b.allocs, d)
+	require.NoError(b.t, b.dev.Upload(d, v))
+	h, _ := b.host.Alloc(len(v))
+	require.NoError(b.t, b.host.Upload(h, v))
+	return pair{d, h}
+}
+
+func (b *bench) ints(v []int32) pair {
+	d, err := b.dev.AllocInt(len(v))
+	require.NoError(b.t, err)
+	b.allocs = append(b.allocs, d)
+	require.NoError(b.t, b.dev.UploadInt(d, v))
+	h, _ := b.host.AllocInt(len(v))
+	require.NoError(b.t, b.host.UploadInt(h, v))
+	return pair{d, h}
+}
+
+// same downloads both sides and compares them: |d−h| ≤ tol·(1+|h|).
+func (b *bench) same(what string, p pair, tol float64) {
+	b.t.Helper()
+	got := make([]float32, p.d.Len())
+	want := make([]float32, p.h.Len())
+	require.NoError(b.t, b.dev.Download(got, p.d), what)
+	require.NoError(b.t, b.host.Download(want, p.h), what)
+	worst, at := 0.0, -1
+	for i := range got {
+		e := math.Abs(float64(got[i]-want[i])) / (1 + math.Abs(float64(want[i])))
+		if math.IsNaN(float64(got[i])) != math.IsNaN(float64(want[i])) {
+			e = math.Inf(1)
+		}
+		if e > worst {
+			worst, at = e, i
+		}
+	}
+	if worst > tol {
+		b.t.Errorf("%s: element %d is %g on %s, %g on the host (error %.3g > %g)", what, at, got[at], b.dev.Name(), want[at], worst, tol)
+	}
+}
+
+// Kernels runs every kernel of dev and of the Host on the same random
+// inputs and compares the outputs within tol (relative to 1+|host value|).
+func Kernels(t *testing.T, dev accel.Device, tol float64) {
+	b := &bench{t: t, dev: dev, rng: rand.New(rand.NewPCG(1, 2))}
+	defer func() {
+		for _, a := range b.allocs {
+			dev.Free(a)
+		}
+	}()
+	type both = func(k accel.Kernels, x func(pair) accel.Buf) error
+	run := func(what string, f both, outs ...pair) {
+		t.Helper()
+		require.NoError(t, f(dev, func(p pair) accel.Buf { return p.d }), what+" on "+dev.Name())
+		require.NoError(t, f(b.host, func(p pair) accel.Buf { return p.h }), what+" on the host")
+		for i, o := range outs {
+			b.same(fmt.Sprintf("%s output %d", what, i), o, tol)
+		}
+	}
+
+	// Matrix products: every transpose, odd sizes, strided operands, beta.
+	for _, sh := range [][3]int{{37, 29, 53}, {1, 130, 7}, {130, 1, 65}, {64, 64, 64}, {200, 8, 300}} {
+		m, n, k := sh[0], sh[1], sh[2]
+		for _, ta := range []bool{false, true} {
+			for _, tb := range []bool{false, true} {
+				for _, beta := range []float32{0, 1} {
+					ar, ac := m, k
+					if ta {
+						ar, ac = k, m
+					}
+					br, bc := k, n
+					if tb {
+						br, bc = n, k
+					}
+					lda, ldb, ldc := ac+3, bc+1, n+2
+					a, bb, c := b.floats(ar*lda, 1), b.floats(br*ldb, 1), b.floats(m*ldc, 1)
+					run(fmt.Sprintf("Gemm ta=%v tb=%v %d×%d×%d beta=%g", ta, tb, m, n, k, beta), func(kk accel.Kernels, x func(pair) accel.Buf) error {
+						return kk.Gemm(ta, tb, m, n, k, 0.7, x(a), lda, x(bb), ldb, beta, x(c), ldc)
+					}, c)
+				}
+			}
+		}
+	}
+
+	const rows, h = 67, 96
+	table := b.floats(50*h, 1)
+	ids := make([]int32, rows)
+	for i := range ids {
+		ids[i] = int32(b.rng.IntN(50))
+	}
+	idp := b.ints(ids)
+	emb := b.floats(rows*h, 0)
+	run("Embed", func(k accel.Kernels, x func(pair) accel.Buf) error { return k.Embed(x(emb), x(table), x(idp), rows, h) }, emb)
+
+	x, w := b.floats(rows*h, 2), b.floats(h, 1)
+	out, rinv := b.floats(rows*h, 0), b.floats(rows, 0)
+	run("RMSNorm", func(k accel.Kernels, f func(pair) accel.Buf) error {
+		return k.RMSNorm(f(out), f(rinv), f(x), f(w), rows, h, 1e-5)
+	}, out, rinv)
+	dy, dx := b.floats(rows*h, 1), b.floats(rows*h, 0)
+	run("RMSNormBack", func(k accel.Kernels, f func(pair) accel.Buf) error {
+		return k.RMSNormBack(f(dx), f(x), f(w), f(rinv), f(dy), rows, h)
+	}, dx)
+
+	const seq, hd = 16, 32
+	cosT, sinT := nn.RopeTable(seq, hd, 10000)
+	cp, sp := b.upload(cosT), b.upload(sinT)
+	rx, ry := b.floats(4*seq*3*hd, 1), b.floats(4*seq*3*hd, 0)
+	for _, back := range []bool{false, true} {
+		run(fmt.Sprintf("RoPE back=%v", back), func(k accel.Kernels, f func(pair) accel.Buf) error {
+			return k.RoPE(f(ry), f(rx), f(cp), f(sp), 4*seq, 3*hd, seq, hd, back)
+		}, ry)
+	}
+
+	for _, at := range []accel.Attn{{B: 2, T: 37, NH: 4, NKV: 2, D: 16}, {B: 1, T: 130, NH: 2, NKV: 2, D: 64}, {B: 2, T: 9, NH: 3, NKV: 1, D: 8}} {
+		N := at.B * at.T
+		q, k, v := b.floats(N*at.NH*at.D, 1), b.floats(N*at.NKV*at.D, 1), b.floats(N*at.NKV*at.D, 1)
+		o, p := b.floats(N*at.NH*at.D, 0), b.floats(at.B*at.NH*at.T*at.T, 0)
+		run(fmt.Sprintf("Attention %+v", at), func(kk accel.Kernels, f func(pair) accel.Buf) error {
+			return kk.Attention(f(o), f(p), f(q), f(k), f(v), at)
+		}, o, p)
+		do := b.floats(N*at.NH*at.D, 1)
+		dq, dk, dv := b.floats(N*at.NH*at.D, 0), b.floats(N*at.NKV*at.D, 3), b.floats(N*at.NKV*at.D, 3)
+		ds := b.floats(at.B*at.NH*at.T*at.T, 0)
+		run(fmt.Sprintf("AttentionBack %+v", at), func(kk accel.Kernels, f func(pair) accel.Buf) error {
+			return kk.AttentionBack(f(dq), f(dk), f(dv), f(ds), f(q), f(k), f(v), f(p), f(o), f(do), at)
+		}, dq, dk, dv)
+	}
+
+	const n = 10007
+	g, u := b.floats(n, 3), b.floats(n, 1)
+	y, sig := b.floats(n, 0), b.floats(n, 0)
+	run("SwiGLU", func(k accel.Kernels, f func(pair) accel.Buf) error { return k.SwiGLU(f(y), f(sig), f(g), f(u), n) }, y, sig)
+	dyy, dg, du := b.floats(n, 1), b.floats(n, 0), b.floats(n, 0)
+	run("SwiGLUBack", func(k accel.Kernels, f func(pair) accel.Buf) error {
+		return k.SwiGLUBack(f(dg), f(du), f(g), f(u), f(sig), f(dyy), n)
+	}, dg, du)
+	sum := b.floats(n, 0)
+	run("Add", func(k accel.Kernels, f func(pair) accel.Buf) error { return k.Add(f(sum), f(g), f(u), n) }, sum)
+	for _, acc := range []bool{false, true} {
+		run(fmt.Sprintf("Mul acc=%v", acc), func(k accel.Kernels, f func(pair) accel.Buf) error { return k.Mul(f(sum), f(g), f(u), n, acc) }, sum)
+	}
+
+	const ceRows, vocab = 45, 300
+	logits := b.floats(ceRows*vocab, 4)
+	tg := make([]int32, ceRows)
+	for i := range tg {
+		tg[i] = int32(b.rng.IntN(vocab))
+		if i%7 == 3 {
+			tg[i] = -100
+		}
+	}
+	tp := b.ints(tg)
+	dl, rl := b.floats(ceRows*vocab, 5), b.floats(ceRows, 5)
+	run("CrossEntropy", func(k accel.Kernels, f func(pair) accel.Buf) error {
+		return k.CrossEntropy(f(dl), f(rl), f(logits), f(tp), ceRows, vocab, 1.0/38)
+	}, dl, rl)
+
+	big := b.floats(300007, 1)
+	tot := b.floats(1, 0)
+	run("Sum", func(k accel.Kernels, f func(pair) accel.Buf) error { return k.Sum(f(tot), f(big), 300007) }, tot)
+
+	pp, gg, mm, vv := b.floats(n, 1), b.floats(n, 1), b.floats(n, 0.1), b.upload(squares(b, n))
+	hp := accel.AdamParams{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, Step: 1e-3, Sq: 1.2, Decay: 0.999, GScale: 0.5}
+	run("AdamW", func(k accel.Kernels, f func(pair) accel.Buf) error { return k.AdamW(f(pp), f(gg), f(mm), f(vv), n, hp) }, pp, mm, vv)
+}
+
+func squares(b *bench, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		r := b.rng.NormFloat64() * 0.01
+		v[i] = float32(r * r)
+	}
+	return v
+}
+
+// Model is a small model with grouped-query attention, an untied head and
+// LoRA (r=4, random B so that every gradient is non-zero) on every linear
+// module of every layer.
+func Model(t *testing.T) (*model.Model, *lora.Adapter) {
+	c := model.Tiny()
+	c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers = 64, 96, 2
+	c.NumAttentionHeads, c.NumKeyValueHeads, c.TieWordEmbeddings = 4, 2, false
+	m, err := model.New(c, 7)
+	require.NoError(t, err)
+	ad, err := lora.New(m, lora.Config{Rank: 4, Alpha: 8, Targets: []string{"all-linear"}}, 3)
+	require.NoError(t, err)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, bt := range ad.B {
+		for i := range bt.Data {
+			bt.Data[i] = float32(rng.NormFloat64() * 0.05)
+		}
+	}
+	return m, ad
+}
+
+// Step trains one batch on dev through accel.Step and through the
+// engine/nn graph and compares the loss and every adapter gradient
+// within tol (relative to the gradient's largest entry), with and
+// without dropout masks; then checks Update against AdamW on the host.
+func Step(t *testing.T, dev accel.Device, tol float64) {
+	m, ad := Model(t)
+	const B, T = 2, 24
+	rng := rand.New(rand.NewPCG(9, 9))
+	inputs, targets := make([]int32, B*T), make([]int32, B*T)
+	for i := range inputs {
+		inputs[i] = int32(rng.IntN(m.Config.VocabSize))
+		targets[i] = int32(rng.IntN(m.Config.VocabSize))
+	}
+	targets[5], targets[30] = -100, -100
+	masks := map[string][]float32{}
+	for i, mod := range ad.Modules {
+		if i%3 != 0 {
+			continue
+		}
+		in := ad.A[mod].Shape[1]
+		mk := make([]float32, B*T*in)
+		for j := range mk {
+			if rng.Float64() < 0.8 {
+				mk[j] = 1 / 0.8
+			}
+		}
+		masks[mod] = mk
+	}
+	s, err := accel.NewStep(dev, m, ad.GraphAdapters(), B, T)
+	require.NoError(t, err)
+	defer s.Close()
+	for _, withMasks := range []bool{false, true} {
+		var mk map[string][]float32
+		if withMasks {
+			mk = masks
+		}
+		feed := &nn.Feed{B: B, T: T, Inputs: inputs, Targets: targets, Masks: mk}
+		g := nn.NewGraph[float32](feed)
+		net, err := model.Build(g, m, ad.GraphAdapters(), false)
+		require.NoError(t, err)
+		var names []string
+		for name := range net.Params {
+			if n := len(name); n > 7 && (name[n-7:] == ".lora_A" || name[n-7:] == ".lora_B") {
+				names = append(names, name)
+			}
+		}
+		sort.Strings(names)
+		require.Equal(t, names, s.Params())
+		wrt := make([]*G.Node, 0, len(names))
+		for _, name := range names {
+			wrt = append(wrt, net.Params[name])
+		}
+		mach, err := g.Compile(net.Loss, wrt...)
+		require.NoError(t, err)
+		want, err := mach.Run()
+		require.NoError(t, err)
+		got, err := s.Run(inputs, targets, mk)
+		require.NoError(t, err)
+		require.InDelta(t, want, got, tol*math.Abs(want), "loss (masks %v)", withMasks)
+		for i, name := range names {
+			wg, err := mach.Grad(i)
+			require.NoError(t, err)
+			dg := make([]float32, len(wg))
+			require.NoError(t, s.Grad(name, dg))
+			scale := 0.0
+			for _, v := range wg {
+				scale = math.Max(scale, math.Abs(float64(v)))
+			}
+			require.Greater(t, scale, 0.0, "%s has a zero gradient: the check would be empty", name)
+			for j := range wg {
+				if d := math.Abs(float64(dg[j] - wg[j])); d > tol*scale {
+					t.Fatalf("%s (masks %v) [%d]: %g on %s, %g in the graph (|Δ| %.3g > %g·%.3g)", name, withMasks, j, dg[j], dev.Name(), wg[j], d, tol, scale)
+				}
+			}
+		}
+		mach.Close()
+	}
+
+	// One AdamW update on the device against the same formula on the host.
+	name := s.Params()[0]
+	a := ad.A[ad.Modules[0]]
+	grad := make([]float32, len(a.Data))
+	require.NoError(t, s.Grad(name, grad))
+	data := append([]float32(nil), a.Data...)
+	mo, vo := make([]float32, len(data)), make([]float32, len(data))
+	for i := range mo {
+		mo[i], vo[i] = float32(rng.NormFloat64()*1e-3), float32(1e-6*rng.Float64())
+	}
+	require.NoError(t, s.SetParam(name, data, mo, vo))
+	hp := accel.AdamParams{Beta1: 0.9, Beta2: 0.99, Eps: 1e-8, Step: 1e-2, Sq: 1.5, Decay: 0.99, GScale: 0.8}
+	gd, gm, gv := make([]float32, len(data)), make([]float32, len(data)), make([]float32, len(data))
+	require.NoError(t, s.Update(name, grad, hp, gd, gm, gv))
+	hb := func(v []float32) accel.Buf {
+		b, _ := accel.Host{}.Alloc(len(v))
+		_ = accel.Host{}.Upload(b, v)
+		return b
+	}
+	hd, hg, hm, hv := hb(data), hb(grad), hb(mo), hb(vo)
+	require.NoError(t, accel.Host{}.AdamW(hd, hg, hm, hv, len(data), hp))
+	for _, c := range []struct {
+		what      string
+		got       []float32
+		wantOnDev accel.Buf
+	}{{"data", gd, hd}, {"m", gm, hm}, {"v", gv, hv}} {
+		want := make([]float32, len(data))
+		require.NoError(t, accel.Host{}.Download(want, c.wantOnDev))
+		for i := range want {
+			require.InDelta(t, want[i], c.got[i], 1e-6*(1+math.Abs(float64(want[i]))), "AdamW %s[%d]", c.what, i)
+		}
+	}
+	require.NotEqual(t, data, gd, "AdamW left the tensor unchanged")
+}

@@ -1,0 +1,485 @@
+package accel
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"lens/engine/model"
+	"lens/engine/nn"
+)
+
+// Step is one LoRA model laid out on a device for training batches of
+// B×T tokens: Run does the forward and backward pass and leaves each
+// adapter's gradient in device memory; Update applies AdamW there. The
+// base weights are frozen (full fine-tuning trains on the CPU).
+type Step struct {
+	dev     Device
+	cfg     model.Config
+	B, T, N int
+	hd      int
+	weights map[string]Buf
+	mods    map[string]*module
+	params  map[string]*param // by trainable name (<module>.lora_A/B)
+	names   []string
+	layers  []*layer
+
+	ids, targets Buf
+	cos, sin     Buf
+	xf, nf, rf   Buf // final residual, normed, its rinv
+	logits, dlog Buf
+	rowLoss, sum Buf
+	// backward scratch, shared by the layers
+	dx, dt, dn, dmid             Buf
+	dact, dgate, dup             Buf
+	dz, dqr, dq, dkr, dk, dv, ds Buf
+	dh, dxl                      Buf
+	hostSum                      []float32
+	buffers                      []Buf // everything allocated, for Close
+}
+
+// module is a linear module's device state; A is nil without an adapter.
+type module struct {
+	w, a, b     Buf
+	ga, gb      Buf
+	in, out, r  int
+	scale       float32
+	h           Buf  // drop(x)·Aᵀ, N×r
+	mask, xmBuf Buf  // dropout mask and masked input, allocated on first use
+	drop        bool // this run has a dropout mask for the module
+}
+
+type param struct {
+	data, grad, m, v Buf
+	n                int
+}
+
+type layer struct {
+	xin, n1, r1, q, k, v, qr, kr, p, z, o, xmid, n2, r2, gate, up, sig, act, d Buf
+}
+
+// NewStep uploads m's weights and the adapters (keyed by module path, as
+// model.Build takes them) and allocates the activations for B×T tokens.
+func NewStep(dev Device, m *model.Model, ads map[string]model.Adapter, B, T int) (s *Step, err error) {
+	c := m.Config
+	if T > c.MaxPositionEmbeddings {
+		return nil, fmt.Errorf("sequence length %d exceeds max_position_embeddings %d", T, c.MaxPositionEmbeddings)
+	}
+	if len(ads) == 0 {
+		return nil, errors.New("accel: a device step trains LoRA adapters; full fine-tuning runs on the CPU")
+	}
+	s = &Step{dev: dev, cfg: c, B: B, T: T, N: B * T, hd: c.Head(), weights: map[string]Buf{},
+		mods: map[string]*module{}, params: map[string]*param{}}
+	defer func() {
+		if err != nil {
+			s.Close()
+			s = nil
+		}
+	}()
+	alloc := func(n int) Buf {
+		if err != nil {
+			return nil
+		}
+		var b Buf
+		if b, err = dev.Alloc(n); err != nil {
+			err = fmt.Errorf("accel: allocate %d floats on %s: %w", n, dev.Name(), err)
+			return nil
+		}
+		s.buffers = append(s.buffers, b)
+		return b
+	}
+	upload := func(t *model.Tensor) Buf {
+		b := alloc(len(t.Data))
+		if err == nil {
+			err = dev.Upload(b, t.Data)
+		}
+		return b
+	}
+	weight := func(name string) Buf {
+		if b, ok := s.weights[name]; ok {
+			return b
+		}
+		t, ok := m.Weights[name]
+		if !ok {
+			if err == nil {
+				err = fmt.Errorf("accel: model has no weight %s", name)
+			}
+			return nil
+		}
+		b := upload(t)
+		s.weights[name] = b
+		return b
+	}
+	for path := range ads {
+		if _, ok := m.Weights[path+".weight"]; !ok {
+			return nil, fmt.Errorf("adapter for %s: no such linear module in the model", path)
+		}
+	}
+	H, I, V := c.HiddenSize, c.IntermediateSize, c.VocabSize
+	qw, kw := c.NumAttentionHeads*s.hd, c.NumKeyValueHeads*s.hd
+	N := s.N
+	maxR, maxIn := 0, 0
+	linear := func(path string) {
+		wt := m.Weights[path+".weight"]
+		if wt == nil {
+			if err == nil {
+				err = fmt.Errorf("accel: model has no weight %s.weight", path)
+			}
+			return
+		}
+		md := &module{w: weight(path + ".weight"), out: wt.Shape[0], in: wt.Shape[1]}
+		s.mods[path] = md
+		ad, ok := ads[path]
+		if !ok {
+			return
+		}
+		md.r, md.scale = ad.A.Shape[0], float32(ad.Scale)
+		md.a, md.b = upload(ad.A), upload(ad.B)
+		md.ga, md.gb = alloc(len(ad.A.Data)), alloc(len(ad.B.Data))
+		md.h = alloc(N * md.r)
+		maxR, maxIn = max(maxR, md.r), max(maxIn, md.in)
+		s.params[path+".lora_A"] = &param{data: md.a, grad: md.ga, m: alloc(len(ad.A.Data)), v: alloc(len(ad.A.Data)), n: len(ad.A.Data)}
+		s.params[path+".lora_B"] = &param{data: md.b, grad: md.gb, m: alloc(len(ad.B.Data)), v: alloc(len(ad.B.Data)), n: len(ad.B.Data)}
+	}
+	weight("model.embed_tokens.weight")
+	for i := range c.NumHiddenLayers {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		weight(p + "input_layernorm.weight")
+		weight(p + "post_attention_layernorm.weight")
+		for _, mod := range []string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"} {
+			linear(p + mod)
+		}
+		s.layers = append(s.layers, &layer{
+			xin: alloc(N * H), n1: alloc(N * H), r1: alloc(N),
+			q: alloc(N * qw), k: alloc(N * kw), v: alloc(N * kw), qr: alloc(N * qw), kr: alloc(N * kw),
+			p: alloc(B * c.NumAttentionHeads * T * T), z: alloc(N * qw), o: alloc(N * H),
+			xmid: alloc(N * H), n2: alloc(N * H), r2: alloc(N),
+			gate: alloc(N * I), up: alloc(N * I), sig: alloc(N * I), act: alloc(N * I), d: alloc(N * H),
+		})
+	}
+	weight("model.norm.weight")
+	if !c.TieWordEmbeddings {
+		weight("lm_head.weight")
+	}
+	for path := range ads {
+		if s.mods[path] == nil && err == nil {
+			err = fmt.Errorf("accel: adapter for %s: the device step puts adapters on the layers' linear modules only", path)
+		}
+	}
+	s.xf, s.nf, s.rf = alloc(N*H), alloc(N*H), alloc(N)
+	s.logits, s.dlog, s.rowLoss, s.sum = alloc(N*V), alloc(N*V), alloc(N), alloc(1)
+	s.dx, s.dt, s.dn, s.dmid = alloc(N*H), alloc(N*H), alloc(N*H), alloc(N*H)
+	s.dact, s.dgate, s.dup = alloc(N*I), alloc(N*I), alloc(N*I)
+	s.dz, s.dqr, s.dq = alloc(N*qw), alloc(N*qw), alloc(N*qw)
+	s.dkr, s.dk, s.dv = alloc(N*kw), alloc(N*kw), alloc(N*kw)
+	s.ds = alloc(B * c.NumAttentionHeads * T * T)
+	s.dh, s.dxl = alloc(N*max(maxR, 1)), alloc(N*max(maxIn, 1))
+	cos, sin := nn.RopeTable(T, s.hd, c.RopeTheta)
+	s.cos, s.sin = alloc(len(cos)), alloc(len(sin))
+	if err != nil {
+		return s, err
+	}
+	if err = dev.Upload(s.cos, cos); err != nil {
+		return s, err
+	}
+	if err = dev.Upload(s.sin, sin); err != nil {
+		return s, err
+	}
+	if s.ids, err = dev.AllocInt(N); err != nil {
+		return s, err
+	}
+	s.buffers = append(s.buffers, s.ids)
+	if s.targets, err = dev.AllocInt(N); err != nil {
+		return s, err
+	}
+	s.buffers = append(s.buffers, s.targets)
+	for name := range s.params {
+		s.names = append(s.names, name)
+	}
+	sort.Strings(s.names)
+	s.hostSum = make([]float32, 1)
+	return s, nil
+}
+
+// Device is the device the step runs on.
+func (s *Step) Device() Device { return s.dev }
+
+// Params lists the trainable tensors by name, sorted.
+func (s *Step) Params() []string { return s.names }
+
+// Close frees the step's device memory (not the device).
+func (s *Step) Close() {
+	for _, b := range s.buffers {
+		if b != nil {
+			s.dev.Free(b)
+		}
+	}
+	s.buffers = nil
+}
+
+// Run does one forward and backward pass over a batch (B×T inputs and
+// targets; negative targets are ignored) with optional dropout masks by
+// module path (N×in, entries 0 or 1/(1−p)). It returns the mean loss; the
+// adapters' gradients stay on the device (Grad reads them).
+func (s *Step) Run(inputs, targets []int32, masks map[string][]float32) (float64, error) {
+	c := s.cfg
+	if len(inputs) != s.N || len(targets) != s.N {
+		return 0, fmt.Errorf("accel: batch of %d inputs and %d targets, want %d", len(inputs), len(targets), s.N)
+	}
+	count := 0
+	for n := range inputs {
+		if id := inputs[n]; id < 0 || int(id) >= c.VocabSize {
+			return 0, fmt.Errorf("token id %d at position %d outside vocabulary of %d", id, n, c.VocabSize)
+		}
+		if t := targets[n]; int(t) >= c.VocabSize {
+			return 0, fmt.Errorf("target id %d at position %d outside vocabulary of %d", t, n, c.VocabSize)
+		} else if t >= 0 {
+			count++
+		}
+	}
+	if err := s.dev.UploadInt(s.ids, inputs); err != nil {
+		return 0, err
+	}
+	if err := s.dev.UploadInt(s.targets, targets); err != nil {
+		return 0, err
+	}
+	for path, md := range s.mods {
+		md.drop = false
+		m := masks[path]
+		if m == nil || md.a == nil {
+			continue
+		}
+		if len(m) != s.N*md.in {
+			return 0, fmt.Errorf("dropout mask %s has %d entries, want %d", path, len(m), s.N*md.in)
+		}
+		if md.mask == nil {
+			var err error
+			if md.mask, err = s.dev.Alloc(len(m)); err != nil {
+				return 0, err
+			}
+			s.buffers = append(s.buffers, md.mask)
+			if md.xmBuf, err = s.dev.Alloc(len(m)); err != nil {
+				return 0, err
+			}
+			s.buffers = append(s.buffers, md.xmBuf)
+		}
+		if err := s.dev.Upload(md.mask, m); err != nil {
+			return 0, err
+		}
+		md.drop = true
+	}
+	if err := s.forward(); err != nil {
+		return 0, err
+	}
+	scale := float32(0)
+	if count > 0 {
+		scale = 1 / float32(count)
+	}
+	k := s.dev
+	if err := k.CrossEntropy(s.dlog, s.rowLoss, s.logits, s.targets, s.N, c.VocabSize, scale); err != nil {
+		return 0, err
+	}
+	if err := k.Sum(s.sum, s.rowLoss, s.N); err != nil {
+		return 0, err
+	}
+	if err := s.backward(); err != nil {
+		return 0, err
+	}
+	if err := k.Download(s.hostSum, s.sum); err != nil {
+		return 0, err
+	}
+	if count == 0 {
+		return 0, nil
+	}
+	return float64(s.hostSum[0]) / float64(count), nil
+}
+
+func (s *Step) forward() error {
+	c := s.cfg
+	k := s.dev
+	H, I := c.HiddenSize, c.IntermediateSize
+	eps := float32(c.RMSNormEps)
+	at := Attn{B: s.B, T: s.T, NH: c.NumAttentionHeads, NKV: c.NumKeyValueHeads, D: s.hd}
+	qw, kw := at.NH*at.D, at.NKV*at.D
+	var errs []error
+	e := func(err error) { errs = append(errs, err) }
+	x := s.layers[0].xin
+	e(k.Embed(x, s.weights["model.embed_tokens.weight"], s.ids, s.N, H))
+	for i, l := range s.layers {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		if i > 0 {
+			x = l.xin
+		}
+		e(k.RMSNorm(l.n1, l.r1, x, s.weights[p+"input_layernorm.weight"], s.N, H, eps))
+		e(s.linFwd(p+"self_attn.q_proj", l.n1, l.q))
+		e(s.linFwd(p+"self_attn.k_proj", l.n1, l.k))
+		e(s.linFwd(p+"self_attn.v_proj", l.n1, l.v))
+		e(k.RoPE(l.qr, l.q, s.cos, s.sin, s.N, qw, s.T, s.hd, false))
+		e(k.RoPE(l.kr, l.k, s.cos, s.sin, s.N, kw, s.T, s.hd, false))
+		e(k.Attention(l.z, l.p, l.qr, l.kr, l.v, at))
+		e(s.linFwd(p+"self_attn.o_proj", l.z, l.o))
+		e(k.Add(l.xmid, x, l.o, s.N*H))
+		e(k.RMSNorm(l.n2, l.r2, l.xmid, s.weights[p+"post_attention_layernorm.weight"], s.N, H, eps))
+		e(s.linFwd(p+"mlp.gate_proj", l.n2, l.gate))
+		e(s.linFwd(p+"mlp.up_proj", l.n2, l.up))
+		e(k.SwiGLU(l.act, l.sig, l.gate, l.up, s.N*I))
+		e(s.linFwd(p+"mlp.down_proj", l.act, l.d))
+		next := s.xf
+		if i+1 < len(s.layers) {
+			next = s.layers[i+1].xin
+		}
+		e(k.Add(next, l.xmid, l.d, s.N*H))
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("accel: layer %d forward: %w", i, err)
+		}
+	}
+	e(k.RMSNorm(s.nf, s.rf, s.xf, s.weights["model.norm.weight"], s.N, H, eps))
+	e(k.Gemm(false, true, s.N, c.VocabSize, H, 1, s.nf, H, s.head(), H, 0, s.logits, c.VocabSize))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("accel: head forward: %w", err)
+	}
+	return nil
+}
+
+func (s *Step) head() Buf {
+	if s.cfg.TieWordEmbeddings {
+		return s.weights["model.embed_tokens.weight"]
+	}
+	return s.weights["lm_head.weight"]
+}
+
+// linFwd sets out = x·Wᵀ (+ s·(drop(x)·Aᵀ)·Bᵀ).
+func (s *Step) linFwd(path string, x, out Buf) error {
+	md := s.mods[path]
+	k := s.dev
+	if err := k.Gemm(false, true, s.N, md.out, md.in, 1, x, md.in, md.w, md.in, 0, out, md.out); err != nil {
+		return err
+	}
+	if md.a == nil {
+		return nil
+	}
+	xm := x
+	if md.drop {
+		if err := k.Mul(md.xmBuf, x, md.mask, s.N*md.in, false); err != nil {
+			return err
+		}
+		xm = md.xmBuf
+	}
+	if err := k.Gemm(false, true, s.N, md.r, md.in, 1, xm, md.in, md.a, md.in, 0, md.h, md.r); err != nil {
+		return err
+	}
+	return k.Gemm(false, true, s.N, md.out, md.r, md.scale, md.h, md.r, md.b, md.r, 1, out, md.out)
+}
+
+// linBack sets dx = dy·W (+ LoRA path), or adds it to dx when acc, and the
+// adapter's gradients.
+func (s *Step) linBack(path string, x, dy, dx Buf, acc bool) error {
+	md := s.mods[path]
+	k := s.dev
+	beta := float32(0)
+	if acc {
+		beta = 1
+	}
+	var errs []error
+	e := func(err error) { errs = append(errs, err) }
+	e(k.Gemm(false, false, s.N, md.in, md.out, 1, dy, md.out, md.w, md.in, beta, dx, md.in))
+	if md.a == nil {
+		return errors.Join(errs...)
+	}
+	xm := x
+	if md.drop {
+		xm = md.xmBuf
+	}
+	e(k.Gemm(true, false, md.out, md.r, s.N, md.scale, dy, md.out, md.h, md.r, 0, md.gb, md.r))
+	e(k.Gemm(false, false, s.N, md.r, md.out, md.scale, dy, md.out, md.b, md.r, 0, s.dh, md.r))
+	e(k.Gemm(true, false, md.r, md.in, s.N, 1, s.dh, md.r, xm, md.in, 0, md.ga, md.in))
+	if md.drop {
+		e(k.Gemm(false, false, s.N, md.in, md.r, 1, s.dh, md.r, md.a, md.in, 0, s.dxl, md.in))
+		e(k.Mul(dx, s.dxl, md.mask, s.N*md.in, true))
+	} else {
+		e(k.Gemm(false, false, s.N, md.in, md.r, 1, s.dh, md.r, md.a, md.in, 1, dx, md.in))
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Step) backward() error {
+	c := s.cfg
+	k := s.dev
+	H, I, V := c.HiddenSize, c.IntermediateSize, c.VocabSize
+	at := Attn{B: s.B, T: s.T, NH: c.NumAttentionHeads, NKV: c.NumKeyValueHeads, D: s.hd}
+	qw, kw := at.NH*at.D, at.NKV*at.D
+	var errs []error
+	e := func(err error) { errs = append(errs, err) }
+	// dlogits → d(normed final) → d(final residual) in s.dx.
+	e(k.Gemm(false, false, s.N, H, V, 1, s.dlog, V, s.head(), H, 0, s.dn, H))
+	e(k.RMSNormBack(s.dx, s.xf, s.weights["model.norm.weight"], s.rf, s.dn, s.N, H))
+	for i := len(s.layers) - 1; i >= 0; i-- {
+		l := s.layers[i]
+		p := fmt.Sprintf("model.layers.%d.", i)
+		// s.dx is dL/d(resid_post) = dL/d(xmid) (through the residual) + MLP path.
+		e(s.linBack(p+"mlp.down_proj", l.act, s.dx, s.dact, false))
+		e(k.SwiGLUBack(s.dgate, s.dup, l.gate, l.up, l.sig, s.dact, s.N*I))
+		e(s.linBack(p+"mlp.gate_proj", l.n2, s.dgate, s.dn, false))
+		e(s.linBack(p+"mlp.up_proj", l.n2, s.dup, s.dn, true))
+		e(k.RMSNormBack(s.dt, l.xmid, s.weights[p+"post_attention_layernorm.weight"], l.r2, s.dn, s.N, H))
+		e(k.Add(s.dmid, s.dx, s.dt, s.N*H))
+		e(s.linBack(p+"self_attn.o_proj", l.z, s.dmid, s.dz, false))
+		e(k.AttentionBack(s.dqr, s.dkr, s.dv, s.ds, l.qr, l.kr, l.v, l.p, l.z, s.dz, at))
+		e(k.RoPE(s.dq, s.dqr, s.cos, s.sin, s.N, qw, s.T, s.hd, true))
+		e(k.RoPE(s.dk, s.dkr, s.cos, s.sin, s.N, kw, s.T, s.hd, true))
+		e(s.linBack(p+"self_attn.q_proj", l.n1, s.dq, s.dn, false))
+		e(s.linBack(p+"self_attn.k_proj", l.n1, s.dk, s.dn, true))
+		e(s.linBack(p+"self_attn.v_proj", l.n1, s.dv, s.dn, true))
+		e(k.RMSNormBack(s.dt, l.xin, s.weights[p+"input_layernorm.weight"], l.r1, s.dn, s.N, H))
+		e(k.Add(s.dx, s.dmid, s.dt, s.N*H))
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("accel: layer %d backward: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func (s *Step) param(name string) (*param, error) {
+	p := s.params[name]
+	if p == nil {
+		return nil, fmt.Errorf("accel: no trainable tensor %s on the device (have %s)", name, strings.Join(s.names, ", "))
+	}
+	return p, nil
+}
+
+// Grad copies the last Run's gradient of a trainable tensor into dst.
+func (s *Step) Grad(name string, dst []float32) error {
+	p, err := s.param(name)
+	if err != nil {
+		return err
+	}
+	return s.dev.Download(dst, p.grad)
+}
+
+// SetParam uploads a trainable tensor and its AdamW moments (after a
+// restore from a checkpoint).
+func (s *Step) SetParam(name string, data, m, v []float32) error {
+	p, err := s.param(name)
+	if err != nil {
+		return err
+	}
+	return errors.Join(s.dev.Upload(p.data, data), s.dev.Upload(p.m, m), s.dev.Upload(p.v, v))
+}
+
+// Update applies AdamW to one trainable tensor on the device with grad
+// (the step's accumulated gradient) and copies the new values and moments
+// back into data, m and v, which the checkpoints and collectors read.
+func (s *Step) Update(name string, grad []float32, h AdamParams, data, m, v []float32) error {
+	p, err := s.param(name)
+	if err != nil {
+		return err
+	}
+	if err := s.dev.Upload(p.grad, grad); err != nil {
+		return err
+	}
+	if err := s.dev.AdamW(p.data, p.grad, p.m, p.v, p.n, h); err != nil {
+		return err
+	}
+	return errors.Join(s.dev.Download(data, p.data), s.dev.Download(m, p.m), s.dev.Download(v, p.v))
+}
