@@ -90,35 +90,42 @@ func (r *randTokens) Restore(json.RawMessage) error   { return nil }
 // benchOne times LoRA steps of one size in this process, optionally with
 // every collector at its default frequency, and reports tokens/s and the
 // process's peak RSS.
-func benchOne(s benchSize, steps int, collectors bool, cpuProfile string) (float64, int64, error) {
+//
+// With collectors, drift on a shared machine would swamp a few percent
+// between two processes, so the overhead is measured in this one: blocks
+// of 10 steps (one collection each) alternate with blocks of 10 where the
+// same hooks are switched off, and the overhead is the ratio of the two
+// blocks' total times; tokens/s is then the blocks with collectors.
+func benchOne(s benchSize, steps int, collectors bool, cpuProfile string) (float64, float64, int64, error) {
 	m, err := model.New(s.config(), 1)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	ad, err := lora.New(m, lora.Config{Rank: benchRank, Alpha: 16, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}}, 1)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	tr, err := train.New(m, ad, &randTokens{rand.New(rand.NewPCG(1, 2))}, nil,
 		train.Config{Steps: 1 << 30, BatchSize: benchBatch, SeqLen: benchSeq, LR: 1e-3})
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer tr.Close()
+	on := true
 	if collectors {
 		dir, err := os.MkdirTemp("", "lens-bench")
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		defer os.RemoveAll(dir)
 		st, err := kv.Open(dir, kv.Options{})
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		defer st.Close()
 		id := st.NewRunID()
 		if err := st.CreateRun(kv.RunMeta{ID: id, Name: "bench"}); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		probe := &collect.Probe{Batch: 2}
 		for range 2 * benchSeq {
@@ -128,9 +135,9 @@ func benchOne(s benchSize, steps int, collectors bool, cpuProfile string) (float
 		for _, name := range []string{"adapter_weights", "adapter_grads", "lora_activations", "activations"} {
 			c, err := collect.Default.Build(collect.Spec{Name: name, Every: 10})
 			if err != nil {
-				return 0, 0, err
+				return 0, 0, 0, err
 			}
-			tr.AddHooks(c.Hooks(tr, collect.StoreSink{Store: st, RunID: id}, probe))
+			tr.AddHooks(switchable(c.Hooks(tr, collect.StoreSink{Store: st, RunID: id}, probe), &on))
 		}
 	}
 	// Warm up buffers, caches and (with collectors) the probe graph, which
@@ -138,28 +145,63 @@ func benchOne(s benchSize, steps int, collectors bool, cpuProfile string) (float
 	// steady-state cost at the default frequency.
 	for range 10 {
 		if _, err := tr.TrainStep(); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 	}
 	if cpuProfile != "" {
 		f, err := os.Create(cpuProfile)
 		if err != nil {
-			return 0, 0, fmt.Errorf("cpu profile: %w", err)
+			return 0, 0, 0, fmt.Errorf("cpu profile: %w", err)
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return 0, 0, fmt.Errorf("cpu profile %s: %w", cpuProfile, err)
+			return 0, 0, 0, fmt.Errorf("cpu profile %s: %w", cpuProfile, err)
 		}
 		defer pprof.StopCPUProfile()
 	}
-	start := time.Now()
-	for range steps {
-		if _, err := tr.TrainStep(); err != nil {
-			return 0, 0, err
+	if !collectors {
+		start := time.Now()
+		for range steps {
+			if _, err := tr.TrainStep(); err != nil {
+				return 0, 0, 0, err
+			}
+		}
+		el := time.Since(start).Seconds()
+		return float64(steps*benchBatch*benchSeq) / el, 0, peakRSS(), nil
+	}
+	var with, without time.Duration
+	for b := range 2 * max(2, steps/10) {
+		on = b%2 == 1
+		start := time.Now()
+		for range 10 {
+			if _, err := tr.TrainStep(); err != nil {
+				return 0, 0, 0, err
+			}
+		}
+		if on {
+			with += time.Since(start)
+		} else {
+			without += time.Since(start)
 		}
 	}
-	el := time.Since(start).Seconds()
-	return float64(steps*benchBatch*benchSeq) / el, peakRSS(), nil
+	n := max(2, steps/10) * 10
+	return float64(n*benchBatch*benchSeq) / with.Seconds(), with.Seconds()/without.Seconds() - 1, peakRSS(), nil
+}
+
+// switchable makes h do nothing while *on is false.
+func switchable(h train.Hooks, on *bool) train.Hooks {
+	wrap := func(f func(*train.Trainer, *train.StepInfo) error) func(*train.Trainer, *train.StepInfo) error {
+		if f == nil {
+			return nil
+		}
+		return func(t *train.Trainer, s *train.StepInfo) error {
+			if !*on {
+				return nil
+			}
+			return f(t, s)
+		}
+	}
+	return train.Hooks{AfterBackward: wrap(h.AfterBackward), AfterStep: wrap(h.AfterStep), AfterEval: h.AfterEval}
 }
 
 // peakRSS reads VmHWM from /proc/self/status (0 where unavailable).
@@ -203,7 +245,8 @@ type childResult struct {
 	TokensPerS  float64 `json:"tokens_per_s"`
 	PeakRSS     int64   `json:"peak_rss_bytes"`
 	SgemmGFlops float64 `json:"sgemm_gflops,omitempty"` // measured after the timed steps
-	BLAS        string  `json:"blas,omitempty"`         // the BLAS library PyTorch loaded
+	Overhead    float64 `json:"collector_overhead,omitempty"`
+	BLAS        string  `json:"blas,omitempty"` // the BLAS library PyTorch loaded
 }
 
 func runChild(ctx context.Context, args ...string) (childResult, error) {
@@ -293,11 +336,11 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if *one != "" {
 		for _, s := range benchSizes {
 			if s.Name == *one {
-				tps, rss, err := benchOne(s, *steps, *withCollectors, *cpuProfile)
+				tps, overhead, rss, err := benchOne(s, *steps, *withCollectors, *cpuProfile)
 				if err != nil {
 					return err
 				}
-				return json.NewEncoder(stdout).Encode(childResult{TokensPerS: tps, PeakRSS: rss, SgemmGFlops: sgemmGFlops()})
+				return json.NewEncoder(stdout).Encode(childResult{TokensPerS: tps, Overhead: overhead, PeakRSS: rss, SgemmGFlops: sgemmGFlops()})
 			}
 		}
 		return usagef("unknown size %q", *one)
@@ -351,9 +394,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			if err != nil {
 				return fmt.Errorf("bench %s with collectors: %w", s.Name, err)
 			}
-			row.CollectOverhead = max(row.CollectOverhead, cl.TokensPerS)
+			row.CollectOverhead += cl.Overhead / 2 // mean of the two rounds
 		}
-		row.CollectOverhead = row.LensTokensPerS/row.CollectOverhead - 1
 		if row.TorchTokensPerS > 0 {
 			row.Ratio = row.LensTokensPerS / row.TorchTokensPerS
 		}

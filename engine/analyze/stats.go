@@ -40,43 +40,40 @@ func Summary(x []float32, width, bins int) (Stats, error) {
 	if n%width != 0 || bins < 1 {
 		return Stats{}, fmt.Errorf("summary: %d values, row width %d, %d bins: %w", n, width, bins, errShape)
 	}
-	s := Stats{N: n}
-	v := make([]float64, n)
+	// One pass for the moments and the range, a second for the centred
+	// variance; no float64 copy of x (probe activations run to megabytes).
+	s := Stats{N: n, Min: float64(x[0]), Max: float64(x[0])}
 	var sum, zero float64
-	for i, f := range x {
-		v[i] = float64(f)
-		sum += v[i]
-		if math.Abs(v[i]) < SparsityEps {
+	for _, f := range x {
+		v := float64(f)
+		sum += v
+		if math.Abs(v) < SparsityEps {
 			zero++
 		}
+		s.Min, s.Max = min(s.Min, v), max(s.Max, v)
 	}
 	s.Mean = sum / float64(n)
 	s.FracZero = zero / float64(n)
 	var ss float64
-	for _, f := range v {
-		ss += (f - s.Mean) * (f - s.Mean)
+	for _, f := range x {
+		d := float64(f) - s.Mean
+		ss += d * d
 	}
 	s.Std = math.Sqrt(ss / float64(n))
 	for r := 0; r < n/width; r++ {
 		s.Norm += norm2(x[r*width : (r+1)*width])
 	}
 	s.Norm /= float64(n / width)
-	s.Min, s.Max = v[0], v[0]
-	for _, f := range v {
-		s.Min, s.Max = min(s.Min, f), max(s.Max, f)
-	}
 	// Quantiles from an even-stride sample once the input is large: sorting
 	// every activation of a probe batch would dominate a collector's cost.
-	q := v
-	if n > QuantileSample {
-		q = make([]float64, QuantileSample)
-		for i := range q {
-			q[i] = v[i*n/QuantileSample]
-		}
+	m := min(n, QuantileSample)
+	q := make([]float64, m)
+	for i := range q {
+		q[i] = float64(x[i*n/m])
 	}
 	slices.Sort(q)
 	s.Q05, s.Q50, s.Q95 = quantile(q, 0.05), quantile(q, 0.5), quantile(q, 0.95)
-	s.Hist = histogram(v, s.Min, s.Max, bins)
+	s.Hist = histogram(x, s.Min, s.Max, bins)
 	return s, nil
 }
 
@@ -93,18 +90,17 @@ func quantile(sorted []float64, p float64) float64 {
 	return sorted[lo] + (h-float64(lo))*(sorted[hi]-sorted[lo])
 }
 
-// histogram bins sorted v into bins equal-width bins over [v[0], v[len-1]].
-func histogram(values []float64, lo, hi float64, bins int) Histogram {
-	sorted := values
+// histogram bins values into bins equal-width bins over [lo, hi].
+func histogram(values []float32, lo, hi float64, bins int) Histogram {
 	h := Histogram{Edges: make([]float64, bins+1), Counts: make([]int, bins)}
 	for i := range h.Edges {
 		h.Edges[i] = lo + (hi-lo)*float64(i)/float64(bins)
 	}
 	h.Edges[bins] = hi
-	for _, f := range sorted {
+	for _, f := range values {
 		b := 0
 		if hi > lo {
-			b = min(int((f-lo)/(hi-lo)*float64(bins)), bins-1)
+			b = min(int((float64(f)-lo)/(hi-lo)*float64(bins)), bins-1)
 		}
 		h.Counts[b]++
 	}

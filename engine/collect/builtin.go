@@ -2,11 +2,17 @@ package collect
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"path"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"lens/engine/analyze"
+	"lens/engine/gemm"
 	"lens/engine/nn"
 	"lens/engine/train"
 )
@@ -218,8 +224,10 @@ func (c *loraActivations) Hooks(t *train.Trainer, sink Sink, probe *Probe) train
 		if err != nil {
 			return fmt.Errorf("lora_activations: %w", err)
 		}
-		out := newBatch(sink, c.Name(), s.Step)
-		for _, mod := range t.Adapter.Modules {
+		mods := t.Adapter.Modules
+		recs := make([]LoRAActivation, len(mods))
+		err = forEach(len(mods), func(i int) error {
+			mod := mods[i]
 			x, err := nn.Data[float32](g.Hooks[mod+".hook_in"])
 			if err != nil {
 				return fmt.Errorf("lora_activations %s: %w", mod, err)
@@ -229,24 +237,76 @@ func (c *loraActivations) Hooks(t *train.Trainer, sink Sink, probe *Probe) train
 				return fmt.Errorf("lora_activations %s: %w", mod, err)
 			}
 			A, B := t.Adapter.A[mod], t.Adapter.B[mod]
-			in, o, r := A.Shape[1], B.Shape[0], A.Shape[0]
 			mid := g.LoRA[mod].Hidden() // x·Aᵀ (no dropout on the probe)
-			loraOut := mulT(mid, B.Data, len(mid)/r, r, o, float32(t.Adapter.Config.Scale()))
-			base := make([]float32, len(y))
-			for i := range y {
-				base[i] = y[i] - loraOut[i]
-			}
-			rec := LoRAActivation{Module: mod, InNorm: rowNorm(x, in), MidNorm: rowNorm(mid, r),
-				LoRANorm: rowNorm(loraOut, o), BaseNorm: rowNorm(base, o), InSparsity: sparsity(x)}
-			if rec.BaseNorm > 0 {
-				rec.Ratio = rec.LoRANorm / rec.BaseNorm
-			}
-			if err := out.json(mod, rec); err != nil {
+			recs[i] = loraActivation(mod, x, mid, y, B.Data, A.Shape[1], A.Shape[0], B.Shape[0], float32(t.Adapter.Config.Scale()))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		out := newBatch(sink, c.Name(), s.Step)
+		for _, rec := range recs {
+			if err := out.json(rec.Module, rec); err != nil {
 				return err
 			}
 		}
 		return out.flush()
 	}}
+}
+
+// loraActivation splits a module's probe output y (rows×o) into the
+// adapter's part l = s·mid·Bᵀ and the base part y − l, row by row.
+func loraActivation(mod string, x, mid, y, b []float32, in, r, o int, s float32) LoRAActivation {
+	rows := len(mid) / r
+	rec := LoRAActivation{Module: mod, InNorm: rowNorm(x, in), MidNorm: rowNorm(mid, r), InSparsity: sparsity(x)}
+	l := make([]float32, rows*o)
+	gemm.Sgemm(false, true, rows, o, r, s, mid, r, b, r, 0, l, o)
+	for i := range rows {
+		var ll, bb float64
+		for j, v := range l[i*o : (i+1)*o] {
+			lv := float64(v)
+			base := float64(y[i*o+j]) - lv
+			ll += lv * lv
+			bb += base * base
+		}
+		rec.LoRANorm += math.Sqrt(ll)
+		rec.BaseNorm += math.Sqrt(bb)
+	}
+	if rows > 0 {
+		rec.LoRANorm /= float64(rows)
+		rec.BaseNorm /= float64(rows)
+	}
+	if rec.BaseNorm > 0 {
+		rec.Ratio = rec.LoRANorm / rec.BaseNorm
+	}
+	return rec
+}
+
+// forEach runs fn(0..n-1) on GOMAXPROCS goroutines: a collection runs
+// between optimizer steps while the training workers idle, so its
+// per-module statistics use every core. It returns the first error by index.
+func forEach(n int, fn func(i int) error) error {
+	errs := make([]error, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(n, runtime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				errs[i] = fn(i)
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type activations struct {
@@ -289,22 +349,29 @@ func (c *activations) Hooks(t *train.Trainer, sink Sink, probe *Probe) train.Hoo
 				hooks[name] = hook{P, []int{len(P) / (seq * seq), seq, seq}}
 			}
 		}
-		out := newBatch(sink, c.Name(), s.Step)
-		for name, h := range hooks {
-			matched++
-			x := h.x
-			width := h.shape[len(h.shape)-1]
-			st, err := analyze.Summary(x, width, 20)
+		names := slices.Sorted(maps.Keys(hooks))
+		matched = len(names)
+		recs := make([]ActivationStats, len(names))
+		err = forEach(len(names), func(i int) error {
+			h := hooks[names[i]]
+			st, err := analyze.Summary(h.x, h.shape[len(h.shape)-1], 20)
 			if err != nil {
-				return fmt.Errorf("activations %s: %w", name, err)
+				return fmt.Errorf("activations %s: %w", names[i], err)
 			}
-			rec := ActivationStats{Hook: name, Mean: st.Mean, Std: st.Std, RowNorm: st.Norm, Min: st.Min, Max: st.Max,
+			recs[i] = ActivationStats{Hook: names[i], Mean: st.Mean, Std: st.Std, RowNorm: st.Norm, Min: st.Min, Max: st.Max,
 				Q05: st.Q05, Q50: st.Q50, Q95: st.Q95, Sparsity: st.FracZero, Hist: st.Hist.Counts, Edges: st.Hist.Edges}
-			if err := out.json(name, rec); err != nil {
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		out := newBatch(sink, c.Name(), s.Step)
+		for i, name := range names {
+			if err := out.json(name, recs[i]); err != nil {
 				return err
 			}
 			if c.tensors {
-				out.tensor(kvTensor(name, h.shape, x))
+				out.tensor(kvTensor(name, hooks[name].shape, hooks[name].x))
 			}
 		}
 		if err := out.flush(); err != nil {

@@ -2,8 +2,6 @@ package collect
 
 import (
 	"math"
-
-	"lens/engine/gemm"
 )
 
 func meanStd(x []float32) (float64, float64) {
@@ -45,11 +43,4 @@ func sparsity(x []float32) float64 {
 		}
 	}
 	return float64(n) / float64(len(x))
-}
-
-// mulT is s·x·Bᵀ for x rows×r and B out×r.
-func mulT(x, b []float32, rows, r, out int, s float32) []float32 {
-	y := make([]float32, rows*out)
-	gemm.Sgemm(false, true, rows, out, r, s, x, r, b, r, 0, y, out)
-	return y
 }

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"os/exec"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestBenchJSON runs the tiny benchmark briefly and checks that its row is
+// complete and self-consistent (the numbers themselves are for
+// BENCHMARKS.md, not for a test).
+func TestBenchJSON(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the tiny benchmark (~30 s)")
+	}
+	args := []string{"bench", "--sizes", "tiny", "--steps", "10", "--json"}
+	torch := exec.Command("/usr/bin/python3", "-c", "import torch").Run() == nil
+	if !torch {
+		args = append(args, "--no-torch")
+	}
+	out, errOut, code := lens(t, ".", args...) // finds testdata/torchref/bench.py above
+	require.Equal(t, 0, code, errOut)
+	var rows []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &rows), out)
+	require.Len(t, rows, 1)
+	r := rows[0]
+	require.Equal(t, "tiny", r["size"])
+	num := func(k string) float64 {
+		v, ok := r[k].(float64)
+		require.True(t, ok, "%s missing or not a number: %v", k, r[k])
+		return v
+	}
+	lensTPS := num("lens_tokens_per_s")
+	require.Greater(t, lensTPS, 100.0)
+	require.Greater(t, num("sgemm_gflops"), 1.0)
+	// lens GFLOP/s is tokens/s times the step's flops per token.
+	require.InEpsilon(t, num("lens_gflops")/lensTPS, stepFlops(benchSizes[0].config(), benchSeq)/1e9, 1e-9)
+	ov := num("collector_overhead")
+	require.False(t, math.IsNaN(ov))
+	require.Greater(t, ov, -0.5)
+	require.Less(t, ov, 1.0)
+	require.Greater(t, num("lens_peak_rss_bytes"), 1e6)
+	if torch {
+		require.Greater(t, num("torch_tokens_per_s"), 100.0)
+		require.InEpsilon(t, lensTPS/num("torch_tokens_per_s"), num("ratio"), 1e-9)
+		require.Greater(t, num("torch_peak_rss_bytes"), 1e6)
+	}
+}
