@@ -110,7 +110,7 @@ func TestBadInputCatalogue(t *testing.T) {
 		{"unknown schedule", func() []string { return script("train(schedule = 'bogus')\n") }, 1, "schedule"},
 		{"unknown NaN policy", func() []string { return script("train(nan_policy = 'pray')\n") }, 1, `nan_policy = "pray": want skip or rollback`},
 		{"lr_backoff not a factor", func() []string { return script("train(nan_policy = 'rollback', lr_backoff = 2.0)\n") }, 1, "lr_backoff = 2"},
-		{"device cuda without a CUDA backend", func() []string { return script("train(device = 'cuda')\n") }, 1, `device = "cuda": this lens has no CUDA backend`},
+		{"device cuda without a CUDA backend", func() []string { return script("train(device = 'cuda')\n") }, 1, `device = "cuda": this lens was built without the CUDA backend`},
 		{"unknown device flag", func() []string { return []string{"run", "--device", "gpu", "good.star"} }, 2, `device = "gpu"`},
 		{"eval fraction above 1", func() []string { return script("data.opticks(eval_frac = 1.5)\n") }, 1, "eval_frac"},
 		{"empty corpus", func() []string { return script("data.text('empty.txt')\n") }, 1, "empty corpus"},

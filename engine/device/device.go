@@ -1,10 +1,15 @@
 // Package device decides where a run trains: "cpu", "cuda", or "auto"
 // (CUDA when this build has a CUDA backend and a GPU is present, else the
-// CPU). The CUDA trainer is not written yet, so every build today trains on
-// the CPU: "cuda" is a clear error and "auto" falls back with a note.
+// CPU). The CUDA backend (engine/cuda) is compiled in with -tags cuda and
+// registers itself with engine/accel; without it, or without a usable GPU,
+// "cuda" is a clear error and "auto" falls back to the CPU with a note.
 package device
 
-import "fmt"
+import (
+	"fmt"
+
+	"lens/engine/accel"
+)
 
 // Names accepted in scripts (device=) and on the CLI (--device).
 const (
@@ -14,9 +19,13 @@ const (
 )
 
 // cuda reports whether a CUDA backend can train here, and if not, why.
-// A build with a CUDA backend replaces it.
+// Tests replace it.
 var cuda = func() (bool, string) {
-	return false, "this lens has no CUDA backend (the CUDA trainer is not written yet)"
+	b, ok := accel.Lookup(CUDA)
+	if !ok {
+		return false, "this lens was built without the CUDA backend (build it with -tags cuda)"
+	}
+	return b.Available()
 }
 
 // Resolve turns a requested device into the one to use. note is a line to

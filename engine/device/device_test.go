@@ -12,7 +12,7 @@ func TestResolve(t *testing.T) {
 		{"", CPU, "", ""},
 		{"cpu", CPU, "", ""},
 		{"auto", CPU, "device auto: training on the CPU", ""},
-		{"cuda", "", "", `device = "cuda": this lens has no CUDA backend`},
+		{"cuda", "", "", `device = "cuda": this lens was built without the CUDA backend`},
 		{"gpu", "", "", `device = "gpu": want "auto", "cpu" or "cuda"`},
 	}
 	for _, c := range cases {

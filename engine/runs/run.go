@@ -13,6 +13,7 @@ import (
 	"runtime/metrics"
 	"time"
 
+	"lens/engine/accel"
 	"lens/engine/collect"
 	"lens/engine/data"
 	"lens/engine/device"
@@ -72,10 +73,12 @@ func Prepare(spec Spec, base *model.Model) (*Job, error) {
 	if spec.Data.Source == "" {
 		return nil, fmt.Errorf("data: no source given")
 	}
-	if dev, _, err := device.Resolve(spec.Device); err != nil {
+	dev, _, err := device.Resolve(spec.Device)
+	if err != nil {
 		return nil, err
-	} else if dev != device.CPU {
-		return nil, fmt.Errorf("device %q: no trainer for it in this build", dev)
+	}
+	if dev != device.CPU && spec.LoRA == nil {
+		return nil, fmt.Errorf("device %q: full training runs on the CPU only; use device = \"cpu\"", dev)
 	}
 	tok, err := spec.Tokenizer()
 	if err != nil {
@@ -120,6 +123,16 @@ func Prepare(spec Spec, base *model.Model) (*Job, error) {
 	t, err := train.New(m, ad, b, sets, spec.Train)
 	if err != nil {
 		return nil, err
+	}
+	if dev != device.CPU {
+		d, err := accel.Open(dev)
+		if err == nil {
+			err = t.UseDevice(d)
+		}
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("device %q: %w", dev, err)
+		}
 	}
 	return &Job{Spec: spec, Trainer: t, batches: b, Eval: evals, Train: trainSet}, nil
 }

@@ -42,6 +42,9 @@ func (t *Trainer) Restore(s State) error {
 		return fmt.Errorf("restore dropout state: %w", err)
 	}
 	t.Step, t.badSteps, t.lrScale = s.Step, s.BadSteps, s.LRScale
+	if t.device != nil {
+		t.device.stale = true // the caller has just rewritten the tensors
+	}
 	if t.lrScale == 0 {
 		t.lrScale = 1
 	}

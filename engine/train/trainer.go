@@ -97,6 +97,7 @@ type Trainer struct {
 	probes  map[int]*forwardNet
 	drop    *rand.PCG
 	hooks   []Hooks
+	device  *onDevice // nil: the step runs on the CPU
 }
 
 // New prepares a trainer. With cfg.Full the adapter must be nil and every
@@ -191,6 +192,9 @@ func (t *Trainer) Close() error {
 	for _, p := range t.probes {
 		p.mach.Close()
 	}
+	if t.device != nil {
+		return t.device.close()
+	}
 	return nil
 }
 
@@ -235,23 +239,11 @@ func (t *Trainer) TrainStep() (*StepInfo, error) {
 			return nil, fmt.Errorf("step %d: next batch: %w", info.Step, err)
 		}
 		t.fillMasks()
-		loss, err := t.mach.Run()
+		loss, sq, err := t.micro(float32(1 / float64(c.GradAccum)))
 		if err != nil {
 			return nil, fmt.Errorf("step %d: %w", info.Step, err)
 		}
 		info.Loss += loss / float64(c.GradAccum)
-		var sq float64
-		for i, p := range t.Params {
-			g, err := t.mach.Grad(i)
-			if err != nil {
-				return nil, fmt.Errorf("step %d: gradient of %s: %w", info.Step, p.Name, err)
-			}
-			inv := float32(1 / float64(c.GradAccum))
-			for j, v := range g {
-				p.Grad[j] += v * inv
-				sq += float64(v) * float64(v)
-			}
-		}
 		info.MicroNorm = append(info.MicroNorm, sq)
 		info.Tokens += c.BatchSize * c.SeqLen
 	}
@@ -301,7 +293,13 @@ func (t *Trainer) TrainStep() (*StepInfo, error) {
 			scale = c.ClipNorm / info.GradNorm
 			info.Clipped = true
 		}
-		t.adamw(info.LR, scale)
+		if t.device != nil {
+			if err := t.device.adamw(t, info.LR, scale); err != nil {
+				return info, fmt.Errorf("step %d on %s: %w", info.Step, t.DeviceName(), err)
+			}
+		} else {
+			t.adamw(info.LR, scale)
+		}
 	}
 	t.Step++
 	info.Duration = time.Since(start)
@@ -313,6 +311,31 @@ func (t *Trainer) TrainStep() (*StepInfo, error) {
 		}
 	}
 	return info, nil
+}
+
+// micro runs one forward/backward pass on the current batch and adds its
+// gradient, scaled by inv, into Param.Grad; it returns the loss and the
+// squared norm of the unscaled gradient.
+func (t *Trainer) micro(inv float32) (float64, float64, error) {
+	if t.device != nil {
+		return t.device.micro(t, inv)
+	}
+	loss, err := t.mach.Run()
+	if err != nil {
+		return 0, 0, err
+	}
+	var sq float64
+	for i, p := range t.Params {
+		g, err := t.mach.Grad(i)
+		if err != nil {
+			return 0, 0, fmt.Errorf("gradient of %s: %w", p.Name, err)
+		}
+		for j, v := range g {
+			p.Grad[j] += v * inv
+			sq += float64(v) * float64(v)
+		}
+	}
+	return loss, sq, nil
 }
 
 // LRScale is the factor NaN rollbacks have left on the learning rate (1

@@ -1,0 +1,113 @@
+package train
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"lens/engine/accel"
+)
+
+// onDevice is a trainer's accelerator: the training step's forward and
+// backward pass and AdamW run there; the host keeps a copy of every
+// trainable tensor and its moments (Param.Data, M, V, refreshed after each
+// update) and of each step's gradient (Param.Grad), so hooks, collectors,
+// clipping and checkpoints work as on the CPU. Only the LoRA tensors cross
+// the bus each step; the frozen weights and the activations stay on the
+// device. Evaluation and probe forwards run on the host.
+type onDevice struct {
+	dev     accel.Device
+	step    *accel.Step
+	scratch [][]float32 // per Param: one micro-batch's gradient
+	stale   bool        // host tensors changed (Restore): upload before the next step
+}
+
+// UseDevice moves the training step onto dev, which the trainer then owns
+// (Close closes it). Full training stays on the CPU.
+func (t *Trainer) UseDevice(dev accel.Device) error {
+	if t.Adapter == nil {
+		return fmt.Errorf("train: %s: only LoRA training runs on an accelerator", dev.Name())
+	}
+	s, err := accel.NewStep(dev, t.Model, t.Adapter.GraphAdapters(), t.Config.BatchSize, t.Config.SeqLen)
+	if err != nil {
+		return fmt.Errorf("train on %s: %w", dev.Name(), err)
+	}
+	o := &onDevice{dev: dev, step: s, stale: true}
+	for _, p := range t.Params {
+		o.scratch = append(o.scratch, make([]float32, len(p.Data)))
+	}
+	t.device = o
+	return nil
+}
+
+// DeviceName is where the training step runs: "cpu" or the device's name.
+func (t *Trainer) DeviceName() string {
+	if t.device == nil {
+		return "cpu"
+	}
+	return t.device.dev.Name()
+}
+
+// sync uploads the host's tensors when they changed under the device.
+func (o *onDevice) sync(params []*Param) error {
+	if !o.stale {
+		return nil
+	}
+	for _, p := range params {
+		if err := o.step.SetParam(p.Name, p.Data, p.M, p.V); err != nil {
+			return fmt.Errorf("upload %s: %w", p.Name, err)
+		}
+	}
+	o.stale = false
+	return nil
+}
+
+// micro runs one micro-batch on the device and adds its gradient, scaled
+// by inv, into Param.Grad; it returns the loss and the squared norm of the
+// unscaled gradient.
+func (o *onDevice) micro(t *Trainer, inv float32) (float64, float64, error) {
+	if err := o.sync(t.Params); err != nil {
+		return 0, 0, err
+	}
+	loss, err := o.step.Run(t.feed.Inputs, t.feed.Targets, t.feed.Masks)
+	if err != nil {
+		return 0, 0, err
+	}
+	var sq float64
+	for i, p := range t.Params {
+		g := o.scratch[i]
+		if err := o.step.Grad(p.Name, g); err != nil {
+			return 0, 0, fmt.Errorf("gradient of %s: %w", p.Name, err)
+		}
+		for j, v := range g {
+			p.Grad[j] += v * inv
+			sq += float64(v) * float64(v)
+		}
+	}
+	return loss, sq, nil
+}
+
+// adamw is Trainer.adamw on the device.
+func (o *onDevice) adamw(t *Trainer, lr, gscale float64) error {
+	c := t.Config
+	step := float64(t.Step + 1)
+	bc1, bc2 := 1-math.Pow(c.Beta1, step), 1-math.Pow(c.Beta2, step)
+	var errs []error
+	for _, p := range t.Params {
+		plr := lr * p.LRScale
+		h := accel.AdamParams{Beta1: float32(c.Beta1), Beta2: float32(c.Beta2), Eps: float32(c.Eps),
+			Step: float32(plr / bc1), Sq: float32(1 / math.Sqrt(bc2)), Decay: 1, GScale: float32(gscale)}
+		if p.Decay && c.WeightDecay > 0 {
+			h.Decay = float32(1 - plr*c.WeightDecay)
+		}
+		if err := o.step.Update(p.Name, p.Grad, h, p.Data, p.M, p.V); err != nil {
+			errs = append(errs, fmt.Errorf("update %s: %w", p.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (o *onDevice) close() error {
+	o.step.Close()
+	return o.dev.Close()
+}

@@ -1,0 +1,106 @@
+package train
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"lens/engine/accel"
+	"lens/engine/data"
+	"lens/engine/lora"
+	"lens/engine/model"
+)
+
+// deviceRun trains the same small LoRA run (dropout, two micro-batches,
+// clipping, weight decay, LoRA+) for steps steps, on the CPU graph or on
+// accel's plain-Go Host device, and returns the trainer.
+func deviceRun(t *testing.T, onHost bool, steps int) *Trainer {
+	c := model.Tiny()
+	c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads = 32, 48, 2, 4, 2
+	m, err := model.New(c, 3)
+	require.NoError(t, err)
+	ad, err := lora.New(m, lora.Config{Rank: 4, Alpha: 8, Dropout: 0.1, Targets: []string{"q_proj", "v_proj", "down_proj"}}, 5)
+	require.NoError(t, err)
+	toks := make([]int32, 4096)
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := range toks {
+		toks[i] = int32(rng.IntN(c.VocabSize))
+	}
+	b, err := data.NewBatcher(toks, 2, 16, 1)
+	require.NoError(t, err)
+	tr, err := New(m, ad, b, nil, Config{Steps: 100, BatchSize: 2, SeqLen: 16, GradAccum: 2, LR: 5e-3,
+		LoRAPlusRatio: 4, WeightDecay: 0.1, ClipNorm: 0.5, Seed: 9})
+	require.NoError(t, err)
+	t.Cleanup(func() { tr.Close() })
+	if onHost {
+		require.NoError(t, tr.UseDevice(accel.Host{}))
+		require.Equal(t, "host", tr.DeviceName())
+	}
+	for range steps {
+		_, err := tr.TrainStep()
+		require.NoError(t, err)
+	}
+	return tr
+}
+
+// TestDeviceTrainerMatchesCPU checks the accelerator path of the trainer
+// (Step on the device, gradients accumulated on the host, AdamW on the
+// device) against the CPU graph step for step, and that a Restore with
+// rewritten tensors reaches the device.
+func TestDeviceTrainerMatchesCPU(t *testing.T) {
+	const steps = 4
+	cpu, dev := deviceRun(t, false, steps), deviceRun(t, true, steps)
+	for i, p := range cpu.Params {
+		q := dev.Params[i]
+		require.Equal(t, p.Name, q.Name)
+		scale := 0.0
+		for _, v := range p.Data {
+			scale = max(scale, math.Abs(float64(v)))
+		}
+		for j := range p.Data {
+			require.InDelta(t, p.Data[j], q.Data[j], 1e-4*scale, "%s[%d]", p.Name, j)
+			require.InDelta(t, p.M[j], q.M[j], 1e-4*scale+1e-7, "%s M[%d]", p.Name, j)
+		}
+	}
+	// Save the device trainer's position, take two steps, restore and take
+	// them again: the same loss both times only if the restored tensors
+	// were uploaded.
+	st, err := dev.State()
+	require.NoError(t, err)
+	saved := map[string][3][]float32{}
+	for _, p := range dev.Params {
+		saved[p.Name] = [3][]float32{append([]float32(nil), p.Data...), append([]float32(nil), p.M...), append([]float32(nil), p.V...)}
+	}
+	var first []float64
+	for range 2 {
+		info, err := dev.TrainStep()
+		require.NoError(t, err)
+		first = append(first, info.Loss)
+	}
+	for _, p := range dev.Params {
+		copy(p.Data, saved[p.Name][0])
+		copy(p.M, saved[p.Name][1])
+		copy(p.V, saved[p.Name][2])
+	}
+	require.NoError(t, dev.Restore(st))
+	for i := range 2 {
+		info, err := dev.TrainStep()
+		require.NoError(t, err)
+		require.Equal(t, first[i], info.Loss, "step %d after restore", info.Step)
+	}
+	for _, p := range cpu.Params {
+		require.NotEqual(t, saved[p.Name][0], dev.Param(p.Name).Data, "%s did not move", p.Name)
+	}
+}
+
+func TestUseDeviceRefusesFullTraining(t *testing.T) {
+	m, err := model.New(model.Tiny(), 1)
+	require.NoError(t, err)
+	tr, err := New(m, nil, &randBatches{rng: rand.New(rand.NewPCG(1, 1)), toks: make([]int32, 512), seq: 16}, nil,
+		Config{Steps: 1, BatchSize: 1, SeqLen: 16, Full: true})
+	require.NoError(t, err)
+	defer tr.Close()
+	require.ErrorContains(t, tr.UseDevice(accel.Host{}), "only LoRA training")
+}
