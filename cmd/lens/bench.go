@@ -16,7 +16,9 @@ import (
 	"strings"
 	"time"
 
+	"lens/engine/accel"
 	"lens/engine/collect"
+	"lens/engine/device"
 	"lens/engine/gemm"
 	"lens/engine/lora"
 	"lens/engine/model"
@@ -52,6 +54,9 @@ type benchRow struct {
 	TorchBLAS       string  `json:"torch_blas,omitempty"`
 	TorchThreads    string  `json:"torch_threads,omitempty"` // the thread split of PyTorch's best run
 	TorchError      string  `json:"torch_error,omitempty"`
+	Device          string  `json:"device"`                 // cpu, or the accelerator lens trained on
+	TorchDevice     string  `json:"torch_device,omitempty"` // the GPU PyTorch ran on
+	TorchPeakDevice int64   `json:"torch_peak_device_bytes,omitempty"`
 }
 
 const benchSeq, benchBatch, benchRank = 256, 4, 8
@@ -96,7 +101,7 @@ func (r *randTokens) Restore(json.RawMessage) error   { return nil }
 // of 10 steps (one collection each) alternate with blocks of 10 where the
 // same hooks are switched off, and the overhead is the ratio of the two
 // blocks' total times; tokens/s is then the blocks with collectors.
-func benchOne(s benchSize, steps int, collectors bool, cpuProfile string) (float64, float64, int64, error) {
+func benchOne(s benchSize, steps int, dev string, collectors bool, cpuProfile string) (float64, float64, int64, error) {
 	m, err := model.New(s.config(), 1)
 	if err != nil {
 		return 0, 0, 0, err
@@ -111,6 +116,15 @@ func benchOne(s benchSize, steps int, collectors bool, cpuProfile string) (float
 		return 0, 0, 0, err
 	}
 	defer tr.Close()
+	if dev != device.CPU {
+		d, err := accel.Open(dev)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		if err := tr.UseDevice(d); err != nil {
+			return 0, 0, 0, err
+		}
+	}
 	on := true
 	if collectors {
 		dir, err := os.MkdirTemp("", "lens-bench")
@@ -241,8 +255,57 @@ func sgemmGFlops() float64 {
 	return best
 }
 
+// ceilingGFlops is the matrix-product ceiling the step is compared with:
+// the CPU sgemm at 512³, or on an accelerator its Gemm kernel at 2048³.
+func ceilingGFlops(dev string) (float64, error) {
+	if dev == device.CPU {
+		return sgemmGFlops(), nil
+	}
+	d, err := accel.Open(dev)
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	const n, reps = 2048, 10
+	var bufs [3]accel.Buf
+	for i := range bufs {
+		if bufs[i], err = d.Alloc(n * n); err != nil {
+			return 0, err
+		}
+		defer d.Free(bufs[i])
+	}
+	// Download waits for the kernels before it; copying one value that
+	// depends on the product keeps the 16 MB copy out of the time.
+	one, probe := make([]float32, 1), accel.Buf(nil)
+	if probe, err = d.Alloc(1); err != nil {
+		return 0, err
+	}
+	defer d.Free(probe)
+	best := 0.0
+	for round := range 4 {
+		start := time.Now()
+		for range reps {
+			if err := d.Gemm(false, false, n, n, n, 1, bufs[0], n, bufs[1], n, 0, bufs[2], n); err != nil {
+				return 0, err
+			}
+		}
+		if err := d.Add(probe, bufs[2], bufs[2], 1); err != nil {
+			return 0, err
+		}
+		if err := d.Download(one, probe); err != nil {
+			return 0, err
+		}
+		if round > 0 { // the first round includes loading the kernels
+			best = max(best, 2*n*n*n*reps/time.Since(start).Seconds()/1e9)
+		}
+	}
+	return best, nil
+}
+
 type childResult struct {
 	TokensPerS  float64 `json:"tokens_per_s"`
+	PeakDevice  int64   `json:"peak_device_bytes,omitempty"` // PyTorch on a GPU: max_memory_allocated
+	Device      string  `json:"device,omitempty"`            // the device PyTorch ran on
 	PeakRSS     int64   `json:"peak_rss_bytes"`
 	SgemmGFlops float64 `json:"sgemm_gflops,omitempty"` // measured after the timed steps
 	Overhead    float64 `json:"collector_overhead,omitempty"`
@@ -287,12 +350,12 @@ func (t torchSplit) String() string {
 	return fmt.Sprintf("%d torch + %d BLAS threads", t.torch, t.blas)
 }
 
-func runTorch(ctx context.Context, s benchSize, steps int, split torchSplit) (childResult, error) {
+func runTorch(ctx context.Context, s benchSize, steps int, split torchSplit, dev string) (childResult, error) {
 	script := filepath.Join(repoRoot(), "testdata", "torchref", "bench.py")
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(ctx, "/usr/bin/python3", script, "--hidden", fmt.Sprint(s.Hidden), "--layers", fmt.Sprint(s.Layers),
 		"--heads", fmt.Sprint(s.Heads), "--inter", fmt.Sprint(s.Inter), "--seq", fmt.Sprint(benchSeq), "--batch", fmt.Sprint(benchBatch),
-		"--rank", fmt.Sprint(benchRank), "--steps", fmt.Sprint(steps), "--threads", fmt.Sprint(split.torch))
+		"--rank", fmt.Sprint(benchRank), "--steps", fmt.Sprint(steps), "--threads", fmt.Sprint(split.torch), "--device", dev)
 	cmd.Env = append(os.Environ(), fmt.Sprintf("OPENBLAS_NUM_THREADS=%d", split.blas), fmt.Sprintf("OMP_NUM_THREADS=%d", split.torch))
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
@@ -326,6 +389,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	noTorch := fs.Bool("no-torch", false, "skip the PyTorch side")
 	one := fs.String("one", "", "internal: time one size in this process and print JSON")
 	withCollectors := fs.Bool("collectors", false, "internal: with --one, collectors on")
+	dev := fs.String("device", "cpu", "where both sides train: cpu, or cuda (a lens built with -tags cuda and PyTorch with CUDA)")
 	cpuProfile := fs.String("cpuprofile", "", "with --one: write a CPU profile of the timed steps to this file")
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -333,14 +397,26 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if *steps <= 0 {
 		return usagef("--steps must be positive")
 	}
+	if *dev != device.CPU && *dev != device.CUDA {
+		return usagef("--device %q: want cpu or cuda", *dev)
+	}
+	if *dev == device.CUDA {
+		if _, _, err := device.Resolve(*dev); err != nil {
+			return usagef("--device: %v", err)
+		}
+	}
 	if *one != "" {
 		for _, s := range benchSizes {
 			if s.Name == *one {
-				tps, overhead, rss, err := benchOne(s, *steps, *withCollectors, *cpuProfile)
+				tps, overhead, rss, err := benchOne(s, *steps, *dev, *withCollectors, *cpuProfile)
 				if err != nil {
 					return err
 				}
-				return json.NewEncoder(stdout).Encode(childResult{TokensPerS: tps, Overhead: overhead, PeakRSS: rss, SgemmGFlops: sgemmGFlops()})
+				ceiling, err := ceilingGFlops(*dev)
+				if err != nil {
+					return err
+				}
+				return json.NewEncoder(stdout).Encode(childResult{TokensPerS: tps, Overhead: overhead, PeakRSS: rss, SgemmGFlops: ceiling})
 			}
 		}
 		return usagef("unknown size %q", *one)
@@ -362,24 +438,28 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	var rows []benchRow
 	for _, s := range chosen {
 		c := s.config()
-		row := benchRow{Size: s.Name, Params: c.ParamCount(), GemmKernel: gemm.Kernel()}
+		row := benchRow{Size: s.Name, Params: c.ParamCount(), GemmKernel: gemm.Kernel(), Device: *dev}
 		fmt.Fprintf(stderr, "bench %s: lens, PyTorch, lens with collectors...\n", s.Name)
 		// Alternate lens and PyTorch and keep each side's best of two
 		// rounds (PyTorch: of every thread split in them), so drift on a
 		// shared machine hits both alike.
 		for range 2 {
-			l, err := runChild(ctx, "bench", "--one", s.Name, "--steps", fmt.Sprint(*steps))
+			l, err := runChild(ctx, "bench", "--one", s.Name, "--steps", fmt.Sprint(*steps), "--device", *dev)
 			if err != nil {
 				return fmt.Errorf("bench %s: %w", s.Name, err)
 			}
 			row.LensTokensPerS = max(row.LensTokensPerS, l.TokensPerS)
 			row.LensPeakRSS = max(row.LensPeakRSS, l.PeakRSS)
 			row.SgemmGFlops = max(row.SgemmGFlops, l.SgemmGFlops)
-			for _, split := range torchSplits() {
+			splits := torchSplits()
+			if *dev != device.CPU {
+				splits = splits[:1] // the GPU does the work; host threads hardly matter
+			}
+			for _, split := range splits {
 				if *noTorch || row.TorchError != "" {
 					break
 				}
-				tr, err := runTorch(ctx, s, *steps, split)
+				tr, err := runTorch(ctx, s, *steps, split, *dev)
 				if err != nil {
 					row.TorchError = err.Error()
 					break
@@ -388,9 +468,10 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 					row.TorchTokensPerS, row.TorchThreads = tr.TokensPerS, split.String()
 				}
 				row.TorchPeakRSS = max(row.TorchPeakRSS, tr.PeakRSS)
-				row.TorchBLAS = tr.BLAS
+				row.TorchPeakDevice = max(row.TorchPeakDevice, tr.PeakDevice)
+				row.TorchBLAS, row.TorchDevice = tr.BLAS, tr.Device
 			}
-			cl, err := runChild(ctx, "bench", "--one", s.Name, "--steps", fmt.Sprint(*steps), "--collectors")
+			cl, err := runChild(ctx, "bench", "--one", s.Name, "--steps", fmt.Sprint(*steps), "--device", *dev, "--collectors")
 			if err != nil {
 				return fmt.Errorf("bench %s with collectors: %w", s.Name, err)
 			}
@@ -419,7 +500,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	table(stdout, []string{"size", "params", "lens tok/s", "torch tok/s", "ratio", "lens GFLOP/s", "sgemm GFLOP/s", "collectors", "lens RSS", "torch RSS"}, t)
 	fmt.Fprintf(stdout, "LoRA r=%d on q,k,v,o, batch %d×%d, %d threads, gemm kernel %s\n", benchRank, benchBatch, benchSeq, runtime.GOMAXPROCS(0), gemm.Kernel())
-	if len(rows) > 0 && rows[0].TorchBLAS != "" {
+	if *dev != device.CPU && len(rows) > 0 {
+		fmt.Fprintf(stdout, "device: lens on %s (the sgemm column is its own matrix kernel, 2048³), PyTorch on %s\n", rows[0].Device, rows[0].TorchDevice)
+	} else if len(rows) > 0 && rows[0].TorchBLAS != "" {
 		fmt.Fprintf(stdout, "PyTorch BLAS: %s; best of %d thread splits:", rows[0].TorchBLAS, len(torchSplits()))
 		for _, r := range rows {
 			fmt.Fprintf(stdout, " %s %s;", r.Size, r.TorchThreads)

@@ -214,7 +214,7 @@ class Model:
         v = v.repeat_interleave(rep, dim=2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B,n,T,d]
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(d)
-        pos = torch.arange(T)
+        pos = torch.arange(T, device=x.device)
         mask = pos[None, :] > pos[:, None]  # key after query: masked (causal)
         scores = scores.masked_fill(mask, float("-inf"))
         probs = torch.softmax(scores, dim=-1)
@@ -232,6 +232,7 @@ class Model:
         h = emb[inputs]
         T = inputs.shape[1]
         cos, sin = rope_cos_sin(T, c.head_dim, c.theta, emb.dtype)
+        cos, sin = cos.to(emb.device), sin.to(emb.device)
         for i in range(c.layers):
             pre = "model.layers.%d." % i
             h = h + self.attention(rms_norm(h, p[pre + "input_layernorm.weight"], c.eps), i, cos, sin)
