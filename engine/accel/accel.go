@@ -8,7 +8,7 @@
 // Host is a Device made of plain Go loops. It is the reference the CUDA
 // kernels are tested against, and it lets Step's layout be checked against
 // the gorgonia graph (engine/nn) on any machine. Backends register by name
-// (Register); engine/cuda registers "cuda" when built with the cuda tag.
+// (Register); engine/cuda registers "cuda" when built with -tags lenscuda.
 package accel
 
 import (

@@ -23,7 +23,7 @@ const (
 var cuda = func() (bool, string) {
 	b, ok := accel.Lookup(CUDA)
 	if !ok {
-		return false, "this lens was built without the CUDA backend (build it with -tags cuda)"
+		return false, "this lens was built without the CUDA backend (build it with -tags lenscuda)"
 	}
 	return b.Available()
 }

@@ -1,0 +1,637 @@
+//go:build lenscuda
+
+package cuda
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"lens/engine/accel"
+)
+
+//go:embed kernels.ptx
+var ptx string
+
+// The kernels of kernels.cu, in the order of kernelNames.
+const (
+	kSgemm = iota
+	kEmbed
+	kRMSNorm
+	kRMSNormBack
+	kRoPE
+	kAttention
+	kAttentionBackDQ
+	kAttentionBackDKV
+	kSwiGLU
+	kSwiGLUBack
+	kAdd
+	kMul
+	kCrossEntropy
+	kSum
+	kAdamW
+	numKernels
+)
+
+var kernelNames = [numKernels]string{
+	"sgemm", "embed", "rmsnorm", "rmsnorm_back", "rope", "attention", "attention_back_dq",
+	"attention_back_dkv", "swiglu", "swiglu_back", "add", "mul", "cross_entropy", "sum", "adamw",
+}
+
+const (
+	threads  = 256 // block size of the 1-D, per-row and sgemm kernels
+	tile     = 64  // sgemm's BM and BN
+	maxD     = 256 // MAXD: the largest attention head dimension
+	maxGridX = 1<<31 - 1
+	maxGridY = 65535
+)
+
+// Device is CUDA device 0 behind its primary context.
+//
+// A CUDA context is current per OS thread, while goroutines move between
+// threads. So every call that touches the driver holds mu, locks its
+// goroutine to its thread and makes the context current there first (do);
+// calls on one Device are thereby serialized, which also keeps the single
+// launch-argument block (args) safe. Kernels run asynchronously on the
+// default stream, in launch order; Download waits for them.
+type Device struct {
+	mu     sync.Mutex
+	dev    cuDevice
+	ctx    cuContext // nil until opened
+	mod    cuModule
+	fn     [numKernels]cuFunction
+	args   *args
+	name   string
+	closed bool
+}
+
+var _ accel.Device = (*Device)(nil)
+
+// buf is a device allocation of n float32 (or int32, if isInt) elements.
+type buf struct {
+	dev   *Device
+	ptr   dptr // 0 for an empty buffer
+	n     int
+	isInt bool
+	freed bool
+}
+
+func (b *buf) Len() int { return b.n }
+
+// Open opens CUDA device 0: it loads the driver, retains the device's
+// primary context and JIT-loads the embedded kernels.
+func Open() (*Device, error) {
+	if err := driverInit(); err != nil {
+		return nil, err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	dev, err := cuDeviceGet(0)
+	if err != nil {
+		return nil, err
+	}
+	name, err := cuDeviceGetName(dev)
+	if err != nil {
+		return nil, err
+	}
+	ctx, err := cuDevicePrimaryCtxRetain(dev)
+	if err != nil {
+		return nil, err
+	}
+	d := &Device{dev: dev, name: "cuda:0 " + name}
+	fail := func(err error) (*Device, error) {
+		if d.mod != nil {
+			_ = cuModuleUnload(d.mod)
+		}
+		_ = cuDevicePrimaryCtxRelease(dev)
+		return nil, err
+	}
+	if err := cuCtxSetCurrent(ctx); err != nil {
+		return fail(err)
+	}
+	if d.mod, err = cuModuleLoadPTX("kernels.ptx", ptx); err != nil {
+		return fail(err)
+	}
+	for k, name := range kernelNames {
+		if d.fn[k], err = cuModuleGetFunction(d.mod, name); err != nil {
+			return fail(err)
+		}
+	}
+	if d.args, err = newArgs(); err != nil {
+		return fail(err)
+	}
+	d.ctx = ctx
+	return d, nil
+}
+
+func (d *Device) Name() string { return d.name }
+
+// do runs f with d's context current on the calling thread and d locked.
+func (d *Device) do(what string, f func() error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return fmt.Errorf("cuda: %s on a closed device", what)
+	}
+	if d.ctx == nil {
+		return fmt.Errorf("cuda: %s on a device that was not opened (use Open)", what)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := cuCtxSetCurrent(d.ctx); err != nil {
+		return err
+	}
+	return f()
+}
+
+// Close releases the kernels and the primary context; the device memory
+// still allocated goes with the context once no other Device holds it.
+func (d *Device) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || d.ctx == nil {
+		d.closed = true
+		return nil
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var errs []error
+	if err := cuCtxSetCurrent(d.ctx); err == nil {
+		errs = append(errs, cuCtxSynchronize("Close"), cuModuleUnload(d.mod))
+	} else {
+		errs = append(errs, err)
+	}
+	errs = append(errs, cuDevicePrimaryCtxRelease(d.dev))
+	d.args.free()
+	d.closed = true
+	return errors.Join(errs...)
+}
+
+// ---- memory ----
+
+func (d *Device) Alloc(n int) (accel.Buf, error)    { return d.alloc(n, false) }
+func (d *Device) AllocInt(n int) (accel.Buf, error) { return d.alloc(n, true) }
+
+func (d *Device) alloc(n int, isInt bool) (accel.Buf, error) {
+	if n < 0 || n > math.MaxInt/4 {
+		return nil, fmt.Errorf("cuda: allocate %d elements", n)
+	}
+	b := &buf{dev: d, n: n, isInt: isInt}
+	if n == 0 {
+		return b, nil // cuMemAlloc rejects 0 bytes; nothing will touch it
+	}
+	err := d.do("Alloc", func() error {
+		p, err := cuMemAlloc(4 * n)
+		if err != nil {
+			return err
+		}
+		if err := cuMemsetD32(p, 0, n); err != nil {
+			_ = cuMemFree(p)
+			return err
+		}
+		b.ptr = p
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// own returns b as one of d's live buffers.
+func (d *Device) own(what string, b accel.Buf) (*buf, error) {
+	cb, ok := b.(*buf)
+	switch {
+	case !ok || cb == nil:
+		return nil, fmt.Errorf("cuda: %s: %T is not a CUDA buffer", what, b)
+	case cb.dev != d:
+		return nil, fmt.Errorf("cuda: %s: the buffer belongs to another device", what)
+	case cb.freed:
+		return nil, fmt.Errorf("cuda: %s: the buffer was freed", what)
+	}
+	return cb, nil
+}
+
+func (d *Device) Upload(dst accel.Buf, src []float32) error {
+	b, err := d.own("Upload", dst)
+	if err != nil {
+		return err
+	}
+	if b.isInt {
+		return errors.New("cuda: Upload of floats into an int buffer (use UploadInt)")
+	}
+	if len(src) != b.n {
+		return fmt.Errorf("cuda: upload: %d values into a buffer of %d", len(src), b.n)
+	}
+	if b.n == 0 {
+		return nil
+	}
+	return d.do("Upload", func() error {
+		return cuMemcpyHtoD(b.ptr, unsafe.Pointer(&src[0]), 4*b.n)
+	})
+}
+
+func (d *Device) UploadInt(dst accel.Buf, src []int32) error {
+	b, err := d.own("UploadInt", dst)
+	if err != nil {
+		return err
+	}
+	if !b.isInt {
+		return errors.New("cuda: UploadInt into a float buffer (use AllocInt)")
+	}
+	if len(src) != b.n {
+		return fmt.Errorf("cuda: upload: %d values into a buffer of %d", len(src), b.n)
+	}
+	if b.n == 0 {
+		return nil
+	}
+	return d.do("UploadInt", func() error {
+		return cuMemcpyHtoD(b.ptr, unsafe.Pointer(&src[0]), 4*b.n)
+	})
+}
+
+// Download waits for every kernel launched so far (reporting their errors)
+// and copies src into dst.
+func (d *Device) Download(dst []float32, src accel.Buf) error {
+	b, err := d.own("Download", src)
+	if err != nil {
+		return err
+	}
+	if b.isInt {
+		return errors.New("cuda: Download of an int buffer")
+	}
+	if len(dst) != b.n {
+		return fmt.Errorf("cuda: download: %d values from a buffer of %d", b.n, len(dst))
+	}
+	return d.do("Download", func() error {
+		if err := cuCtxSynchronize("kernels before Download"); err != nil {
+			return err
+		}
+		if b.n == 0 {
+			return nil
+		}
+		return cuMemcpyDtoH(unsafe.Pointer(&dst[0]), b.ptr, 4*b.n)
+	})
+}
+
+func (d *Device) Zero(bb accel.Buf) error {
+	b, err := d.own("Zero", bb)
+	if err != nil {
+		return err
+	}
+	if b.n == 0 {
+		return nil
+	}
+	return d.do("Zero", func() error {
+		return cuMemsetD32(b.ptr, 0, b.n)
+	})
+}
+
+// Free releases b; freeing a buffer twice, or after Close, does nothing.
+func (d *Device) Free(bb accel.Buf) {
+	b, err := d.own("Free", bb)
+	if err != nil {
+		return
+	}
+	b.freed = true
+	if b.ptr == 0 {
+		return
+	}
+	p := b.ptr
+	b.ptr = 0
+	_ = d.do("Free", func() error { return cuMemFree(p) })
+}
+
+// ---- launches ----
+
+// call checks one kernel's operands, keeping the first problem, before
+// anything is launched: a bad length becomes an error naming the kernel
+// instead of a fault on the GPU.
+type call struct {
+	d   *Device
+	k   int
+	err error
+}
+
+func (d *Device) call(k int) *call { return &call{d: d, k: k} }
+
+func (c *call) fail(format string, a ...any) {
+	if c.err == nil {
+		c.err = fmt.Errorf("cuda: %s: "+format, append([]any{kernelNames[c.k]}, a...)...)
+	}
+}
+
+// dims checks that every named size is ≥ 0.
+func (c *call) dims(kv ...any) {
+	for i := 0; i+1 < len(kv); i += 2 {
+		if v := kv[i+1].(int); v < 0 {
+			c.fail("%s = %d < 0", kv[i], v)
+		}
+	}
+}
+
+// size is the product of xs (all ≥ 0), or an error on overflow.
+func (c *call) size(xs ...int) int {
+	p := 1
+	for _, x := range xs {
+		if x < 0 {
+			c.fail("negative size %d", x)
+			return 0
+		}
+		if x != 0 && p > math.MaxInt/4/x {
+			c.fail("size %v overflows", xs)
+			return 0
+		}
+		p *= x
+	}
+	return p
+}
+
+func (c *call) operand(name string, b accel.Buf, need int, isInt bool) dptr {
+	if c.err != nil {
+		return 0
+	}
+	cb, err := c.d.own(kernelNames[c.k]+" "+name, b)
+	if err != nil {
+		c.err = err
+		return 0
+	}
+	kind := "a float buffer (Alloc)"
+	if isInt {
+		kind = "an int buffer (AllocInt)"
+	}
+	if cb.isInt != isInt {
+		c.fail("%s must be %s", name, kind)
+		return 0
+	}
+	if cb.n < need {
+		c.fail("%s has %d elements, the kernel touches %d", name, cb.n, need)
+		return 0
+	}
+	return cb.ptr
+}
+
+// f and i check a float or int operand of at least need elements.
+func (c *call) f(name string, b accel.Buf, need int) dptr { return c.operand(name, b, need, false) }
+func (c *call) i(name string, b accel.Buf, need int) dptr { return c.operand(name, b, need, true) }
+
+// grid checks a launch shape; a zero grid is a no-op (ok false).
+func (c *call) grid(gx, gy int) (ok bool) {
+	if c.err != nil || gx == 0 || gy == 0 {
+		return false
+	}
+	if gx > maxGridX || gy > maxGridY {
+		c.fail("grid %d×%d exceeds the limits %d×%d", gx, gy, maxGridX, maxGridY)
+		return false
+	}
+	return true
+}
+
+// launch runs the kernel on a gx×gy grid of bx-thread blocks; see run.
+func (c *call) launch(gx, gy, bx int, a ...any) error {
+	if !c.grid(gx, gy) {
+		return c.err
+	}
+	return c.d.do(kernelNames[c.k], func() error { return c.d.run(c.k, gx, gy, bx, a...) })
+}
+
+// run packs a (dptr, int, bool, float32) into the argument block, each
+// in its own 8-byte slot, and launches kernel k. d is locked and current.
+func (d *Device) run(k, gx, gy, bx int, a ...any) error {
+	d.args.reset()
+	for _, v := range a {
+		switch v := v.(type) {
+		case dptr:
+			d.args.ptr(v)
+		case int:
+			d.args.int(v)
+		case bool:
+			d.args.bool(v)
+		case float32:
+			d.args.float(v)
+		default:
+			panic(fmt.Sprintf("cuda: kernel argument of type %T", v))
+		}
+	}
+	return cuLaunchKernel(d.fn[k], kernelNames[k], gx, gy, bx, d.args)
+}
+
+func blocks(n int) int { return (n + threads - 1) / threads }
+
+// extent is how many elements a rows×cols matrix with row stride ld spans.
+func (c *call) extent(what string, rows, cols, ld int) int {
+	if rows == 0 || cols == 0 {
+		return 0
+	}
+	if ld < cols {
+		c.fail("%s: leading dimension %d < %d columns", what, ld, cols)
+		return 0
+	}
+	return c.size(rows-1, ld) + cols
+}
+
+// ---- kernels ----
+
+func (d *Device) Gemm(ta, tb bool, m, n, k int, alpha float32, a accel.Buf, lda int, b accel.Buf, ldb int, beta float32, cc accel.Buf, ldc int) error {
+	c := d.call(kSgemm)
+	c.dims("m", m, "n", n, "k", k, "lda", lda, "ldb", ldb, "ldc", ldc)
+	if c.err != nil {
+		return c.err
+	}
+	ar, ac := m, k
+	if ta {
+		ar, ac = k, m
+	}
+	br, bc := k, n
+	if tb {
+		br, bc = n, k
+	}
+	if m == 0 || n == 0 {
+		ar, br = 0, 0 // nothing is computed, nothing read
+	}
+	A := c.f("a", a, c.extent("a", ar, ac, lda))
+	B := c.f("b", b, c.extent("b", br, bc, ldb))
+	CC := c.f("c", cc, c.extent("c", m, n, ldc))
+	return c.launch((n+tile-1)/tile, (m+tile-1)/tile, threads, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, CC, ldc)
+}
+
+// Embed does not check the ids against the table's rows: that would take
+// a download. Like the host's, an id out of range is the caller's bug.
+func (d *Device) Embed(out, table, ids accel.Buf, n, dim int) error {
+	c := d.call(kEmbed)
+	c.dims("n", n, "dim", dim)
+	tot := c.size(n, dim)
+	O := c.f("out", out, tot)
+	tab := 0
+	if tot > 0 {
+		tab = dim // at least one row
+	}
+	T := c.f("table", table, tab)
+	I := c.i("ids", ids, n)
+	return c.launch(blocks(tot), 1, threads, O, T, I, n, dim)
+}
+
+func (d *Device) RMSNorm(out, rinv, x, w accel.Buf, rows, h int, eps float32) error {
+	c := d.call(kRMSNorm)
+	c.dims("rows", rows, "h", h)
+	tot := c.size(rows, h)
+	wn := h
+	if rows == 0 {
+		wn = 0
+	}
+	O, R, X, W := c.f("out", out, tot), c.f("rinv", rinv, rows), c.f("x", x, tot), c.f("w", w, wn)
+	return c.launch(rows, 1, threads, O, R, X, W, rows, h, eps)
+}
+
+func (d *Device) RMSNormBack(dx, x, w, rinv, dy accel.Buf, rows, h int) error {
+	c := d.call(kRMSNormBack)
+	c.dims("rows", rows, "h", h)
+	tot := c.size(rows, h)
+	wn := h
+	if rows == 0 {
+		wn = 0
+	}
+	DX, X, W := c.f("dx", dx, tot), c.f("x", x, tot), c.f("w", w, wn)
+	R, DY := c.f("rinv", rinv, rows), c.f("dy", dy, tot)
+	return c.launch(rows, 1, threads, DX, X, W, R, DY, rows, h)
+}
+
+func (d *Device) RoPE(y, x, cos, sin accel.Buf, rows, rowLen, seqLen, headDim int, back bool) error {
+	c := d.call(kRoPE)
+	c.dims("rows", rows, "rowLen", rowLen, "seqLen", seqLen, "headDim", headDim)
+	if c.err == nil && rows > 0 && rowLen > 0 {
+		switch {
+		case headDim <= 0 || headDim%2 != 0:
+			c.fail("headDim %d is not a positive even number", headDim)
+		case rowLen%headDim != 0:
+			c.fail("rowLen %d is not a multiple of headDim %d", rowLen, headDim)
+		case seqLen <= 0:
+			c.fail("seqLen %d ≤ 0", seqLen)
+		}
+	}
+	tot := c.size(rows, rowLen)
+	tab := 0
+	if tot > 0 {
+		tab = c.size(min(rows, seqLen), headDim) // positions 0…min(rows, seqLen)−1
+	}
+	Y, X := c.f("y", y, tot), c.f("x", x, tot)
+	CS, SN := c.f("cos", cos, tab), c.f("sin", sin, tab)
+	return c.launch(blocks(tot/2), 1, threads, Y, X, CS, SN, rows, rowLen, seqLen, headDim, back)
+}
+
+// attn checks an attention shape and returns the sizes of q (and out),
+// of k (and v) and of p.
+func (c *call) attn(a accel.Attn) (qn, kn, pn int) {
+	c.dims("B", a.B, "T", a.T, "NH", a.NH, "NKV", a.NKV, "D", a.D)
+	if c.err != nil || a.B == 0 || a.T == 0 {
+		return 0, 0, 0
+	}
+	switch {
+	case a.NH <= 0 || a.NKV <= 0 || a.D <= 0:
+		c.fail("NH %d, NKV %d and D %d must be positive", a.NH, a.NKV, a.D)
+	case a.NH%a.NKV != 0:
+		c.fail("NH %d is not a multiple of NKV %d", a.NH, a.NKV)
+	case a.D > maxD:
+		c.fail("head dimension D = %d exceeds the kernels' MAXD = %d", a.D, maxD)
+	}
+	return c.size(a.B, a.T, a.NH, a.D), c.size(a.B, a.T, a.NKV, a.D), c.size(a.B, a.NH, a.T, a.T)
+}
+
+func (d *Device) Attention(out, p, q, k, v accel.Buf, a accel.Attn) error {
+	c := d.call(kAttention)
+	qn, kn, pn := c.attn(a)
+	O, P := c.f("out", out, qn), c.f("p", p, pn)
+	Q, K, V := c.f("q", q, qn), c.f("k", k, kn), c.f("v", v, kn)
+	if qn == 0 {
+		return c.err
+	}
+	return c.launch(a.T, c.size(a.B, a.NH), warp, O, P, Q, K, V, a.B, a.T, a.NH, a.NKV, a.D)
+}
+
+// warp is the block size of the attention kernels: one warp per row.
+const warp = 32
+
+// AttentionBack launches attention_back_dq, which fills ds and dq, then
+// attention_back_dkv, which reads ds.
+func (d *Device) AttentionBack(dq, dk, dv, ds, q, k, v, p, out, dout accel.Buf, a accel.Attn) error {
+	c := d.call(kAttentionBackDQ)
+	qn, kn, pn := c.attn(a)
+	DQ, DK, DV, DS := c.f("dq", dq, qn), c.f("dk", dk, kn), c.f("dv", dv, kn), c.f("ds", ds, pn)
+	Q, K, V, P := c.f("q", q, qn), c.f("k", k, kn), c.f("v", v, kn), c.f("p", p, pn)
+	O, DO := c.f("out", out, qn), c.f("dout", dout, qn)
+	if qn == 0 {
+		return c.err
+	}
+	gq, gkv := c.size(a.B, a.NH), c.size(a.B, a.NKV)
+	if !c.grid(a.T, gq) || !c.grid(a.T, gkv) {
+		return c.err
+	}
+	return d.do(kernelNames[kAttentionBackDQ], func() error {
+		if err := d.run(kAttentionBackDQ, a.T, gq, warp, DQ, DS, K, V, P, O, DO, a.B, a.T, a.NH, a.NKV, a.D); err != nil {
+			return err
+		}
+		return d.run(kAttentionBackDKV, a.T, gkv, warp, DK, DV, DS, Q, P, DO, a.B, a.T, a.NH, a.NKV, a.D)
+	})
+}
+
+func (d *Device) SwiGLU(y, sig, g, u accel.Buf, n int) error {
+	c := d.call(kSwiGLU)
+	c.dims("n", n)
+	Y, S, G, U := c.f("y", y, n), c.f("sig", sig, n), c.f("g", g, n), c.f("u", u, n)
+	return c.launch(blocks(n), 1, threads, Y, S, G, U, n)
+}
+
+func (d *Device) SwiGLUBack(dg, du, g, u, sig, dy accel.Buf, n int) error {
+	c := d.call(kSwiGLUBack)
+	c.dims("n", n)
+	DG, DU, G, U := c.f("dg", dg, n), c.f("du", du, n), c.f("g", g, n), c.f("u", u, n)
+	S, DY := c.f("sig", sig, n), c.f("dy", dy, n)
+	return c.launch(blocks(n), 1, threads, DG, DU, G, U, S, DY, n)
+}
+
+func (d *Device) Add(dst, a, b accel.Buf, n int) error {
+	c := d.call(kAdd)
+	c.dims("n", n)
+	D, A, B := c.f("dst", dst, n), c.f("a", a, n), c.f("b", b, n)
+	return c.launch(blocks(n), 1, threads, D, A, B, n)
+}
+
+func (d *Device) Mul(dst, a, m accel.Buf, n int, acc bool) error {
+	c := d.call(kMul)
+	c.dims("n", n)
+	D, A, M := c.f("dst", dst, n), c.f("a", a, n), c.f("m", m, n)
+	return c.launch(blocks(n), 1, threads, D, A, M, n, acc)
+}
+
+// CrossEntropy does not check the targets against vocab (that would take
+// a download): a target ≥ vocab is the caller's bug, as on the host.
+func (d *Device) CrossEntropy(dlogits, rowLoss, logits, targets accel.Buf, rows, vocab int, scale float32) error {
+	c := d.call(kCrossEntropy)
+	c.dims("rows", rows, "vocab", vocab)
+	if c.err == nil && rows > 0 && vocab == 0 {
+		c.fail("vocab is 0")
+	}
+	tot := c.size(rows, vocab)
+	DL, RL := c.f("dlogits", dlogits, tot), c.f("rowLoss", rowLoss, rows)
+	L, T := c.f("logits", logits, tot), c.i("targets", targets, rows)
+	return c.launch(rows, 1, threads, DL, RL, L, T, rows, vocab, scale)
+}
+
+// Sum launches even for n = 0, like the host, which then stores 0.
+func (d *Device) Sum(dst, x accel.Buf, n int) error {
+	c := d.call(kSum)
+	c.dims("n", n)
+	D, X := c.f("dst", dst, 1), c.f("x", x, n)
+	return c.launch(1, 1, 1024, D, X, n)
+}
+
+func (d *Device) AdamW(p, g, m, v accel.Buf, n int, h accel.AdamParams) error {
+	c := d.call(kAdamW)
+	c.dims("n", n)
+	P, G, M, V := c.f("p", p, n), c.f("g", g, n), c.f("m", m, n), c.f("v", v, n)
+	return c.launch(blocks(n), 1, threads, P, G, M, V, n, h.Beta1, h.Beta2, h.Eps, h.Step, h.Sq, h.Decay, h.GScale)
+}

@@ -1,0 +1,353 @@
+// Kernels of the CUDA backend (engine/cuda), one per accel.Kernels method.
+// `go generate` compiles this file to kernels.ptx with nvcc (-ptx, virtual
+// architecture compute_70), which the Go side embeds and the driver JITs
+// for whatever GPU it finds. Integer arguments are long long and floats
+// are float, matching how device.go packs launch arguments.
+//
+// Each kernel mirrors its reference in engine/accel/host.go; the CUDA
+// tests compare them on random inputs.
+
+#define WARP 32
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = WARP / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = WARP / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, o));
+    return v;
+}
+
+// block_reduce sums (or maxes) v over a block whose size is a multiple of
+// 32 and returns the result to every thread.
+__device__ float block_reduce(float v, bool is_max) {
+    __shared__ float sh[32];
+    int w = threadIdx.x / WARP, l = threadIdx.x % WARP;
+    v = is_max ? warp_max(v) : warp_sum(v);
+    __syncthreads();  // sh may still be read by a previous call
+    if (l == 0) sh[w] = v;
+    __syncthreads();
+    int nw = blockDim.x / WARP;
+    if (w == 0) {
+        float x = l < nw ? sh[l] : (is_max ? -INFINITY : 0.f);
+        x = is_max ? warp_max(x) : warp_sum(x);
+        if (l == 0) sh[0] = x;
+    }
+    __syncthreads();
+    return sh[0];
+}
+
+// ---- matrix product: C = alpha·op(A)·op(B) + beta·C, row-major ----
+// 64×64 tiles of C per block of 256 threads, each thread 4×4 entries
+// strided by 16 so that shared-memory reads do not conflict.
+
+#define BM 64
+#define BN 64
+#define BK 16
+
+extern "C" __global__ void sgemm(long long ta, long long tb, long long M, long long N, long long K, float alpha,
+                                 const float* __restrict__ A, long long lda, const float* __restrict__ B, long long ldb,
+                                 float beta, float* __restrict__ C, long long ldc) {
+    __shared__ float As[BK][BM + 4];
+    __shared__ float Bs[BK][BN + 4];
+    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    long long row0 = (long long)blockIdx.y * BM, col0 = (long long)blockIdx.x * BN;
+    float acc[4][4];
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) acc[i][j] = 0.f;
+    for (long long k0 = 0; k0 < K; k0 += BK) {
+        for (int e = threadIdx.x; e < BM * BK; e += 256) {
+            int i, kk;
+            if (ta) { i = e % BM; kk = e / BM; } else { i = e / BK; kk = e % BK; }
+            long long r = row0 + i, c = k0 + kk;
+            float v = 0.f;
+            if (r < M && c < K) v = ta ? A[c * lda + r] : A[r * lda + c];
+            As[kk][i] = v;
+        }
+        for (int e = threadIdx.x; e < BK * BN; e += 256) {
+            int kk, j;
+            if (tb) { kk = e % BK; j = e / BK; } else { kk = e / BN; j = e % BN; }
+            long long r = k0 + kk, c = col0 + j;
+            float v = 0.f;
+            if (r < K && c < N) v = tb ? B[c * ldb + r] : B[r * ldb + c];
+            Bs[kk][j] = v;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < BK; kk++) {
+            float a[4], b[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) a[i] = As[kk][ty + 16 * i];
+#pragma unroll
+            for (int j = 0; j < 4; j++) b[j] = Bs[kk][tx + 16 * j];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+    for (int i = 0; i < 4; i++) {
+        long long r = row0 + ty + 16 * i;
+        if (r >= M) continue;
+        for (int j = 0; j < 4; j++) {
+            long long c = col0 + tx + 16 * j;
+            if (c >= N) continue;
+            float v = alpha * acc[i][j];
+            if (beta != 0.f) v += beta * C[r * ldc + c];  // beta 0 never reads C
+            C[r * ldc + c] = v;
+        }
+    }
+}
+
+// ---- embedding ----
+
+extern "C" __global__ void embed(float* out, const float* table, const int* ids, long long n, long long dim) {
+    long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= n * dim) return;
+    long long r = e / dim, j = e % dim;
+    out[e] = table[(long long)ids[r] * dim + j];
+}
+
+// ---- RMSNorm, one block per row ----
+
+extern "C" __global__ void rmsnorm(float* out, float* rinv, const float* x, const float* w, long long rows, long long h,
+                                   float eps) {
+    long long r = blockIdx.x;
+    const float* xs = x + r * h;
+    float ss = 0.f;
+    for (long long j = threadIdx.x; j < h; j += blockDim.x) ss += xs[j] * xs[j];
+    ss = block_reduce(ss, false);
+    float inv = rsqrtf(ss / (float)h + eps);
+    if (threadIdx.x == 0) rinv[r] = inv;
+    for (long long j = threadIdx.x; j < h; j += blockDim.x) out[r * h + j] = xs[j] * inv * w[j];
+}
+
+extern "C" __global__ void rmsnorm_back(float* dx, const float* x, const float* w, const float* rinv, const float* dy,
+                                        long long rows, long long h) {
+    long long r = blockIdx.x;
+    const float *xs = x + r * h, *ds = dy + r * h;
+    float dot = 0.f;
+    for (long long j = threadIdx.x; j < h; j += blockDim.x) dot += xs[j] * w[j] * ds[j];
+    dot = block_reduce(dot, false);
+    float inv = rinv[r];
+    float c = dot * inv * inv * inv / (float)h;
+    for (long long j = threadIdx.x; j < h; j += blockDim.x) dx[r * h + j] = inv * w[j] * ds[j] - xs[j] * c;
+}
+
+// ---- rotary embeddings, HF rotate-half; one thread per rotated pair ----
+
+extern "C" __global__ void rope(float* y, const float* x, const float* cosT, const float* sinT, long long rows,
+                                long long rowLen, long long seqLen, long long headDim, long long back) {
+    long long half = headDim / 2, perRow = rowLen / 2;
+    long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= rows * perRow) return;
+    long long n = e / perRow, rem = e % perRow;
+    long long head = rem / half, i = rem % half;
+    long long p = n % seqLen;
+    long long o = n * rowLen + head * headDim;
+    float a = x[o + i], b = x[o + i + half];
+    float ca = cosT[p * headDim + i], cb = cosT[p * headDim + i + half];
+    float sa = sinT[p * headDim + i], sb = sinT[p * headDim + i + half];
+    if (!back) {
+        y[o + i] = a * ca - b * sa;
+        y[o + i + half] = b * cb + a * sb;
+    } else {
+        y[o + i] = a * ca + b * sb;
+        y[o + i + half] = b * cb - a * sa;
+    }
+}
+
+// ---- causal grouped-query attention ----
+// One warp per (query row i, batch·head). Lanes take key columns j for the
+// scores and head dimensions d for the output. Query head h reads kv head
+// h/(NH/NKV). P is B·NH×T×T with zeros above the diagonal.
+
+#define MAXD 256
+
+extern "C" __global__ void attention(float* out, float* P, const float* q, const float* k, const float* v, long long B,
+                                     long long T, long long NH, long long NKV, long long D) {
+    __shared__ float qs[MAXD];
+    long long i = blockIdx.x, bh = blockIdx.y;
+    long long b = bh / NH, h = bh % NH, g = h / (NH / NKV);
+    long long qw = NH * D, kw = NKV * D;
+    int lane = threadIdx.x;
+    const float* qi = q + (b * T + i) * qw + h * D;
+    for (long long d = lane; d < D; d += WARP) qs[d] = qi[d];
+    __syncwarp();
+    float scale = rsqrtf((float)D);
+    float* row = P + (bh * T + i) * T;
+    float mx = -INFINITY;
+    for (long long j = lane; j <= i; j += WARP) {
+        const float* kj = k + (b * T + j) * kw + g * D;
+        float s = 0.f;
+        for (long long d = 0; d < D; d++) s = fmaf(qs[d], kj[d], s);
+        s *= scale;
+        row[j] = s;
+        mx = fmaxf(mx, s);
+    }
+    mx = warp_max(mx);
+    float sum = 0.f;
+    for (long long j = lane; j <= i; j += WARP) {
+        float e = expf(row[j] - mx);
+        row[j] = e;
+        sum += e;
+    }
+    sum = warp_sum(sum);
+    float inv = 1.f / sum;
+    for (long long j = lane; j < T; j += WARP) row[j] = j <= i ? row[j] * inv : 0.f;
+    __syncwarp();
+    float* oi = out + (b * T + i) * qw + h * D;
+    for (long long d = lane; d < D; d += WARP) {
+        float acc = 0.f;
+        for (long long j = 0; j <= i; j++) acc = fmaf(row[j], v[(b * T + j) * kw + g * D + d], acc);
+        oi[d] = acc;
+    }
+}
+
+// attention_back_dq: dS_ij = P_ij·(dO_i·v_j − dO_i·O_i) into ds, and
+// dq_i = Σ_j dS_ij·k_j/√D. One warp per (i, batch·head).
+extern "C" __global__ void attention_back_dq(float* dq, float* ds, const float* k, const float* v, const float* P,
+                                             const float* out, const float* dout, long long B, long long T, long long NH,
+                                             long long NKV, long long D) {
+    __shared__ float dos[MAXD];
+    long long i = blockIdx.x, bh = blockIdx.y;
+    long long b = bh / NH, h = bh % NH, g = h / (NH / NKV);
+    long long qw = NH * D, kw = NKV * D;
+    int lane = threadIdx.x;
+    const float *doi = dout + (b * T + i) * qw + h * D, *oi = out + (b * T + i) * qw + h * D;
+    float di = 0.f;
+    for (long long d = lane; d < D; d += WARP) {
+        dos[d] = doi[d];
+        di += doi[d] * oi[d];
+    }
+    di = warp_sum(di);
+    __syncwarp();
+    const float* prow = P + (bh * T + i) * T;
+    float* srow = ds + (bh * T + i) * T;
+    for (long long j = lane; j < T; j += WARP) {
+        float s = 0.f;
+        if (j <= i) {
+            const float* vj = v + (b * T + j) * kw + g * D;
+            float dp = 0.f;
+            for (long long d = 0; d < D; d++) dp = fmaf(dos[d], vj[d], dp);
+            s = prow[j] * (dp - di);
+        }
+        srow[j] = s;
+    }
+    __syncwarp();
+    float scale = rsqrtf((float)D);
+    float* dqi = dq + (b * T + i) * qw + h * D;
+    for (long long d = lane; d < D; d += WARP) {
+        float acc = 0.f;
+        for (long long j = 0; j <= i; j++) acc = fmaf(srow[j], k[(b * T + j) * kw + g * D + d], acc);
+        dqi[d] = acc * scale;
+    }
+}
+
+// attention_back_dkv: dk_j = Σ_h Σ_{i≥j} dS_ij·q_i/√D and
+// dv_j = Σ_h Σ_{i≥j} P_ij·dO_i over the query heads h of kv head g. One
+// warp per (key row j, batch·kv head); runs after attention_back_dq.
+extern "C" __global__ void attention_back_dkv(float* dk, float* dv, const float* ds, const float* q, const float* P,
+                                              const float* dout, long long B, long long T, long long NH, long long NKV,
+                                              long long D) {
+    long long j = blockIdx.x, bg = blockIdx.y;
+    long long b = bg / NKV, g = bg % NKV, group = NH / NKV;
+    long long qw = NH * D, kw = NKV * D;
+    int lane = threadIdx.x;
+    float scale = rsqrtf((float)D);
+    for (long long d = lane; d < D; d += WARP) {
+        float ak = 0.f, av = 0.f;
+        for (long long h = g * group; h < (g + 1) * group; h++) {
+            long long bh = b * NH + h;
+            for (long long i = j; i < T; i++) {
+                long long o = (b * T + i) * qw + h * D + d;
+                ak = fmaf(ds[(bh * T + i) * T + j], q[o], ak);
+                av = fmaf(P[(bh * T + i) * T + j], dout[o], av);
+            }
+        }
+        dk[(b * T + j) * kw + g * D + d] = ak * scale;
+        dv[(b * T + j) * kw + g * D + d] = av;
+    }
+}
+
+// ---- elementwise ----
+
+extern "C" __global__ void swiglu(float* y, float* sig, const float* g, const float* u, long long n) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float s = 1.f / (1.f + expf(-g[i]));
+    sig[i] = s;
+    y[i] = g[i] * s * u[i];
+}
+
+extern "C" __global__ void swiglu_back(float* dg, float* du, const float* g, const float* u, const float* sig,
+                                       const float* dy, long long n) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float s = sig[i];
+    dg[i] = dy[i] * u[i] * s * (1.f + g[i] * (1.f - s));
+    du[i] = dy[i] * g[i] * s;
+}
+
+extern "C" __global__ void add(float* dst, const float* a, const float* b, long long n) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = a[i] + b[i];
+}
+
+extern "C" __global__ void mul(float* dst, const float* a, const float* m, long long n, long long acc) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    if (acc)
+        dst[i] += a[i] * m[i];
+    else
+        dst[i] = a[i] * m[i];
+}
+
+// ---- cross-entropy, one block per row ----
+
+extern "C" __global__ void cross_entropy(float* dlogits, float* rowLoss, const float* logits, const int* targets,
+                                         long long rows, long long vocab, float scale) {
+    long long r = blockIdx.x;
+    const float* row = logits + r * vocab;
+    float* d = dlogits + r * vocab;
+    int t = targets[r];
+    if (t < 0) {
+        for (long long j = threadIdx.x; j < vocab; j += blockDim.x) d[j] = 0.f;
+        if (threadIdx.x == 0) rowLoss[r] = 0.f;
+        return;
+    }
+    float mx = -INFINITY;
+    for (long long j = threadIdx.x; j < vocab; j += blockDim.x) mx = fmaxf(mx, row[j]);
+    mx = block_reduce(mx, true);
+    float sum = 0.f;
+    for (long long j = threadIdx.x; j < vocab; j += blockDim.x) sum += expf(row[j] - mx);
+    sum = block_reduce(sum, false);
+    if (threadIdx.x == 0) rowLoss[r] = logf(sum) + mx - row[t];
+    float inv = 1.f / sum;
+    for (long long j = threadIdx.x; j < vocab; j += blockDim.x) {
+        float p = expf(row[j] - mx) * inv * scale;
+        d[j] = j == t ? p - scale : p;
+    }
+}
+
+// sum: one block adds everything, so the result does not depend on timing.
+extern "C" __global__ void sum(float* dst, const float* x, long long n) {
+    float s = 0.f;
+    for (long long i = threadIdx.x; i < n; i += blockDim.x) s += x[i];
+    s = block_reduce(s, false);
+    if (threadIdx.x == 0) dst[0] = s;
+}
+
+extern "C" __global__ void adamw(float* p, const float* g, float* m, float* v, long long n, float beta1, float beta2,
+                                 float eps, float step, float sq, float decay, float gscale) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float gi = g[i] * gscale;
+    float mi = beta1 * m[i] + (1.f - beta1) * gi;
+    float vi = beta2 * v[i] + (1.f - beta2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = p[i] * decay - step * mi / (sqrtf(vi) * sq + eps);
+}
