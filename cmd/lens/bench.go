@@ -353,7 +353,7 @@ func (t torchSplit) String() string {
 func runTorch(ctx context.Context, s benchSize, steps int, split torchSplit, dev string) (childResult, error) {
 	script := filepath.Join(repoRoot(), "testdata", "torchref", "bench.py")
 	var out, errb bytes.Buffer
-	cmd := exec.CommandContext(ctx, "/usr/bin/python3", script, "--hidden", fmt.Sprint(s.Hidden), "--layers", fmt.Sprint(s.Layers),
+	cmd := exec.CommandContext(ctx, torchPython(), script, "--hidden", fmt.Sprint(s.Hidden), "--layers", fmt.Sprint(s.Layers),
 		"--heads", fmt.Sprint(s.Heads), "--inter", fmt.Sprint(s.Inter), "--seq", fmt.Sprint(benchSeq), "--batch", fmt.Sprint(benchBatch),
 		"--rank", fmt.Sprint(benchRank), "--steps", fmt.Sprint(steps), "--threads", fmt.Sprint(split.torch), "--device", dev)
 	cmd.Env = append(os.Environ(), fmt.Sprintf("OPENBLAS_NUM_THREADS=%d", split.blas), fmt.Sprintf("OMP_NUM_THREADS=%d", split.torch))
@@ -364,6 +364,15 @@ func runTorch(ctx context.Context, s benchSize, steps int, split torchSplit, dev
 	var r childResult
 	err := json.Unmarshal(out.Bytes(), &r)
 	return r, err
+}
+
+// torchPython is the Python that runs the PyTorch side: $LENS_PYTHON, or
+// Debian's /usr/bin/python3 (python3-torch).
+func torchPython() string {
+	if p := os.Getenv("LENS_PYTHON"); p != "" {
+		return p
+	}
+	return "/usr/bin/python3"
 }
 
 // repoRoot finds the directory holding testdata/torchref: the working
