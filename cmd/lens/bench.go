@@ -47,7 +47,8 @@ type benchRow struct {
 	Ratio           float64 `json:"ratio"`
 	LensGFlops      float64 `json:"lens_gflops"`
 	SgemmGFlops     float64 `json:"sgemm_gflops"`
-	CollectOverhead float64 `json:"collector_overhead"`
+	CollectOverhead float64 `json:"collector_overhead"`        // inside the collectors' hooks, mean of two rounds
+	CollectBlocks   float64 `json:"collector_overhead_blocks"` // whole 10-step blocks with vs without them
 	LensPeakRSS     int64   `json:"lens_peak_rss_bytes"`
 	TorchPeakRSS    int64   `json:"torch_peak_rss_bytes"`
 	GemmKernel      string  `json:"gemm_kernel"`
@@ -101,45 +102,46 @@ func (r *randTokens) Restore(json.RawMessage) error   { return nil }
 // of 10 steps (one collection each) alternate with blocks of 10 where the
 // same hooks are switched off, and the overhead is the ratio of the two
 // blocks' total times; tokens/s is then the blocks with collectors.
-func benchOne(s benchSize, steps int, dev string, collectors bool, cpuProfile string) (float64, float64, int64, error) {
+func benchOne(s benchSize, steps int, dev string, collectors bool, cpuProfile string) (float64, collectorCost, int64, error) {
 	m, err := model.New(s.config(), 1)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, collectorCost{}, 0, err
 	}
 	ad, err := lora.New(m, lora.Config{Rank: benchRank, Alpha: 16, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}}, 1)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, collectorCost{}, 0, err
 	}
 	tr, err := train.New(m, ad, &randTokens{rand.New(rand.NewPCG(1, 2))}, nil,
 		train.Config{Steps: 1 << 30, BatchSize: benchBatch, SeqLen: benchSeq, LR: 1e-3})
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, collectorCost{}, 0, err
 	}
 	defer tr.Close()
 	if dev != device.CPU {
 		d, err := accel.Open(dev)
 		if err != nil {
-			return 0, 0, 0, err
+			return 0, collectorCost{}, 0, err
 		}
 		if err := tr.UseDevice(d); err != nil {
-			return 0, 0, 0, err
+			return 0, collectorCost{}, 0, err
 		}
 	}
 	on := true
+	var spent time.Duration // inside the collectors' hooks
 	if collectors {
 		dir, err := os.MkdirTemp("", "lens-bench")
 		if err != nil {
-			return 0, 0, 0, err
+			return 0, collectorCost{}, 0, err
 		}
 		defer os.RemoveAll(dir)
 		st, err := kv.Open(dir, kv.Options{})
 		if err != nil {
-			return 0, 0, 0, err
+			return 0, collectorCost{}, 0, err
 		}
 		defer st.Close()
 		id := st.NewRunID()
 		if err := st.CreateRun(kv.RunMeta{ID: id, Name: "bench"}); err != nil {
-			return 0, 0, 0, err
+			return 0, collectorCost{}, 0, err
 		}
 		probe := &collect.Probe{Batch: 2}
 		for range 2 * benchSeq {
@@ -149,9 +151,9 @@ func benchOne(s benchSize, steps int, dev string, collectors bool, cpuProfile st
 		for _, name := range []string{"adapter_weights", "adapter_grads", "lora_activations", "activations"} {
 			c, err := collect.Default.Build(collect.Spec{Name: name, Every: 10})
 			if err != nil {
-				return 0, 0, 0, err
+				return 0, collectorCost{}, 0, err
 			}
-			tr.AddHooks(switchable(c.Hooks(tr, collect.StoreSink{Store: st, RunID: id}, probe), &on))
+			tr.AddHooks(switchable(c.Hooks(tr, collect.StoreSink{Store: st, RunID: id}, probe), &on, &spent))
 		}
 	}
 	// Warm up buffers, caches and (with collectors) the probe graph, which
@@ -159,17 +161,17 @@ func benchOne(s benchSize, steps int, dev string, collectors bool, cpuProfile st
 	// steady-state cost at the default frequency.
 	for range 10 {
 		if _, err := tr.TrainStep(); err != nil {
-			return 0, 0, 0, err
+			return 0, collectorCost{}, 0, err
 		}
 	}
 	if cpuProfile != "" {
 		f, err := os.Create(cpuProfile)
 		if err != nil {
-			return 0, 0, 0, fmt.Errorf("cpu profile: %w", err)
+			return 0, collectorCost{}, 0, fmt.Errorf("cpu profile: %w", err)
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return 0, 0, 0, fmt.Errorf("cpu profile %s: %w", cpuProfile, err)
+			return 0, collectorCost{}, 0, fmt.Errorf("cpu profile %s: %w", cpuProfile, err)
 		}
 		defer pprof.StopCPUProfile()
 	}
@@ -177,19 +179,20 @@ func benchOne(s benchSize, steps int, dev string, collectors bool, cpuProfile st
 		start := time.Now()
 		for range steps {
 			if _, err := tr.TrainStep(); err != nil {
-				return 0, 0, 0, err
+				return 0, collectorCost{}, 0, err
 			}
 		}
 		el := time.Since(start).Seconds()
-		return float64(steps*benchBatch*benchSeq) / el, 0, peakRSS(), nil
+		return float64(steps*benchBatch*benchSeq) / el, collectorCost{}, peakRSS(), nil
 	}
 	var with, without time.Duration
+	spent = 0
 	for b := range 2 * max(2, steps/10) {
 		on = b%2 == 1
 		start := time.Now()
 		for range 10 {
 			if _, err := tr.TrainStep(); err != nil {
-				return 0, 0, 0, err
+				return 0, collectorCost{}, 0, err
 			}
 		}
 		if on {
@@ -199,11 +202,23 @@ func benchOne(s benchSize, steps int, dev string, collectors bool, cpuProfile st
 		}
 	}
 	n := max(2, steps/10) * 10
-	return float64(n*benchBatch*benchSeq) / with.Seconds(), with.Seconds()/without.Seconds() - 1, peakRSS(), nil
+	return float64(n*benchBatch*benchSeq) / with.Seconds(), collectorCost{InHooks: spent.Seconds() / without.Seconds(),
+		Blocks: with.Seconds()/without.Seconds() - 1}, peakRSS(), nil
 }
 
-// switchable makes h do nothing while *on is false.
-func switchable(h train.Hooks, on *bool) train.Hooks {
+// collectorCost is the collectors' cost as a fraction of step time: the
+// time spent inside their hooks (what they do themselves: probe forwards,
+// statistics, store writes), and the difference between whole blocks with
+// and without them, which also catches indirect costs (garbage, the
+// store's background work) but carries the machine's drift.
+type collectorCost struct {
+	InHooks float64 `json:"in_hooks"`
+	Blocks  float64 `json:"blocks"`
+}
+
+// switchable makes h do nothing while *on is false and adds the time its
+// calls take to *spent.
+func switchable(h train.Hooks, on *bool, spent *time.Duration) train.Hooks {
 	wrap := func(f func(*train.Trainer, *train.StepInfo) error) func(*train.Trainer, *train.StepInfo) error {
 		if f == nil {
 			return nil
@@ -212,6 +227,8 @@ func switchable(h train.Hooks, on *bool) train.Hooks {
 			if !*on {
 				return nil
 			}
+			start := time.Now()
+			defer func() { *spent += time.Since(start) }()
 			return f(t, s)
 		}
 	}
@@ -303,13 +320,13 @@ func ceilingGFlops(dev string) (float64, error) {
 }
 
 type childResult struct {
-	TokensPerS  float64 `json:"tokens_per_s"`
-	PeakDevice  int64   `json:"peak_device_bytes,omitempty"` // PyTorch on a GPU: max_memory_allocated
-	Device      string  `json:"device,omitempty"`            // the device PyTorch ran on
-	PeakRSS     int64   `json:"peak_rss_bytes"`
-	SgemmGFlops float64 `json:"sgemm_gflops,omitempty"` // measured after the timed steps
-	Overhead    float64 `json:"collector_overhead,omitempty"`
-	BLAS        string  `json:"blas,omitempty"` // the BLAS library PyTorch loaded
+	TokensPerS  float64       `json:"tokens_per_s"`
+	PeakDevice  int64         `json:"peak_device_bytes,omitempty"` // PyTorch on a GPU: max_memory_allocated
+	Device      string        `json:"device,omitempty"`            // the device PyTorch ran on
+	PeakRSS     int64         `json:"peak_rss_bytes"`
+	SgemmGFlops float64       `json:"sgemm_gflops,omitempty"` // measured after the timed steps
+	Overhead    collectorCost `json:"collector_overhead"`
+	BLAS        string        `json:"blas,omitempty"` // the BLAS library PyTorch loaded
 }
 
 func runChild(ctx context.Context, args ...string) (childResult, error) {
@@ -484,7 +501,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			if err != nil {
 				return fmt.Errorf("bench %s with collectors: %w", s.Name, err)
 			}
-			row.CollectOverhead += cl.Overhead / 2 // mean of the two rounds
+			row.CollectOverhead += cl.Overhead.InHooks / 2 // mean of the two rounds
+			row.CollectBlocks += cl.Overhead.Blocks / 2
 		}
 		if row.TorchTokensPerS > 0 {
 			row.Ratio = row.LensTokensPerS / row.TorchTokensPerS
@@ -504,10 +522,10 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			torch = "error"
 		}
 		t = append(t, []string{r.Size, fmt.Sprintf("%.2fM", float64(r.Params)/1e6), fmt.Sprintf("%.0f", r.LensTokensPerS), torch, ratio,
-			fmt.Sprintf("%.1f", r.LensGFlops), fmt.Sprintf("%.1f", r.SgemmGFlops), fmt.Sprintf("%+.1f%%", 100*r.CollectOverhead),
+			fmt.Sprintf("%.1f", r.LensGFlops), fmt.Sprintf("%.1f", r.SgemmGFlops), fmt.Sprintf("%.1f%% (%+.1f%%)", 100*r.CollectOverhead, 100*r.CollectBlocks),
 			fmt.Sprintf("%.0f MB", float64(r.LensPeakRSS)/1e6), fmt.Sprintf("%.0f MB", float64(r.TorchPeakRSS)/1e6)})
 	}
-	table(stdout, []string{"size", "params", "lens tok/s", "torch tok/s", "ratio", "lens GFLOP/s", "sgemm GFLOP/s", "collectors", "lens RSS", "torch RSS"}, t)
+	table(stdout, []string{"size", "params", "lens tok/s", "torch tok/s", "ratio", "lens GFLOP/s", "sgemm GFLOP/s", "collectors (blocks)", "lens RSS", "torch RSS"}, t)
 	fmt.Fprintf(stdout, "LoRA r=%d on q,k,v,o, batch %d×%d, %d threads, gemm kernel %s\n", benchRank, benchBatch, benchSeq, runtime.GOMAXPROCS(0), gemm.Kernel())
 	if *dev != device.CPU && len(rows) > 0 {
 		fmt.Fprintf(stdout, "device: lens on %s (the sgemm column is its own matrix kernel, 2048³), PyTorch on %s\n", rows[0].Device, rows[0].TorchDevice)

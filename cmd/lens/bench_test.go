@@ -38,10 +38,14 @@ func TestBenchJSON(t *testing.T) {
 	require.Greater(t, num("sgemm_gflops"), 1.0)
 	// lens GFLOP/s is tokens/s times the step's flops per token.
 	require.InEpsilon(t, num("lens_gflops")/lensTPS, stepFlops(benchSizes[0].config(), benchSeq)/1e9, 1e-9)
+	// The time inside the collectors' hooks is a positive share of the
+	// steps; the block comparison carries drift and may come out negative.
 	ov := num("collector_overhead")
-	require.False(t, math.IsNaN(ov))
-	require.Greater(t, ov, -0.5)
+	require.Greater(t, ov, 0.0)
 	require.Less(t, ov, 1.0)
+	blocks := num("collector_overhead_blocks")
+	require.False(t, math.IsNaN(blocks))
+	require.Greater(t, blocks, -0.5)
 	require.Greater(t, num("lens_peak_rss_bytes"), 1e6)
 	if torch {
 		require.Greater(t, num("torch_tokens_per_s"), 100.0)

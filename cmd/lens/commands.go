@@ -66,7 +66,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("run", "FILE.star [-- KEY=VALUE ...]", "Run an experiment script; KEY=VALUE pairs after -- reach it as lens.args", stderr)
 	store := storeFlag(fs)
 	resume := fs.String("resume", "", "resume RUN from its last checkpoint instead of running a script")
-	dev := fs.String("device", "", `default device for lens.train: "auto", "cpu" or "cuda" (this build: cpu only)`)
+	dev := fs.String("device", "", `default device for lens.train: "auto", "cpu" or "cuda" (cuda needs a lens built with -tags lenscuda and a GPU)`)
 	backend := fs.String("backend", "", `default backend of the script's sweeps (run_sweep, successive_halving): "inline", "local" or "slurm"`)
 	var allow multiFlag
 	fs.Var(&allow, "allow-read", "a folder outside the workspace that scripts may read (repeatable)")
