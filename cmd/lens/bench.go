@@ -47,7 +47,7 @@ type benchRow struct {
 	Ratio           float64 `json:"ratio"`
 	LensGFlops      float64 `json:"lens_gflops"`
 	SgemmGFlops     float64 `json:"sgemm_gflops"`
-	CollectOverhead float64 `json:"collector_overhead"`        // inside the collectors' hooks, mean of two rounds
+	CollectOverhead float64 `json:"collector_overhead"`        // inside the collectors' hooks, mean over the rounds
 	CollectBlocks   float64 `json:"collector_overhead_blocks"` // whole 10-step blocks with vs without them
 	LensPeakRSS     int64   `json:"lens_peak_rss_bytes"`
 	TorchPeakRSS    int64   `json:"torch_peak_rss_bytes"`
@@ -411,6 +411,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		"Time the same LoRA training step (r=8 on q,k,v,o, batch 4×256) in lens and in PyTorch, alternating, with the sgemm ceiling, collector overhead and peak memory", stderr)
 	sizes := fs.String("sizes", "tiny,small,medium", "model sizes: tiny (hidden 128, 4 layers), small (256, 6), medium (512, 8)")
 	steps := fs.Int("steps", 30, "timed steps per measurement (collectors fire every 10)")
+	rounds := fs.Int("rounds", 3, "alternations of lens and PyTorch per size; each side keeps its best")
 	asJSON := fs.Bool("json", false, "print the rows as a JSON list")
 	noTorch := fs.Bool("no-torch", false, "skip the PyTorch side")
 	one := fs.String("one", "", "internal: time one size in this process and print JSON")
@@ -420,8 +421,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	if *steps <= 0 {
-		return usagef("--steps must be positive")
+	if *steps <= 0 || *rounds <= 0 {
+		return usagef("--steps and --rounds must be positive")
 	}
 	if *dev != device.CPU && *dev != device.CUDA {
 		return usagef("--device %q: want cpu or cuda", *dev)
@@ -466,10 +467,10 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		c := s.config()
 		row := benchRow{Size: s.Name, Params: c.ParamCount(), GemmKernel: gemm.Kernel(), Device: *dev}
 		fmt.Fprintf(stderr, "bench %s: lens, PyTorch, lens with collectors...\n", s.Name)
-		// Alternate lens and PyTorch and keep each side's best of two
+		// Alternate lens and PyTorch and keep each side's best of the
 		// rounds (PyTorch: of every thread split in them), so drift on a
 		// shared machine hits both alike.
-		for range 2 {
+		for range *rounds {
 			l, err := runChild(ctx, "bench", "--one", s.Name, "--steps", fmt.Sprint(*steps), "--device", *dev)
 			if err != nil {
 				return fmt.Errorf("bench %s: %w", s.Name, err)
@@ -501,8 +502,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			if err != nil {
 				return fmt.Errorf("bench %s with collectors: %w", s.Name, err)
 			}
-			row.CollectOverhead += cl.Overhead.InHooks / 2 // mean of the two rounds
-			row.CollectBlocks += cl.Overhead.Blocks / 2
+			row.CollectOverhead += cl.Overhead.InHooks / float64(*rounds) // mean over the rounds
+			row.CollectBlocks += cl.Overhead.Blocks / float64(*rounds)
 		}
 		if row.TorchTokensPerS > 0 {
 			row.Ratio = row.LensTokensPerS / row.TorchTokensPerS

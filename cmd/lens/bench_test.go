@@ -16,7 +16,7 @@ func TestBenchJSON(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the tiny benchmark (~30 s)")
 	}
-	args := []string{"bench", "--sizes", "tiny", "--steps", "10", "--json"}
+	args := []string{"bench", "--sizes", "tiny", "--steps", "10", "--rounds", "1", "--json"}
 	torch := exec.Command("/usr/bin/python3", "-c", "import torch").Run() == nil
 	if !torch {
 		args = append(args, "--no-torch")
