@@ -58,6 +58,10 @@ type benchRow struct {
 	Device          string  `json:"device"`                 // cpu, or the accelerator lens trained on
 	TorchDevice     string  `json:"torch_device,omitempty"` // the GPU PyTorch ran on
 	TorchPeakDevice int64   `json:"torch_peak_device_bytes,omitempty"`
+	// Steal is the share of CPU time the hypervisor took from this machine
+	// while the size ran (/proc/stat): above a few percent, timings are
+	// not to be trusted.
+	Steal float64 `json:"cpu_steal"`
 }
 
 const benchSeq, benchBatch, benchRank = 256, 4, 8
@@ -233,6 +237,30 @@ func switchable(h train.Hooks, on *bool, spent *time.Duration) train.Hooks {
 		}
 	}
 	return train.Hooks{AfterBackward: wrap(h.AfterBackward), AfterStep: wrap(h.AfterStep), AfterEval: h.AfterEval}
+}
+
+// cpuSteal reads the steal and total jiffies of all CPUs from /proc/stat
+// (0, 0 where unavailable).
+func cpuSteal() (steal, total uint64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0
+	}
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		if i < 8 { // user … steal; guest time is already in user
+			total += n
+		}
+		if i == 7 {
+			steal = n
+		}
+	}
+	return steal, total
 }
 
 // peakRSS reads VmHWM from /proc/self/status (0 where unavailable).
@@ -467,6 +495,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		c := s.config()
 		row := benchRow{Size: s.Name, Params: c.ParamCount(), GemmKernel: gemm.Kernel(), Device: *dev}
 		fmt.Fprintf(stderr, "bench %s: lens, PyTorch, lens with collectors...\n", s.Name)
+		steal0, total0 := cpuSteal()
 		// Alternate lens and PyTorch and keep each side's best of the
 		// rounds (PyTorch: of every thread split in them), so drift on a
 		// shared machine hits both alike.
@@ -505,6 +534,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			row.CollectOverhead += cl.Overhead.InHooks / float64(*rounds) // mean over the rounds
 			row.CollectBlocks += cl.Overhead.Blocks / float64(*rounds)
 		}
+		if steal1, total1 := cpuSteal(); total1 > total0 {
+			row.Steal = float64(steal1-steal0) / float64(total1-total0)
+		}
 		if row.TorchTokensPerS > 0 {
 			row.Ratio = row.LensTokensPerS / row.TorchTokensPerS
 		}
@@ -537,6 +569,11 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintln(stdout)
 	}
+	fmt.Fprint(stdout, "CPU time stolen by the hypervisor:")
+	for _, r := range rows {
+		fmt.Fprintf(stdout, " %s %.1f%%;", r.Size, 100*r.Steal)
+	}
+	fmt.Fprintln(stdout)
 	for _, r := range rows {
 		if r.TorchError != "" {
 			fmt.Fprintf(stdout, "PyTorch failed for %s: %s\n", r.Size, r.TorchError)

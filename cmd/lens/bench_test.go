@@ -47,6 +47,9 @@ func TestBenchJSON(t *testing.T) {
 	require.False(t, math.IsNaN(blocks))
 	require.Greater(t, blocks, -0.5)
 	require.Greater(t, num("lens_peak_rss_bytes"), 1e6)
+	steal := num("cpu_steal")
+	require.GreaterOrEqual(t, steal, 0.0)
+	require.LessOrEqual(t, steal, 1.0)
 	if torch {
 		require.Greater(t, num("torch_tokens_per_s"), 100.0)
 		require.InEpsilon(t, lensTPS/num("torch_tokens_per_s"), num("ratio"), 1e-9)
