@@ -120,7 +120,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		out, err := runs.Resume(ctx, st, meta.ID, runs.Options{Progress: prog.update})
+		if *dev != "" {
+			if _, note, err := device.Resolve(*dev); err != nil {
+				return usagef("--device: %v", err)
+			} else if note != "" {
+				fmt.Fprintln(stderr, note)
+			}
+		}
+		out, err := runs.Resume(ctx, st, meta.ID, runs.Options{Progress: prog.update, Device: *dev})
 		prog.done()
 		if err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"lens/engine/device"
 	"lens/engine/lora"
 	"lens/engine/model"
 	"lens/engine/train"
@@ -231,6 +232,16 @@ func Resume(ctx context.Context, st *kv.Store, runID string, opt Options) (kv.Ru
 	fromScratch := errors.Is(err, kv.ErrNotFound)
 	if err != nil && !fromScratch {
 		return kv.RunMeta{}, fmt.Errorf("resume %s: %w", runID, err)
+	}
+	if opt.Device != "" {
+		got, note, err := device.Resolve(opt.Device)
+		if err != nil {
+			return kv.RunMeta{}, fmt.Errorf("resume %s: %w", runID, err)
+		}
+		if note != "" && opt.Logger != nil {
+			opt.Logger.Info(note)
+		}
+		spec.Device = got
 	}
 	base, err := LoadBase(st, spec)
 	if err != nil {

@@ -78,3 +78,49 @@ func TestDeviceRunMatchesCPU(t *testing.T) {
 		}
 	}
 }
+
+// TestResumeOnOtherDevice: a run trained on "cuda" that dies finishes on
+// the CPU with Options.Device, and ends with the losses of a run that
+// stayed on the CPU throughout.
+func TestResumeOnOtherDevice(t *testing.T) {
+	if b, ok := accel.Lookup("cuda"); !ok {
+		accel.Register("cuda", hostBackend{})
+	} else if ok, why := b.Available(); !ok {
+		t.Skipf("the cuda backend is built in but cannot run here: %s", why)
+	}
+	st := openStore(t)
+	spec, base := tinySpec(t, st)
+	spec.Train.Steps = 6
+	cpuJob, err := Prepare(spec, base)
+	require.NoError(t, err)
+	m1, err := cpuJob.Run(context.Background(), st, Options{})
+	require.NoError(t, err)
+	spec.Device = "cuda"
+	devJob, err := Prepare(spec, base)
+	require.NoError(t, err)
+	m2, err := devJob.Run(context.Background(), st, Options{Hooks: []train.Hooks{{AfterStep: func(tr *train.Trainer, s *train.StepInfo) error {
+		if s.Step == 3 {
+			return errors.New("simulated crash")
+		}
+		return nil
+	}}}})
+	require.Error(t, err)
+	var on string
+	m2, err = Resume(context.Background(), st, m2.ID, Options{Device: "cpu", OnStart: func(_ string, tr *train.Trainer) error {
+		on = tr.DeviceName()
+		return nil
+	}})
+	require.NoError(t, err)
+	require.Equal(t, kv.StatusDone, m2.Status)
+	require.Equal(t, "cpu", on)
+	l1, err := st.ReadMetric(m1.ID, "loss")
+	require.NoError(t, err)
+	l2, err := st.ReadMetric(m2.ID, "loss")
+	require.NoError(t, err)
+	require.Len(t, l2, len(l1))
+	for i := range l1 {
+		require.InEpsilon(t, l1[i].Value, l2[i].Value, 1e-4, "loss at step %d", l1[i].Step)
+	}
+	_, err = Resume(context.Background(), st, m2.ID, Options{Device: "tpu"})
+	require.ErrorContains(t, err, `device = "tpu"`)
+}

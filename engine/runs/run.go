@@ -48,6 +48,10 @@ type Options struct {
 	Collectors []collect.Collector
 	// Sinks mirror the run elsewhere (TensorBoard, W&B) as it trains.
 	Sinks []Sink
+	// Device, when set, is where Resume continues the run ("cpu", "cuda",
+	// "auto") instead of the device it was recorded with: a run trained on
+	// a GPU can finish on a machine without one.
+	Device string
 }
 
 // Job is a prepared run: a trainer over its data, not yet recorded.
