@@ -24,7 +24,7 @@ import (
 type pair struct{ d, h accel.Buf }
 
 type bench struct {
-	t      *testing.T
+	t      testing.TB
 	dev    accel.Device
 	host   accel.Host
 	rng    *rand.Rand
@@ -83,7 +83,7 @@ func (b *bench) same(what string, p pair, tol float64) {
 
 // Kernels runs every kernel of dev and of the Host on the same random
 // inputs and compares the outputs within tol (relative to 1+|host value|).
-func Kernels(t *testing.T, dev accel.Device, tol float64) {
+func Kernels(t testing.TB, dev accel.Device, tol float64) {
 	b := &bench{t: t, dev: dev, rng: rand.New(rand.NewPCG(1, 2))}
 	defer func() {
 		for _, a := range b.allocs {
@@ -219,7 +219,7 @@ func squares(b *bench, n int) []float32 {
 // Model is a small model with grouped-query attention, an untied head and
 // LoRA (r=4, random B so that every gradient is non-zero) on every linear
 // module of every layer.
-func Model(t *testing.T) (*model.Model, *lora.Adapter) {
+func Model(t testing.TB) (*model.Model, *lora.Adapter) {
 	c := model.Tiny()
 	c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers = 64, 96, 2
 	c.NumAttentionHeads, c.NumKeyValueHeads, c.TieWordEmbeddings = 4, 2, false
@@ -240,7 +240,7 @@ func Model(t *testing.T) (*model.Model, *lora.Adapter) {
 // engine/nn graph and compares the loss and every adapter gradient
 // within tol (relative to the gradient's largest entry), with and
 // without dropout masks; then checks Update against AdamW on the host.
-func Step(t *testing.T, dev accel.Device, tol float64) {
+func Step(t testing.TB, dev accel.Device, tol float64) {
 	m, ad := Model(t)
 	const B, T = 2, 24
 	rng := rand.New(rand.NewPCG(9, 9))
