@@ -3,7 +3,6 @@ package train
 import (
 	"errors"
 	"fmt"
-	"math"
 
 	"lens/engine/accel"
 )
@@ -89,18 +88,9 @@ func (o *onDevice) micro(t *Trainer, inv float32) (float64, float64, error) {
 
 // adamw is Trainer.adamw on the device.
 func (o *onDevice) adamw(t *Trainer, lr, gscale float64) error {
-	c := t.Config
-	step := float64(t.Step + 1)
-	bc1, bc2 := 1-math.Pow(c.Beta1, step), 1-math.Pow(c.Beta2, step)
 	var errs []error
 	for _, p := range t.Params {
-		plr := lr * p.LRScale
-		h := accel.AdamParams{Beta1: float32(c.Beta1), Beta2: float32(c.Beta2), Eps: float32(c.Eps),
-			Step: float32(plr / bc1), Sq: float32(1 / math.Sqrt(bc2)), Decay: 1, GScale: float32(gscale)}
-		if p.Decay && c.WeightDecay > 0 {
-			h.Decay = float32(1 - plr*c.WeightDecay)
-		}
-		if err := o.step.Update(p.Name, p.Grad, h, p.Data, p.M, p.V); err != nil {
+		if err := o.step.Update(p.Name, p.Grad, t.adamParams(p, lr, gscale), p.Data, p.M, p.V); err != nil {
 			errs = append(errs, fmt.Errorf("update %s: %w", p.Name, err))
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	gorgonia "gorgonia.org/gorgonia"
 
+	"lens/engine/accel"
 	"lens/engine/lora"
 	"lens/engine/model"
 	"lens/engine/nn"
@@ -345,29 +346,32 @@ func (t *Trainer) LRScale() float64 { return t.lrScale }
 // adamw applies one AdamW update (decoupled weight decay, bias-corrected
 // moments) with the gradient scaled by gscale (clipping).
 func (t *Trainer) adamw(lr, gscale float64) {
-	c := t.Config
-	step := float64(t.Step + 1)
-	bc1 := 1 - math.Pow(c.Beta1, step)
-	bc2 := 1 - math.Pow(c.Beta2, step)
-	b1, b2 := float32(c.Beta1), float32(c.Beta2)
-	gs := float32(gscale)
 	for _, p := range t.Params {
-		plr := lr * p.LRScale
-		step := float32(plr / bc1)
-		sq := float32(1 / math.Sqrt(bc2))
-		eps := float32(c.Eps)
-		decay := float32(1)
-		if p.Decay && c.WeightDecay > 0 {
-			decay = float32(1 - plr*c.WeightDecay)
-		}
+		h := t.adamParams(p, lr, gscale)
+		b1, b2 := h.Beta1, h.Beta2
 		for i, g := range p.Grad {
-			g *= gs
+			g *= h.GScale
 			m := b1*p.M[i] + (1-b1)*g
 			v := b2*p.V[i] + (1-b2)*g*g
 			p.M[i], p.V[i] = m, v
-			p.Data[i] = p.Data[i]*decay - step*m/(float32(math.Sqrt(float64(v)))*sq+eps)
+			p.Data[i] = p.Data[i]*h.Decay - h.Step*m/(float32(math.Sqrt(float64(v)))*h.Sq+h.Eps)
 		}
 	}
+}
+
+// adamParams are the scalars of this step's AdamW update of p, shared by
+// the host loop above and the device kernel.
+func (t *Trainer) adamParams(p *Param, lr, gscale float64) accel.AdamParams {
+	c := t.Config
+	step := float64(t.Step + 1)
+	plr := lr * p.LRScale
+	h := accel.AdamParams{Beta1: float32(c.Beta1), Beta2: float32(c.Beta2), Eps: float32(c.Eps),
+		Step: float32(plr / (1 - math.Pow(c.Beta1, step))), Sq: float32(1 / math.Sqrt(1-math.Pow(c.Beta2, step))),
+		Decay: 1, GScale: float32(gscale)}
+	if p.Decay && c.WeightDecay > 0 {
+		h.Decay = float32(1 - plr*c.WeightDecay)
+	}
+	return h
 }
 
 // Evaluate computes the loss on every eval set with the current weights.
