@@ -223,6 +223,16 @@ func (s *Step) Close() {
 // module path (N×in, entries 0 or 1/(1−p)). It returns the mean loss; the
 // adapters' gradients stay on the device (Grad reads them).
 func (s *Step) Run(inputs, targets []int32, masks map[string][]float32) (float64, error) {
+	return s.pass(inputs, targets, masks, true)
+}
+
+// Loss is the mean loss of a batch without dropout and without a backward
+// pass (evaluation); it leaves the gradients of the last Run alone.
+func (s *Step) Loss(inputs, targets []int32) (float64, error) {
+	return s.pass(inputs, targets, nil, false)
+}
+
+func (s *Step) pass(inputs, targets []int32, masks map[string][]float32, backward bool) (float64, error) {
 	c := s.cfg
 	if len(inputs) != s.N || len(targets) != s.N {
 		return 0, fmt.Errorf("accel: batch of %d inputs and %d targets, want %d", len(inputs), len(targets), s.N)
@@ -283,8 +293,10 @@ func (s *Step) Run(inputs, targets []int32, masks map[string][]float32) (float64
 	if err := k.Sum(s.sum, s.rowLoss, s.N); err != nil {
 		return 0, err
 	}
-	if err := s.backward(); err != nil {
-		return 0, err
+	if backward {
+		if err := s.backward(); err != nil {
+			return 0, err
+		}
 	}
 	if err := k.Download(s.hostSum, s.sum); err != nil {
 		return 0, err

@@ -62,6 +62,17 @@ func TestDeviceRunMatchesCPU(t *testing.T) {
 	for i := range l1 {
 		require.InEpsilon(t, l1[i].Value, l2[i].Value, 1e-4, "loss at step %d", l1[i].Step)
 	}
+	// Evaluation ran on the device too (Step.Loss), at steps 0, 2, 4, …
+	e1, err := st.ReadMetric(m1.ID, "eval/opticks")
+	require.NoError(t, err)
+	e2, err := st.ReadMetric(m2.ID, "eval/opticks")
+	require.NoError(t, err)
+	require.NotEmpty(t, e1)
+	require.Equal(t, len(e1), len(e2))
+	for i := range e1 {
+		require.Equal(t, e1[i].Step, e2[i].Step)
+		require.InEpsilon(t, e1[i].Value, e2[i].Value, 1e-4, "eval loss at step %d", e1[i].Step)
+	}
 	_, a1, _, err := Weights(st, m1.ID, -1)
 	require.NoError(t, err)
 	_, a2, _, err := Weights(st, m2.ID, -1)

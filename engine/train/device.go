@@ -13,7 +13,8 @@ import (
 // update) and of each step's gradient (Param.Grad), so hooks, collectors,
 // clipping and checkpoints work as on the CPU. Only the LoRA tensors cross
 // the bus each step; the frozen weights and the activations stay on the
-// device. Evaluation and probe forwards run on the host.
+// device. Evaluation runs on the device too; the collectors' probe
+// forwards run on the host.
 type onDevice struct {
 	dev     accel.Device
 	step    *accel.Step
@@ -95,6 +96,16 @@ func (o *onDevice) adamw(t *Trainer, lr, gscale float64) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// eval is forwardNet.eval on the device, with the training batch shape.
+func (o *onDevice) eval(t *Trainer, tokens []int32) (EvalResult, error) {
+	if err := o.sync(t.Params); err != nil {
+		return EvalResult{}, err
+	}
+	B, T := t.Config.BatchSize, t.Config.SeqLen
+	in, tg := make([]int32, B*T), make([]int32, B*T)
+	return evalWindows(tokens, B, T, t.Config.EvalBatches, in, tg, func() (float64, error) { return o.step.Loss(in, tg) })
 }
 
 func (o *onDevice) close() error {

@@ -44,6 +44,17 @@ func newForwardNet(m *model.Model, ad *lora.Adapter, batch, seqLen int) (*forwar
 // eval runs windows through the net, maxBatches batches at most (0: all).
 func (f *forwardNet) eval(tokens []int32, maxBatches int) (EvalResult, error) {
 	B, T := f.feed.B, f.feed.T
+	f.feed.Inputs = make([]int32, B*T)
+	f.feed.Targets = make([]int32, B*T)
+	return evalWindows(tokens, B, T, maxBatches, f.feed.Inputs, f.feed.Targets, f.mach.Run)
+}
+
+// evalWindows is the mean loss over consecutive non-overlapping windows of
+// T+1 tokens, B at a time (at most maxBatches batches when positive): it
+// fills inputs and targets (B×T) with each batch, padding a last partial
+// batch with ignored targets, and calls loss, which returns the batch's
+// mean over its counted targets.
+func evalWindows(tokens []int32, B, T, maxBatches int, inputs, targets []int32, loss func() (float64, error)) (EvalResult, error) {
 	// Consecutive non-overlapping windows; a trailing partial one is dropped.
 	nw := data.NumWindows(len(tokens), T)
 	if nw == 0 {
@@ -54,12 +65,10 @@ func (f *forwardNet) eval(tokens []int32, maxBatches int) (EvalResult, error) {
 	}
 	var sum float64
 	var count int
-	f.feed.Inputs = make([]int32, B*T)
-	f.feed.Targets = make([]int32, B*T)
 	for w0 := 0; w0 < nw; w0 += B {
 		valid := 0
 		for b := range B {
-			in, tg := f.feed.Inputs[b*T:(b+1)*T], f.feed.Targets[b*T:(b+1)*T]
+			in, tg := inputs[b*T:(b+1)*T], targets[b*T:(b+1)*T]
 			if w := w0 + b; w < nw {
 				copy(in, tokens[w*T:w*T+T])
 				copy(tg, tokens[w*T+1:w*T+T+1])
@@ -71,11 +80,11 @@ func (f *forwardNet) eval(tokens []int32, maxBatches int) (EvalResult, error) {
 				}
 			}
 		}
-		loss, err := f.mach.Run()
+		l, err := loss()
 		if err != nil {
 			return EvalResult{}, fmt.Errorf("eval: %w", err)
 		}
-		sum += loss * float64(valid)
+		sum += l * float64(valid)
 		count += valid
 	}
 	return EvalResult{Loss: sum / float64(count), Tokens: count, Windows: nw}, nil

@@ -378,7 +378,13 @@ func (t *Trainer) adamParams(p *Param, lr, gscale float64) accel.AdamParams {
 func (t *Trainer) Evaluate() (map[string]float64, error) {
 	out := map[string]float64{}
 	for _, e := range t.Evals {
-		r, err := t.evalNet.eval(e.Tokens, t.Config.EvalBatches)
+		var r EvalResult
+		var err error
+		if t.device != nil {
+			r, err = t.device.eval(t, e.Tokens)
+		} else {
+			r, err = t.evalNet.eval(e.Tokens, t.Config.EvalBatches)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("eval set %s: %w", e.Name, err)
 		}
