@@ -21,11 +21,11 @@ type hostBackend struct{}
 func (hostBackend) Available() (bool, string)   { return true, "" }
 func (hostBackend) Open() (accel.Device, error) { return accel.Host{}, nil }
 
-// TestDeviceRunMatchesCPU trains the same run on the CPU and on a "cuda"
-// device (the host stand-in where the real backend is absent), the device
-// run crashing at step 5 and resuming from its step-4 checkpoint: losses
-// and the final adapter agree.
-func TestDeviceRunMatchesCPU(t *testing.T) {
+// cpuAndCrashedDeviceRun trains the tiny spec for steps steps on the CPU,
+// then again on "cuda" (the host stand-in where the real backend is
+// absent) until it crashes after step crashAt; it returns both records.
+func cpuAndCrashedDeviceRun(t *testing.T, steps, crashAt int) (*kv.Store, kv.RunMeta, kv.RunMeta) {
+	t.Helper()
 	if b, ok := accel.Lookup("cuda"); !ok {
 		accel.Register("cuda", hostBackend{})
 	} else if ok, why := b.Available(); !ok {
@@ -33,24 +33,32 @@ func TestDeviceRunMatchesCPU(t *testing.T) {
 	}
 	st := openStore(t)
 	spec, base := tinySpec(t, st)
-	spec.Train.Steps = 8
+	spec.Train.Steps = steps
 	cpuJob, err := Prepare(spec, base)
 	require.NoError(t, err)
 	m1, err := cpuJob.Run(context.Background(), st, Options{})
 	require.NoError(t, err)
-
 	spec.Device = "cuda"
 	devJob, err := Prepare(spec, base)
 	require.NoError(t, err)
 	require.NotEqual(t, "cpu", devJob.Trainer.DeviceName())
 	m2, err := devJob.Run(context.Background(), st, Options{Hooks: []train.Hooks{{AfterStep: func(tr *train.Trainer, s *train.StepInfo) error {
-		if s.Step == 5 {
+		if s.Step == crashAt {
 			return errors.New("simulated crash")
 		}
 		return nil
 	}}}})
 	require.Error(t, err)
-	m2, err = Resume(context.Background(), st, m2.ID, Options{})
+	return st, m1, m2
+}
+
+// TestDeviceRunMatchesCPU trains the same run on the CPU and on a "cuda"
+// device (the host stand-in where the real backend is absent), the device
+// run crashing at step 5 and resuming from its step-4 checkpoint: losses
+// and the final adapter agree.
+func TestDeviceRunMatchesCPU(t *testing.T) {
+	st, m1, m2 := cpuAndCrashedDeviceRun(t, 8, 5)
+	m2, err := Resume(context.Background(), st, m2.ID, Options{})
 	require.NoError(t, err)
 	require.Equal(t, kv.StatusDone, m2.Status)
 
@@ -94,30 +102,9 @@ func TestDeviceRunMatchesCPU(t *testing.T) {
 // the CPU with Options.Device, and ends with the losses of a run that
 // stayed on the CPU throughout.
 func TestResumeOnOtherDevice(t *testing.T) {
-	if b, ok := accel.Lookup("cuda"); !ok {
-		accel.Register("cuda", hostBackend{})
-	} else if ok, why := b.Available(); !ok {
-		t.Skipf("the cuda backend is built in but cannot run here: %s", why)
-	}
-	st := openStore(t)
-	spec, base := tinySpec(t, st)
-	spec.Train.Steps = 6
-	cpuJob, err := Prepare(spec, base)
-	require.NoError(t, err)
-	m1, err := cpuJob.Run(context.Background(), st, Options{})
-	require.NoError(t, err)
-	spec.Device = "cuda"
-	devJob, err := Prepare(spec, base)
-	require.NoError(t, err)
-	m2, err := devJob.Run(context.Background(), st, Options{Hooks: []train.Hooks{{AfterStep: func(tr *train.Trainer, s *train.StepInfo) error {
-		if s.Step == 3 {
-			return errors.New("simulated crash")
-		}
-		return nil
-	}}}})
-	require.Error(t, err)
+	st, m1, m2 := cpuAndCrashedDeviceRun(t, 6, 3)
 	var on string
-	m2, err = Resume(context.Background(), st, m2.ID, Options{Device: "cpu", OnStart: func(_ string, tr *train.Trainer) error {
+	m2, err := Resume(context.Background(), st, m2.ID, Options{Device: "cpu", OnStart: func(_ string, tr *train.Trainer) error {
 		on = tr.DeviceName()
 		return nil
 	}})
