@@ -22,6 +22,7 @@ func open(t *testing.T) *Device {
 	}
 	d, err := Open()
 	require.NoError(t, err)
+	t.Logf("device %s", d.Name())
 	t.Cleanup(func() { require.NoError(t, d.Close()) })
 	return d
 }

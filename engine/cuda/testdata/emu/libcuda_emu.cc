@@ -1,0 +1,175 @@
+// A CPU stand-in for libcuda.so.1, for testing engine/cuda without a GPU.
+//
+// It implements the driver entry points engine/cuda's binding looks up,
+// with host memory as "device" memory, and runs the kernels of
+// ../../kernels.cu compiled as C++: each block in turn, its threads as OS
+// threads, with real barriers for __syncthreads/__syncwarp and warp
+// shuffles through a per-warp exchange buffer. So the binding, the launch
+// configurations, the argument packing and the kernels' own indexing and
+// reductions all run for real; only the hardware is missing (no memory
+// model, warp scheduling or PTX JIT). Built by the test TestEmulated.
+#include <cuda.h>
+
+#include <barrier>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace emu {
+struct dim { unsigned x = 0, y = 0, z = 0; };
+thread_local dim threadIdx, blockIdx;
+dim blockDim, gridDim;
+std::barrier<> *block_bar;
+std::vector<std::unique_ptr<std::barrier<>>> warp_bar;
+float (*warp_buf)[32];
+
+inline void syncthreads() { block_bar->arrive_and_wait(); }
+inline void syncwarp() { warp_bar[threadIdx.x / 32]->arrive_and_wait(); }
+inline float shfl_xor(float v, int o) {
+  unsigned w = threadIdx.x / 32, l = threadIdx.x % 32;
+  warp_buf[w][l] = v;
+  syncwarp();
+  float r = warp_buf[w][l ^ o];
+  syncwarp();
+  return r;
+}
+}  // namespace emu
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __restrict__
+#define __shared__ static
+#define threadIdx emu::threadIdx
+#define blockIdx emu::blockIdx
+#define blockDim emu::blockDim
+#define __syncthreads() emu::syncthreads()
+#define __syncwarp() emu::syncwarp()
+#define __shfl_xor_sync(mask, v, o) emu::shfl_xor(v, o)
+static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+#include <math.h>  // expf, logf, fmaf, fmaxf, sqrtf, INFINITY in the global namespace
+
+#include "../../kernels.cu"
+
+#undef threadIdx
+#undef blockIdx
+#undef blockDim
+
+namespace {
+typedef long long ll;
+typedef std::function<void(void **)> Kernel;
+template <class T> T arg(void **p, int i) { return *(T *)p[i]; }
+#define F(i) arg<float *>(p, i)
+#define I(i) arg<int *>(p, i)
+#define L(i) arg<ll>(p, i)
+#define R(i) arg<float>(p, i)
+
+struct Fn {
+  const char *name;
+  Kernel run;
+};
+Fn fns[] = {
+    {"sgemm", [](void **p) { sgemm(L(0), L(1), L(2), L(3), L(4), R(5), F(6), L(7), F(8), L(9), R(10), F(11), L(12)); }},
+    {"embed", [](void **p) { embed(F(0), F(1), I(2), L(3), L(4)); }},
+    {"rmsnorm", [](void **p) { rmsnorm(F(0), F(1), F(2), F(3), L(4), L(5), R(6)); }},
+    {"rmsnorm_back", [](void **p) { rmsnorm_back(F(0), F(1), F(2), F(3), F(4), L(5), L(6)); }},
+    {"rope", [](void **p) { rope(F(0), F(1), F(2), F(3), L(4), L(5), L(6), L(7), L(8)); }},
+    {"attention", [](void **p) { attention(F(0), F(1), F(2), F(3), F(4), L(5), L(6), L(7), L(8), L(9)); }},
+    {"attention_back_dq",
+     [](void **p) { attention_back_dq(F(0), F(1), F(2), F(3), F(4), F(5), F(6), L(7), L(8), L(9), L(10), L(11)); }},
+    {"attention_back_dkv",
+     [](void **p) { attention_back_dkv(F(0), F(1), F(2), F(3), F(4), F(5), L(6), L(7), L(8), L(9), L(10)); }},
+    {"swiglu", [](void **p) { swiglu(F(0), F(1), F(2), F(3), L(4)); }},
+    {"swiglu_back", [](void **p) { swiglu_back(F(0), F(1), F(2), F(3), F(4), F(5), L(6)); }},
+    {"add", [](void **p) { add(F(0), F(1), F(2), L(3)); }},
+    {"mul", [](void **p) { mul(F(0), F(1), F(2), L(3), L(4)); }},
+    {"cross_entropy", [](void **p) { cross_entropy(F(0), F(1), F(2), I(3), L(4), L(5), R(6)); }},
+    {"sum", [](void **p) { sum(F(0), F(1), L(2)); }},
+    {"adamw", [](void **p) { adamw(F(0), F(1), F(2), F(3), L(4), R(5), R(6), R(7), R(8), R(9), R(10), R(11)); }},
+};
+int ctx_token, mod_token;
+}  // namespace
+
+extern "C" {
+CUresult cuInit(unsigned int) { return CUDA_SUCCESS; }
+CUresult cuDriverGetVersion(int *v) { *v = 12000; return CUDA_SUCCESS; }
+CUresult cuDeviceGetCount(int *n) { *n = 1; return CUDA_SUCCESS; }
+CUresult cuDeviceGet(CUdevice *d, int i) { *d = i; return i == 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE; }
+CUresult cuDeviceGetName(char *name, int len, CUdevice) {
+  snprintf(name, len, "lens CPU emulator");
+  return CUDA_SUCCESS;
+}
+CUresult cuDevicePrimaryCtxRetain(CUcontext *c, CUdevice) { *c = (CUcontext)&ctx_token; return CUDA_SUCCESS; }
+CUresult cuDevicePrimaryCtxRelease_v2(CUdevice) { return CUDA_SUCCESS; }
+CUresult cuCtxSetCurrent(CUcontext) { return CUDA_SUCCESS; }
+CUresult cuCtxSynchronize(void) { return CUDA_SUCCESS; }
+CUresult cuModuleLoadDataEx(CUmodule *m, const void *, unsigned int, CUjit_option *, void **) {
+  *m = (CUmodule)&mod_token;
+  return CUDA_SUCCESS;
+}
+CUresult cuModuleUnload(CUmodule) { return CUDA_SUCCESS; }
+CUresult cuModuleGetFunction(CUfunction *f, CUmodule, const char *name) {
+  for (auto &fn : fns)
+    if (strcmp(fn.name, name) == 0) {
+      *f = (CUfunction)&fn;
+      return CUDA_SUCCESS;
+    }
+  return CUDA_ERROR_NOT_FOUND;
+}
+CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t bytes) {
+  void *m = calloc(1, bytes);
+  if (!m) return CUDA_ERROR_OUT_OF_MEMORY;
+  *p = (CUdeviceptr)m;
+  return CUDA_SUCCESS;
+}
+CUresult cuMemFree_v2(CUdeviceptr p) { free((void *)p); return CUDA_SUCCESS; }
+CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void *s, size_t n) { memcpy((void *)d, s, n); return CUDA_SUCCESS; }
+CUresult cuMemcpyDtoH_v2(void *d, CUdeviceptr s, size_t n) { memcpy(d, (void *)s, n); return CUDA_SUCCESS; }
+CUresult cuMemsetD32_v2(CUdeviceptr d, unsigned int v, size_t n) {
+  unsigned int *p = (unsigned int *)d;
+  for (size_t i = 0; i < n; i++) p[i] = v;
+  return CUDA_SUCCESS;
+}
+CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
+                        unsigned int by, unsigned int bz, unsigned int shmem, CUstream, void **params, void **) {
+  if (gz != 1 || by != 1 || bz != 1 || shmem != 0 || bx == 0 || bx > 1024) return CUDA_ERROR_INVALID_VALUE;
+  Fn *fn = (Fn *)f;
+  // The argument slots belong to the caller; copy them as the driver does.
+  std::vector<unsigned long long> slots(16);
+  std::vector<void *> ptrs(16);
+  for (int i = 0; i < 16; i++) {
+    memcpy(&slots[i], params[i], 8);
+    ptrs[i] = &slots[i];
+  }
+  emu::blockDim = {bx, 1, 1};
+  emu::gridDim = {gx, gy, 1};
+  unsigned warps = (bx + 31) / 32;
+  std::vector<float[32]> wbuf(warps);
+  emu::warp_buf = wbuf.data();
+  for (unsigned y = 0; y < gy; y++)
+    for (unsigned x = 0; x < gx; x++) {
+      std::barrier<> bar(bx);
+      emu::block_bar = &bar;
+      emu::warp_bar.clear();
+      for (unsigned w = 0; w < warps; w++) emu::warp_bar.emplace_back(new std::barrier<>(std::min(32u, bx - 32 * w)));
+      std::vector<std::thread> ts;
+      ts.reserve(bx);
+      for (unsigned t = 0; t < bx; t++)
+        ts.emplace_back([&, t] {
+          emu::threadIdx = {t, 0, 0};
+          emu::blockIdx = {x, y, 0};
+          fn->run(ptrs.data());
+        });
+      for (auto &t : ts) t.join();
+    }
+  return CUDA_SUCCESS;
+}
+CUresult cuGetErrorName(CUresult r, const char **s) { *s = r == CUDA_SUCCESS ? "CUDA_SUCCESS" : "CUDA_ERROR"; return CUDA_SUCCESS; }
+CUresult cuGetErrorString(CUresult r, const char **s) { *s = r == CUDA_SUCCESS ? "no error" : "emulator error"; return CUDA_SUCCESS; }
+}
