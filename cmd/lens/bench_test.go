@@ -56,3 +56,20 @@ func TestBenchJSON(t *testing.T) {
 		require.Greater(t, num("torch_peak_rss_bytes"), 1e6)
 	}
 }
+
+func TestBenchBadInput(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "--device", "gpu"}, `--device "gpu": want cpu or cuda`},
+		{[]string{"bench", "--device", "cuda"}, "built without the CUDA backend"},
+		{[]string{"bench", "--rounds", "0"}, "--steps and --rounds must be positive"},
+		{[]string{"bench", "--sizes", "huge"}, `unknown size "huge"`},
+	}
+	for _, c := range cases {
+		_, errOut, code := lens(t, t.TempDir(), c.args...)
+		require.Equal(t, 2, code, "%v: %s", c.args, errOut)
+		require.Contains(t, errOut, c.want, c.args)
+	}
+}

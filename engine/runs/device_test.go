@@ -62,25 +62,9 @@ func TestDeviceRunMatchesCPU(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, kv.StatusDone, m2.Status)
 
-	l1, err := st.ReadMetric(m1.ID, "loss")
-	require.NoError(t, err)
-	l2, err := st.ReadMetric(m2.ID, "loss")
-	require.NoError(t, err)
-	require.Len(t, l2, len(l1))
-	for i := range l1 {
-		require.InEpsilon(t, l1[i].Value, l2[i].Value, 1e-4, "loss at step %d", l1[i].Step)
-	}
+	sameMetric(t, st, m1.ID, m2.ID, "loss")
 	// Evaluation ran on the device too (Step.Loss), at steps 0, 2, 4, …
-	e1, err := st.ReadMetric(m1.ID, "eval/opticks")
-	require.NoError(t, err)
-	e2, err := st.ReadMetric(m2.ID, "eval/opticks")
-	require.NoError(t, err)
-	require.NotEmpty(t, e1)
-	require.Equal(t, len(e1), len(e2))
-	for i := range e1 {
-		require.Equal(t, e1[i].Step, e2[i].Step)
-		require.InEpsilon(t, e1[i].Value, e2[i].Value, 1e-4, "eval loss at step %d", e1[i].Step)
-	}
+	sameMetric(t, st, m1.ID, m2.ID, "eval/opticks")
 	_, a1, _, err := Weights(st, m1.ID, -1)
 	require.NoError(t, err)
 	_, a2, _, err := Weights(st, m2.ID, -1)
@@ -111,14 +95,23 @@ func TestResumeOnOtherDevice(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, kv.StatusDone, m2.Status)
 	require.Equal(t, "cpu", on)
-	l1, err := st.ReadMetric(m1.ID, "loss")
-	require.NoError(t, err)
-	l2, err := st.ReadMetric(m2.ID, "loss")
-	require.NoError(t, err)
-	require.Len(t, l2, len(l1))
-	for i := range l1 {
-		require.InEpsilon(t, l1[i].Value, l2[i].Value, 1e-4, "loss at step %d", l1[i].Step)
-	}
+	sameMetric(t, st, m1.ID, m2.ID, "loss")
 	_, err = Resume(context.Background(), st, m2.ID, Options{Device: "tpu"})
 	require.ErrorContains(t, err, `device = "tpu"`)
+}
+
+// sameMetric requires two runs to have a metric at the same steps with
+// values within 1e-4 relative.
+func sameMetric(t *testing.T, st *kv.Store, id1, id2, name string) {
+	t.Helper()
+	a, err := st.ReadMetric(id1, name)
+	require.NoError(t, err)
+	b, err := st.ReadMetric(id2, name)
+	require.NoError(t, err)
+	require.NotEmpty(t, a, name)
+	require.Len(t, b, len(a), name)
+	for i := range a {
+		require.Equal(t, a[i].Step, b[i].Step, name)
+		require.InEpsilon(t, a[i].Value, b[i].Value, 1e-4, "%s at step %d", name, a[i].Step)
+	}
 }
