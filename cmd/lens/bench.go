@@ -444,7 +444,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	noTorch := fs.Bool("no-torch", false, "skip the PyTorch side")
 	one := fs.String("one", "", "internal: time one size in this process and print JSON")
 	withCollectors := fs.Bool("collectors", false, "internal: with --one, collectors on")
-	dev := fs.String("device", "cpu", "where both sides train: cpu, or cuda (a lens built with -tags cuda and PyTorch with CUDA)")
+	dev := fs.String("device", "cpu", "where both sides train: cpu, or cuda (a lens built with -tags lenscuda and PyTorch with CUDA)")
 	cpuProfile := fs.String("cpuprofile", "", "with --one: write a CPU profile of the timed steps to this file")
 	if _, err := parse(fs, args); err != nil {
 		return err

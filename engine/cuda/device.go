@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"runtime"
+	"sort"
 	"sync"
+	"time"
 	"unsafe"
 
 	"lens/engine/accel"
@@ -67,6 +70,33 @@ type Device struct {
 	args   *args
 	name   string
 	closed bool
+	prof   *profile // nil unless LENS_CUDA_PROFILE is set
+}
+
+// profile times every kernel when LENS_CUDA_PROFILE is set: each launch
+// is followed by a synchronize, so the times are the kernels' own (plus a
+// launch), at the price of the overlap of launches with running kernels.
+// Close prints the table to stderr.
+type profile struct {
+	n [numKernels]int
+	t [numKernels]time.Duration
+}
+
+func (p *profile) print() {
+	var total time.Duration
+	order := make([]int, 0, numKernels)
+	for k := range numKernels {
+		total += p.t[k]
+		if p.n[k] > 0 {
+			order = append(order, k)
+		}
+	}
+	sort.Slice(order, func(i, j int) bool { return p.t[order[i]] > p.t[order[j]] })
+	fmt.Fprintf(os.Stderr, "cuda profile: %v in kernels\n", total)
+	for _, k := range order {
+		fmt.Fprintf(os.Stderr, "  %-20s %8d launches %10v %5.1f%% %8.1f µs each\n", kernelNames[k], p.n[k], p.t[k],
+			100*p.t[k].Seconds()/total.Seconds(), p.t[k].Seconds()*1e6/float64(p.n[k]))
+	}
 }
 
 var _ accel.Device = (*Device)(nil)
@@ -125,6 +155,9 @@ func Open() (*Device, error) {
 		return fail(err)
 	}
 	d.ctx = ctx
+	if os.Getenv("LENS_CUDA_PROFILE") != "" {
+		d.prof = &profile{}
+	}
 	return d, nil
 }
 
@@ -168,6 +201,9 @@ func (d *Device) Close() error {
 	errs = append(errs, cuDevicePrimaryCtxRelease(d.dev))
 	d.args.free()
 	d.closed = true
+	if d.prof != nil {
+		d.prof.print()
+	}
 	return errors.Join(errs...)
 }
 
@@ -417,7 +453,17 @@ func (d *Device) run(k, gx, gy, bx int, a ...any) error {
 			panic(fmt.Sprintf("cuda: kernel argument of type %T", v))
 		}
 	}
-	return cuLaunchKernel(d.fn[k], kernelNames[k], gx, gy, bx, d.args)
+	if d.prof == nil {
+		return cuLaunchKernel(d.fn[k], kernelNames[k], gx, gy, bx, d.args)
+	}
+	start := time.Now()
+	err := cuLaunchKernel(d.fn[k], kernelNames[k], gx, gy, bx, d.args)
+	if err == nil {
+		err = cuCtxSynchronize(kernelNames[k])
+	}
+	d.prof.n[k]++
+	d.prof.t[k] += time.Since(start)
+	return err
 }
 
 func blocks(n int) int { return (n + threads - 1) / threads }
