@@ -189,3 +189,21 @@ func TestChecks(t *testing.T) {
 	require.NoError(t, d.Close())
 	require.ErrorContains(t, d.Add(f(10), f(10), f(10), 10), "closed")
 }
+
+// TestSplitK: products over few tiles are cut along k into slices that
+// cover k exactly once; others are not cut.
+func TestSplitK(t *testing.T) {
+	for _, c := range []struct{ tiles, k, splits, kc int }{
+		{128, 512, 4, 128}, // medium's q·Wᵀ: 1024×512 outputs
+		{8, 1024, 16, 64},  // a rank-8 weight gradient over 1024 tokens
+		{2, 1100, 14, 80},
+		{512, 4096, 1, 4096}, // enough tiles already
+		{3, 65, 1, 65},       // k too short to cut
+		{0, 100, 1, 100},     // an empty product
+	} {
+		splits, kc := splitK(c.tiles, c.k)
+		require.Equal(t, [2]int{c.splits, c.kc}, [2]int{splits, kc}, "tiles %d, k %d", c.tiles, c.k)
+		require.Zero(t, kc%16*(splits-1), "slices are multiples of BK")
+		require.True(t, (splits-1)*kc < c.k && splits*kc >= c.k, "slices cover k once")
+	}
+}

@@ -23,6 +23,7 @@ var ptx string
 // The kernels of kernels.cu, in the order of kernelNames.
 const (
 	kSgemm = iota
+	kSgemmReduce
 	kEmbed
 	kRMSNorm
 	kRMSNormBack
@@ -41,7 +42,7 @@ const (
 )
 
 var kernelNames = [numKernels]string{
-	"sgemm", "embed", "rmsnorm", "rmsnorm_back", "rope", "attention", "attention_back_dq",
+	"sgemm", "sgemm_reduce", "embed", "rmsnorm", "rmsnorm_back", "rope", "attention", "attention_back_dq",
 	"attention_back_dkv", "swiglu", "swiglu_back", "add", "mul", "cross_entropy", "sum", "adamw",
 }
 
@@ -71,6 +72,8 @@ type Device struct {
 	name   string
 	closed bool
 	prof   *profile // nil unless LENS_CUDA_PROFILE is set
+	ws     dptr     // split-K partial products (sgemm), grown on demand
+	wsN    int
 }
 
 // profile times every kernel when LENS_CUDA_PROFILE is set: each launch
@@ -78,8 +81,15 @@ type Device struct {
 // launch), at the price of the overlap of launches with running kernels.
 // Close prints the table to stderr.
 type profile struct {
-	n [numKernels]int
-	t [numKernels]time.Duration
+	n    [numKernels]int
+	t    [numKernels]time.Duration
+	gemm map[string]*gemmStat // by shape, the split-K reduction included
+}
+
+type gemmStat struct {
+	n     int
+	t     time.Duration
+	flops float64
 }
 
 func (p *profile) print() {
@@ -97,6 +107,39 @@ func (p *profile) print() {
 		fmt.Fprintf(os.Stderr, "  %-20s %8d launches %10v %5.1f%% %8.1f µs each\n", kernelNames[k], p.n[k], p.t[k],
 			100*p.t[k].Seconds()/total.Seconds(), p.t[k].Seconds()*1e6/float64(p.n[k]))
 	}
+	shapes := make([]string, 0, len(p.gemm))
+	for sh := range p.gemm {
+		shapes = append(shapes, sh)
+	}
+	sort.Slice(shapes, func(i, j int) bool { return p.gemm[shapes[i]].t > p.gemm[shapes[j]].t })
+	fmt.Fprintf(os.Stderr, "  sgemm by shape (op(a) m×k · op(b) k×n, splits of k):\n")
+	for i, sh := range shapes {
+		if i == 15 {
+			break
+		}
+		g := p.gemm[sh]
+		fmt.Fprintf(os.Stderr, "    %-28s %6d × %8.1f µs %8.0f GFLOP/s\n", sh, g.n, g.t.Seconds()*1e6/float64(g.n), g.flops/g.t.Seconds()/1e9)
+	}
+}
+
+// gemmDone adds one product (launched and synchronized since start) to
+// the by-shape table.
+func (p *profile) gemmDone(start time.Time, ta, tb bool, m, n, k, splits int) {
+	t := func(b bool) string {
+		if b {
+			return "ᵀ"
+		}
+		return ""
+	}
+	sh := fmt.Sprintf("%d×%d%s·%d×%d%s /%d", m, k, t(ta), k, n, t(tb), splits)
+	g := p.gemm[sh]
+	if g == nil {
+		g = &gemmStat{}
+		p.gemm[sh] = g
+	}
+	g.n++
+	g.t += time.Since(start)
+	g.flops += 2 * float64(m) * float64(n) * float64(k)
 }
 
 var _ accel.Device = (*Device)(nil)
@@ -156,7 +199,7 @@ func Open() (*Device, error) {
 	}
 	d.ctx = ctx
 	if os.Getenv("LENS_CUDA_PROFILE") != "" {
-		d.prof = &profile{}
+		d.prof = &profile{gemm: map[string]*gemmStat{}}
 	}
 	return d, nil
 }
@@ -195,6 +238,9 @@ func (d *Device) Close() error {
 	var errs []error
 	if err := cuCtxSetCurrent(d.ctx); err == nil {
 		errs = append(errs, cuCtxSynchronize("Close"), cuModuleUnload(d.mod))
+		if d.ws != 0 {
+			errs = append(errs, cuMemFree(d.ws))
+		}
 	} else {
 		errs = append(errs, err)
 	}
@@ -437,7 +483,10 @@ func (c *call) launch(gx, gy, bx int, a ...any) error {
 
 // run packs a (dptr, int, bool, float32) into the argument block, each
 // in its own 8-byte slot, and launches kernel k. d is locked and current.
-func (d *Device) run(k, gx, gy, bx int, a ...any) error {
+func (d *Device) run(k, gx, gy, bx int, a ...any) error { return d.runZ(k, gx, gy, 1, bx, a...) }
+
+// runZ is run on a gx×gy×gz grid.
+func (d *Device) runZ(k, gx, gy, gz, bx int, a ...any) error {
 	d.args.reset()
 	for _, v := range a {
 		switch v := v.(type) {
@@ -454,10 +503,10 @@ func (d *Device) run(k, gx, gy, bx int, a ...any) error {
 		}
 	}
 	if d.prof == nil {
-		return cuLaunchKernel(d.fn[k], kernelNames[k], gx, gy, bx, d.args)
+		return cuLaunchKernel(d.fn[k], kernelNames[k], gx, gy, gz, bx, d.args)
 	}
 	start := time.Now()
-	err := cuLaunchKernel(d.fn[k], kernelNames[k], gx, gy, bx, d.args)
+	err := cuLaunchKernel(d.fn[k], kernelNames[k], gx, gy, gz, bx, d.args)
 	if err == nil {
 		err = cuCtxSynchronize(kernelNames[k])
 	}
@@ -502,7 +551,68 @@ func (d *Device) Gemm(ta, tb bool, m, n, k int, alpha float32, a accel.Buf, lda 
 	A := c.f("a", a, c.extent("a", ar, ac, lda))
 	B := c.f("b", b, c.extent("b", br, bc, ldb))
 	CC := c.f("c", cc, c.extent("c", m, n, ldc))
-	return c.launch((n+tile-1)/tile, (m+tile-1)/tile, threads, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, CC, ldc)
+	gx, gy := (n+tile-1)/tile, (m+tile-1)/tile
+	splits, kc := splitK(gx*gy, k)
+	if d.prof != nil {
+		defer d.prof.gemmDone(time.Now(), ta, tb, m, n, k, splits)
+	}
+	if splits == 1 {
+		return c.launch(gx, gy, threads, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, CC, ldc, k, dptr(0))
+	}
+	if !c.grid(gx, gy) {
+		return c.err
+	}
+	return d.do("sgemm", func() error {
+		W, err := d.workspace(splits * m * n)
+		if err != nil {
+			return err
+		}
+		if err := d.runZ(kSgemm, gx, gy, splits, threads, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, CC, ldc, kc, W); err != nil {
+			return err
+		}
+		return d.run(kSgemmReduce, blocks(m*n), 1, threads, CC, W, splits, m, n, ldc, alpha, beta)
+	})
+}
+
+// splitK picks how many slices of k a product of the given number of
+// 64×64 tiles is cut into (see sgemm in kernels.cu): enough blocks to keep
+// every multiprocessor busy (about 512: four each on the largest GPUs),
+// with slices of at least 64 and a multiple of the kernel's BK (16).
+func splitK(tiles, k int) (splits, kc int) {
+	if tiles == 0 {
+		return 1, k // an empty product: nothing is launched
+	}
+	splits = min((512+tiles-1)/tiles, k/64)
+	if splits <= 1 {
+		return 1, k
+	}
+	kc = ((k+splits-1)/splits + 15) / 16 * 16
+	return (k + kc - 1) / kc, kc
+}
+
+// workspace returns the split-K scratch, of at least n floats. d is locked
+// and current. Growing it waits for the kernels that may still use the old
+// one.
+func (d *Device) workspace(n int) (dptr, error) {
+	if n <= d.wsN {
+		return d.ws, nil
+	}
+	if d.ws != 0 {
+		if err := cuCtxSynchronize("sgemm workspace"); err != nil {
+			return 0, err
+		}
+		if err := cuMemFree(d.ws); err != nil {
+			return 0, err
+		}
+		d.ws, d.wsN = 0, 0
+	}
+	n = max(n, 1<<20)
+	p, err := cuMemAlloc(4 * n)
+	if err != nil {
+		return 0, fmt.Errorf("cuda: sgemm workspace of %d floats: %w", n, err)
+	}
+	d.ws, d.wsN = p, n
+	return p, nil
 }
 
 // Embed does not check the ids against the table's rows: that would take

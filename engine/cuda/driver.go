@@ -446,11 +446,11 @@ func cuMemsetD32(p dptr, v uint32, n int) error {
 	return nil
 }
 
-// cuLaunchKernel launches f (named name) on a gx×gy grid of bx-thread
+// cuLaunchKernel launches f (named name) on a gx×gy×gz grid of bx-thread
 // blocks on the default stream, with the arguments packed in a.
-func cuLaunchKernel(f cuFunction, name string, gx, gy, bx int, a *args) error {
-	if r := C.lens_cuLaunchKernel(f, C.uint(gx), C.uint(gy), 1, C.uint(bx), 1, 1, a.a); r != C.CUDA_SUCCESS {
-		return check(fmt.Sprintf("cuLaunchKernel(%s, grid %d×%d, block %d)", name, gx, gy, bx), r)
+func cuLaunchKernel(f cuFunction, name string, gx, gy, gz, bx int, a *args) error {
+	if r := C.lens_cuLaunchKernel(f, C.uint(gx), C.uint(gy), C.uint(gz), C.uint(bx), 1, 1, a.a); r != C.CUDA_SUCCESS {
+		return check(fmt.Sprintf("cuLaunchKernel(%s, grid %d×%d×%d, block %d)", name, gx, gy, gz, bx), r)
 	}
 	return nil
 }

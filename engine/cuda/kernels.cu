@@ -40,40 +40,67 @@ __device__ float block_reduce(float v, bool is_max) {
 
 // ---- matrix product: C = alpha·op(A)·op(B) + beta·C, row-major ----
 // 64×64 tiles of C per block of 256 threads, each thread 4×4 entries
-// strided by 16 so that shared-memory reads do not conflict.
+// strided by 16 so that shared-memory reads do not conflict. The next
+// BK-slice of A and B is loaded into registers while the current one is
+// multiplied, so global-memory latency overlaps the arithmetic.
+//
+// Split K: block z takes k in [z·kc, min(K, (z+1)·kc)). The products in a
+// LoRA step are small (rank-8 sides, weight gradients summed over the
+// tokens), so a grid of 64×64 tiles alone leaves most of the GPU idle while
+// each block walks a long K. With W non-null each block stores its raw
+// partial product in W (splits × M×N, row stride N) and sgemm_reduce adds
+// the partials in order, so the result does not depend on timing.
 
 #define BM 64
 #define BN 64
 #define BK 16
 
+__device__ __forceinline__ void gemm_load(float ra[4], float rb[4], long long ta, long long tb, long long M, long long N,
+                                          long long kend, const float* __restrict__ A, long long lda,
+                                          const float* __restrict__ B, long long ldb, long long row0, long long col0,
+                                          long long k0) {
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        int e = threadIdx.x + 256 * q;
+        int i, kk;
+        if (ta) { i = e % BM; kk = e / BM; } else { i = e / BK; kk = e % BK; }
+        long long r = row0 + i, c = k0 + kk;
+        ra[q] = r < M && c < kend ? (ta ? A[c * lda + r] : A[r * lda + c]) : 0.f;
+        int j;
+        if (tb) { kk = e % BK; j = e / BK; } else { kk = e / BN; j = e % BN; }
+        r = k0 + kk;
+        c = col0 + j;
+        rb[q] = r < kend && c < N ? (tb ? B[c * ldb + r] : B[r * ldb + c]) : 0.f;
+    }
+}
+
+__device__ __forceinline__ void gemm_stage(float (*As)[BM + 4], float (*Bs)[BN + 4], const float ra[4],
+                                           const float rb[4], long long ta, long long tb) {
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        int e = threadIdx.x + 256 * q;
+        if (ta) As[e / BM][e % BM] = ra[q]; else As[e % BK][e / BK] = ra[q];
+        if (tb) Bs[e % BK][e / BK] = rb[q]; else Bs[e / BN][e % BN] = rb[q];
+    }
+}
+
 extern "C" __global__ void sgemm(long long ta, long long tb, long long M, long long N, long long K, float alpha,
                                  const float* __restrict__ A, long long lda, const float* __restrict__ B, long long ldb,
-                                 float beta, float* __restrict__ C, long long ldc) {
+                                 float beta, float* __restrict__ C, long long ldc, long long kc, float* __restrict__ W) {
     __shared__ float As[BK][BM + 4];
     __shared__ float Bs[BK][BN + 4];
     int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
     long long row0 = (long long)blockIdx.y * BM, col0 = (long long)blockIdx.x * BN;
+    long long kbeg = (long long)blockIdx.z * kc, kend = kbeg + kc < K ? kbeg + kc : K;
     float acc[4][4];
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 4; j++) acc[i][j] = 0.f;
-    for (long long k0 = 0; k0 < K; k0 += BK) {
-        for (int e = threadIdx.x; e < BM * BK; e += 256) {
-            int i, kk;
-            if (ta) { i = e % BM; kk = e / BM; } else { i = e / BK; kk = e % BK; }
-            long long r = row0 + i, c = k0 + kk;
-            float v = 0.f;
-            if (r < M && c < K) v = ta ? A[c * lda + r] : A[r * lda + c];
-            As[kk][i] = v;
-        }
-        for (int e = threadIdx.x; e < BK * BN; e += 256) {
-            int kk, j;
-            if (tb) { kk = e % BK; j = e / BK; } else { kk = e / BN; j = e % BN; }
-            long long r = k0 + kk, c = col0 + j;
-            float v = 0.f;
-            if (r < K && c < N) v = tb ? B[c * ldb + r] : B[r * ldb + c];
-            Bs[kk][j] = v;
-        }
+    float ra[4], rb[4];
+    gemm_load(ra, rb, ta, tb, M, N, kend, A, lda, B, ldb, row0, col0, kbeg);
+    for (long long k0 = kbeg; k0 < kend; k0 += BK) {
+        gemm_stage(As, Bs, ra, rb, ta, tb);
         __syncthreads();
+        if (k0 + BK < kend) gemm_load(ra, rb, ta, tb, M, N, kend, A, lda, B, ldb, row0, col0, k0 + BK);
 #pragma unroll
         for (int kk = 0; kk < BK; kk++) {
             float a[4], b[4];
@@ -88,17 +115,36 @@ extern "C" __global__ void sgemm(long long ta, long long tb, long long M, long l
         }
         __syncthreads();
     }
+    float* w = W ? W + (long long)blockIdx.z * M * N : 0;
     for (int i = 0; i < 4; i++) {
         long long r = row0 + ty + 16 * i;
         if (r >= M) continue;
         for (int j = 0; j < 4; j++) {
             long long c = col0 + tx + 16 * j;
             if (c >= N) continue;
+            if (w) {
+                w[r * N + c] = acc[i][j];
+                continue;
+            }
             float v = alpha * acc[i][j];
             if (beta != 0.f) v += beta * C[r * ldc + c];  // beta 0 never reads C
             C[r * ldc + c] = v;
         }
     }
+}
+
+// sgemm_reduce finishes a split-K product: C = alpha·Σ_z W[z] + beta·C,
+// the partials added in order of z.
+extern "C" __global__ void sgemm_reduce(float* C, const float* W, long long splits, long long M, long long N,
+                                        long long ldc, float alpha, float beta) {
+    long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= M * N) return;
+    float s = 0.f;
+    for (long long z = 0; z < splits; z++) s += W[z * M * N + e];
+    long long r = e / N, c = e % N;
+    float v = alpha * s;
+    if (beta != 0.f) v += beta * C[r * ldc + c];
+    C[r * ldc + c] = v;
 }
 
 // ---- embedding ----

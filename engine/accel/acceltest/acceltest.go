@@ -100,8 +100,9 @@ func Kernels(t testing.TB, dev accel.Device, tol float64) {
 		}
 	}
 
-	// Matrix products: every transpose, odd sizes, strided operands, beta.
-	for _, sh := range [][3]int{{37, 29, 53}, {1, 130, 7}, {130, 1, 65}, {64, 64, 64}, {200, 8, 300}} {
+	// Matrix products: every transpose, odd sizes, strided operands, beta,
+	// and long k over few output tiles (a GPU splits those along k).
+	for _, sh := range [][3]int{{37, 29, 53}, {1, 130, 7}, {130, 1, 65}, {64, 64, 64}, {200, 8, 300}, {8, 70, 1100}, {150, 130, 256}} {
 		m, n, k := sh[0], sh[1], sh[2]
 		for _, ta := range []bool{false, true} {
 			for _, tb := range []bool{false, true} {

@@ -75,7 +75,9 @@ struct Fn {
   Kernel run;
 };
 Fn fns[] = {
-    {"sgemm", [](void **p) { sgemm(L(0), L(1), L(2), L(3), L(4), R(5), F(6), L(7), F(8), L(9), R(10), F(11), L(12)); }},
+    {"sgemm",
+     [](void **p) { sgemm(L(0), L(1), L(2), L(3), L(4), R(5), F(6), L(7), F(8), L(9), R(10), F(11), L(12), L(13), F(14)); }},
+    {"sgemm_reduce", [](void **p) { sgemm_reduce(F(0), F(1), L(2), L(3), L(4), L(5), R(6), R(7)); }},
     {"embed", [](void **p) { embed(F(0), F(1), I(2), L(3), L(4)); }},
     {"rmsnorm", [](void **p) { rmsnorm(F(0), F(1), F(2), F(3), L(4), L(5), R(6)); }},
     {"rmsnorm_back", [](void **p) { rmsnorm_back(F(0), F(1), F(2), F(3), F(4), L(5), L(6)); }},
@@ -138,7 +140,7 @@ CUresult cuMemsetD32_v2(CUdeviceptr d, unsigned int v, size_t n) {
 }
 CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
                         unsigned int by, unsigned int bz, unsigned int shmem, CUstream, void **params, void **) {
-  if (gz != 1 || by != 1 || bz != 1 || shmem != 0 || bx == 0 || bx > 1024) return CUDA_ERROR_INVALID_VALUE;
+  if (gz == 0 || by != 1 || bz != 1 || shmem != 0 || bx == 0 || bx > 1024) return CUDA_ERROR_INVALID_VALUE;
   Fn *fn = (Fn *)f;
   // The argument slots belong to the caller; copy them as the driver does.
   std::vector<unsigned long long> slots(16);
@@ -148,10 +150,11 @@ CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned
     ptrs[i] = &slots[i];
   }
   emu::blockDim = {bx, 1, 1};
-  emu::gridDim = {gx, gy, 1};
+  emu::gridDim = {gx, gy, gz};
   unsigned warps = (bx + 31) / 32;
   std::vector<float[32]> wbuf(warps);
   emu::warp_buf = wbuf.data();
+  for (unsigned z = 0; z < gz; z++)
   for (unsigned y = 0; y < gy; y++)
     for (unsigned x = 0; x < gx; x++) {
       std::barrier<> bar(bx);
@@ -163,7 +166,7 @@ CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned
       for (unsigned t = 0; t < bx; t++)
         ts.emplace_back([&, t] {
           emu::threadIdx = {t, 0, 0};
-          emu::blockIdx = {x, y, 0};
+          emu::blockIdx = {x, y, z};
           fn->run(ptrs.data());
         });
       for (auto &t : ts) t.join();
