@@ -36,7 +36,16 @@ type Step struct {
 	dz, dqr, dq, dkr, dk, dv, ds Buf
 	dh, dxl                      Buf
 	hostSum                      []float32
-	buffers                      []Buf // everything allocated, for Close
+	buffers                      []Buf // everything this step allocated, for Close
+
+	forwardOnly bool            // made by ForwardOnly: no gradients, no backward scratch
+	hooks       map[string]hook // TransformerLens hook points, by name
+}
+
+// hook is where a hook point's activation lives after a forward pass.
+type hook struct {
+	b     Buf
+	shape []int
 }
 
 // module is a linear module's device state; A is nil without an adapter.
@@ -62,15 +71,35 @@ type layer struct {
 // NewStep uploads m's weights and the adapters (keyed by module path, as
 // model.Build takes them) and allocates the activations for B×T tokens.
 func NewStep(dev Device, m *model.Model, ads map[string]model.Adapter, B, T int) (s *Step, err error) {
-	c := m.Config
+	return newStep(dev, m, ads, B, T, nil)
+}
+
+// ForwardOnly returns a step over B×T tokens for forward passes (Loss, then
+// Hook) that shares s's frozen weights and adapter tensors, so it always
+// sees the adapters' current values and adds only activation memory. The
+// collectors' probe batch runs through one. Closing it leaves s intact.
+func (s *Step) ForwardOnly(B int) (*Step, error) {
+	return newStep(s.dev, nil, nil, B, s.T, s)
+}
+
+func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, B, T int, share *Step) (s *Step, err error) {
+	var c model.Config
+	if share != nil {
+		c = share.cfg
+	} else {
+		c = m.Config
+	}
 	if T > c.MaxPositionEmbeddings {
 		return nil, fmt.Errorf("sequence length %d exceeds max_position_embeddings %d", T, c.MaxPositionEmbeddings)
 	}
-	if len(ads) == 0 {
+	if share == nil && len(ads) == 0 {
 		return nil, errors.New("accel: a device step trains LoRA adapters; full fine-tuning runs on the CPU")
 	}
+	if B <= 0 {
+		return nil, fmt.Errorf("accel: batch size %d", B)
+	}
 	s = &Step{dev: dev, cfg: c, B: B, T: T, N: B * T, hd: c.Head(), weights: map[string]Buf{},
-		mods: map[string]*module{}, params: map[string]*param{}}
+		mods: map[string]*module{}, params: map[string]*param{}, forwardOnly: share != nil}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -100,6 +129,11 @@ func NewStep(dev Device, m *model.Model, ads map[string]model.Adapter, B, T int)
 		if b, ok := s.weights[name]; ok {
 			return b
 		}
+		if share != nil {
+			b := share.weights[name]
+			s.weights[name] = b
+			return b
+		}
 		t, ok := m.Weights[name]
 		if !ok {
 			if err == nil {
@@ -121,6 +155,15 @@ func NewStep(dev Device, m *model.Model, ads map[string]model.Adapter, B, T int)
 	N := s.N
 	maxR, maxIn := 0, 0
 	linear := func(path string) {
+		if share != nil {
+			from := share.mods[path]
+			md := &module{w: from.w, a: from.a, b: from.b, in: from.in, out: from.out, r: from.r, scale: from.scale}
+			if md.a != nil {
+				md.h = alloc(N * md.r)
+			}
+			s.mods[path] = md
+			return
+		}
 		wt := m.Weights[path+".weight"]
 		if wt == nil {
 			if err == nil {
@@ -169,12 +212,14 @@ func NewStep(dev Device, m *model.Model, ads map[string]model.Adapter, B, T int)
 	}
 	s.xf, s.nf, s.rf = alloc(N*H), alloc(N*H), alloc(N)
 	s.logits, s.dlog, s.rowLoss, s.sum = alloc(N*V), alloc(N*V), alloc(N), alloc(1)
-	s.dx, s.dt, s.dn, s.dmid = alloc(N*H), alloc(N*H), alloc(N*H), alloc(N*H)
-	s.dact, s.dgate, s.dup = alloc(N*I), alloc(N*I), alloc(N*I)
-	s.dz, s.dqr, s.dq = alloc(N*qw), alloc(N*qw), alloc(N*qw)
-	s.dkr, s.dk, s.dv = alloc(N*kw), alloc(N*kw), alloc(N*kw)
-	s.ds = alloc(B * c.NumAttentionHeads * T * T)
-	s.dh, s.dxl = alloc(N*max(maxR, 1)), alloc(N*max(maxIn, 1))
+	if share == nil {
+		s.dx, s.dt, s.dn, s.dmid = alloc(N*H), alloc(N*H), alloc(N*H), alloc(N*H)
+		s.dact, s.dgate, s.dup = alloc(N*I), alloc(N*I), alloc(N*I)
+		s.dz, s.dqr, s.dq = alloc(N*qw), alloc(N*qw), alloc(N*qw)
+		s.dkr, s.dk, s.dv = alloc(N*kw), alloc(N*kw), alloc(N*kw)
+		s.ds = alloc(B * c.NumAttentionHeads * T * T)
+		s.dh, s.dxl = alloc(N*max(maxR, 1)), alloc(N*max(maxIn, 1))
+	}
 	cos, sin := nn.RopeTable(T, s.hd, c.RopeTheta)
 	s.cos, s.sin = alloc(len(cos)), alloc(len(sin))
 	if err != nil {
@@ -199,7 +244,78 @@ func NewStep(dev Device, m *model.Model, ads map[string]model.Adapter, B, T int)
 	}
 	sort.Strings(s.names)
 	s.hostSum = make([]float32, 1)
+	s.hookTable()
 	return s, nil
+}
+
+// hookTable names the buffers a forward pass leaves its activations in
+// with the hook points of the gorgonia graph (model.Build), so collectors
+// read the same names, shapes and values on either path.
+func (s *Step) hookTable() {
+	c := s.cfg
+	H, I, N := c.HiddenSize, c.IntermediateSize, s.N
+	qw, kw := c.NumAttentionHeads*s.hd, c.NumKeyValueHeads*s.hd
+	s.hooks = map[string]hook{}
+	put := func(name string, b Buf, cols int) { s.hooks[name] = hook{b, []int{N, cols}} }
+	put("hook_embed", s.layers[0].xin, H)
+	for i, l := range s.layers {
+		p, h := fmt.Sprintf("model.layers.%d.", i), fmt.Sprintf("blocks.%d.", i)
+		post := s.xf
+		if i+1 < len(s.layers) {
+			post = s.layers[i+1].xin
+		}
+		for _, x := range []struct {
+			name string
+			b    Buf
+			cols int
+		}{
+			{h + "hook_resid_pre", l.xin, H},
+			{h + "attn.hook_q", l.q, qw}, {h + "attn.hook_k", l.k, kw}, {h + "attn.hook_v", l.v, kw},
+			{h + "attn.hook_rot_q", l.qr, qw}, {h + "attn.hook_rot_k", l.kr, kw},
+			{h + "attn.hook_z", l.z, qw}, {h + "hook_attn_out", l.o, H}, {h + "hook_resid_mid", l.xmid, H},
+			{h + "mlp.hook_pre", l.gate, I}, {h + "mlp.hook_pre_linear", l.up, I}, {h + "mlp.hook_post", l.act, I},
+			{h + "hook_mlp_out", l.d, H}, {h + "hook_resid_post", post, H},
+			{p + "self_attn.q_proj.hook_in", l.n1, H}, {p + "self_attn.q_proj.hook_out", l.q, qw},
+			{p + "self_attn.k_proj.hook_in", l.n1, H}, {p + "self_attn.k_proj.hook_out", l.k, kw},
+			{p + "self_attn.v_proj.hook_in", l.n1, H}, {p + "self_attn.v_proj.hook_out", l.v, kw},
+			{p + "self_attn.o_proj.hook_in", l.z, qw}, {p + "self_attn.o_proj.hook_out", l.o, H},
+			{p + "mlp.gate_proj.hook_in", l.n2, H}, {p + "mlp.gate_proj.hook_out", l.gate, I},
+			{p + "mlp.up_proj.hook_in", l.n2, H}, {p + "mlp.up_proj.hook_out", l.up, I},
+			{p + "mlp.down_proj.hook_in", l.act, I}, {p + "mlp.down_proj.hook_out", l.d, H},
+		} {
+			put(x.name, x.b, x.cols)
+		}
+		s.hooks[h+"attn.hook_pattern"] = hook{l.p, []int{s.B * c.NumAttentionHeads, s.T, s.T}}
+	}
+	put("ln_final.hook_normalized", s.nf, H)
+}
+
+// HookNames lists the hook points a forward pass fills, sorted: the
+// gorgonia graph's TransformerLens names plus blocks.N.attn.hook_pattern.
+func (s *Step) HookNames() []string {
+	names := make([]string, 0, len(s.hooks))
+	for n := range s.hooks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Hook returns the buffer that holds a hook point's activation after the
+// last forward pass, and its shape.
+func (s *Step) Hook(name string) (Buf, []int, bool) {
+	h, ok := s.hooks[name]
+	return h.b, h.shape, ok
+}
+
+// LoRAHidden returns the buffer holding a module's drop(x)·Aᵀ (N×r) after
+// the last forward pass; ok is false for a module without an adapter.
+func (s *Step) LoRAHidden(path string) (b Buf, r int, ok bool) {
+	md := s.mods[path]
+	if md == nil || md.a == nil {
+		return nil, 0, false
+	}
+	return md.h, md.r, true
 }
 
 // Device is the device the step runs on.
@@ -223,6 +339,9 @@ func (s *Step) Close() {
 // module path (N×in, entries 0 or 1/(1−p)). It returns the mean loss; the
 // adapters' gradients stay on the device (Grad reads them).
 func (s *Step) Run(inputs, targets []int32, masks map[string][]float32) (float64, error) {
+	if s.forwardOnly {
+		return 0, errors.New("accel: Run on a forward-only step (ForwardOnly): use Loss")
+	}
 	return s.pass(inputs, targets, masks, true)
 }
 

@@ -102,3 +102,7 @@ func (s skewed) AdamW(p, g, m, v accel.Buf, n int, h accel.AdamParams) error {
 	}
 	return err
 }
+
+// The collectors' probe on a forward-only step reads the graph's hook
+// points: same names, shapes and values.
+func TestProbeMatchesGraph(t *testing.T) { acceltest.Probe(t, accel.Host{}, 1e-4) }

@@ -13,7 +13,6 @@ import (
 
 	"lens/engine/analyze"
 	"lens/engine/gemm"
-	"lens/engine/nn"
 	"lens/engine/train"
 )
 
@@ -196,20 +195,21 @@ func diffNorm(a, b []float32) float64 {
 
 // probeForward runs the probe batch through the current weights, once per
 // optimizer step however many collectors ask (the probe remembers the step
-// its activations belong to).
-func probeForward(t *train.Trainer, p *Probe) (*nn.Graph[float32], error) {
+// its activations belong to), where the trainer trains: on the CPU graph
+// or on its device.
+func probeForward(t *train.Trainer, p *Probe) (train.Activations, error) {
 	if p == nil || len(p.Inputs) == 0 {
 		return nil, fmt.Errorf("no probe batch")
 	}
-	if p.graph != nil && p.step == t.Step && p.trainer == t {
-		return p.graph, nil
+	if p.acts != nil && p.step == t.Step && p.trainer == t {
+		return p.acts, nil
 	}
-	_, net, err := t.Forward(p.Inputs, p.Targets, p.Batch)
+	acts, err := t.Probe(p.Inputs, p.Targets, p.Batch)
 	if err != nil {
 		return nil, fmt.Errorf("probe batch: %w", err)
 	}
-	p.graph, p.step, p.trainer = net.Graph, t.Step, t
-	return net.Graph, nil
+	p.acts, p.step, p.trainer = acts, t.Step, t
+	return acts, nil
 }
 
 type loraActivations struct{ every int }
@@ -220,7 +220,7 @@ func (c *loraActivations) Hooks(t *train.Trainer, sink Sink, probe *Probe) train
 		if t.Adapter == nil || !due(s.Step, c.every) {
 			return nil
 		}
-		g, err := probeForward(t, probe)
+		acts, err := probeForward(t, probe)
 		if err != nil {
 			return fmt.Errorf("lora_activations: %w", err)
 		}
@@ -228,16 +228,19 @@ func (c *loraActivations) Hooks(t *train.Trainer, sink Sink, probe *Probe) train
 		recs := make([]LoRAActivation, len(mods))
 		err = forEach(len(mods), func(i int) error {
 			mod := mods[i]
-			x, err := nn.Data[float32](g.Hooks[mod+".hook_in"])
+			x, _, err := acts.Read(mod + ".hook_in")
 			if err != nil {
 				return fmt.Errorf("lora_activations %s: %w", mod, err)
 			}
-			y, err := nn.Data[float32](g.Hooks[mod+".hook_out"])
+			y, _, err := acts.Read(mod + ".hook_out")
 			if err != nil {
 				return fmt.Errorf("lora_activations %s: %w", mod, err)
 			}
 			A, B := t.Adapter.A[mod], t.Adapter.B[mod]
-			mid := g.LoRA[mod].Hidden() // x·Aᵀ (no dropout on the probe)
+			mid, _, err := acts.LoRAHidden(mod) // x·Aᵀ (no dropout on the probe)
+			if err != nil {
+				return fmt.Errorf("lora_activations %s: %w", mod, err)
+			}
 			recs[i] = loraActivation(mod, x, mid, y, B.Data, A.Shape[1], A.Shape[0], B.Shape[0], float32(t.Adapter.Config.Scale()))
 			return nil
 		})
@@ -321,36 +324,26 @@ func (c *activations) Hooks(t *train.Trainer, sink Sink, probe *Probe) train.Hoo
 		if !due(s.Step, c.every) {
 			return nil
 		}
-		g, err := probeForward(t, probe)
+		acts, err := probeForward(t, probe)
 		if err != nil {
 			return fmt.Errorf("activations: %w", err)
 		}
-		matched := 0
 		type hook struct {
 			x     []float32
 			shape []int
 		}
 		hooks := map[string]hook{}
-		for name, node := range g.Hooks {
+		for _, name := range acts.Names() {
 			if c.match(name) {
-				x, err := nn.Data[float32](node)
+				x, shape, err := acts.Read(name)
 				if err != nil {
 					return fmt.Errorf("activations %s: %w", name, err)
 				}
-				hooks[name] = hook{x, node.Shape().Clone()}
-			}
-		}
-		// Attention patterns live in the attention kernel, not in a graph node.
-		for layer, p := range g.Attn {
-			name := fmt.Sprintf("blocks.%d.attn.hook_pattern", layer)
-			if c.match(name) {
-				P := p.Probs()
-				seq := len(probe.Inputs) / probe.Batch
-				hooks[name] = hook{P, []int{len(P) / (seq * seq), seq, seq}}
+				hooks[name] = hook{x, shape}
 			}
 		}
 		names := slices.Sorted(maps.Keys(hooks))
-		matched = len(names)
+		matched := len(names)
 		recs := make([]ActivationStats, len(names))
 		err = forEach(len(names), func(i int) error {
 			h := hooks[names[i]]

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"lens/engine/nn"
 	"lens/engine/registry"
 	"lens/engine/train"
 	"lens/kv"
@@ -88,7 +87,7 @@ type Probe struct {
 	Batch           int
 
 	// The last forward run, shared by the collectors of a step.
-	graph   *nn.Graph[float32]
+	acts    train.Activations
 	step    int
 	trainer *train.Trainer
 }

@@ -31,6 +31,8 @@ func TestKernels(t *testing.T) { acceltest.Kernels(t, open(t), 1e-4) }
 
 func TestStep(t *testing.T) { acceltest.Step(t, open(t), 1e-3) }
 
+func TestProbe(t *testing.T) { acceltest.Probe(t, open(t), 1e-3) }
+
 // TestZeroSize: empty buffers and zero-size kernels launch nothing.
 func TestZeroSize(t *testing.T) {
 	d := open(t)

@@ -40,12 +40,12 @@ func TestEmulated(t *testing.T) {
 	require.NoError(t, err, "build the emulator: %s", out)
 	self, err := os.Executable()
 	require.NoError(t, err)
-	cmd := exec.Command(self, "-test.v", "-test.count=1", "-test.run", "^(TestKernels|TestStep|TestZeroSize)$")
+	cmd := exec.Command(self, "-test.v", "-test.count=1", "-test.run", "^(TestKernels|TestStep|TestProbe|TestZeroSize)$")
 	cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+dir, "LENS_CUDA_EMULATED=1")
 	b, err := cmd.CombinedOutput()
 	log := string(b)
 	require.NoError(t, err, log)
-	for _, name := range []string{"TestKernels", "TestStep", "TestZeroSize"} {
+	for _, name := range []string{"TestKernels", "TestStep", "TestProbe", "TestZeroSize"} {
 		require.Contains(t, log, "--- PASS: "+name, log)
 	}
 	require.Contains(t, log, "lens CPU emulator", "the emulated library was not the one loaded")

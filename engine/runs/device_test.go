@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"lens/engine/accel"
+	"lens/engine/collect"
 	"lens/engine/train"
 	"lens/kv"
 )
@@ -21,16 +22,23 @@ type hostBackend struct{}
 func (hostBackend) Available() (bool, string)   { return true, "" }
 func (hostBackend) Open() (accel.Device, error) { return accel.Host{}, nil }
 
-// cpuAndCrashedDeviceRun trains the tiny spec for steps steps on the CPU,
-// then again on "cuda" (the host stand-in where the real backend is
-// absent) until it crashes after step crashAt; it returns both records.
-func cpuAndCrashedDeviceRun(t *testing.T, steps, crashAt int) (*kv.Store, kv.RunMeta, kv.RunMeta) {
+// useHostAsCUDA registers the host stand-in as "cuda" unless the real
+// backend is built in (then the test runs on it, or skips without a GPU).
+func useHostAsCUDA(t *testing.T) {
 	t.Helper()
 	if b, ok := accel.Lookup("cuda"); !ok {
 		accel.Register("cuda", hostBackend{})
 	} else if ok, why := b.Available(); !ok {
 		t.Skipf("the cuda backend is built in but cannot run here: %s", why)
 	}
+}
+
+// cpuAndCrashedDeviceRun trains the tiny spec for steps steps on the CPU,
+// then again on "cuda" (the host stand-in where the real backend is
+// absent) until it crashes after step crashAt; it returns both records.
+func cpuAndCrashedDeviceRun(t *testing.T, steps, crashAt int) (*kv.Store, kv.RunMeta, kv.RunMeta) {
+	t.Helper()
+	useHostAsCUDA(t)
 	st := openStore(t)
 	spec, base := tinySpec(t, st)
 	spec.Train.Steps = steps
@@ -113,5 +121,58 @@ func sameMetric(t *testing.T, st *kv.Store, id1, id2, name string) {
 	for i := range a {
 		require.Equal(t, a[i].Step, b[i].Step, name)
 		require.InEpsilon(t, a[i].Value, b[i].Value, 1e-4, "%s at step %d", name, a[i].Step)
+	}
+}
+
+// TestDeviceCollectorsMatchCPU: on a device the probe-batch collectors
+// read the device's activations (a forward-only step beside the training
+// step) and store what the CPU run stores: every hook point, the same
+// statistics, the same LoRA norms.
+func TestDeviceCollectorsMatchCPU(t *testing.T) {
+	useHostAsCUDA(t)
+	st := openStore(t)
+	spec, base := tinySpec(t, st)
+	spec.Train.Steps, spec.ProbeBatch = 4, 3
+	spec.Collect = []collect.Spec{{Name: "lora_activations", Every: 2},
+		{Name: "activations", Every: 2, Options: map[string]any{"hooks": []any{"*"}}}}
+	var ids []string
+	for _, dev := range []string{"cpu", "cuda"} {
+		spec.Device = dev
+		job, err := Prepare(spec, base)
+		require.NoError(t, err)
+		m, err := job.Run(context.Background(), st, Options{})
+		require.NoError(t, err)
+		ids = append(ids, m.ID)
+	}
+	la, err := collect.Read[collect.LoRAActivation](st, ids[0], "lora_activations")
+	require.NoError(t, err)
+	lb, err := collect.Read[collect.LoRAActivation](st, ids[1], "lora_activations")
+	require.NoError(t, err)
+	require.Equal(t, 2*4, len(la)) // steps 2 and 4 × 2 layers × q, v
+	require.Equal(t, len(la), len(lb))
+	for i := range la {
+		a, b := la[i], lb[i]
+		require.Equal(t, [2]any{a.Step, a.Name}, [2]any{b.Step, b.Name})
+		for _, f := range [][2]float64{{a.Value.InNorm, b.Value.InNorm}, {a.Value.MidNorm, b.Value.MidNorm},
+			{a.Value.LoRANorm, b.Value.LoRANorm}, {a.Value.BaseNorm, b.Value.BaseNorm}} {
+			require.Greater(t, f[0], 0.0, "%s at step %d", a.Name, a.Step)
+			require.InEpsilon(t, f[0], f[1], 1e-4, "%s at step %d", a.Name, a.Step)
+		}
+	}
+	aa, err := collect.Read[collect.ActivationStats](st, ids[0], "activations")
+	require.NoError(t, err)
+	ab, err := collect.Read[collect.ActivationStats](st, ids[1], "activations")
+	require.NoError(t, err)
+	// 2 steps × (embed, final norm, and per layer 14 block hooks, the
+	// pattern and 7 linear modules' in and out).
+	require.Equal(t, 2*(2+2*(14+1+14)), len(aa))
+	require.Equal(t, len(aa), len(ab))
+	for i := range aa {
+		a, b := aa[i], ab[i]
+		require.Equal(t, [2]any{a.Step, a.Name}, [2]any{b.Step, b.Name})
+		for _, f := range [][2]float64{{a.Value.Mean, b.Value.Mean}, {a.Value.Std, b.Value.Std},
+			{a.Value.RowNorm, b.Value.RowNorm}, {a.Value.Min, b.Value.Min}, {a.Value.Max, b.Value.Max}} {
+			require.InDelta(t, f[0], f[1], 1e-4*(math.Abs(f[0])+a.Value.Std), "%s at step %d", a.Name, a.Step)
+		}
 	}
 }

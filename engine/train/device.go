@@ -13,13 +13,14 @@ import (
 // update) and of each step's gradient (Param.Grad), so hooks, collectors,
 // clipping and checkpoints work as on the CPU. Only the LoRA tensors cross
 // the bus each step; the frozen weights and the activations stay on the
-// device. Evaluation runs on the device too; the collectors' probe
-// forwards run on the host.
+// device. Evaluation and the collectors' probe forwards (Probe) run on
+// the device too.
 type onDevice struct {
 	dev     accel.Device
 	step    *accel.Step
-	scratch [][]float32 // per Param: one micro-batch's gradient
-	stale   bool        // host tensors changed (Restore): upload before the next step
+	scratch [][]float32         // per Param: one micro-batch's gradient
+	stale   bool                // host tensors changed (Restore): upload before the next step
+	probes  map[int]*accel.Step // forward-only steps by probe batch size
 }
 
 // UseDevice moves the training step onto dev, which the trainer then owns
@@ -109,6 +110,9 @@ func (o *onDevice) eval(t *Trainer, tokens []int32) (EvalResult, error) {
 }
 
 func (o *onDevice) close() error {
+	for _, p := range o.probes {
+		p.Close()
+	}
 	o.step.Close()
 	return o.dev.Close()
 }

@@ -349,3 +349,104 @@ func Step(t testing.TB, dev accel.Device, tol float64) {
 	}
 	require.NotEqual(t, data, gd, "AdamW left the tensor unchanged")
 }
+
+// Probe checks a forward-only step (Step.ForwardOnly, the collectors'
+// probe batch) against the gorgonia graph: the same hook names and shapes,
+// every hook's values and each adapter's x·Aᵀ within tol (relative to the
+// tensor's largest entry), with a batch size of its own, and with the
+// adapters' values as the training step last set them (shared, not copied).
+func Probe(t testing.TB, dev accel.Device, tol float64) {
+	m, ad := Model(t)
+	const B, T, PB = 2, 16, 3
+	s, err := accel.NewStep(dev, m, ad.GraphAdapters(), B, T)
+	require.NoError(t, err)
+	defer s.Close()
+	p, err := s.ForwardOnly(PB)
+	require.NoError(t, err)
+	defer p.Close()
+	_, err = p.Run(make([]int32, PB*T), make([]int32, PB*T), nil)
+	require.ErrorContains(t, err, "forward-only")
+
+	// Change one adapter through the training step only.
+	mod := ad.Modules[1]
+	a := ad.A[mod]
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range a.Data {
+		a.Data[i] += float32(rng.NormFloat64() * 0.1)
+	}
+	zeros := make([]float32, len(a.Data))
+	require.NoError(t, s.SetParam(mod+".lora_A", a.Data, zeros, zeros))
+
+	inputs, targets := make([]int32, PB*T), make([]int32, PB*T)
+	for i := range inputs {
+		inputs[i] = int32(rng.IntN(m.Config.VocabSize))
+		targets[i] = int32(rng.IntN(m.Config.VocabSize))
+	}
+	feed := &nn.Feed{B: PB, T: T, Inputs: inputs, Targets: targets}
+	g := nn.NewGraph[float32](feed)
+	net, err := model.Build(g, m, ad.GraphAdapters(), false)
+	require.NoError(t, err)
+	mach, err := g.Compile(net.Loss)
+	require.NoError(t, err)
+	defer mach.Close()
+	want, err := mach.Run()
+	require.NoError(t, err)
+	got, err := p.Loss(inputs, targets)
+	require.NoError(t, err)
+	require.InDelta(t, want, got, tol*math.Abs(want), "probe loss")
+
+	same := func(what string, want, got []float32) {
+		t.Helper()
+		require.Equal(t, len(want), len(got), what)
+		scale := 0.0
+		for _, v := range want {
+			scale = math.Max(scale, math.Abs(float64(v)))
+		}
+		require.Greater(t, scale, 0.0, "%s is all zeros: the check would be empty", what)
+		for j := range want {
+			if d := math.Abs(float64(got[j] - want[j])); d > tol*scale {
+				t.Fatalf("%s [%d]: %g on %s, %g in the graph (|Δ| %.3g > %g·%.3g)", what, j, got[j], dev.Name(), want[j], d, tol, scale)
+			}
+		}
+	}
+	var names []string
+	for name := range g.Hooks {
+		names = append(names, name)
+	}
+	for layer := range g.Attn {
+		names = append(names, fmt.Sprintf("blocks.%d.attn.hook_pattern", layer))
+	}
+	sort.Strings(names)
+	require.Equal(t, names, p.HookNames())
+	for _, name := range names {
+		b, shape, ok := p.Hook(name)
+		require.True(t, ok, name)
+		var want []float32
+		var wantShape []int
+		if n, ok := g.Hooks[name]; ok {
+			want, err = nn.Data[float32](n)
+			require.NoError(t, err, name)
+			wantShape = n.Shape().Clone()
+		} else {
+			var layer int
+			_, err := fmt.Sscanf(name, "blocks.%d.attn.hook_pattern", &layer)
+			require.NoError(t, err, name)
+			want = g.Attn[layer].Probs()
+			wantShape = []int{PB * m.Config.NumAttentionHeads, T, T}
+		}
+		require.Equal(t, wantShape, shape, name)
+		v := make([]float32, b.Len())
+		require.NoError(t, dev.Download(v, b))
+		same(name, want, v)
+	}
+	for _, mod := range ad.Modules {
+		b, r, ok := p.LoRAHidden(mod)
+		require.True(t, ok, mod)
+		require.Equal(t, ad.A[mod].Shape[0], r, mod)
+		v := make([]float32, b.Len())
+		require.NoError(t, dev.Download(v, b))
+		same(mod+" x·Aᵀ", g.LoRA[mod].Hidden(), v)
+	}
+	_, _, ok := p.LoRAHidden("model.layers.0.no_such_proj")
+	require.False(t, ok)
+}
