@@ -131,7 +131,8 @@ func benchOne(s benchSize, steps int, dev string, collectors bool, cpuProfile st
 		}
 	}
 	on := true
-	var spent time.Duration // inside the collectors' hooks
+	var spent time.Duration             // inside the collectors' hooks
+	each := map[string]*time.Duration{} // the same, by collector
 	if collectors {
 		dir, err := os.MkdirTemp("", "lens-bench")
 		if err != nil {
@@ -157,7 +158,8 @@ func benchOne(s benchSize, steps int, dev string, collectors bool, cpuProfile st
 			if err != nil {
 				return 0, collectorCost{}, 0, err
 			}
-			tr.AddHooks(switchable(c.Hooks(tr, collect.StoreSink{Store: st, RunID: id}, probe), &on, &spent))
+			each[name] = new(time.Duration)
+			tr.AddHooks(switchable(c.Hooks(tr, collect.StoreSink{Store: st, RunID: id}, probe), &on, &spent, each[name]))
 		}
 	}
 	// Warm up buffers, caches and (with collectors) the probe graph, which
@@ -191,6 +193,9 @@ func benchOne(s benchSize, steps int, dev string, collectors bool, cpuProfile st
 	}
 	var with, without time.Duration
 	spent = 0
+	for _, d := range each {
+		*d = 0
+	}
 	for b := range 2 * max(2, steps/10) {
 		on = b%2 == 1
 		start := time.Now()
@@ -206,8 +211,12 @@ func benchOne(s benchSize, steps int, dev string, collectors bool, cpuProfile st
 		}
 	}
 	n := max(2, steps/10) * 10
-	return float64(n*benchBatch*benchSeq) / with.Seconds(), collectorCost{InHooks: spent.Seconds() / without.Seconds(),
-		Blocks: with.Seconds()/without.Seconds() - 1}, peakRSS(), nil
+	cost := collectorCost{InHooks: spent.Seconds() / without.Seconds(), Blocks: with.Seconds()/without.Seconds() - 1,
+		ByCollector: map[string]float64{}}
+	for name, d := range each {
+		cost.ByCollector[name] = d.Seconds() / without.Seconds()
+	}
+	return float64(n*benchBatch*benchSeq) / with.Seconds(), cost, peakRSS(), nil
 }
 
 // collectorCost is the collectors' cost as a fraction of step time: the
@@ -216,13 +225,14 @@ func benchOne(s benchSize, steps int, dev string, collectors bool, cpuProfile st
 // and without them, which also catches indirect costs (garbage, the
 // store's background work) but carries the machine's drift.
 type collectorCost struct {
-	InHooks float64 `json:"in_hooks"`
-	Blocks  float64 `json:"blocks"`
+	InHooks     float64            `json:"in_hooks"`
+	Blocks      float64            `json:"blocks"`
+	ByCollector map[string]float64 `json:"by_collector,omitempty"` // in_hooks split by collector (the first to ask pays the probe forward)
 }
 
 // switchable makes h do nothing while *on is false and adds the time its
-// calls take to *spent.
-func switchable(h train.Hooks, on *bool, spent *time.Duration) train.Hooks {
+// calls take to *spent and *mine.
+func switchable(h train.Hooks, on *bool, spent, mine *time.Duration) train.Hooks {
 	wrap := func(f func(*train.Trainer, *train.StepInfo) error) func(*train.Trainer, *train.StepInfo) error {
 		if f == nil {
 			return nil
@@ -232,7 +242,11 @@ func switchable(h train.Hooks, on *bool, spent *time.Duration) train.Hooks {
 				return nil
 			}
 			start := time.Now()
-			defer func() { *spent += time.Since(start) }()
+			defer func() {
+				d := time.Since(start)
+				*spent += d
+				*mine += d
+			}()
 			return f(t, s)
 		}
 	}

@@ -28,9 +28,9 @@ const (
 	kRMSNorm
 	kRMSNormBack
 	kRoPE
-	kAttention
-	kAttentionBackDQ
-	kAttentionBackDKV
+	kSgemmBatched
+	kSoftmaxCausal
+	kSoftmaxBack
 	kSwiGLU
 	kSwiGLUBack
 	kAdd
@@ -42,14 +42,13 @@ const (
 )
 
 var kernelNames = [numKernels]string{
-	"sgemm", "sgemm_reduce", "embed", "rmsnorm", "rmsnorm_back", "rope", "attention", "attention_back_dq",
-	"attention_back_dkv", "swiglu", "swiglu_back", "add", "mul", "cross_entropy", "sum", "adamw",
+	"sgemm", "sgemm_reduce", "embed", "rmsnorm", "rmsnorm_back", "rope", "sgemm_batched", "softmax_causal",
+	"softmax_back", "swiglu", "swiglu_back", "add", "mul", "cross_entropy", "sum", "adamw",
 }
 
 const (
 	threads  = 256 // block size of the 1-D, per-row and sgemm kernels
 	tile     = 64  // sgemm's BM and BN
-	maxD     = 256 // MAXD: the largest attention head dimension
 	maxGridX = 1<<31 - 1
 	maxGridY = 65535
 )
@@ -394,16 +393,21 @@ func (d *Device) Free(bb accel.Buf) {
 // anything is launched: a bad length becomes an error naming the kernel
 // instead of a fault on the GPU.
 type call struct {
-	d   *Device
-	k   int
-	err error
+	d    *Device
+	k    int
+	name string // for errors, when the call is more than kernel k
+	err  error
 }
 
 func (d *Device) call(k int) *call { return &call{d: d, k: k} }
 
 func (c *call) fail(format string, a ...any) {
 	if c.err == nil {
-		c.err = fmt.Errorf("cuda: %s: "+format, append([]any{kernelNames[c.k]}, a...)...)
+		name := c.name
+		if name == "" {
+			name = kernelNames[c.k]
+		}
+		c.err = fmt.Errorf("cuda: %s: "+format, append([]any{name}, a...)...)
 	}
 }
 
@@ -691,46 +695,103 @@ func (c *call) attn(a accel.Attn) (qn, kn, pn int) {
 		c.fail("NH %d, NKV %d and D %d must be positive", a.NH, a.NKV, a.D)
 	case a.NH%a.NKV != 0:
 		c.fail("NH %d is not a multiple of NKV %d", a.NH, a.NKV)
-	case a.D > maxD:
-		c.fail("head dimension D = %d exceeds the kernels' MAXD = %d", a.D, maxD)
+	case c.size(a.B, a.NH) > maxGridY:
+		c.fail("B·NH = %d products exceed the grid's %d", c.size(a.B, a.NH), maxGridY)
+	}
+	if !c.grid((a.T+tile-1)/tile, (a.T+tile-1)/tile) {
+		return 0, 0, 0
 	}
 	return c.size(a.B, a.T, a.NH, a.D), c.size(a.B, a.T, a.NKV, a.D), c.size(a.B, a.NH, a.T, a.T)
 }
 
+// operand is one matrix of a batched product: product z's matrix starts
+// at p + (z/nh)·o + ((z%nh)/g)·i floats, rows ld apart (see sgemm_batched).
+type operand struct {
+	p           dptr
+	ld, o, i, g int
+}
+
+// at is the operand moved by n floats.
+func (x operand) at(n int) operand { x.p += dptr(4 * n); return x }
+
+// batched launches sgemm_batched over nz products. d is locked and current.
+func (d *Device) batched(ta, tb bool, m, n, k int, alpha float32, a, b operand, beta float32, c operand, nz, nh int) error {
+	return d.runZ(kSgemmBatched, (n+tile-1)/tile, (m+tile-1)/tile, nz, threads, ta, tb, m, n, k, alpha,
+		a.p, a.ld, b.p, b.ld, beta, c.p, c.ld, nh, a.o, a.i, a.g, b.o, b.i, b.g, c.o, c.i)
+}
+
+// rowBlocks is the grid of the one-warp-per-row kernels.
+func rowBlocks(rows int) int { return (rows + threads/32 - 1) / (threads / 32) }
+
+// Attention is three launches: the scores S = Q·Kᵀ/√D of every batch and
+// head into p, the causal softmax of p's rows in place, and out = P·V.
 func (d *Device) Attention(out, p, q, k, v accel.Buf, a accel.Attn) error {
-	c := d.call(kAttention)
+	c := &call{d: d, k: kSgemmBatched, name: "attention"}
 	qn, kn, pn := c.attn(a)
 	O, P := c.f("out", out, qn), c.f("p", p, pn)
 	Q, K, V := c.f("q", q, qn), c.f("k", k, kn), c.f("v", v, kn)
-	if qn == 0 {
+	if qn == 0 || c.err != nil {
 		return c.err
 	}
-	return c.launch(a.T, c.size(a.B, a.NH), warp, O, P, Q, K, V, a.B, a.T, a.NH, a.NKV, a.D)
+	T, D, NH, G := a.T, a.D, a.NH, a.NH/a.NKV
+	qw, kw, nz := NH*D, a.NKV*D, a.B*NH
+	scale := float32(1 / math.Sqrt(float64(D)))
+	ps := operand{P, T, NH * T * T, T * T, 1}
+	return d.do("attention", func() error {
+		if err := d.batched(false, true, T, T, D, scale, operand{Q, qw, T * qw, D, 1}, operand{K, kw, T * kw, D, G}, 0, ps, nz, NH); err != nil {
+			return err
+		}
+		if err := d.run(kSoftmaxCausal, rowBlocks(nz*T), 1, threads, P, nz*T, T); err != nil {
+			return err
+		}
+		return d.batched(false, false, T, D, T, 1, ps, operand{V, kw, T * kw, D, G}, 0, operand{O, qw, T * qw, D, 1}, nz, NH)
+	})
 }
 
-// warp is the block size of the attention kernels: one warp per row.
-const warp = 32
-
-// AttentionBack launches attention_back_dq, which fills ds and dq, then
-// attention_back_dkv, which reads ds.
+// AttentionBack: dP = dO·Vᵀ into ds, dS = P⊙(dP − rowsum(dO⊙O)) in place,
+// dQ = dS·K/√D, and per key/value head g the sums over its query heads
+// dK = Σ dSᵀ·Q/√D and dV = Σ Pᵀ·dO, one accumulating launch per head of
+// the group.
 func (d *Device) AttentionBack(dq, dk, dv, ds, q, k, v, p, out, dout accel.Buf, a accel.Attn) error {
-	c := d.call(kAttentionBackDQ)
+	c := &call{d: d, k: kSgemmBatched, name: "attention_back"}
 	qn, kn, pn := c.attn(a)
 	DQ, DK, DV, DS := c.f("dq", dq, qn), c.f("dk", dk, kn), c.f("dv", dv, kn), c.f("ds", ds, pn)
 	Q, K, V, P := c.f("q", q, qn), c.f("k", k, kn), c.f("v", v, kn), c.f("p", p, pn)
 	O, DO := c.f("out", out, qn), c.f("dout", dout, qn)
-	if qn == 0 {
+	if qn == 0 || c.err != nil {
 		return c.err
 	}
-	gq, gkv := c.size(a.B, a.NH), c.size(a.B, a.NKV)
-	if !c.grid(a.T, gq) || !c.grid(a.T, gkv) {
-		return c.err
-	}
-	return d.do(kernelNames[kAttentionBackDQ], func() error {
-		if err := d.run(kAttentionBackDQ, a.T, gq, warp, DQ, DS, K, V, P, O, DO, a.B, a.T, a.NH, a.NKV, a.D); err != nil {
+	T, D, NH, NKV, G := a.T, a.D, a.NH, a.NKV, a.NH/a.NKV
+	qw, kw, nz := NH*D, NKV*D, a.B*NH
+	scale := float32(1 / math.Sqrt(float64(D)))
+	dss := operand{DS, T, NH * T * T, T * T, 1}
+	dos := operand{DO, qw, T * qw, D, 1}
+	return d.do("attention_back", func() error {
+		if err := d.batched(false, true, T, T, D, 1, dos, operand{V, kw, T * kw, D, G}, 0, dss, nz, NH); err != nil {
 			return err
 		}
-		return d.run(kAttentionBackDKV, a.T, gkv, warp, DK, DV, DS, Q, P, DO, a.B, a.T, a.NH, a.NKV, a.D)
+		if err := d.run(kSoftmaxBack, rowBlocks(nz*T), 1, threads, DS, P, O, DO, nz*T, T, NH, D); err != nil {
+			return err
+		}
+		if err := d.batched(false, false, T, D, T, scale, dss, operand{K, kw, T * kw, D, G}, 0, operand{DQ, qw, T * qw, D, 1}, nz, NH); err != nil {
+			return err
+		}
+		// Over z = b·NKV + g: query head g·G + r of batch b.
+		dsg := operand{DS, T, NH * T * T, G * T * T, 1}
+		pg := operand{P, T, NH * T * T, G * T * T, 1}
+		qg := operand{Q, qw, T * qw, G * D, 1}
+		dog := operand{DO, qw, T * qw, G * D, 1}
+		dks, dvs := operand{DK, kw, T * kw, D, 1}, operand{DV, kw, T * kw, D, 1}
+		for r := range G {
+			beta := float32(min(r, 1))
+			if err := d.batched(true, false, T, D, T, scale, dsg.at(r*T*T), qg.at(r*D), beta, dks, a.B*NKV, NKV); err != nil {
+				return err
+			}
+			if err := d.batched(true, false, T, D, T, 1, pg.at(r*T*T), dog.at(r*D), beta, dvs, a.B*NKV, NKV); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

@@ -145,7 +145,7 @@ static CUresult lens_cuModuleLoadData(CUmodule *m, const char *ptx, char *log, s
 // slot, with ptr[i] = &slot[i] (cuLaunchKernel's kernelParams). It lives
 // in C memory because cgo forbids handing C a Go pointer to memory that
 // itself holds Go pointers.
-#define LENS_MAXARGS 16
+#define LENS_MAXARGS 24
 typedef struct {
 	unsigned long long slot[LENS_MAXARGS];
 	void *ptr[LENS_MAXARGS];

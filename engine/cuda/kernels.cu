@@ -84,14 +84,15 @@ __device__ __forceinline__ void gemm_stage(float (*As)[BM + 4], float (*Bs)[BN +
     }
 }
 
-extern "C" __global__ void sgemm(long long ta, long long tb, long long M, long long N, long long K, float alpha,
-                                 const float* __restrict__ A, long long lda, const float* __restrict__ B, long long ldb,
-                                 float beta, float* __restrict__ C, long long ldc, long long kc, float* __restrict__ W) {
+// gemm_block computes the 64×64 tile of C at (row0, col0) over k in
+// [kbeg, kend): into C (alpha, beta) or, with W non-null, raw into W.
+__device__ __forceinline__ void gemm_block(long long ta, long long tb, long long M, long long N, float alpha,
+                                           const float* __restrict__ A, long long lda, const float* __restrict__ B,
+                                           long long ldb, float beta, float* __restrict__ C, long long ldc,
+                                           long long row0, long long col0, long long kbeg, long long kend, float* W) {
     __shared__ float As[BK][BM + 4];
     __shared__ float Bs[BK][BN + 4];
     int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    long long row0 = (long long)blockIdx.y * BM, col0 = (long long)blockIdx.x * BN;
-    long long kbeg = (long long)blockIdx.z * kc, kend = kbeg + kc < K ? kbeg + kc : K;
     float acc[4][4];
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 4; j++) acc[i][j] = 0.f;
@@ -115,15 +116,14 @@ extern "C" __global__ void sgemm(long long ta, long long tb, long long M, long l
         }
         __syncthreads();
     }
-    float* w = W ? W + (long long)blockIdx.z * M * N : 0;
     for (int i = 0; i < 4; i++) {
         long long r = row0 + ty + 16 * i;
         if (r >= M) continue;
         for (int j = 0; j < 4; j++) {
             long long c = col0 + tx + 16 * j;
             if (c >= N) continue;
-            if (w) {
-                w[r * N + c] = acc[i][j];
+            if (W) {
+                W[r * N + c] = acc[i][j];
                 continue;
             }
             float v = alpha * acc[i][j];
@@ -131,6 +131,30 @@ extern "C" __global__ void sgemm(long long ta, long long tb, long long M, long l
             C[r * ldc + c] = v;
         }
     }
+}
+
+extern "C" __global__ void sgemm(long long ta, long long tb, long long M, long long N, long long K, float alpha,
+                                 const float* __restrict__ A, long long lda, const float* __restrict__ B, long long ldb,
+                                 float beta, float* __restrict__ C, long long ldc, long long kc, float* __restrict__ W) {
+    long long kbeg = (long long)blockIdx.z * kc, kend = kbeg + kc < K ? kbeg + kc : K;
+    gemm_block(ta, tb, M, N, alpha, A, lda, B, ldb, beta, C, ldc, (long long)blockIdx.y * BM,
+               (long long)blockIdx.x * BN, kbeg, kend, W ? W + (long long)blockIdx.z * M * N : (float*)0);
+}
+
+// sgemm_batched runs one product per blockIdx.z = z, each operand X at
+// X + (z / nh)·xo + ((z % nh) / xg)·xi: with z = batch·heads + head, that
+// walks the heads of a B·T×heads·D activation (xo = T·row, xi = D), and
+// xg > 1 maps query heads onto their shared key/value head.
+extern "C" __global__ void sgemm_batched(long long ta, long long tb, long long M, long long N, long long K,
+                                         float alpha, const float* __restrict__ A, long long lda,
+                                         const float* __restrict__ B, long long ldb, float beta,
+                                         float* __restrict__ C, long long ldc, long long nh, long long ao,
+                                         long long ai, long long ag, long long bo, long long bi, long long bg,
+                                         long long co, long long ci) {
+    long long z = blockIdx.z, zo = z / nh, zi = z % nh;
+    gemm_block(ta, tb, M, N, alpha, A + zo * ao + zi / ag * ai, lda, B + zo * bo + zi / bg * bi, ldb, beta,
+               C + zo * co + zi * ci, ldc, (long long)blockIdx.y * BM, (long long)blockIdx.x * BN, 0, K,
+               (float*)0);
 }
 
 // sgemm_reduce finishes a split-K product: C = alpha·Σ_z W[z] + beta·C,
@@ -206,116 +230,41 @@ extern "C" __global__ void rope(float* y, const float* x, const float* cosT, con
 }
 
 // ---- causal grouped-query attention ----
-// One warp per (query row i, batch·head). Lanes take key columns j for the
-// scores and head dimensions d for the output. Query head h reads kv head
-// h/(NH/NKV). P is B·NH×T×T with zeros above the diagonal.
+// Attention and its backward pass are sgemm_batched products over the
+// batch·heads (scores, P·V, and the four gradient products) around two row
+// kernels, one warp per row of P (B·NH·T rows of T).
 
-#define MAXD 256
-
-extern "C" __global__ void attention(float* out, float* P, const float* q, const float* k, const float* v, long long B,
-                                     long long T, long long NH, long long NKV, long long D) {
-    __shared__ float qs[MAXD];
-    long long i = blockIdx.x, bh = blockIdx.y;
-    long long b = bh / NH, h = bh % NH, g = h / (NH / NKV);
-    long long qw = NH * D, kw = NKV * D;
-    int lane = threadIdx.x;
-    const float* qi = q + (b * T + i) * qw + h * D;
-    for (long long d = lane; d < D; d += WARP) qs[d] = qi[d];
-    __syncwarp();
-    float scale = rsqrtf((float)D);
-    float* row = P + (bh * T + i) * T;
+// softmax_causal turns raw scores into probabilities: row r is query
+// position i = r mod T; entries j > i become 0.
+extern "C" __global__ void softmax_causal(float* P, long long rows, long long T) {
+    long long r = (long long)blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
+    int lane = threadIdx.x % WARP;
+    if (r >= rows) return;
+    long long i = r % T;
+    float* row = P + r * T;
     float mx = -INFINITY;
-    for (long long j = lane; j <= i; j += WARP) {
-        const float* kj = k + (b * T + j) * kw + g * D;
-        float s = 0.f;
-        for (long long d = 0; d < D; d++) s = fmaf(qs[d], kj[d], s);
-        s *= scale;
-        row[j] = s;
-        mx = fmaxf(mx, s);
-    }
+    for (long long j = lane; j <= i; j += WARP) mx = fmaxf(mx, row[j]);
     mx = warp_max(mx);
     float sum = 0.f;
-    for (long long j = lane; j <= i; j += WARP) {
-        float e = expf(row[j] - mx);
-        row[j] = e;
-        sum += e;
-    }
+    for (long long j = lane; j <= i; j += WARP) sum += expf(row[j] - mx);
     sum = warp_sum(sum);
     float inv = 1.f / sum;
-    for (long long j = lane; j < T; j += WARP) row[j] = j <= i ? row[j] * inv : 0.f;
-    __syncwarp();
-    float* oi = out + (b * T + i) * qw + h * D;
-    for (long long d = lane; d < D; d += WARP) {
-        float acc = 0.f;
-        for (long long j = 0; j <= i; j++) acc = fmaf(row[j], v[(b * T + j) * kw + g * D + d], acc);
-        oi[d] = acc;
-    }
+    for (long long j = lane; j < T; j += WARP) row[j] = j <= i ? expf(row[j] - mx) * inv : 0.f;
 }
 
-// attention_back_dq: dS_ij = P_ij·(dO_i·v_j − dO_i·O_i) into ds, and
-// dq_i = Σ_j dS_ij·k_j/√D. One warp per (i, batch·head).
-extern "C" __global__ void attention_back_dq(float* dq, float* ds, const float* k, const float* v, const float* P,
-                                             const float* out, const float* dout, long long B, long long T, long long NH,
-                                             long long NKV, long long D) {
-    __shared__ float dos[MAXD];
-    long long i = blockIdx.x, bh = blockIdx.y;
-    long long b = bh / NH, h = bh % NH, g = h / (NH / NKV);
-    long long qw = NH * D, kw = NKV * D;
-    int lane = threadIdx.x;
-    const float *doi = dout + (b * T + i) * qw + h * D, *oi = out + (b * T + i) * qw + h * D;
+// softmax_back turns dP (in ds) into dS = P ⊙ (dP − dO_i·O_i) in place;
+// row r = (b·NH + h)·T + i.
+extern "C" __global__ void softmax_back(float* ds, const float* P, const float* out, const float* dout, long long rows,
+                                        long long T, long long NH, long long D) {
+    long long r = (long long)blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
+    int lane = threadIdx.x % WARP;
+    if (r >= rows) return;
+    long long i = r % T, bh = r / T, b = bh / NH, h = bh % NH;
+    long long o = (b * T + i) * NH * D + h * D;
     float di = 0.f;
-    for (long long d = lane; d < D; d += WARP) {
-        dos[d] = doi[d];
-        di += doi[d] * oi[d];
-    }
+    for (long long d = lane; d < D; d += WARP) di += dout[o + d] * out[o + d];
     di = warp_sum(di);
-    __syncwarp();
-    const float* prow = P + (bh * T + i) * T;
-    float* srow = ds + (bh * T + i) * T;
-    for (long long j = lane; j < T; j += WARP) {
-        float s = 0.f;
-        if (j <= i) {
-            const float* vj = v + (b * T + j) * kw + g * D;
-            float dp = 0.f;
-            for (long long d = 0; d < D; d++) dp = fmaf(dos[d], vj[d], dp);
-            s = prow[j] * (dp - di);
-        }
-        srow[j] = s;
-    }
-    __syncwarp();
-    float scale = rsqrtf((float)D);
-    float* dqi = dq + (b * T + i) * qw + h * D;
-    for (long long d = lane; d < D; d += WARP) {
-        float acc = 0.f;
-        for (long long j = 0; j <= i; j++) acc = fmaf(srow[j], k[(b * T + j) * kw + g * D + d], acc);
-        dqi[d] = acc * scale;
-    }
-}
-
-// attention_back_dkv: dk_j = Σ_h Σ_{i≥j} dS_ij·q_i/√D and
-// dv_j = Σ_h Σ_{i≥j} P_ij·dO_i over the query heads h of kv head g. One
-// warp per (key row j, batch·kv head); runs after attention_back_dq.
-extern "C" __global__ void attention_back_dkv(float* dk, float* dv, const float* ds, const float* q, const float* P,
-                                              const float* dout, long long B, long long T, long long NH, long long NKV,
-                                              long long D) {
-    long long j = blockIdx.x, bg = blockIdx.y;
-    long long b = bg / NKV, g = bg % NKV, group = NH / NKV;
-    long long qw = NH * D, kw = NKV * D;
-    int lane = threadIdx.x;
-    float scale = rsqrtf((float)D);
-    for (long long d = lane; d < D; d += WARP) {
-        float ak = 0.f, av = 0.f;
-        for (long long h = g * group; h < (g + 1) * group; h++) {
-            long long bh = b * NH + h;
-            for (long long i = j; i < T; i++) {
-                long long o = (b * T + i) * qw + h * D + d;
-                ak = fmaf(ds[(bh * T + i) * T + j], q[o], ak);
-                av = fmaf(P[(bh * T + i) * T + j], dout[o], av);
-            }
-        }
-        dk[(b * T + j) * kw + g * D + d] = ak * scale;
-        dv[(b * T + j) * kw + g * D + d] = av;
-    }
+    for (long long j = lane; j < T; j += WARP) ds[r * T + j] = P[r * T + j] * (ds[r * T + j] - di);
 }
 
 // ---- elementwise ----

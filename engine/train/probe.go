@@ -105,30 +105,31 @@ func (o *onDevice) probe(t *Trainer, inputs, targets []int32, batch int) (Activa
 	if _, err := s.Loss(inputs, targets); err != nil {
 		return nil, fmt.Errorf("probe batch on %s: %w", o.dev.Name(), err)
 	}
-	return &deviceActs{s: s, got: map[string][]float32{}}, nil
+	return &deviceActs{s: s, got: map[accel.Buf][]float32{}}, nil
 }
 
-// deviceActs downloads a hook point when it is first read; collectors
-// read concurrently.
+// deviceActs downloads a hook point when it is first read, once per
+// buffer (q, k and v's hook_in are one buffer); collectors read
+// concurrently.
 type deviceActs struct {
 	s   *accel.Step
 	mu  sync.Mutex
-	got map[string][]float32
+	got map[accel.Buf][]float32
 }
 
 func (a *deviceActs) Names() []string { return a.s.HookNames() }
 
-func (a *deviceActs) download(key string, b accel.Buf) ([]float32, error) {
+func (a *deviceActs) download(what string, b accel.Buf) ([]float32, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if x, ok := a.got[key]; ok {
+	if x, ok := a.got[b]; ok {
 		return x, nil
 	}
 	x := make([]float32, b.Len())
 	if err := a.s.Device().Download(x, b); err != nil {
-		return nil, fmt.Errorf("download %s: %w", key, err)
+		return nil, fmt.Errorf("download %s: %w", what, err)
 	}
-	a.got[key] = x
+	a.got[b] = x
 	return x, nil
 }
 

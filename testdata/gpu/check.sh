@@ -51,6 +51,8 @@ run)
   for s in tiny medium; do
     LENS_CUDA_PROFILE=1 timeout 60 .gpu/lens bench --one $s --device cuda --steps 20
   done
+  echo "== collectors by cost (fractions of step time, medium)"
+  timeout 90 .gpu/lens bench --one medium --device cuda --steps 40 --collectors
   echo "== the same training script on cpu and cuda"
   work=$(mktemp -d)
   printf 'the quick brown fox jumps over the lazy dog. %.0s' $(seq 2000) > "$work/corpus.txt"
@@ -63,7 +65,7 @@ for dev in ["cpu", "cuda"]:
 STAR
   (cd "$work" && timeout 120 "$OLDPWD/.gpu/lens" run t.star --store "$work/st") 2>&1 | grep -v ' tok/s ETA' | tail -20
   echo "== lens bench --device cuda"
-  timeout ${BENCH_TIMEOUT:-300} .gpu/lens bench --device cuda --sizes "$sizes" --steps 30 --rounds ${ROUNDS:-2}
+  timeout ${BENCH_TIMEOUT:-300} .gpu/lens bench --device cuda --sizes "$sizes" --steps 30 --rounds ${ROUNDS:-3}
   echo "== done"
   ;;
 *)

@@ -82,11 +82,13 @@ Fn fns[] = {
     {"rmsnorm", [](void **p) { rmsnorm(F(0), F(1), F(2), F(3), L(4), L(5), R(6)); }},
     {"rmsnorm_back", [](void **p) { rmsnorm_back(F(0), F(1), F(2), F(3), F(4), L(5), L(6)); }},
     {"rope", [](void **p) { rope(F(0), F(1), F(2), F(3), L(4), L(5), L(6), L(7), L(8)); }},
-    {"attention", [](void **p) { attention(F(0), F(1), F(2), F(3), F(4), L(5), L(6), L(7), L(8), L(9)); }},
-    {"attention_back_dq",
-     [](void **p) { attention_back_dq(F(0), F(1), F(2), F(3), F(4), F(5), F(6), L(7), L(8), L(9), L(10), L(11)); }},
-    {"attention_back_dkv",
-     [](void **p) { attention_back_dkv(F(0), F(1), F(2), F(3), F(4), F(5), L(6), L(7), L(8), L(9), L(10)); }},
+    {"sgemm_batched",
+     [](void **p) {
+       sgemm_batched(L(0), L(1), L(2), L(3), L(4), R(5), F(6), L(7), F(8), L(9), R(10), F(11), L(12), L(13), L(14),
+                     L(15), L(16), L(17), L(18), L(19), L(20), L(21));
+     }},
+    {"softmax_causal", [](void **p) { softmax_causal(F(0), L(1), L(2)); }},
+    {"softmax_back", [](void **p) { softmax_back(F(0), F(1), F(2), F(3), L(4), L(5), L(6), L(7)); }},
     {"swiglu", [](void **p) { swiglu(F(0), F(1), F(2), F(3), L(4)); }},
     {"swiglu_back", [](void **p) { swiglu_back(F(0), F(1), F(2), F(3), F(4), F(5), L(6)); }},
     {"add", [](void **p) { add(F(0), F(1), F(2), L(3)); }},
@@ -143,9 +145,9 @@ CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned
   if (gz == 0 || by != 1 || bz != 1 || shmem != 0 || bx == 0 || bx > 1024) return CUDA_ERROR_INVALID_VALUE;
   Fn *fn = (Fn *)f;
   // The argument slots belong to the caller; copy them as the driver does.
-  std::vector<unsigned long long> slots(16);
-  std::vector<void *> ptrs(16);
-  for (int i = 0; i < 16; i++) {
+  std::vector<unsigned long long> slots(24);  // LENS_MAXARGS in driver.go
+  std::vector<void *> ptrs(24);
+  for (int i = 0; i < 24; i++) {
     memcpy(&slots[i], params[i], 8);
     ptrs[i] = &slots[i];
   }
