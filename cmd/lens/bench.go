@@ -47,6 +47,11 @@ type benchRow struct {
 	Ratio           float64 `json:"ratio"`
 	LensGFlops      float64 `json:"lens_gflops"`
 	SgemmGFlops     float64 `json:"sgemm_gflops"`
+	// ProductGFlops is the speed of the step's matrix products alone (their
+	// flops over the time inside them, CPU only), ProductFrac that time's
+	// share of the step; both from the fastest lens round.
+	ProductGFlops   float64 `json:"product_gflops,omitempty"`
+	ProductFrac     float64 `json:"product_frac,omitempty"`
 	CollectOverhead float64 `json:"collector_overhead"`        // inside the collectors' hooks, mean over the rounds
 	CollectBlocks   float64 `json:"collector_overhead_blocks"` // whole 10-step blocks with vs without them
 	LensPeakRSS     int64   `json:"lens_peak_rss_bytes"`
@@ -106,28 +111,28 @@ func (r *randTokens) Restore(json.RawMessage) error   { return nil }
 // of 10 steps (one collection each) alternate with blocks of 10 where the
 // same hooks are switched off, and the overhead is the ratio of the two
 // blocks' total times; tokens/s is then the blocks with collectors.
-func benchOne(s benchSize, steps int, dev string, collectors bool, cpuProfile string) (float64, collectorCost, int64, error) {
+func benchOne(s benchSize, steps int, dev string, collectors bool, cpuProfile string) (childResult, error) {
 	m, err := model.New(s.config(), 1)
 	if err != nil {
-		return 0, collectorCost{}, 0, err
+		return childResult{}, err
 	}
 	ad, err := lora.New(m, lora.Config{Rank: benchRank, Alpha: 16, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}}, 1)
 	if err != nil {
-		return 0, collectorCost{}, 0, err
+		return childResult{}, err
 	}
 	tr, err := train.New(m, ad, &randTokens{rand.New(rand.NewPCG(1, 2))}, nil,
 		train.Config{Steps: 1 << 30, BatchSize: benchBatch, SeqLen: benchSeq, LR: 1e-3})
 	if err != nil {
-		return 0, collectorCost{}, 0, err
+		return childResult{}, err
 	}
 	defer tr.Close()
 	if dev != device.CPU {
 		d, err := accel.Open(dev)
 		if err != nil {
-			return 0, collectorCost{}, 0, err
+			return childResult{}, err
 		}
 		if err := tr.UseDevice(d); err != nil {
-			return 0, collectorCost{}, 0, err
+			return childResult{}, err
 		}
 	}
 	on := true
@@ -136,17 +141,17 @@ func benchOne(s benchSize, steps int, dev string, collectors bool, cpuProfile st
 	if collectors {
 		dir, err := os.MkdirTemp("", "lens-bench")
 		if err != nil {
-			return 0, collectorCost{}, 0, err
+			return childResult{}, err
 		}
 		defer os.RemoveAll(dir)
 		st, err := kv.Open(dir, kv.Options{})
 		if err != nil {
-			return 0, collectorCost{}, 0, err
+			return childResult{}, err
 		}
 		defer st.Close()
 		id := st.NewRunID()
 		if err := st.CreateRun(kv.RunMeta{ID: id, Name: "bench"}); err != nil {
-			return 0, collectorCost{}, 0, err
+			return childResult{}, err
 		}
 		probe := &collect.Probe{Batch: 2}
 		for range 2 * benchSeq {
@@ -156,7 +161,7 @@ func benchOne(s benchSize, steps int, dev string, collectors bool, cpuProfile st
 		for _, name := range []string{"adapter_weights", "adapter_grads", "lora_activations", "activations"} {
 			c, err := collect.Default.Build(collect.Spec{Name: name, Every: 10})
 			if err != nil {
-				return 0, collectorCost{}, 0, err
+				return childResult{}, err
 			}
 			each[name] = new(time.Duration)
 			tr.AddHooks(switchable(c.Hooks(tr, collect.StoreSink{Store: st, RunID: id}, probe), &on, &spent, each[name]))
@@ -167,29 +172,35 @@ func benchOne(s benchSize, steps int, dev string, collectors bool, cpuProfile st
 	// steady-state cost at the default frequency.
 	for range 10 {
 		if _, err := tr.TrainStep(); err != nil {
-			return 0, collectorCost{}, 0, err
+			return childResult{}, err
 		}
 	}
 	if cpuProfile != "" {
 		f, err := os.Create(cpuProfile)
 		if err != nil {
-			return 0, collectorCost{}, 0, fmt.Errorf("cpu profile: %w", err)
+			return childResult{}, fmt.Errorf("cpu profile: %w", err)
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return 0, collectorCost{}, 0, fmt.Errorf("cpu profile %s: %w", cpuProfile, err)
+			return childResult{}, fmt.Errorf("cpu profile %s: %w", cpuProfile, err)
 		}
 		defer pprof.StopCPUProfile()
 	}
 	if !collectors {
+		gemm.StartMeter()
 		start := time.Now()
 		for range steps {
 			if _, err := tr.TrainStep(); err != nil {
-				return 0, collectorCost{}, 0, err
+				return childResult{}, err
 			}
 		}
 		el := time.Since(start).Seconds()
-		return float64(steps*benchBatch*benchSeq) / el, collectorCost{}, peakRSS(), nil
+		busy, flops := gemm.StopMeter()
+		r := childResult{TokensPerS: float64(steps*benchBatch*benchSeq) / el, PeakRSS: peakRSS()}
+		if busy > 0 && dev == device.CPU {
+			r.ProductGFlops, r.ProductFrac = flops/busy.Seconds()/1e9, busy.Seconds()/el
+		}
+		return r, nil
 	}
 	var with, without time.Duration
 	spent = 0
@@ -201,7 +212,7 @@ func benchOne(s benchSize, steps int, dev string, collectors bool, cpuProfile st
 		start := time.Now()
 		for range 10 {
 			if _, err := tr.TrainStep(); err != nil {
-				return 0, collectorCost{}, 0, err
+				return childResult{}, err
 			}
 		}
 		if on {
@@ -216,7 +227,7 @@ func benchOne(s benchSize, steps int, dev string, collectors bool, cpuProfile st
 	for name, d := range each {
 		cost.ByCollector[name] = d.Seconds() / without.Seconds()
 	}
-	return float64(n*benchBatch*benchSeq) / with.Seconds(), cost, peakRSS(), nil
+	return childResult{TokensPerS: float64(n*benchBatch*benchSeq) / with.Seconds(), Overhead: cost, PeakRSS: peakRSS()}, nil
 }
 
 // collectorCost is the collectors' cost as a fraction of step time: the
@@ -362,13 +373,17 @@ func ceilingGFlops(dev string) (float64, error) {
 }
 
 type childResult struct {
-	TokensPerS  float64       `json:"tokens_per_s"`
-	PeakDevice  int64         `json:"peak_device_bytes,omitempty"` // PyTorch on a GPU: max_memory_allocated
-	Device      string        `json:"device,omitempty"`            // the device PyTorch ran on
-	PeakRSS     int64         `json:"peak_rss_bytes"`
-	SgemmGFlops float64       `json:"sgemm_gflops,omitempty"` // measured after the timed steps
-	Overhead    collectorCost `json:"collector_overhead"`
-	BLAS        string        `json:"blas,omitempty"` // the BLAS library PyTorch loaded
+	TokensPerS  float64 `json:"tokens_per_s"`
+	PeakDevice  int64   `json:"peak_device_bytes,omitempty"` // PyTorch on a GPU: max_memory_allocated
+	Device      string  `json:"device,omitempty"`            // the device PyTorch ran on
+	PeakRSS     int64   `json:"peak_rss_bytes"`
+	SgemmGFlops float64 `json:"sgemm_gflops,omitempty"` // measured after the timed steps
+	// On the CPU: the flops of the step's matrix products over the time
+	// spent inside them (gemm's meter), and that time's share of the step.
+	ProductGFlops float64       `json:"product_gflops,omitempty"`
+	ProductFrac   float64       `json:"product_frac,omitempty"`
+	Overhead      collectorCost `json:"collector_overhead"`
+	BLAS          string        `json:"blas,omitempty"` // the BLAS library PyTorch loaded
 }
 
 func runChild(ctx context.Context, args ...string) (childResult, error) {
@@ -477,15 +492,14 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if *one != "" {
 		for _, s := range benchSizes {
 			if s.Name == *one {
-				tps, overhead, rss, err := benchOne(s, *steps, *dev, *withCollectors, *cpuProfile)
+				r, err := benchOne(s, *steps, *dev, *withCollectors, *cpuProfile)
 				if err != nil {
 					return err
 				}
-				ceiling, err := ceilingGFlops(*dev)
-				if err != nil {
+				if r.SgemmGFlops, err = ceilingGFlops(*dev); err != nil {
 					return err
 				}
-				return json.NewEncoder(stdout).Encode(childResult{TokensPerS: tps, Overhead: overhead, PeakRSS: rss, SgemmGFlops: ceiling})
+				return json.NewEncoder(stdout).Encode(r)
 			}
 		}
 		return usagef("unknown size %q", *one)
@@ -518,7 +532,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			if err != nil {
 				return fmt.Errorf("bench %s: %w", s.Name, err)
 			}
-			row.LensTokensPerS = max(row.LensTokensPerS, l.TokensPerS)
+			if l.TokensPerS > row.LensTokensPerS {
+				row.LensTokensPerS, row.ProductGFlops, row.ProductFrac = l.TokensPerS, l.ProductGFlops, l.ProductFrac
+			}
 			row.LensPeakRSS = max(row.LensPeakRSS, l.PeakRSS)
 			row.SgemmGFlops = max(row.SgemmGFlops, l.SgemmGFlops)
 			splits := torchSplits()
@@ -568,11 +584,15 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		} else if r.TorchError != "" {
 			torch = "error"
 		}
+		products := "-"
+		if r.ProductGFlops > 0 {
+			products = fmt.Sprintf("%.1f (%.0f%% of the step)", r.ProductGFlops, 100*r.ProductFrac)
+		}
 		t = append(t, []string{r.Size, fmt.Sprintf("%.2fM", float64(r.Params)/1e6), fmt.Sprintf("%.0f", r.LensTokensPerS), torch, ratio,
-			fmt.Sprintf("%.1f", r.LensGFlops), fmt.Sprintf("%.1f", r.SgemmGFlops), fmt.Sprintf("%.1f%% (%+.1f%%)", 100*r.CollectOverhead, 100*r.CollectBlocks),
+			fmt.Sprintf("%.1f", r.LensGFlops), fmt.Sprintf("%.1f", r.SgemmGFlops), products, fmt.Sprintf("%.1f%% (%+.1f%%)", 100*r.CollectOverhead, 100*r.CollectBlocks),
 			fmt.Sprintf("%.0f MB", float64(r.LensPeakRSS)/1e6), fmt.Sprintf("%.0f MB", float64(r.TorchPeakRSS)/1e6)})
 	}
-	table(stdout, []string{"size", "params", "lens tok/s", "torch tok/s", "ratio", "lens GFLOP/s", "sgemm GFLOP/s", "collectors (blocks)", "lens RSS", "torch RSS"}, t)
+	table(stdout, []string{"size", "params", "lens tok/s", "torch tok/s", "ratio", "lens GFLOP/s", "sgemm GFLOP/s", "in products GFLOP/s", "collectors (blocks)", "lens RSS", "torch RSS"}, t)
 	fmt.Fprintf(stdout, "LoRA r=%d on q,k,v,o, batch %d×%d, %d threads, gemm kernel %s\n", benchRank, benchBatch, benchSeq, runtime.GOMAXPROCS(0), gemm.Kernel())
 	if *dev != device.CPU && len(rows) > 0 {
 		fmt.Fprintf(stdout, "device: lens on %s (the sgemm column is its own matrix kernel, 2048³), PyTorch on %s\n", rows[0].Device, rows[0].TorchDevice)

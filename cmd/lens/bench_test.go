@@ -38,6 +38,13 @@ func TestBenchJSON(t *testing.T) {
 	require.Greater(t, num("sgemm_gflops"), 1.0)
 	// lens GFLOP/s is tokens/s times the step's flops per token.
 	require.InEpsilon(t, num("lens_gflops")/lensTPS, stepFlops(benchSizes[0].config(), benchSeq)/1e9, 1e-9)
+	// The products run slower than the 512³ ceiling at most a little above
+	// it (a noisy machine), and take part of the step's time.
+	require.Greater(t, num("product_gflops"), 1.0)
+	require.Less(t, num("product_gflops"), 1.5*num("sgemm_gflops"))
+	frac := num("product_frac")
+	require.Greater(t, frac, 0.2)
+	require.LessOrEqual(t, frac, 1.0)
 	// The time inside the collectors' hooks is a positive share of the
 	// steps; the block comparison carries drift and may come out negative.
 	ov := num("collector_overhead")

@@ -195,6 +195,10 @@ func Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []fl
 	if m == 0 || n == 0 {
 		return
 	}
+	if metering.Load() {
+		meterEnter(m, n, k)
+		defer meterLeave()
+	}
 
 	if alpha == 0 || k == 0 {
 		scaleC(m, n, beta, c, ldc)

@@ -8,7 +8,9 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"gonum.org/v1/gonum/blas"
 )
@@ -383,5 +385,37 @@ func TestKernelChoice(t *testing.T) {
 	}
 	if got := Kernel(); got != want {
 		t.Errorf("Kernel() = %q with LENS_GEMM=%q, want %q", got, env, want)
+	}
+}
+
+// TestMeter: the meter counts each call's flops, and concurrent calls'
+// time once (the union of their intervals, at most the wall time).
+func TestMeter(t *testing.T) {
+	const n = 192
+	a, b := make([]float32, n*n), make([]float32, n*n)
+	c1, c2 := make([]float32, n*n), make([]float32, n*n)
+	StartMeter()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, c := range [][]float32{c1, c2} {
+		wg.Go(func() {
+			for range 5 {
+				Sgemm(false, false, n, n, n, 1, a, n, b, n, 0, c, n)
+			}
+		})
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	Sgemm(false, true, 4, 5, 6, 1, a, 6, b, 6, 0, c1, 5)
+	busy, flops := StopMeter()
+	if want := 10*2*float64(n*n*n) + 2*4*5*6; flops != want {
+		t.Fatalf("flops %g, want %g", flops, want)
+	}
+	if busy <= 0 || busy > wall+time.Millisecond {
+		t.Fatalf("busy %v outside (0, wall %v]", busy, wall)
+	}
+	Sgemm(false, false, n, n, n, 1, a, n, b, n, 0, c1, n)
+	if b2, f2 := StopMeter(); b2 != busy || f2 != flops {
+		t.Fatalf("a stopped meter moved: %v %g", b2, f2)
 	}
 }
