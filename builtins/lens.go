@@ -47,7 +47,7 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	if _, ok := kwargsHas(kwargs, "resume"); ok {
 		return nil, fmt.Errorf("%s: resume= continues a stored run with its own settings and takes no other argument but log_to=", fn.Name())
 	}
-	picked, rest = splitKwargs(kwargs, "model", "data", "lora", "name", "tags", "eval_data", "checkpoint_every", "lora_seed", "collect", "probe_batch", "keep_last", "device")
+	picked, rest = splitKwargs(kwargs, "model", "data", "lora", "name", "tags", "eval_data", "checkpoint_every", "lora_seed", "collect", "probe_batch", "keep_last", "device", "init")
 	mv, ok := picked["model"].(*Model)
 	if !ok {
 		return nil, fmt.Errorf("%s: argument model: want model, got %s", fn.Name(), typeName(picked["model"]))
@@ -115,6 +115,20 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 			} else {
 				spec.Collect = append(spec.Collect, c.spec)
 			}
+		}
+	}
+	if v, ok := picked["init"]; ok && v != starlark.None {
+		switch v := v.(type) {
+		case *Run:
+			spec.Init = &runs.InitRef{Run: v.meta.ID}
+		case starlark.String:
+			dir, err := env.readable(string(v))
+			if err != nil {
+				return nil, fmt.Errorf("%s: argument init: %w", fn.Name(), err)
+			}
+			spec.Init = &runs.InitRef{Dir: dir}
+		default:
+			return nil, fmt.Errorf("%s: argument init: want a run or a PEFT adapter directory, got %s", fn.Name(), v.Type())
 		}
 	}
 	for _, k := range []string{"checkpoint_every", "lora_seed", "probe_batch", "keep_last"} {

@@ -191,6 +191,15 @@ func (r *Run) config() (starlark.Value, error) {
 	}
 	flat["data"] = spec.Data.Source
 	flat["checkpoint_every"] = float64(spec.CheckpointEvery)
+	if spec.Init != nil {
+		init := map[string]any{"hash": spec.Init.Hash}
+		if spec.Init.Run != "" {
+			init["run"], init["step"] = spec.Init.Run, float64(spec.Init.Step)
+		} else {
+			init["dir"] = spec.Init.Dir
+		}
+		flat["init"] = init
+	}
 	flat["device"] = spec.Device
 	if spec.Device == "" {
 		flat["device"] = "cpu" // runs from before devices were recorded

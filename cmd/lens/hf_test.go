@@ -154,3 +154,40 @@ func checkTorchLogits(t *testing.T, dir string) {
 	require.Less(t, maxDiff, 1e-4, "lens and PyTorch+PEFT logits for the exported adapter")
 	require.Greater(t, adapterEffect, 1e-2, "the trained adapter changes the logits, so the comparison tests it")
 }
+
+// initScript continues training from a run and from an exported PEFT
+// directory: each continuation evaluates at step 0 where its source ended.
+const initScript = `
+base = model.tiny(hidden_size = 32, intermediate_size = 48, num_hidden_layers = 2, seed = 2)
+cfg = lora.config(r = 4, alpha = 8, targets = ["q_proj", "v_proj"])
+first = lens.train(model = base, data = data.text("corpus.txt"), lora = cfg, steps = 6, batch_size = 4, seq_len = 32,
+                   lr = 2e-2, eval_every = 6, name = "first")
+again = lens.train(model = base, data = data.text("corpus.txt"), lora = cfg, steps = 2, batch_size = 4, seq_len = 32,
+                   lr = 2e-2, eval_every = 2, init = first, name = "again")
+hf.export_adapter(first, "peft")
+fromdir = lens.train(model = base, data = data.text("corpus.txt"), lora = cfg, steps = 2, batch_size = 4, seq_len = 32,
+                     lr = 2e-2, eval_every = 2, init = "peft", name = "fromdir")
+print("SAME", abs(first.eval_loss() - again.eval_loss(step = 0)) < 1e-9, abs(first.eval_loss() - fromdir.eval_loss(step = 0)) < 1e-6)
+print("INIT", again.config["init"]["run"] == first.id, again.config["init"]["step"], len(fromdir.config["init"]["hash"]))
+`
+
+func TestTrainInit(t *testing.T) {
+	dir := workspace(t, map[string]string{"corpus.txt": corpus(), "a.star": initScript,
+		"bad.star": `base = model.tiny(hidden_size = 32, intermediate_size = 48, num_hidden_layers = 2, seed = 2)
+lens.train(model = base, data = data.text("corpus.txt"), lora = lora.config(r = 8, targets = ["q_proj", "v_proj"]),
+           steps = 1, batch_size = 4, seq_len = 32, init = lens.run("first"))
+`,
+		"bad2.star": "lens.train(model = model.tiny(), data = data.text('corpus.txt'), init = 3)\n",
+	})
+	out, stderr, code := lens(t, dir, "run", "a.star")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, "SAME True True\n")
+	require.Contains(t, out, "INIT True 6 64\n")
+	_, stderr, code = lens(t, dir, "run", "bad.star")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "bad.star:2:11")
+	require.Contains(t, stderr, "(rank 8 here)")
+	_, stderr, code = lens(t, dir, "run", "bad2.star")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "argument init: want a run or a PEFT adapter directory, got int")
+}

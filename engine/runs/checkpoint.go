@@ -253,8 +253,12 @@ func Resume(ctx context.Context, st *kv.Store, runID string, opt Options) (kv.Ru
 	}
 	if !fromScratch {
 		if err := job.restore(st, runID, cm.Step); err != nil {
+			job.Trainer.Close()
 			return kv.RunMeta{}, err
 		}
+	} else if err := job.applyInit(st); err != nil {
+		job.Trainer.Close()
+		return kv.RunMeta{}, fmt.Errorf("resume %s: %w", runID, err)
 	}
 	if err := st.UpdateRun(runID, func(m *kv.RunMeta) error {
 		m.Status, m.Reason, m.Owner = kv.StatusRunning, "", os.Getpid()

@@ -77,6 +77,9 @@ func Prepare(spec Spec, base *model.Model) (*Job, error) {
 	if spec.Data.Source == "" {
 		return nil, fmt.Errorf("data: no source given")
 	}
+	if err := checkInit(spec); err != nil {
+		return nil, err
+	}
 	dev, _, err := device.Resolve(spec.Device)
 	if err != nil {
 		return nil, err
@@ -158,6 +161,10 @@ func (s Spec) MainEval() string { return evalName(s.Data.Source) }
 // ctx is cancelled. The returned record has the final status: done,
 // cancelled (with a checkpoint at the step reached) or failed.
 func (j *Job) Run(ctx context.Context, st *kv.Store, opt Options) (kv.RunMeta, error) {
+	if err := j.applyInit(st); err != nil { // before the config is stored: it pins the init's step and hash
+		j.Trainer.Close()
+		return kv.RunMeta{}, err
+	}
 	cfg, err := json.Marshal(j.Spec)
 	if err != nil {
 		return kv.RunMeta{}, err

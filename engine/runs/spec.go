@@ -53,6 +53,7 @@ type Spec struct {
 	ModelConfig     model.Config       `json:"model_config"`
 	LoRA            *lora.Config       `json:"lora,omitempty"` // nil for full training
 	LoRASeed        uint64             `json:"lora_seed"`
+	Init            *InitRef           `json:"init,omitempty"` // the adapter to start from (nil: lora.New's initialisation)
 	Train           train.Config       `json:"train"`
 	Data            DataRef            `json:"data"`
 	Evals           map[string]DataRef `json:"evals,omitempty"` // extra held-out sets

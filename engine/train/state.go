@@ -32,6 +32,15 @@ func (t *Trainer) State() (State, error) {
 	return s, nil
 }
 
+// ParamsChanged tells the trainer that its tensors (Param.Data, M, V) were
+// rewritten from outside, as Restore's caller does; a device step uploads
+// them again before the next step.
+func (t *Trainer) ParamsChanged() {
+	if t.device != nil {
+		t.device.stale = true
+	}
+}
+
 // Restore sets the trainer's position; the caller restores the tensors
 // (Param.Data, M, V).
 func (t *Trainer) Restore(s State) error {
