@@ -120,6 +120,9 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	if v, ok := picked["init"]; ok && v != starlark.None {
 		switch v := v.(type) {
 		case *Run:
+			if plannerOf(t) != nil {
+				return nil, fmt.Errorf("%s: argument init: a sweep trial runs in a store of its own and cannot read run %s; pass the directory hf.export_adapter writes instead", fn.Name(), v.meta.ID)
+			}
 			spec.Init = &runs.InitRef{Run: v.meta.ID}
 		case starlark.String:
 			dir, err := env.readable(string(v))

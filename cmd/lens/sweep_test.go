@@ -376,3 +376,18 @@ print("RESULT", [(r.status, r.steps) for r in runs])
 		requireEveryStepOnce(t, st, m)
 	}
 }
+
+// A sweep trial trains in a store of its own, so it cannot start from a
+// run of the workspace; the error says what to pass instead.
+func TestSweepInitFromRun(t *testing.T) {
+	dir := workspace(t, map[string]string{"corpus.txt": corpus(), "a.star": sweepScript +
+		"prev = train(steps = 2, name = \"prev\")\nrun_sweep(\"w\", grid(r = [4]), train, backend = \"local\", init = prev)\n"})
+	_, stderr, code := lensEnv(t, dir, nil, "run", "a.star")
+	require.Equal(t, 1, code, stderr)
+	require.Contains(t, stderr, "argument init: a sweep trial runs in a store of its own")
+	require.Contains(t, stderr, "hf.export_adapter")
+	st := openRO(t, dir)
+	list, err := st.ListRuns()
+	require.NoError(t, err)
+	require.Len(t, list, 1, "only prev trained")
+}

@@ -262,7 +262,18 @@ func Resume(ctx context.Context, st *kv.Store, runID string, opt Options) (kv.Ru
 	}
 	if err := st.UpdateRun(runID, func(m *kv.RunMeta) error {
 		m.Status, m.Reason, m.Owner = kv.StatusRunning, "", os.Getpid()
-		return nil
+		if job.Spec.Init == nil {
+			return nil
+		}
+		// A run created without training (a sweep trial) pins its init's
+		// step and hash here; the rest of its config stays as recorded.
+		stored, err := SpecOf(*m)
+		if err != nil {
+			return err
+		}
+		stored.Init = job.Spec.Init
+		m.Config, err = json.Marshal(stored)
+		return err
 	}); err != nil {
 		return kv.RunMeta{}, err
 	}

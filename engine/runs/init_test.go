@@ -2,6 +2,7 @@ package runs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -105,6 +106,22 @@ func TestInitFromPEFTDir(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, kv.StatusDone, resumed.Status)
 	sameMetric(t, st, whole.ID, resumed.ID, "loss")
+
+	// A run recorded without training (how a sweep trial starts) pins its
+	// init when Resume first trains it.
+	unpinned := spec
+	unpinned.Init = &InitRef{Dir: dir}
+	cfg, err := json.Marshal(unpinned)
+	require.NoError(t, err)
+	require.NoError(t, st.CreateRun(kv.RunMeta{ID: "trial-1", Name: "trial", Config: cfg, Status: kv.StatusInterrupted}))
+	trial, err := Resume(context.Background(), st, "trial-1", Options{})
+	require.NoError(t, err)
+	sameMetric(t, st, whole.ID, trial.ID, "loss")
+	stored, err := st.GetRun("trial-1")
+	require.NoError(t, err)
+	s, err := SpecOf(stored)
+	require.NoError(t, err)
+	require.Len(t, s.Init.Hash, 64)
 
 	job, err = Prepare(spec, base)
 	require.NoError(t, err)
