@@ -88,8 +88,11 @@ func (c *adapterWeights) Hooks(t *train.Trainer, sink Sink, _ *Probe) train.Hook
 		}
 		ad := t.Adapter
 		r, scale := ad.Config.Rank, ad.Config.Scale()
-		out := newBatch(sink, c.Name(), s.Step)
-		for _, mod := range ad.Modules {
+		// The modules' spectra are independent: compute them on every core
+		// (between steps the training workers idle), then write in order.
+		recs := make([]AdapterWeights, len(ad.Modules))
+		err := forEach(len(ad.Modules), func(i int) error {
+			mod := ad.Modules[i]
 			A, B := ad.A[mod], ad.B[mod]
 			rec := AdapterWeights{Module: mod, NormA: norm(A.Data), NormB: norm(B.Data)}
 			rec.MeanA, rec.StdA = meanStd(A.Data)
@@ -107,10 +110,19 @@ func (c *adapterWeights) Hooks(t *train.Trainer, sink Sink, _ *Probe) train.Hook
 				rec.DeltaSpectral = sv[0]
 			}
 			rec.EffectiveRank, rec.StableRank = analyze.EffectiveRank(sv), analyze.StableRank(sv)
-			if err := out.json(mod, rec); err != nil {
+			recs[i] = rec
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		out := newBatch(sink, c.Name(), s.Step)
+		for i, mod := range ad.Modules {
+			if err := out.json(mod, recs[i]); err != nil {
 				return err
 			}
 			if c.tensors {
+				A, B := ad.A[mod], ad.B[mod]
 				out.tensor(kvTensor(mod+".lora_A", A.Shape, A.Data))
 				out.tensor(kvTensor(mod+".lora_B", B.Shape, B.Data))
 			}
