@@ -246,6 +246,11 @@ func TestNormalizers(t *testing.T) {
 		{"lowercase", map[string]any{"type": "Lowercase"}, "ÀbC", "àbc"},
 		{"sequence", map[string]any{"type": "Sequence", "normalizers": []any{
 			map[string]any{"type": "Lowercase"}, map[string]any{"type": "Prepend", "prepend": "_"}}}, "AB", "_ab"},
+		// Unicode forms; the expected strings are Python's unicodedata.normalize.
+		{"NFC composes", map[string]any{"type": "NFC"}, "e\u0301 A\u030a \ufb01", "\u00e9 \u00c5 \ufb01"},
+		{"NFD decomposes", map[string]any{"type": "NFD"}, "\u00e9 \u00c5", "e\u0301 A\u030a"},
+		{"NFKC folds compatibility forms", map[string]any{"type": "NFKC"}, "\ufb01 \u2460 \uff21 \u1e9b\u0323", "fi 1 A \u1e69"},
+		{"NFKD", map[string]any{"type": "NFKD"}, "\ufb01\u00e9", "fie\u0301"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			raw, err := json.Marshal(tc.n)
@@ -355,7 +360,7 @@ func TestParseErrors(t *testing.T) {
 		{"unk not in vocab", tiny(t, setModel("unk_token", "[UNK]")), `model.unk_token "[UNK]" is not in model.vocab`},
 		{"dropout", tiny(t, setModel("dropout", 0.1)), "model.dropout 0.1 is not supported"},
 		{"prefix mismatch", tiny(t, setModel("continuing_subword_prefix", "##")), `does not start with continuing_subword_prefix "##"`},
-		{"NFC", tiny(t, set("normalizer", map[string]any{"type": "NFC"})), `normalizer.type "NFC" is not supported (supported: Sequence, Prepend`},
+		{"Nmt", tiny(t, set("normalizer", map[string]any{"type": "Nmt"})), `normalizer.type "Nmt" is not supported (supported: Sequence, Prepend`},
 		{"Precompiled in a sequence", tiny(t, set("normalizer", map[string]any{"type": "Sequence", "normalizers": []any{
 			map[string]any{"type": "Lowercase"}, map[string]any{"type": "Precompiled"}}})), `normalizer.normalizers[1].type "Precompiled" is not supported`},
 		{"component without type", tiny(t, set("normalizer", map[string]any{"prepend": "x"})), "normalizer.type is missing"},

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Parsing of tokenizer.json. Every error names the field path in the file
@@ -60,7 +62,7 @@ const maxIDSlack = 1 << 16
 // Supported: model BPE (merges as "a b" or ["a", "b"], unk_token, fuse_unk,
 // byte_fallback, ignore_merges, continuing_subword_prefix,
 // end_of_word_suffix); normalizers Sequence, Prepend, Replace, Strip,
-// Lowercase, ByteLevel; pre-tokenizers Sequence, ByteLevel, Split, Metaspace
+// Lowercase, ByteLevel, NFC, NFD, NFKC, NFKD; pre-tokenizers Sequence, ByteLevel, Split, Metaspace
 // (both the prepend_scheme and the older add_prefix_space form), Digits,
 // Whitespace, WhitespaceSplit; decoders Sequence, ByteLevel, Metaspace,
 // Replace, ByteFallback, Fuse, Strip, BPEDecoder; added_tokens with
@@ -380,7 +382,7 @@ func oneRune(s *string, path string) (rune, error) {
 }
 
 var (
-	normalizerTypes   = []string{"Sequence", "Prepend", "Replace", "Strip", "Lowercase", "ByteLevel"}
+	normalizerTypes   = []string{"Sequence", "Prepend", "Replace", "Strip", "Lowercase", "ByteLevel", "NFC", "NFD", "NFKC", "NFKD"}
 	preTokenizerTypes = []string{"Sequence", "ByteLevel", "Split", "Metaspace", "Digits", "Whitespace", "WhitespaceSplit"}
 	decoderTypes      = []string{"Sequence", "ByteLevel", "Metaspace", "Replace", "ByteFallback", "Fuse", "Strip", "BPEDecoder"}
 )
@@ -437,6 +439,14 @@ func parseNormalizer(raw json.RawMessage, path string) (normalizer, error) {
 		return lowercaseNormalizer{}, nil
 	case "ByteLevel":
 		return byteLevelNormalizer{}, nil
+	case "NFC":
+		return unicodeNormalizer{norm.NFC}, nil
+	case "NFD":
+		return unicodeNormalizer{norm.NFD}, nil
+	case "NFKC":
+		return unicodeNormalizer{norm.NFKC}, nil
+	case "NFKD":
+		return unicodeNormalizer{norm.NFKD}, nil
 	}
 	return nil, unsupported(path, typ, normalizerTypes...)
 }

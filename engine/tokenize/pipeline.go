@@ -5,6 +5,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // The stages of an HF tokenizer around the BPE model, with the semantics of
@@ -15,6 +17,12 @@ import (
 type normalizer interface{ normalize(s string) string }
 
 type seqNormalizer []normalizer
+
+// unicodeNormalizer applies a Unicode normalization form (Qwen2's
+// tokenizer.json asks for NFC), with golang.org/x/text's tables.
+type unicodeNormalizer struct{ form norm.Form }
+
+func (u unicodeNormalizer) normalize(s string) string { return u.form.String(s) }
 
 func (q seqNormalizer) normalize(s string) string {
 	for _, n := range q {
