@@ -47,7 +47,7 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	if _, ok := kwargsHas(kwargs, "resume"); ok {
 		return nil, fmt.Errorf("%s: resume= continues a stored run with its own settings and takes no other argument but log_to=", fn.Name())
 	}
-	picked, rest = splitKwargs(kwargs, "model", "data", "lora", "name", "tags", "eval_data", "checkpoint_every", "lora_seed", "collect", "probe_batch", "keep_last", "device", "init")
+	picked, rest = splitKwargs(kwargs, "model", "data", "lora", "name", "tags", "eval_data", "checkpoint_every", "lora_seed", "collect", "probe_batch", "keep_last", "device", "init", "init_step")
 	mv, ok := picked["model"].(*Model)
 	if !ok {
 		return nil, fmt.Errorf("%s: argument model: want model, got %s", fn.Name(), typeName(picked["model"]))
@@ -124,6 +124,13 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 				return nil, fmt.Errorf("%s: argument init: a sweep trial runs in a store of its own and cannot read run %s; pass the directory hf.export_adapter writes instead", fn.Name(), v.meta.ID)
 			}
 			spec.Init = &runs.InitRef{Run: v.meta.ID}
+			if sv, ok := picked["init_step"]; ok {
+				step, err := starlark.AsInt32(sv)
+				if err != nil || step <= 0 {
+					return nil, fmt.Errorf("%s: argument init_step: want a positive checkpoint step of run %s, got %s", fn.Name(), v.meta.ID, sv.String())
+				}
+				spec.Init.Step = step
+			}
 		case starlark.String:
 			dir, err := env.readable(string(v))
 			if err != nil {
@@ -133,6 +140,9 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 		default:
 			return nil, fmt.Errorf("%s: argument init: want a run or a PEFT adapter directory, got %s", fn.Name(), v.Type())
 		}
+	}
+	if _, ok := picked["init_step"]; ok && (spec.Init == nil || spec.Init.Run == "") {
+		return nil, fmt.Errorf("%s: argument init_step: picks a checkpoint of the run given as init=", fn.Name())
 	}
 	for _, k := range []string{"checkpoint_every", "lora_seed", "probe_batch", "keep_last"} {
 		if v, ok := picked[k]; ok {

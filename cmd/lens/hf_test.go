@@ -161,13 +161,16 @@ const initScript = `
 base = model.tiny(hidden_size = 32, intermediate_size = 48, num_hidden_layers = 2, seed = 2)
 cfg = lora.config(r = 4, alpha = 8, targets = ["q_proj", "v_proj"])
 first = lens.train(model = base, data = data.text("corpus.txt"), lora = cfg, steps = 6, batch_size = 4, seq_len = 32,
-                   lr = 2e-2, eval_every = 6, name = "first")
+                   lr = 2e-2, eval_every = 3, checkpoint_every = 3, name = "first")
 again = lens.train(model = base, data = data.text("corpus.txt"), lora = cfg, steps = 2, batch_size = 4, seq_len = 32,
                    lr = 2e-2, eval_every = 2, init = first, name = "again")
 hf.export_adapter(first, "peft")
 fromdir = lens.train(model = base, data = data.text("corpus.txt"), lora = cfg, steps = 2, batch_size = 4, seq_len = 32,
                      lr = 2e-2, eval_every = 2, init = "peft", name = "fromdir")
 print("SAME", abs(first.eval_loss() - again.eval_loss(step = 0)) < 1e-9, abs(first.eval_loss() - fromdir.eval_loss(step = 0)) < 1e-6)
+mid = lens.train(model = base, data = data.text("corpus.txt"), lora = cfg, steps = 1, batch_size = 4, seq_len = 32,
+                 lr = 2e-2, eval_every = 1, init = first, init_step = 3, name = "mid")
+print("MID", abs(first.eval_loss(step = 3) - mid.eval_loss(step = 0)) < 1e-9, mid.config["init"]["step"])
 print("INIT", again.config["init"]["run"] == first.id, again.config["init"]["step"], len(fromdir.config["init"]["hash"]))
 `
 
@@ -178,11 +181,17 @@ lens.train(model = base, data = data.text("corpus.txt"), lora = lora.config(r = 
            steps = 1, batch_size = 4, seq_len = 32, init = lens.run("first"))
 `,
 		"bad2.star": "lens.train(model = model.tiny(), data = data.text('corpus.txt'), init = 3)\n",
+		"bad3.star": "lens.train(model = model.tiny(), data = data.text('corpus.txt'), init_step = 3)\n",
+		"bad4.star": `base = model.tiny(hidden_size = 32, intermediate_size = 48, num_hidden_layers = 2, seed = 2)
+lens.train(model = base, data = data.text("corpus.txt"), lora = lora.config(r = 4, alpha = 8, targets = ["q_proj", "v_proj"]),
+           steps = 1, batch_size = 4, seq_len = 32, init = lens.run("first"), init_step = 4)
+`,
 	})
 	out, stderr, code := lens(t, dir, "run", "a.star")
 	require.Equal(t, 0, code, stderr)
 	require.Contains(t, out, "SAME True True\n")
 	require.Contains(t, out, "INIT True 6 64\n")
+	require.Contains(t, out, "MID True 3\n")
 	_, stderr, code = lens(t, dir, "run", "bad.star")
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, "bad.star:2:11")
@@ -190,4 +199,11 @@ lens.train(model = base, data = data.text("corpus.txt"), lora = lora.config(r = 
 	_, stderr, code = lens(t, dir, "run", "bad2.star")
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, "argument init: want a run or a PEFT adapter directory, got int")
+	_, stderr, code = lens(t, dir, "run", "bad3.star")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "argument init_step: picks a checkpoint of the run given as init=")
+	_, stderr, code = lens(t, dir, "run", "bad4.star")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "bad4.star:2:11")
+	require.Contains(t, stderr, "has no checkpoint at step 4 (it has [3 6])")
 }

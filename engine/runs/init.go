@@ -121,6 +121,18 @@ func (j *Job) loadInit(st *kv.Store) (*lora.Adapter, error) {
 	step := r.Step
 	if step <= 0 {
 		step = -1
+	} else {
+		cms, err := st.Checkpoints(r.Run)
+		if err != nil {
+			return nil, err
+		}
+		have := make([]int, len(cms))
+		for i, cm := range cms {
+			have[i] = cm.Step
+		}
+		if !slices.Contains(have, step) {
+			return nil, fmt.Errorf("run %s has no checkpoint at step %d (it has %v)", r.Run, step, have)
+		}
 	}
 	_, src, cm, err := Weights(st, r.Run, step)
 	if err != nil {
