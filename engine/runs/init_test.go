@@ -16,6 +16,17 @@ import (
 	"lens/kv"
 )
 
+// mustTrain prepares and runs spec to the end.
+func mustTrain(t *testing.T, st *kv.Store, spec Spec, base *model.Model) kv.RunMeta {
+	t.Helper()
+	job, err := Prepare(spec, base)
+	require.NoError(t, err)
+	m, err := job.Run(context.Background(), st, Options{})
+	require.NoError(t, err)
+	require.Equal(t, kv.StatusDone, m.Status)
+	return m
+}
+
 // evalAt is a run's eval loss on its data at a step.
 func evalAt(t *testing.T, st *kv.Store, id string, step int) float64 {
 	t.Helper()
@@ -37,26 +48,16 @@ func TestInitFromRun(t *testing.T) {
 	st := openStore(t)
 	spec, base := tinySpec(t, st)
 	spec.Train.Steps = 6
-	job, err := Prepare(spec, base)
-	require.NoError(t, err)
-	first, err := job.Run(context.Background(), st, Options{})
-	require.NoError(t, err)
+	first := mustTrain(t, st, spec, base)
 
 	fresh := spec
 	fresh.Train.Steps = 2
-	job, err = Prepare(fresh, base)
-	require.NoError(t, err)
-	scratch, err := job.Run(context.Background(), st, Options{})
-	require.NoError(t, err)
+	scratch := mustTrain(t, st, fresh, base)
 
 	cont := fresh
 	cont.Name, cont.LoRASeed = "continued", 99 // the seed no longer matters
 	cont.Init = &InitRef{Run: first.ID}
-	job, err = Prepare(cont, base)
-	require.NoError(t, err)
-	second, err := job.Run(context.Background(), st, Options{})
-	require.NoError(t, err)
-	require.Equal(t, kv.StatusDone, second.Status)
+	second := mustTrain(t, st, cont, base)
 
 	end := evalAt(t, st, first.ID, 6)
 	require.InDelta(t, end, evalAt(t, st, second.ID, 0), 1e-9, "step 0 of the continued run is where the first ended")
@@ -88,12 +89,9 @@ func TestInitFromPEFTDir(t *testing.T) {
 
 	spec.Train.Steps, spec.CheckpointEvery = 4, 10
 	spec.Init = &InitRef{Dir: dir}
-	job, err := Prepare(spec, base)
-	require.NoError(t, err)
-	whole, err := job.Run(context.Background(), st, Options{})
-	require.NoError(t, err)
+	whole := mustTrain(t, st, spec, base)
 
-	job, err = Prepare(spec, base)
+	job, err := Prepare(spec, base)
 	require.NoError(t, err)
 	crashed, err := job.Run(context.Background(), st, Options{Hooks: []train.Hooks{{AfterStep: func(_ *train.Trainer, s *train.StepInfo) error {
 		if s.Step == 2 {
@@ -140,10 +138,7 @@ func TestInitErrors(t *testing.T) {
 	st := openStore(t)
 	spec, base := tinySpec(t, st)
 	spec.Train.Steps = 2
-	job, err := Prepare(spec, base)
-	require.NoError(t, err)
-	first, err := job.Run(context.Background(), st, Options{})
-	require.NoError(t, err)
+	first := mustTrain(t, st, spec, base)
 
 	other, err := model.New(base.Config, 77)
 	require.NoError(t, err)

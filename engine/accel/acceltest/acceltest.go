@@ -301,16 +301,7 @@ func Step(t testing.TB, dev accel.Device, tol float64) {
 			require.NoError(t, err)
 			dg := make([]float32, len(wg))
 			require.NoError(t, s.Grad(name, dg))
-			scale := 0.0
-			for _, v := range wg {
-				scale = math.Max(scale, math.Abs(float64(v)))
-			}
-			require.Greater(t, scale, 0.0, "%s has a zero gradient: the check would be empty", name)
-			for j := range wg {
-				if d := math.Abs(float64(dg[j] - wg[j])); d > tol*scale {
-					t.Fatalf("%s (masks %v) [%d]: %g on %s, %g in the graph (|Δ| %.3g > %g·%.3g)", name, withMasks, j, dg[j], dev.Name(), wg[j], d, tol, scale)
-				}
-			}
+			sameAsGraph(t, fmt.Sprintf("%s (masks %v)", name, withMasks), dev, wg, dg, tol)
 		}
 		mach.Close()
 	}
@@ -395,20 +386,6 @@ func Probe(t testing.TB, dev accel.Device, tol float64) {
 	require.NoError(t, err)
 	require.InDelta(t, want, got, tol*math.Abs(want), "probe loss")
 
-	same := func(what string, want, got []float32) {
-		t.Helper()
-		require.Equal(t, len(want), len(got), what)
-		scale := 0.0
-		for _, v := range want {
-			scale = math.Max(scale, math.Abs(float64(v)))
-		}
-		require.Greater(t, scale, 0.0, "%s is all zeros: the check would be empty", what)
-		for j := range want {
-			if d := math.Abs(float64(got[j] - want[j])); d > tol*scale {
-				t.Fatalf("%s [%d]: %g on %s, %g in the graph (|Δ| %.3g > %g·%.3g)", what, j, got[j], dev.Name(), want[j], d, tol, scale)
-			}
-		}
-	}
 	var names []string
 	for name := range g.Hooks {
 		names = append(names, name)
@@ -437,7 +414,7 @@ func Probe(t testing.TB, dev accel.Device, tol float64) {
 		require.Equal(t, wantShape, shape, name)
 		v := make([]float32, b.Len())
 		require.NoError(t, dev.Download(v, b))
-		same(name, want, v)
+		sameAsGraph(t, name, dev, want, v, tol)
 	}
 	for _, mod := range ad.Modules {
 		b, r, ok := p.LoRAHidden(mod)
@@ -445,8 +422,26 @@ func Probe(t testing.TB, dev accel.Device, tol float64) {
 		require.Equal(t, ad.A[mod].Shape[0], r, mod)
 		v := make([]float32, b.Len())
 		require.NoError(t, dev.Download(v, b))
-		same(mod+" x·Aᵀ", g.LoRA[mod].Hidden(), v)
+		sameAsGraph(t, mod+" x·Aᵀ", dev, g.LoRA[mod].Hidden(), v, tol)
 	}
 	_, _, ok := p.LoRAHidden("model.layers.0.no_such_proj")
 	require.False(t, ok)
+}
+
+// sameAsGraph requires got (from dev) to match want (from the gorgonia
+// graph) within tol of want's largest entry, which must not be zero: a
+// check against all zeros would pass anything.
+func sameAsGraph(t testing.TB, what string, dev accel.Device, want, got []float32, tol float64) {
+	t.Helper()
+	require.Equal(t, len(want), len(got), what)
+	scale := 0.0
+	for _, v := range want {
+		scale = math.Max(scale, math.Abs(float64(v)))
+	}
+	require.Greater(t, scale, 0.0, "%s is all zeros in the graph: the check would be empty", what)
+	for j := range want {
+		if d := math.Abs(float64(got[j] - want[j])); d > tol*scale {
+			t.Fatalf("%s [%d]: %g on %s, %g in the graph (|Δ| %.3g > %g·%.3g)", what, j, got[j], dev.Name(), want[j], d, tol, scale)
+		}
+	}
 }
