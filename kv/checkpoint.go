@@ -74,8 +74,9 @@ func encodeTensors(tensors []Tensor, keyOf func(name string) []byte) (keys, vals
 }
 
 // SaveCheckpoint stores a checkpoint of run runID at meta.Step. The tensors
-// are written first and the meta last, so the checkpoint becomes visible
-// (to Checkpoints, LoadCheckpoint) only once complete; a crash in between
+// and the meta go in one transaction when they fit; a larger checkpoint is
+// written tensors first and meta last, so it becomes visible (to
+// Checkpoints, LoadCheckpoint) only once complete, and a crash in between
 // leaves invisible tensors that the next save of that step replaces and
 // Fsck reports. Saving a step again replaces that checkpoint. Buffered
 // metrics are flushed, and everything is synced to disk before returning.
@@ -118,10 +119,24 @@ func (s *Store) saveCheckpoint(runID string, meta CheckpointMeta, tensors []Tens
 	if err := s.deleteCheckpoint(runID, step); err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	if err := s.writeBatch(keys, vals); err != nil {
-		return err
+	// One transaction when it fits (the common case: an adapter and its
+	// optimizer state), so a process killed mid-save leaves either the
+	// whole checkpoint or none of it; larger ones go in batches, with the
+	// meta last as the commit point.
+	err = s.update(func(txn *badger.Txn) error {
+		for i := range keys {
+			if err := txn.Set(keys[i], vals[i]); err != nil {
+				return err
+			}
+		}
+		return txn.Set(ckptMetaKey(runID, step), mb)
+	})
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		if err = s.writeBatch(keys, vals); err == nil {
+			err = s.update(func(txn *badger.Txn) error { return txn.Set(ckptMetaKey(runID, step), mb) })
+		}
 	}
-	if err := s.update(func(txn *badger.Txn) error { return txn.Set(ckptMetaKey(runID, step), mb) }); err != nil {
+	if err != nil {
 		return err
 	}
 	return s.db.Sync()

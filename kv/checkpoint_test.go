@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 func TestCheckpointRoundTrip(t *testing.T) {
@@ -163,5 +166,41 @@ func TestCheckpointCorruptTensor(t *testing.T) {
 	rawSet(t, s, key, good)
 	if _, _, err := s.LoadCheckpoint(m.ID, 300); err != nil {
 		t.Errorf("restored value: %v", err)
+	}
+}
+
+// TestLargeCheckpoints saves checkpoints too large for one transaction in
+// two ways, large tensors (stored in the value log) and many small ones
+// (stored in the LSM tree, over Badger's transaction size), and checks
+// they load back whole and leave Fsck clean.
+func TestLargeCheckpoints(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		n, elems int
+	}{
+		{"large tensors", 5, 4 << 20},     // 5 × 16 MiB
+		{"many small tensors", 20000, 64}, // 20000 × 256 B
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openTemp(t)
+			m := newRun(t, s, "big")
+			var ts []Tensor
+			for i := range tc.n {
+				x := testTensor(fmt.Sprintf("t%05d", i), tc.elems)
+				x.Data[0] = float32(i)
+				ts = append(ts, x)
+			}
+			require.NoError(t, s.SaveCheckpoint(m.ID, CheckpointMeta{Step: 3}, ts))
+			_, got, err := s.LoadCheckpoint(m.ID, 3)
+			require.NoError(t, err)
+			require.Len(t, got, tc.n)
+			for i, x := range got {
+				require.Equal(t, float32(i), x.Data[0], x.Name)
+				require.Equal(t, ts[i].Data[tc.elems-1], x.Data[tc.elems-1])
+			}
+			problems, err := s.Fsck()
+			require.NoError(t, err)
+			require.Empty(t, problems)
+		})
 	}
 }
