@@ -37,7 +37,8 @@
 // variable LENS_GEMM=generic is set, a portable Go 4×4 micro-kernel is used
 // with the same driver. Tiny products (m·n·k ≤ 512) use a direct loop.
 //
-// Large products are split over up to runtime.GOMAXPROCS goroutines along
+// Large products are split over up to runtime.GOMAXPROCS goroutines (or
+// the count given to SgemmThreads) along
 // the M or N dimension of C, in whole tiles; k is never split. Every element
 // of C is computed by the same sequence of floating-point operations
 // whatever the split (the kc blocking depends on k only, and edge tiles use
@@ -191,6 +192,13 @@ func Dgemm(tA, tB bool, m, n, k int, alpha float64, a []float64, lda int, b []fl
 // beta is zero C is not read (NaNs in C are overwritten). Invalid arguments
 // panic with gonum's messages.
 func Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	SgemmThreads(runtime.GOMAXPROCS(0), tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// SgemmThreads is Sgemm split over at most threads goroutines (at least
+// one). Callers that run several products at once, each on its share of
+// the CPUs, pass that share. The result does not depend on threads.
+func SgemmThreads(threads int, tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	checkArgs(tA, tB, m, n, k, lda, ldb, ldc, len(a), len(b), len(c))
 	if m == 0 || n == 0 {
 		return
@@ -206,7 +214,7 @@ func Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []fl
 	}
 
 	if useExternal {
-		externalParallel(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		externalParallel(threads, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
 
@@ -219,7 +227,7 @@ func Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []fl
 		p.naive(m, n)
 		return
 	}
-	threads := runtime.GOMAXPROCS(0)
+	threads = max(1, threads)
 	if w := m * n * k / minWorkPerThread; w < threads {
 		threads = w
 	}
@@ -349,8 +357,8 @@ var extJobs = sync.Pool{New: func() any { return new(extJob) }}
 
 // externalParallel forwards a checked, non-trivial product to the external
 // BLAS, split over the workers when it is large enough.
-func externalParallel(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	threads := min(runtime.GOMAXPROCS(0), m*n*k/minWorkPerThread)
+func externalParallel(threads int, tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	threads = min(threads, m*n*k/minWorkPerThread)
 	splitM := m >= n
 	tiles := (n + extStep - 1) / extStep
 	if splitM {

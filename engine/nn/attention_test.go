@@ -32,10 +32,10 @@ func TestAttentionBlocks(t *testing.T) {
 		for i := range P {
 			P[i] = float32(math.NaN())
 		}
-		attnForward(a, q, k, v, out, P)
+		attnForward(cores(0), a, q, k, v, out, P)
 		dq, dk, dv := rnd(len(q)), rnd(len(k)), rnd(len(v))
-		ds := rnd(maxWorkers() * a.T * a.T)
-		attnBackward(a, q, k, v, P, dout, dq, dk, dv, ds)
+		ds := rnd(cores(0).workers() * a.T * a.T)
+		attnBackward(cores(0), a, q, k, v, P, dout, dq, dk, dv, ds)
 		return [][]float32{out, P, dq, dk, dv}
 	}
 	names := []string{"out", "P", "dq", "dk", "dv"}
@@ -67,14 +67,14 @@ func BenchmarkAttention(b *testing.B) {
 	}
 	out, P := make([]float32, len(q)), make([]float32, a.B*a.NH*a.T*a.T)
 	dq, dk, dv := make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(v))
-	ds := make([]float32, maxWorkers()*a.T*a.T)
+	ds := make([]float32, cores(0).workers()*a.T*a.T)
 	for _, block := range []int{256, 128, 64, 32} {
 		b.Run(fmt.Sprintf("block%d", block), func(b *testing.B) {
 			attnBlock = block
 			c0 := cpuTime()
 			for b.Loop() {
-				attnForward(a, q, k, v, out, P)
-				attnBackward(a, q, k, v, P, dout, dq, dk, dv, ds)
+				attnForward(cores(0), a, q, k, v, out, P)
+				attnBackward(cores(0), a, q, k, v, P, dout, dq, dk, dv, ds)
 			}
 			// CPU time is steadier than wall time on a shared machine.
 			b.ReportMetric(float64((cpuTime()-c0).Nanoseconds())/float64(b.N), "cpu-ns/op")

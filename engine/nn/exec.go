@@ -16,6 +16,7 @@ import (
 // its node, so Node.Value works as after a TapeMachine run; because ops
 // return the same buffers run after run, binding happens once.
 type executor[T Float] struct {
+	c     cores
 	steps []execStep[T]
 	vals  []G.Value // by position in the order
 }
@@ -35,14 +36,14 @@ type execStep[T Float] struct {
 	sumIn    views[T] // the sum's output and operands
 }
 
-func newExecutor[T Float](g *G.ExprGraph) (*executor[T], error) {
+func newExecutor[T Float](g *G.ExprGraph, c cores) (*executor[T], error) {
 	sorted, err := G.Sort(g)
 	if err != nil {
 		return nil, fmt.Errorf("order graph: %w", err)
 	}
 	// Sort puts outputs first.
 	pos := make(map[*G.Node]int, len(sorted))
-	e := &executor[T]{vals: make([]G.Value, len(sorted))}
+	e := &executor[T]{c: c, vals: make([]G.Value, len(sorted))}
 	for i := len(sorted) - 1; i >= 0; i-- {
 		n := sorted[i]
 		p := len(pos)
@@ -100,7 +101,7 @@ func (e *executor[T]) run() error {
 		}
 		var v G.Value
 		var err error
-		if s.sum && s.prealloc != nil && s.addInto() {
+		if s.sum && s.prealloc != nil && s.addInto(e.c) {
 			v = s.prealloc
 		} else if s.pre != nil && s.prealloc != nil {
 			v, err = s.pre.UsePreallocDo(s.prealloc, s.args...)
@@ -127,7 +128,7 @@ func (e *executor[T]) run() error {
 
 // addInto sets the sum's buffer to the sum of its arguments when all are
 // dense tensors of T with one shape, and reports whether it did.
-func (s *execStep[T]) addInto() bool {
+func (s *execStep[T]) addInto(c cores) bool {
 	d, ok := s.prealloc.(*tensor.Dense)
 	if !ok {
 		return false
@@ -144,6 +145,6 @@ func (s *execStep[T]) addInto() bool {
 	if err1 != nil || err2 != nil || err3 != nil || len(x) != len(dst) || len(y) != len(dst) {
 		return false
 	}
-	addSlices(dst, x, y)
+	addSlices(c, dst, x, y)
 	return true
 }

@@ -5,18 +5,19 @@ import "lens/engine/gemm"
 // Float is the element type of every kernel.
 type Float interface{ ~float32 | ~float64 }
 
-// gemm computes C = alpha·op(A)·op(B) + beta·C in row-major layout, where
-// op(A) is m×k and op(B) is k×n. It is the single matrix-multiply entry
-// point of every kernel; float32 goes to the packed SIMD kernel of
-// engine/gemm, float64 (gradient checks only) to gonum.
-func matmul[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+// matmul computes C = alpha·op(A)·op(B) + beta·C in row-major layout,
+// where op(A) is m×k and op(B) is k×n, split over c's workers. It is the
+// single matrix-multiply entry point of every kernel; float32 goes to the
+// packed SIMD kernel of engine/gemm, float64 (gradient checks only) to
+// gonum.
+func matmul[T Float](c cores, tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, cm []T, ldc int) {
 	if m == 0 || n == 0 {
 		return
 	}
 	switch a := any(a).(type) {
 	case []float32:
-		gemm.Sgemm(tA, tB, m, n, k, float32(alpha), a, lda, any(b).([]float32), ldb, float32(beta), any(c).([]float32), ldc)
+		gemm.SgemmThreads(c.workers(), tA, tB, m, n, k, float32(alpha), a, lda, any(b).([]float32), ldb, float32(beta), any(cm).([]float32), ldc)
 	case []float64:
-		gemm.Dgemm(tA, tB, m, n, k, float64(alpha), a, lda, any(b).([]float64), ldb, float64(beta), any(c).([]float64), ldc)
+		gemm.Dgemm(tA, tB, m, n, k, float64(alpha), a, lda, any(b).([]float64), ldb, float64(beta), any(cm).([]float64), ldc)
 	}
 }

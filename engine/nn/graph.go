@@ -25,6 +25,11 @@ type Graph[T Float] struct {
 	LoRA map[string]*LoRAProbe[T]
 	// Attn maps a layer index to its attention kernel, for the pattern.
 	Attn map[int]*AttnProbe[T]
+
+	// Cores caps how many goroutines the graph's ops split their work
+	// over (0: runtime.GOMAXPROCS). Set it before adding ops. Results do
+	// not depend on it.
+	Cores int
 }
 
 // LoRAProbe reads the LoRA path's middle activation after a forward run.
@@ -49,6 +54,8 @@ func NewGraph[T Float](feed *Feed) *Graph[T] {
 		Hooks: map[string]*G.Node{}, LoRA: map[string]*LoRAProbe[T]{}, Attn: map[int]*AttnProbe[T]{},
 	}
 }
+
+func (g *Graph[T]) cores() cores { return cores(g.Cores) }
 
 // Err returns the first error met while building.
 func (g *Graph[T]) Err() error { return g.err }
@@ -113,18 +120,18 @@ func (g *Graph[T]) Embed(table *G.Node) *G.Node {
 
 // RMSNorm normalises x (N×H) and scales by w (H).
 func (g *Graph[T]) RMSNorm(x, w *G.Node, eps float64) *G.Node {
-	return g.apply(&rmsNorm[T]{eps: eps}, 2, x, w)
+	return g.apply(&rmsNorm[T]{c: g.cores(), eps: eps}, 2, x, w)
 }
 
 // Linear is x·Wᵀ.
 func (g *Graph[T]) Linear(x, w *G.Node) *G.Node {
-	return g.apply(&linear[T]{}, 2, x, w)
+	return g.apply(&linear[T]{c: g.cores()}, 2, x, w)
 }
 
 // LoRALinear is x·Wᵀ + scale·(drop(x)·Aᵀ)·Bᵀ. The dropout mask, if any, is
 // read from the feed under the module's name.
 func (g *Graph[T]) LoRALinear(module string, x, w, a, b *G.Node, scale float64) *G.Node {
-	k := &linear[T]{lora: true, scale: T(scale), feed: g.Feed, mask: module}
+	k := &linear[T]{c: g.cores(), lora: true, scale: T(scale), feed: g.Feed, mask: module}
 	n := g.apply(k, 2, x, w, a, b)
 	g.LoRA[module] = &LoRAProbe[T]{k}
 	return n
@@ -132,22 +139,24 @@ func (g *Graph[T]) LoRALinear(module string, x, w, a, b *G.Node, scale float64) 
 
 // RoPE rotates each head of x (N×heads·headDim) with tables from RopeTable.
 func (g *Graph[T]) RoPE(x *G.Node, headDim int, cos, sin []float32) *G.Node {
-	return g.apply(&rope[T]{seqLen: g.Feed.T, headDim: headDim, cos: cos, sin: sin}, 2, x)
+	return g.apply(&rope[T]{c: g.cores(), seqLen: g.Feed.T, headDim: headDim, cos: cos, sin: sin}, 2, x)
 }
 
 // Attention is causal attention with nh query heads over nkv key/value
 // heads of size d.
 func (g *Graph[T]) Attention(layer int, q, k, v *G.Node, nh, nkv, d int) *G.Node {
-	a := &attention[T]{d: attnDims{B: g.Feed.B, T: g.Feed.T, NH: nh, NKV: nkv, D: d}}
+	a := &attention[T]{c: g.cores(), d: attnDims{B: g.Feed.B, T: g.Feed.T, NH: nh, NKV: nkv, D: d}}
 	g.Attn[layer] = &AttnProbe[T]{a}
 	return g.apply(a, 2, q, k, v)
 }
 
 // SwiGLU is silu(gate)·up.
-func (g *Graph[T]) SwiGLU(gate, up *G.Node) *G.Node { return g.apply(&swiglu[T]{}, 2, gate, up) }
+func (g *Graph[T]) SwiGLU(gate, up *G.Node) *G.Node {
+	return g.apply(&swiglu[T]{c: g.cores()}, 2, gate, up)
+}
 
 // Add is a + b.
-func (g *Graph[T]) Add(a, b *G.Node) *G.Node { return g.apply(&add[T]{}, 2, a, b) }
+func (g *Graph[T]) Add(a, b *G.Node) *G.Node { return g.apply(&add[T]{c: g.cores()}, 2, a, b) }
 
 // CrossEntropy is the mean next-token loss of logits (N×V), a scalar.
 func (g *Graph[T]) CrossEntropy(logits *G.Node) *G.Node {
@@ -177,7 +186,7 @@ func (g *Graph[T]) Compile(loss *G.Node, wrt ...*G.Node) (*Machine[T], error) {
 		}
 		m.Grads = grads
 	}
-	ex, err := newExecutor[T](g.G)
+	ex, err := newExecutor[T](g.G, g.cores())
 	if err != nil {
 		return nil, err
 	}

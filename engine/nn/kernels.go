@@ -49,9 +49,9 @@ func embedBackward[T Float](dtable []T, dim int, ids []int32, dout []T) {
 // rows, so their sums do not depend on the number of goroutines.
 const rowChunk = 64
 
-func rmsForward[T Float](x, w []T, eps float64, out, rinv []T) {
+func rmsForward[T Float](c cores, x, w []T, eps float64, out, rinv []T) {
 	h := len(w)
-	parallelFor(len(x)/h, rowChunk, func(_, lo, hi int) {
+	c.parallelFor(len(x)/h, rowChunk, func(_, lo, hi int) {
 		for n := lo; n < hi; n++ {
 			xs := x[n*h : (n+1)*h]
 			var ss float64
@@ -71,15 +71,15 @@ func rmsForward[T Float](x, w []T, eps float64, out, rinv []T) {
 // rmsBackward: with r = rsqrt(mean(x²)+eps), dx = r·(w⊙dy) − x·r³/H·Σ(x⊙w⊙dy)
 // and dw = Σ_n dy⊙x·r, summed per chunk of rowChunk rows into part
 // (chunks×H) and then over chunks in order.
-func rmsBackward[T Float](x, w, rinv, dy, dx, dw, part []T) {
+func rmsBackward[T Float](c cores, x, w, rinv, dy, dx, dw, part []T) {
 	h := len(w)
 	rows := len(x) / h
 	chunks := (rows + rowChunk - 1) / rowChunk
-	parallelFor(chunks, 1, func(_, lo, hi int) {
-		for c := lo; c < hi; c++ {
-			pc := part[c*h : (c+1)*h]
+	c.parallelFor(chunks, 1, func(_, lo, hi int) {
+		for ch := lo; ch < hi; ch++ {
+			pc := part[ch*h : (ch+1)*h]
 			clear(pc)
-			for n := c * rowChunk; n < min(rows, (c+1)*rowChunk); n++ {
+			for n := ch * rowChunk; n < min(rows, (ch+1)*rowChunk); n++ {
 				xs, ds := x[n*h:(n+1)*h], dy[n*h:(n+1)*h]
 				r := rinv[n]
 				if dx != nil {
@@ -87,10 +87,10 @@ func rmsBackward[T Float](x, w, rinv, dy, dx, dw, part []T) {
 					for j := range xs {
 						dot += float64(xs[j]) * float64(w[j]) * float64(ds[j])
 					}
-					c := T(dot * float64(r) * float64(r) * float64(r) / float64(h))
+					f := T(dot * float64(r) * float64(r) * float64(r) / float64(h))
 					dxs := dx[n*h : (n+1)*h]
 					for j := range xs {
-						dxs[j] = r*w[j]*ds[j] - xs[j]*c
+						dxs[j] = r*w[j]*ds[j] - xs[j]*f
 					}
 				}
 				if dw != nil {
@@ -102,8 +102,8 @@ func rmsBackward[T Float](x, w, rinv, dy, dx, dw, part []T) {
 		}
 	})
 	if dw != nil {
-		for c := range chunks {
-			for j, v := range part[c*h : (c+1)*h] {
+		for ch := range chunks {
+			for j, v := range part[ch*h : (ch+1)*h] {
 				dw[j] += v
 			}
 		}
@@ -134,8 +134,8 @@ func RopeTable(seqLen, headDim int, theta float64) (cos, sin []float32) {
 // row (forward), or the transpose when back is true:
 // dx = dy·cos + rotate_halfᵀ(dy·sin), where rotate_halfᵀ([a, b]) = [b, −a].
 // Row n of x is position n mod seqLen and holds rowLen/headDim heads.
-func ropeApply[T Float](x, y []T, rowLen, seqLen, headDim int, cos, sin []float32, back bool) {
-	parallelFor(len(x)/rowLen, rowChunk, func(_, lo, hi int) {
+func ropeApply[T Float](c cores, x, y []T, rowLen, seqLen, headDim int, cos, sin []float32, back bool) {
+	c.parallelFor(len(x)/rowLen, rowChunk, func(_, lo, hi int) {
 		ropeRows(x, y, rowLen, seqLen, headDim, cos, sin, back, lo, hi)
 	})
 }
@@ -168,8 +168,8 @@ func ropeRows[T Float](x, y []T, rowLen, seqLen, headDim int, cos, sin []float32
 
 // swigluForward computes y = silu(g)·u and keeps σ(g) in sig for the
 // backward pass.
-func swigluForward[T Float](g, u, y, sig []T) {
-	parallelFor(len(g), 1<<14, func(_, lo, hi int) {
+func swigluForward[T Float](c cores, g, u, y, sig []T) {
+	c.parallelFor(len(g), 1<<14, func(_, lo, hi int) {
 		sigmoidSlice(sig[lo:hi], g[lo:hi])
 		for i := lo; i < hi; i++ {
 			y[i] = g[i] * sig[i] * u[i]
@@ -178,8 +178,8 @@ func swigluForward[T Float](g, u, y, sig []T) {
 }
 
 // swigluBackward: dg = dy·u·σ(g)·(1 + g·(1−σ(g))), du = dy·g·σ(g).
-func swigluBackward[T Float](g, u, sig, dy, dg, du []T) {
-	parallelFor(len(g), 1<<14, func(_, lo, hi int) {
+func swigluBackward[T Float](c cores, g, u, sig, dy, dg, du []T) {
+	c.parallelFor(len(g), 1<<14, func(_, lo, hi int) {
 		for i := lo; i < hi; i++ {
 			gv, s := g[i], sig[i]
 			if dg != nil {
@@ -209,11 +209,11 @@ var attnBlock = 64
 // attnForward computes out = softmax(q·kᵀ/√d + causal)·v per batch and head,
 // keeping the probabilities P (B·nh×T×T) for the backward pass. Query head h
 // reads kv head h/(nh/nkv), as HF's repeat_kv does.
-func attnForward[T Float](a attnDims, q, k, v, out, P []T) {
+func attnForward[T Float](c cores, a attnDims, q, k, v, out, P []T) {
 	qw, kw := a.NH*a.D, a.NKV*a.D
 	group := a.NH / a.NKV
 	scale := 1 / math.Sqrt(float64(a.D))
-	parallelFor(a.B*a.NH, 1, func(_, lo, hi int) {
+	c.parallelFor(a.B*a.NH, 1, func(_, lo, hi int) {
 		for bh := lo; bh < hi; bh++ {
 			b, h := bh/a.NH, bh%a.NH
 			g := h / group
@@ -222,7 +222,7 @@ func attnForward[T Float](a attnDims, q, k, v, out, P []T) {
 			// S[c0:T, c0:c1] = q[c0:T]·k[c0:c1]ᵀ
 			for c0 := 0; c0 < a.T; c0 += attnBlock {
 				c1 := min(a.T, c0+attnBlock)
-				matmul(false, true, a.T-c0, c1-c0, a.D, T(scale), q[qo+c0*qw:], qw, k[ko+c0*kw:], kw, 0, p[c0*a.T+c0:], a.T)
+				matmul(c, false, true, a.T-c0, c1-c0, a.D, T(scale), q[qo+c0*qw:], qw, k[ko+c0*kw:], kw, 0, p[c0*a.T+c0:], a.T)
 			}
 			for i := range a.T {
 				row := p[i*a.T : (i+1)*a.T]
@@ -232,7 +232,7 @@ func attnForward[T Float](a attnDims, q, k, v, out, P []T) {
 			// out[c0:T] += P[c0:T, c0:c1]·v[c0:c1]
 			for c0 := 0; c0 < a.T; c0 += attnBlock {
 				c1 := min(a.T, c0+attnBlock)
-				matmul(false, false, a.T-c0, a.D, c1-c0, 1, p[c0*a.T+c0:], a.T, v[ko+c0*kw:], kw, min(T(c0), 1), out[qo+c0*qw:], qw)
+				matmul(c, false, false, a.T-c0, a.D, c1-c0, 1, p[c0*a.T+c0:], a.T, v[ko+c0*kw:], kw, min(T(c0), 1), out[qo+c0*qw:], qw)
 			}
 		}
 	})
@@ -240,14 +240,14 @@ func attnForward[T Float](a attnDims, q, k, v, out, P []T) {
 
 // attnBackward: dP = dO·vᵀ, dS = P⊙(dP − rowsum(dP⊙P)), dq = dS·k/√d,
 // dk = Σ dSᵀ·q/√d, dv = Σ Pᵀ·dO over the query heads of a kv head. ds is
-// scratch of maxWorkers()·T·T.
-func attnBackward[T Float](a attnDims, q, k, v, P, dout, dq, dk, dv, ds []T) {
+// scratch of c.workers()·T·T.
+func attnBackward[T Float](c cores, a attnDims, q, k, v, P, dout, dq, dk, dv, ds []T) {
 	qw, kw := a.NH*a.D, a.NKV*a.D
 	group := a.NH / a.NKV
 	scale := T(1 / math.Sqrt(float64(a.D)))
 	// Work is split by (batch, kv head): the query heads of a group add
 	// into the same dk and dv, so a group stays in one goroutine.
-	parallelFor(a.B*a.NKV, 1, func(w, lo, hi int) {
+	c.parallelFor(a.B*a.NKV, 1, func(w, lo, hi int) {
 		ds := ds[w*a.T*a.T : (w+1)*a.T*a.T]
 		for bg := lo; bg < hi; bg++ {
 			b, g := bg/a.NKV, bg%a.NKV
@@ -263,9 +263,9 @@ func attnBackward[T Float](a attnDims, q, k, v, P, dout, dq, dk, dv, ds []T) {
 				for r0 := 0; r0 < a.T; r0 += attnBlock {
 					r1 := min(a.T, r0+attnBlock)
 					// dv[0:r1] += P[r0:r1, 0:r1]ᵀ·dO[r0:r1]
-					matmul(true, false, r1, a.D, r1-r0, 1, p[r0*a.T:], a.T, dout[qo+r0*qw:], qw, 1, dv[ko:], kw)
+					matmul(c, true, false, r1, a.D, r1-r0, 1, p[r0*a.T:], a.T, dout[qo+r0*qw:], qw, 1, dv[ko:], kw)
 					// dP[r0:T, r0:r1] = dO[r0:T]·v[r0:r1]ᵀ
-					matmul(false, true, a.T-r0, r1-r0, a.D, 1, dout[qo+r0*qw:], qw, v[ko+r0*kw:], kw, 0, ds[r0*a.T+r0:], a.T)
+					matmul(c, false, true, a.T-r0, r1-r0, a.D, 1, dout[qo+r0*qw:], qw, v[ko+r0*kw:], kw, 0, ds[r0*a.T+r0:], a.T)
 				}
 				for i := range a.T {
 					dr := ds[i*a.T : (i+1)*a.T]
@@ -275,9 +275,9 @@ func attnBackward[T Float](a attnDims, q, k, v, P, dout, dq, dk, dv, ds []T) {
 				for r0 := 0; r0 < a.T; r0 += attnBlock {
 					r1 := min(a.T, r0+attnBlock)
 					// dq[r0:T] += dS[r0:T, r0:r1]·k[r0:r1]
-					matmul(false, false, a.T-r0, a.D, r1-r0, scale, ds[r0*a.T+r0:], a.T, k[ko+r0*kw:], kw, min(T(r0), 1), dq[qo+r0*qw:], qw)
+					matmul(c, false, false, a.T-r0, a.D, r1-r0, scale, ds[r0*a.T+r0:], a.T, k[ko+r0*kw:], kw, min(T(r0), 1), dq[qo+r0*qw:], qw)
 					// dk[0:r1] += dS[r0:r1, 0:r1]ᵀ·q[r0:r1]
-					matmul(true, false, r1, a.D, r1-r0, scale, ds[r0*a.T:], a.T, q[qo+r0*qw:], qw, 1, dk[ko:], kw)
+					matmul(c, true, false, r1, a.D, r1-r0, scale, ds[r0*a.T:], a.T, q[qo+r0*qw:], qw, 1, dk[ko:], kw)
 				}
 			}
 		}

@@ -41,6 +41,7 @@ func (k *embed[T]) backward(in [][]T, out, dout []T, g [][]T) error {
 
 // rmsNorm normalises rows of x (N×H) and scales by w (H).
 type rmsNorm[T Float] struct {
+	c    cores
 	eps  float64
 	rinv []T
 	part []T // per-chunk weight-gradient sums, reused
@@ -58,13 +59,13 @@ func (k *rmsNorm[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
 }
 func (k *rmsNorm[T]) forward(in [][]T, out []T) (float64, error) {
 	k.rinv = grow(k.rinv, len(in[0])/len(in[1]))
-	rmsForward(in[0], in[1], k.eps, out, k.rinv)
+	rmsForward(k.c, in[0], in[1], k.eps, out, k.rinv)
 	return 0, nil
 }
 func (k *rmsNorm[T]) backward(in [][]T, out, dout []T, g [][]T) error {
 	h := len(in[1])
 	k.part = grow(k.part, (len(in[0])/h+rowChunk-1)/rowChunk*h)
-	rmsBackward(in[0], in[1], k.rinv, dout, g[0], g[1], k.part)
+	rmsBackward(k.c, in[0], in[1], k.rinv, dout, g[0], g[1], k.part)
 	return nil
 }
 
@@ -74,6 +75,7 @@ func (k *rmsNorm[T]) overwrites(i int) bool { return i == 0 }
 // linear is y = x·Wᵀ for x N×in and W out×in, optionally plus a LoRA path
 // s·(drop(x)·Aᵀ)·Bᵀ with A r×in and B out×r (inputs 2 and 3).
 type linear[T Float] struct {
+	c           cores
 	lora        bool
 	scale       T
 	feed        *Feed
@@ -123,7 +125,7 @@ func (k *linear[T]) dropMask() []float32 {
 
 func (k *linear[T]) forward(in [][]T, out []T) (float64, error) {
 	x, w := in[0], in[1]
-	matmul(false, true, k.n, k.o, k.in, 1, x, k.in, w, k.in, 0, out, k.o)
+	matmul(k.c, false, true, k.n, k.o, k.in, 1, x, k.in, w, k.in, 0, out, k.o)
 	if !k.lora {
 		return 0, nil
 	}
@@ -140,8 +142,8 @@ func (k *linear[T]) forward(in [][]T, out []T) (float64, error) {
 		}
 	}
 	k.h = grow(k.h, k.n*k.r)
-	matmul(false, true, k.n, k.r, k.in, 1, k.xm, k.in, a, k.in, 0, k.h, k.r)
-	matmul(false, true, k.n, k.o, k.r, k.scale, k.h, k.r, b, k.r, 1, out, k.o)
+	matmul(k.c, false, true, k.n, k.r, k.in, 1, k.xm, k.in, a, k.in, 0, k.h, k.r)
+	matmul(k.c, false, true, k.n, k.o, k.r, k.scale, k.h, k.r, b, k.r, 1, out, k.o)
 	return 0, nil
 }
 
@@ -150,34 +152,34 @@ func (k *linear[T]) forward(in [][]T, out []T) (float64, error) {
 func (k *linear[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 	x, w := in[0], in[1]
 	if g[0] != nil {
-		matmul(false, false, k.n, k.in, k.o, 1, dy, k.o, w, k.in, 0, g[0], k.in)
+		matmul(k.c, false, false, k.n, k.in, k.o, 1, dy, k.o, w, k.in, 0, g[0], k.in)
 	}
 	if g[1] != nil {
-		matmul(true, false, k.o, k.in, k.n, 1, dy, k.o, x, k.in, 0, g[1], k.in)
+		matmul(k.c, true, false, k.o, k.in, k.n, 1, dy, k.o, x, k.in, 0, g[1], k.in)
 	}
 	if !k.lora || (g[0] == nil && g[2] == nil && g[3] == nil) {
 		return nil
 	}
 	a, b := in[2], in[3]
 	if g[3] != nil {
-		matmul(true, false, k.o, k.r, k.n, k.scale, dy, k.o, k.h, k.r, 0, g[3], k.r)
+		matmul(k.c, true, false, k.o, k.r, k.n, k.scale, dy, k.o, k.h, k.r, 0, g[3], k.r)
 	}
 	k.dh = grow(k.dh, k.n*k.r)
 	dh := k.dh
-	matmul(false, false, k.n, k.r, k.o, k.scale, dy, k.o, b, k.r, 0, dh, k.r)
+	matmul(k.c, false, false, k.n, k.r, k.o, k.scale, dy, k.o, b, k.r, 0, dh, k.r)
 	if g[2] != nil {
-		matmul(true, false, k.r, k.in, k.n, 1, dh, k.r, k.xm, k.in, 0, g[2], k.in)
+		matmul(k.c, true, false, k.r, k.in, k.n, 1, dh, k.r, k.xm, k.in, 0, g[2], k.in)
 	}
 	if g[0] != nil {
 		if m := k.dropMask(); m != nil {
 			k.dxl = grow(k.dxl, len(x))
 			dxl := k.dxl
-			matmul(false, false, k.n, k.in, k.r, 1, dh, k.r, a, k.in, 0, dxl, k.in)
+			matmul(k.c, false, false, k.n, k.in, k.r, 1, dh, k.r, a, k.in, 0, dxl, k.in)
 			for i := range dxl {
 				g[0][i] += dxl[i] * T(m[i])
 			}
 		} else {
-			matmul(false, false, k.n, k.in, k.r, 1, dh, k.r, a, k.in, 1, g[0], k.in)
+			matmul(k.c, false, false, k.n, k.in, k.r, 1, dh, k.r, a, k.in, 1, g[0], k.in)
 		}
 	}
 	return nil
@@ -187,6 +189,7 @@ func (k *linear[T]) overwrites(int) bool { return true }
 
 // rope rotates every head of x (N×heads·d); row n is position n mod T.
 type rope[T Float] struct {
+	c                      cores
 	seqLen, headDim, width int
 	cos, sin               []float32
 }
@@ -203,11 +206,11 @@ func (k *rope[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
 	return in[0].Clone(), nil
 }
 func (k *rope[T]) forward(in [][]T, out []T) (float64, error) {
-	ropeApply(in[0], out, k.width, k.seqLen, k.headDim, k.cos, k.sin, false)
+	ropeApply(k.c, in[0], out, k.width, k.seqLen, k.headDim, k.cos, k.sin, false)
 	return 0, nil
 }
 func (k *rope[T]) backward(in [][]T, out, dy []T, g [][]T) error {
-	ropeApply(dy, g[0], k.width, k.seqLen, k.headDim, k.cos, k.sin, true)
+	ropeApply(k.c, dy, g[0], k.width, k.seqLen, k.headDim, k.cos, k.sin, true)
 	return nil
 }
 
@@ -215,6 +218,7 @@ func (k *rope[T]) overwrites(int) bool { return true }
 
 // attention is causal grouped-query attention over q, k, v.
 type attention[T Float] struct {
+	c cores
 	d attnDims
 	P []T
 	// Reused across runs: stand-ins for the gradients nobody needs and
@@ -235,7 +239,7 @@ func (k *attention[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
 }
 func (k *attention[T]) forward(in [][]T, out []T) (float64, error) {
 	k.P = grow(k.P, k.d.B*k.d.NH*k.d.T*k.d.T)
-	attnForward(k.d, in[0], in[1], in[2], out, k.P)
+	attnForward(k.c, k.d, in[0], in[1], in[2], out, k.P)
 	return 0, nil
 }
 func (k *attention[T]) backward(in [][]T, out, dy []T, g [][]T) error {
@@ -253,8 +257,8 @@ func (k *attention[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 		k.dv = grow(k.dv, len(in[2]))
 		dv = k.dv
 	}
-	k.ds = grow(k.ds, maxWorkers()*k.d.T*k.d.T)
-	attnBackward(k.d, in[0], in[1], in[2], k.P, dy, dq, dk, dv, k.ds)
+	k.ds = grow(k.ds, k.c.workers()*k.d.T*k.d.T)
+	attnBackward(k.c, k.d, in[0], in[1], in[2], k.P, dy, dq, dk, dv, k.ds)
 	return nil
 }
 
@@ -265,7 +269,10 @@ func (k *attention[T]) overwrites(int) bool { return true }
 func (k *attention[T]) Probs() []T { return k.P }
 
 // swiglu is silu(g)·u.
-type swiglu[T Float] struct{ sig []T }
+type swiglu[T Float] struct {
+	c   cores
+	sig []T
+}
 
 func (k *swiglu[T]) name() string { return "SwiGLU" }
 func (k *swiglu[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
@@ -279,18 +286,18 @@ func (k *swiglu[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
 }
 func (k *swiglu[T]) forward(in [][]T, out []T) (float64, error) {
 	k.sig = grow(k.sig, len(out))
-	swigluForward(in[0], in[1], out, k.sig)
+	swigluForward(k.c, in[0], in[1], out, k.sig)
 	return 0, nil
 }
 func (k *swiglu[T]) backward(in [][]T, out, dy []T, g [][]T) error {
-	swigluBackward(in[0], in[1], k.sig, dy, g[0], g[1])
+	swigluBackward(k.c, in[0], in[1], k.sig, dy, g[0], g[1])
 	return nil
 }
 
 func (k *swiglu[T]) overwrites(int) bool { return true }
 
 // add is the residual connection a + b.
-type add[T Float] struct{}
+type add[T Float] struct{ c cores }
 
 func (k *add[T]) name() string { return "Add" }
 func (k *add[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
@@ -300,13 +307,13 @@ func (k *add[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
 	return in[0].Clone(), nil
 }
 func (k *add[T]) forward(in [][]T, out []T) (float64, error) {
-	addSlices(out, in[0], in[1])
+	addSlices(k.c, out, in[0], in[1])
 	return 0, nil
 }
 
 // addSlices sets dst = a + b, split over the cores.
-func addSlices[T Float](dst, a, b []T) {
-	parallelFor(len(dst), 1<<15, func(_, lo, hi int) {
+func addSlices[T Float](c cores, dst, a, b []T) {
+	c.parallelFor(len(dst), 1<<15, func(_, lo, hi int) {
 		d, x, y := dst[lo:hi], a[lo:hi], b[lo:hi]
 		for i := range d {
 			d[i] = x[i] + y[i]

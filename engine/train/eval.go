@@ -2,8 +2,10 @@ package train
 
 import (
 	"fmt"
+	"runtime"
 
 	"lens/engine/data"
+	"lens/engine/gemm"
 	"lens/engine/lora"
 	"lens/engine/model"
 	"lens/engine/nn"
@@ -23,9 +25,12 @@ type forwardNet struct {
 	mach *nn.Machine[float32]
 }
 
-func newForwardNet(m *model.Model, ad *lora.Adapter, batch, seqLen int) (*forwardNet, error) {
+// newForwardNet builds it; its ops split work over cores goroutines (0:
+// GOMAXPROCS).
+func newForwardNet(m *model.Model, ad *lora.Adapter, batch, seqLen, cores int) (*forwardNet, error) {
 	feed := &nn.Feed{B: batch, T: seqLen}
 	g := nn.NewGraph[float32](feed)
+	g.Cores = cores
 	var ads map[string]model.Adapter
 	if ad != nil {
 		ads = ad.GraphAdapters()
@@ -41,12 +46,73 @@ func newForwardNet(m *model.Model, ad *lora.Adapter, batch, seqLen int) (*forwar
 	return &forwardNet{feed: feed, net: net, mach: mach}, nil
 }
 
-// eval runs windows through the net, maxBatches batches at most (0: all).
-func (f *forwardNet) eval(tokens []int32, maxBatches int) (EvalResult, error) {
-	B, T := f.feed.B, f.feed.T
-	f.feed.Inputs = make([]int32, B*T)
-	f.feed.Targets = make([]int32, B*T)
-	return evalWindows(tokens, B, T, maxBatches, f.feed.Inputs, f.feed.Targets, f.mach.Run)
+// forwardShards are forward-only graphs over consecutive shards of one
+// batch, run concurrently like the training step's shards.
+type forwardShards []*forwardNet
+
+func newForwardShards(m *model.Model, ad *lora.Adapter, batch, seqLen int) (forwardShards, error) {
+	n := numShards(batch)
+	cores := (runtime.GOMAXPROCS(0) + n - 1) / n
+	fs := make(forwardShards, 0, n)
+	for range n {
+		f, err := newForwardNet(m, ad, batch/n, seqLen, cores)
+		if err != nil {
+			return nil, err
+		}
+		fs = append(fs, f)
+	}
+	return fs, nil
+}
+
+func (fs forwardShards) close() {
+	for _, f := range fs {
+		f.mach.Close()
+	}
+}
+
+// run points the shards' feeds at their rows of inputs and targets (the
+// whole batch) and runs them. It returns the mean loss over the batch's
+// counted targets: each shard's mean weighs by its share of them.
+func (fs forwardShards) run(inputs, targets []int32) (float64, error) {
+	per := len(inputs) / len(fs)
+	for i, f := range fs {
+		f.feed.Inputs, f.feed.Targets = inputs[i*per:(i+1)*per], targets[i*per:(i+1)*per]
+	}
+	losses, errs := make([]float64, len(fs)), make([]error, len(fs))
+	gemm.ParallelFor(len(fs), 1, len(fs), func(_, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			losses[i], errs[i] = fs[i].mach.Run()
+		}
+	})
+	if len(fs) == 1 {
+		return losses[0], errs[0]
+	}
+	var sum float64
+	total := 0
+	for i, f := range fs {
+		if errs[i] != nil {
+			return 0, errs[i]
+		}
+		c := 0
+		for _, tg := range f.feed.Targets {
+			if tg >= 0 {
+				c++
+			}
+		}
+		sum += losses[i] * float64(c)
+		total += c
+	}
+	if total == 0 {
+		return 0, nil
+	}
+	return sum / float64(total), nil
+}
+
+// eval runs windows through the shards, maxBatches batches at most (0: all).
+func (fs forwardShards) eval(tokens []int32, maxBatches int) (EvalResult, error) {
+	B, T := fs[0].feed.B*len(fs), fs[0].feed.T
+	inputs, targets := make([]int32, B*T), make([]int32, B*T)
+	return evalWindows(tokens, B, T, maxBatches, inputs, targets, func() (float64, error) { return fs.run(inputs, targets) })
 }
 
 // evalWindows is the mean loss over consecutive non-overlapping windows of
@@ -96,10 +162,10 @@ func Evaluate(m *model.Model, ad *lora.Adapter, tokens []int32, seqLen, batch in
 	if seqLen <= 0 || batch <= 0 {
 		return EvalResult{}, fmt.Errorf("eval: seq_len %d and batch %d must be positive", seqLen, batch)
 	}
-	f, err := newForwardNet(m, ad, batch, seqLen)
+	fs, err := newForwardShards(m, ad, batch, seqLen)
 	if err != nil {
 		return EvalResult{}, err
 	}
-	defer f.mach.Close()
-	return f.eval(tokens, 0)
+	defer fs.close()
+	return fs.eval(tokens, 0)
 }

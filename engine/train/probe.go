@@ -27,23 +27,40 @@ type Activations interface {
 
 // Probe runs a forward pass over a fixed batch (batch×SeqLen tokens) with
 // the current weights and no dropout, where the training step runs: on
-// the CPU graph, or on the device through a forward-only step that shares
-// the training step's weights and adapters.
+// the CPU graphs, split into shards like a training batch, or on the
+// device through a forward-only step that shares the training step's
+// weights and adapters.
 func (t *Trainer) Probe(inputs, targets []int32, batch int) (Activations, error) {
-	if t.device == nil {
-		_, net, err := t.Forward(inputs, targets, batch)
-		if err != nil {
+	T := t.Config.SeqLen
+	if batch <= 0 || len(inputs) != batch*T || len(targets) != batch*T {
+		return nil, fmt.Errorf("probe: want %d×%d tokens, have %d inputs and %d targets", batch, T, len(inputs), len(targets))
+	}
+	if t.device != nil {
+		return t.device.probe(t, inputs, targets, batch)
+	}
+	fs := t.probes[batch]
+	if fs == nil {
+		var err error
+		if fs, err = newForwardShards(t.Model, t.Adapter, batch, T); err != nil {
 			return nil, err
 		}
-		return graphActs{g: net.Graph, T: t.Config.SeqLen}, nil
+		t.probes[batch] = fs
 	}
-	return t.device.probe(t, inputs, targets, batch)
+	if _, err := fs.run(inputs, targets); err != nil {
+		return nil, fmt.Errorf("probe: %w", err)
+	}
+	a := graphActs{T: T}
+	for _, f := range fs {
+		a.gs = append(a.gs, f.net.Graph)
+	}
+	return a, nil
 }
 
-// graphActs reads the gorgonia graph's hook nodes.
+// graphActs reads the hook nodes of one graph per shard; a read joins the
+// shards' rows.
 type graphActs struct {
-	g *nn.Graph[float32]
-	T int
+	gs []*nn.Graph[float32]
+	T  int
 }
 
 func (a graphActs) pattern(name string) (int, bool) {
@@ -51,39 +68,63 @@ func (a graphActs) pattern(name string) (int, bool) {
 	if _, err := fmt.Sscanf(name, "blocks.%d.attn.hook_pattern", &layer); err != nil {
 		return 0, false
 	}
-	_, ok := a.g.Attn[layer]
+	_, ok := a.gs[0].Attn[layer]
 	return layer, ok && name == fmt.Sprintf("blocks.%d.attn.hook_pattern", layer)
 }
 
 func (a graphActs) Names() []string {
-	names := slices.Collect(maps.Keys(a.g.Hooks))
-	for layer := range a.g.Attn {
+	g := a.gs[0]
+	names := slices.Collect(maps.Keys(g.Hooks))
+	for layer := range g.Attn {
 		names = append(names, fmt.Sprintf("blocks.%d.attn.hook_pattern", layer))
 	}
 	slices.Sort(names)
 	return names
 }
 
+// join returns part(g) of every shard's graph one after the other: the
+// shard's own buffer when there is one shard, else a new slice.
+func (a graphActs) join(part func(g *nn.Graph[float32]) ([]float32, error)) ([]float32, error) {
+	if len(a.gs) == 1 {
+		return part(a.gs[0])
+	}
+	var out []float32
+	for _, g := range a.gs {
+		x, err := part(g)
+		if err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = make([]float32, 0, len(x)*len(a.gs))
+		}
+		out = append(out, x...)
+	}
+	return out, nil
+}
+
 func (a graphActs) Read(name string) ([]float32, []int, error) {
-	if n, ok := a.g.Hooks[name]; ok {
-		x, err := nn.Data[float32](n)
-		return x, n.Shape().Clone(), err
+	if n, ok := a.gs[0].Hooks[name]; ok {
+		x, err := a.join(func(g *nn.Graph[float32]) ([]float32, error) { return nn.Data[float32](g.Hooks[name]) })
+		shape := n.Shape().Clone()
+		shape[0] *= len(a.gs)
+		return x, shape, err
 	}
 	// Attention patterns live in the attention kernel, not in a graph node.
 	if layer, ok := a.pattern(name); ok {
-		P := a.g.Attn[layer].Probs()
+		P, _ := a.join(func(g *nn.Graph[float32]) ([]float32, error) { return g.Attn[layer].Probs(), nil })
 		return P, []int{len(P) / (a.T * a.T), a.T, a.T}, nil
 	}
 	return nil, nil, fmt.Errorf("no hook point %s", name)
 }
 
 func (a graphActs) LoRAHidden(module string) ([]float32, int, error) {
-	p, ok := a.g.LoRA[module]
+	p, ok := a.gs[0].LoRA[module]
 	if !ok {
 		return nil, 0, fmt.Errorf("%s has no adapter", module)
 	}
-	h := p.Hidden()
-	return h, len(h) / (a.g.Feed.B * a.g.Feed.T), nil
+	h, _ := a.join(func(g *nn.Graph[float32]) ([]float32, error) { return g.LoRA[module].Hidden(), nil })
+	f := a.gs[0].Feed
+	return h, len(p.Hidden()) / (f.B * f.T), nil
 }
 
 // probe runs the forward pass of Trainer.Probe on the device.

@@ -6,11 +6,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sort"
 	"strings"
 	"time"
-
-	gorgonia "gorgonia.org/gorgonia"
 
 	"lens/engine/accel"
 	"lens/engine/lora"
@@ -91,11 +88,13 @@ type Trainer struct {
 	Rollback func() (bool, error)
 
 	train   Batches
-	feed    *nn.Feed
-	net     *model.Net[float32]
-	mach    *nn.Machine[float32]
-	evalNet *forwardNet
-	probes  map[int]*forwardNet
+	feed    *nn.Feed // the whole micro-batch; the shards' feeds are views of it
+	shards  []*shard
+	runPart func(w, lo, hi int) // runs shards [lo, hi), built once
+	gs      [][]float32         // scratch: one parameter's gradient by shard
+	w       []float32           // each shard's weight in the last batch's mean
+	evalNet forwardShards
+	probes  map[int]forwardShards // probe graphs by batch size, one per shard
 	drop    *rand.PCG
 	hooks   []Hooks
 	device  *onDevice // nil: the step runs on the CPU
@@ -123,28 +122,14 @@ func New(m *model.Model, ad *lora.Adapter, train Batches, evals []EvalSet, cfg C
 		maxBad = 5
 	}
 	t := &Trainer{Config: cfg, Model: m, Adapter: ad, Evals: evals, train: train, MaxBadSteps: maxBad, lrScale: 1,
-		drop: rand.NewPCG(cfg.Seed, 0x64726f70), probes: map[int]*forwardNet{}}
+		drop: rand.NewPCG(cfg.Seed, 0x64726f70), probes: map[int]forwardShards{}}
 	t.feed = &nn.Feed{B: cfg.BatchSize, T: cfg.SeqLen,
 		Inputs: make([]int32, cfg.BatchSize*cfg.SeqLen), Targets: make([]int32, cfg.BatchSize*cfg.SeqLen)}
-	g := nn.NewGraph[float32](t.feed)
-	var ads map[string]model.Adapter
-	if ad != nil {
-		ads = ad.GraphAdapters()
-	}
-	net, err := model.Build(g, m, ads, cfg.Full)
-	if err != nil {
+	if err := t.buildShards(); err != nil {
 		return nil, err
 	}
-	t.net = net
-	var names []string
-	for name := range net.Params {
-		if cfg.Full || strings.HasSuffix(name, ".lora_A") || strings.HasSuffix(name, ".lora_B") {
-			names = append(names, name)
-		}
-	}
-	sort.Strings(names)
-	wrt := make([]*gorgonia.Node, 0, len(names))
-	for _, name := range names {
+	net := t.shards[0].net
+	for _, name := range t.shards[0].names {
 		n := net.Params[name]
 		d := net.Data[name]
 		p := &Param{Name: name, Shape: n.Shape().Clone(), Data: d, Grad: make([]float32, len(d)),
@@ -154,13 +139,10 @@ func New(m *model.Model, ad *lora.Adapter, train Batches, evals []EvalSet, cfg C
 		}
 		p.Decay = len(p.Shape) == 2 // never the norm weights
 		t.Params = append(t.Params, p)
-		wrt = append(wrt, n)
-	}
-	if t.mach, err = g.Compile(net.Loss, wrt...); err != nil {
-		return nil, err
 	}
 	if len(evals) > 0 {
-		if t.evalNet, err = newForwardNet(m, ad, cfg.BatchSize, cfg.SeqLen); err != nil {
+		var err error
+		if t.evalNet, err = newForwardShards(m, ad, cfg.BatchSize, cfg.SeqLen); err != nil {
 			return nil, err
 		}
 	}
@@ -180,18 +162,14 @@ func (t *Trainer) Param(name string) *Param {
 	return nil
 }
 
-// Net is the training graph; its LoRA probes hold the last micro-batch's
-// activations.
-func (t *Trainer) Net() *model.Net[float32] { return t.net }
-
 // Close releases the compiled graphs.
 func (t *Trainer) Close() error {
-	t.mach.Close()
-	if t.evalNet != nil {
-		t.evalNet.mach.Close()
+	for _, s := range t.shards {
+		s.mach.Close()
 	}
-	for _, p := range t.probes {
-		p.mach.Close()
+	t.evalNet.close()
+	for _, fs := range t.probes {
+		fs.close()
 	}
 	if t.device != nil {
 		return t.device.close()
@@ -215,6 +193,7 @@ func (t *Trainer) fillMasks() {
 		if len(m) != p.BatchSize*p.SeqLen*in {
 			m = make([]float32, p.BatchSize*p.SeqLen*in)
 			t.feed.Masks[mod] = m
+			t.shardMasks(mod, m)
 		}
 		for i := range m {
 			if rng.Float64() < keep {
@@ -321,22 +300,7 @@ func (t *Trainer) micro(inv float32) (float64, float64, error) {
 	if t.device != nil {
 		return t.device.micro(t, inv)
 	}
-	loss, err := t.mach.Run()
-	if err != nil {
-		return 0, 0, err
-	}
-	var sq float64
-	for i, p := range t.Params {
-		g, err := t.mach.Grad(i)
-		if err != nil {
-			return 0, 0, fmt.Errorf("gradient of %s: %w", p.Name, err)
-		}
-		for j, v := range g {
-			p.Grad[j] += v * inv
-			sq += float64(v) * float64(v)
-		}
-	}
-	return loss, sq, nil
+	return t.microShards(inv)
 }
 
 // LRScale is the factor NaN rollbacks have left on the learning rate (1
@@ -391,27 +355,6 @@ func (t *Trainer) Evaluate() (map[string]float64, error) {
 		out[e.Name] = r.Loss
 	}
 	return out, nil
-}
-
-// Forward runs a forward pass on a fixed batch (e.g. a probe batch) with
-// the current weights and returns the loss and the net, whose hook nodes
-// and probes hold this batch's activations until the next call.
-func (t *Trainer) Forward(inputs, targets []int32, batch int) (float64, *model.Net[float32], error) {
-	T := t.Config.SeqLen
-	if len(inputs) != batch*T || len(targets) != batch*T {
-		return 0, nil, fmt.Errorf("forward: want %d×%d tokens, have %d", batch, T, len(inputs))
-	}
-	f := t.probes[batch]
-	if f == nil {
-		var err error
-		if f, err = newForwardNet(t.Model, t.Adapter, batch, T); err != nil {
-			return 0, nil, err
-		}
-		t.probes[batch] = f
-	}
-	f.feed.Inputs, f.feed.Targets = inputs, targets
-	loss, err := f.mach.Run()
-	return loss, f.net, err
 }
 
 // Run trains until Config.Steps steps are done or ctx is cancelled (then
