@@ -45,22 +45,39 @@ func (t *Trainer) Probe(inputs, targets []int32, batch int) (Activations, error)
 			return nil, err
 		}
 		t.probes[batch] = fs
+		t.joined[batch] = &joinCache{bufs: map[*float32][]float32{}, at: map[*float32]int{}}
 	}
 	if _, err := fs.run(inputs, targets); err != nil {
 		return nil, fmt.Errorf("probe: %w", err)
 	}
-	a := graphActs{T: T}
+	c := t.joined[batch]
+	c.mu.Lock()
+	c.gen++
+	c.mu.Unlock()
+	a := graphActs{T: T, cache: c}
 	for _, f := range fs {
 		a.gs = append(a.gs, f.net.Graph)
 	}
 	return a, nil
 }
 
+// joinCache holds the joined shards of the hook points read since the
+// last probe, keyed by the first shard's buffer (q, k and v's hook_in are
+// one buffer). Its buffers are reused by later probes, so a collection
+// does not allocate a batch of activations per read.
+type joinCache struct {
+	mu   sync.Mutex
+	gen  int
+	bufs map[*float32][]float32
+	at   map[*float32]int // the probe (gen) a buffer was joined for
+}
+
 // graphActs reads the hook nodes of one graph per shard; a read joins the
 // shards' rows.
 type graphActs struct {
-	gs []*nn.Graph[float32]
-	T  int
+	gs    []*nn.Graph[float32]
+	T     int
+	cache *joinCache // nil: join into new slices
 }
 
 func (a graphActs) pattern(name string) (int, bool) {
@@ -83,21 +100,39 @@ func (a graphActs) Names() []string {
 }
 
 // join returns part(g) of every shard's graph one after the other: the
-// shard's own buffer when there is one shard, else a new slice.
+// shard's own buffer when there is one shard, else the joined copy.
 func (a graphActs) join(part func(g *nn.Graph[float32]) ([]float32, error)) ([]float32, error) {
 	if len(a.gs) == 1 {
 		return part(a.gs[0])
 	}
+	first, err := part(a.gs[0])
+	if err != nil || len(first) == 0 {
+		return first, err
+	}
+	n := len(first) * len(a.gs)
 	var out []float32
-	for _, g := range a.gs {
+	if c := a.cache; c != nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		key := &first[0]
+		out = c.bufs[key]
+		if len(out) == n && c.at[key] == c.gen {
+			return out, nil
+		}
+		if len(out) != n {
+			out = make([]float32, n)
+			c.bufs[key] = out
+		}
+		c.at[key] = c.gen
+	} else {
+		out = make([]float32, n)
+	}
+	for i, g := range a.gs {
 		x, err := part(g)
 		if err != nil {
 			return nil, err
 		}
-		if out == nil {
-			out = make([]float32, 0, len(x)*len(a.gs))
-		}
-		out = append(out, x...)
+		copy(out[i*len(first):], x)
 	}
 	return out, nil
 }

@@ -137,7 +137,8 @@ func TestProbeShardsMatchWholeBatch(t *testing.T) {
 	tr, err := New(m, ad, nil, nil, Config{Steps: 1, BatchSize: 2, SeqLen: T})
 	require.NoError(t, err)
 	defer tr.Close()
-	for _, batch := range []int{2, 3} {
+	// Batch 2 twice: the second probe must not read the first one's joins.
+	for _, batch := range []int{2, 3, 2} {
 		inputs, targets := make([]int32, batch*T), make([]int32, batch*T)
 		for i := range inputs {
 			inputs[i], targets[i] = int32(rng.IntN(cfg.VocabSize)), int32(rng.IntN(cfg.VocabSize))

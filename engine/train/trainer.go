@@ -94,7 +94,8 @@ type Trainer struct {
 	gs      [][]float32         // scratch: one parameter's gradient by shard
 	w       []float32           // each shard's weight in the last batch's mean
 	evalNet forwardShards
-	probes  map[int]forwardShards // probe graphs by batch size, one per shard
+	probes  map[int]forwardShards
+	joined  map[int]*joinCache // by probe batch size // probe graphs by batch size, one per shard
 	drop    *rand.PCG
 	hooks   []Hooks
 	device  *onDevice // nil: the step runs on the CPU
@@ -122,7 +123,7 @@ func New(m *model.Model, ad *lora.Adapter, train Batches, evals []EvalSet, cfg C
 		maxBad = 5
 	}
 	t := &Trainer{Config: cfg, Model: m, Adapter: ad, Evals: evals, train: train, MaxBadSteps: maxBad, lrScale: 1,
-		drop: rand.NewPCG(cfg.Seed, 0x64726f70), probes: map[int]forwardShards{}}
+		drop: rand.NewPCG(cfg.Seed, 0x64726f70), probes: map[int]forwardShards{}, joined: map[int]*joinCache{}}
 	t.feed = &nn.Feed{B: cfg.BatchSize, T: cfg.SeqLen,
 		Inputs: make([]int32, cfg.BatchSize*cfg.SeqLen), Targets: make([]int32, cfg.BatchSize*cfg.SeqLen)}
 	if err := t.buildShards(); err != nil {
