@@ -93,12 +93,7 @@ func (fs forwardShards) run(inputs, targets []int32) (float64, error) {
 		if errs[i] != nil {
 			return 0, errs[i]
 		}
-		c := 0
-		for _, tg := range f.feed.Targets {
-			if tg >= 0 {
-				c++
-			}
-		}
+		c := counted(f.feed.Targets)
 		sum += losses[i] * float64(c)
 		total += c
 	}

@@ -118,12 +118,7 @@ func (t *Trainer) microShards(inv float32) (float64, float64, error) {
 		if s.err != nil {
 			return 0, 0, fmt.Errorf("shard %d of the batch: %w", i, s.err)
 		}
-		s.count = 0
-		for _, tg := range s.feed.Targets {
-			if tg >= 0 {
-				s.count++
-			}
-		}
+		s.count = counted(s.feed.Targets)
 		total += s.count
 	}
 	var loss float64
@@ -169,4 +164,16 @@ func (t *Trainer) addGrad(dst []float32, inv float32) float64 {
 		sq += float64(v) * float64(v)
 	}
 	return sq
+}
+
+// counted is the number of targets the loss counts (the others, negative,
+// are ignored).
+func counted(targets []int32) int {
+	n := 0
+	for _, tg := range targets {
+		if tg >= 0 {
+			n++
+		}
+	}
+	return n
 }
