@@ -1,0 +1,258 @@
+package generate
+
+import (
+	"fmt"
+	"math"
+
+	"lens/engine/gemm"
+)
+
+// Session is one sequence being decoded: its key/value cache and scratch
+// buffers. It is not safe for concurrent use.
+type Session struct {
+	g      *Generator
+	cap, n int
+	// k[l] and v[l] hold layer l's keys (after RoPE) and values as
+	// [kv head][position][head_dim], so one head's keys are one matrix.
+	k, v                                 [][]float32
+	cos, sin                             []float32 // [position][head_dim]
+	rows                                 int       // rows the scratch buffers hold
+	x, xn, q, kk, vv, z, o, gate, up, lr []float32
+	scores                               [][]float32 // one per head
+	logits                               []float32
+}
+
+// NewSession returns an empty sequence with room for capacity positions
+// (at most max_position_embeddings).
+func (g *Generator) NewSession(capacity int) (*Session, error) {
+	if capacity <= 0 {
+		return nil, fmt.Errorf("generate: session capacity %d: must be positive", capacity)
+	}
+	if max := g.cfg.MaxPositionEmbeddings; capacity > max {
+		return nil, fmt.Errorf("generate: session of %d positions: more than the model's max_position_embeddings %d", capacity, max)
+	}
+	s := &Session{g: g, cap: capacity, logits: make([]float32, g.voc)}
+	kvSize := g.nkv * capacity * g.hd
+	for range g.layers {
+		s.k = append(s.k, make([]float32, kvSize))
+		s.v = append(s.v, make([]float32, kvSize))
+	}
+	half := g.hd / 2
+	s.cos, s.sin = make([]float32, capacity*g.hd), make([]float32, capacity*g.hd)
+	for p := range capacity {
+		for i, inv := range g.invFreq {
+			a := float64(float32(p) * inv)
+			c, sn := float32(math.Cos(a)), float32(math.Sin(a))
+			s.cos[p*g.hd+i], s.cos[p*g.hd+i+half] = c, c
+			s.sin[p*g.hd+i], s.sin[p*g.hd+i+half] = sn, sn
+		}
+	}
+	s.scores = make([][]float32, g.nh)
+	return s, nil
+}
+
+// Len is the number of positions filled.
+func (s *Session) Len() int { return s.n }
+
+// Append runs tokens through the model at the next positions, adding their
+// keys and values to the cache, and returns the logits after the last one.
+// The slice is reused by the next call.
+func (s *Session) Append(tokens []int32) ([]float32, error) {
+	g := s.g
+	if len(tokens) == 0 {
+		return nil, fmt.Errorf("generate: no tokens to append")
+	}
+	if s.n+len(tokens) > s.cap {
+		return nil, fmt.Errorf("generate: %d tokens at position %d exceed the session's %d positions", len(tokens), s.n, s.cap)
+	}
+	for i, id := range tokens {
+		if id < 0 || int(id) >= g.voc {
+			return nil, fmt.Errorf("generate: token %d is id %d, outside the vocabulary [0, %d)", i, id, g.voc)
+		}
+	}
+	m, h := len(tokens), g.hidden
+	s.grow(m)
+	x := s.x[:m*h]
+	for i, id := range tokens {
+		copy(x[i*h:(i+1)*h], g.embed[int(id)*h:int(id+1)*h])
+	}
+	eps := float32(g.cfg.RMSNormEps)
+	for l := range g.layers {
+		ly := &g.layers[l]
+		xn := s.xn[:m*h]
+		rmsNorm(xn, x, ly.inNorm, m, h, eps)
+		q, k, v := s.q[:m*ly.q.out], s.kk[:m*ly.k.out], s.vv[:m*ly.v.out]
+		s.apply(&ly.q, xn, q, m)
+		s.apply(&ly.k, xn, k, m)
+		s.apply(&ly.v, xn, v, m)
+		s.rope(q, m, g.nh)
+		s.rope(k, m, g.nkv)
+		// Scatter the new keys and values into the per-head cache.
+		for i := range m {
+			p := s.n + i
+			for j := range g.nkv {
+				dst := (j*s.cap + p) * g.hd
+				copy(s.k[l][dst:dst+g.hd], k[(i*g.nkv+j)*g.hd:])
+				copy(s.v[l][dst:dst+g.hd], v[(i*g.nkv+j)*g.hd:])
+			}
+		}
+		z := s.z[:m*g.nh*g.hd]
+		s.attention(l, q, z, m)
+		o := s.o[:m*h]
+		s.apply(&ly.o, z, o, m)
+		add(x, o)
+		rmsNorm(xn, x, ly.postNorm, m, h, eps)
+		gate, up := s.gate[:m*ly.gate.out], s.up[:m*ly.up.out]
+		s.apply(&ly.gate, xn, gate, m)
+		s.apply(&ly.up, xn, up, m)
+		swiGLU(gate, up)
+		s.apply(&ly.down, gate, o, m)
+		add(x, o)
+	}
+	s.n += m
+	// Only the last position's logits are needed.
+	last := s.xn[:h]
+	rmsNorm(last, x[(m-1)*h:m*h], g.norm, 1, h, eps)
+	matVec(g.head, g.voc, h, last, s.logits)
+	return s.logits, nil
+}
+
+// grow sizes the scratch buffers for m rows.
+func (s *Session) grow(m int) {
+	if m <= s.rows {
+		return
+	}
+	g := s.g
+	l := g.layers[0]
+	s.rows = m
+	s.x = make([]float32, m*g.hidden)
+	s.xn = make([]float32, m*g.hidden)
+	s.o = make([]float32, m*g.hidden)
+	s.q = make([]float32, m*l.q.out)
+	s.kk = make([]float32, m*l.k.out)
+	s.vv = make([]float32, m*l.v.out)
+	s.z = make([]float32, m*g.nh*g.hd)
+	s.gate = make([]float32, m*l.gate.out)
+	s.up = make([]float32, m*l.up.out)
+	r := 0
+	for _, ly := range g.layers {
+		for _, p := range []*linear{&ly.q, &ly.k, &ly.v, &ly.o, &ly.gate, &ly.up, &ly.down} {
+			r = max(r, p.r)
+		}
+	}
+	s.lr = make([]float32, m*r)
+}
+
+// apply computes y = x·Wᵀ, plus s·(x·Aᵀ)·Bᵀ when adapted, for m rows.
+func (s *Session) apply(p *linear, x, y []float32, m int) {
+	if m == 1 {
+		matVec(p.w, p.out, p.in, x, y)
+	} else {
+		gemm.Sgemm(false, true, m, p.out, p.in, 1, x, p.in, p.w, p.in, 0, y, p.out)
+	}
+	if p.a == nil {
+		return
+	}
+	t := s.lr[:m*p.r]
+	gemm.Sgemm(false, true, m, p.r, p.in, 1, x, p.in, p.a, p.in, 0, t, p.r)
+	// y += s·t·Bᵀ, as PEFT adds the scaled LoRA product to the base output.
+	gemm.Sgemm(false, true, m, p.out, p.r, p.scale, t, p.r, p.b, p.r, 1, y, p.out)
+}
+
+// matVec sets y = W·x for W rows×cols: as a product with one column it
+// takes gemm's dot-product path, which streams W once.
+func matVec(w []float32, rows, cols int, x, y []float32) {
+	gemm.Sgemm(false, true, rows, 1, cols, 1, w, cols, x, cols, 0, y, 1)
+}
+
+// rope rotates each of the heads of m rows at positions s.n.. in place
+// (HF's rotate-half convention).
+func (s *Session) rope(x []float32, m, heads int) {
+	hd, half := s.g.hd, s.g.hd/2
+	for i := range m {
+		p := s.n + i
+		c, sn := s.cos[p*hd:(p+1)*hd], s.sin[p*hd:(p+1)*hd]
+		for j := range heads {
+			r := x[(i*heads+j)*hd : (i*heads+j+1)*hd]
+			for d := range half {
+				a, b := r[d], r[d+half]
+				r[d] = a*c[d] - b*sn[d]
+				r[d+half] = b*c[d+half] + a*sn[d+half]
+			}
+		}
+	}
+}
+
+// attention computes z for m new query rows at positions s.n.. against the
+// cached keys 0..s.n+m-1, causally, one head per worker. Query head h reads
+// kv head h/(heads/kv heads), as HF's repeat_kv.
+func (s *Session) attention(l int, q, z []float32, m int) {
+	g := s.g
+	hd, nh, L := g.hd, g.nh, s.n+m
+	rep := nh / g.nkv
+	alpha := float32(1 / math.Sqrt(float64(hd)))
+	gemm.ParallelFor(nh, 1, g.threads, func(_, lo, hi int) {
+		for h := lo; h < hi; h++ {
+			kv := h / rep
+			K := s.k[l][kv*s.cap*hd : (kv*s.cap+L)*hd]
+			V := s.v[l][kv*s.cap*hd : (kv*s.cap+L)*hd]
+			if cap(s.scores[h]) < m*L {
+				s.scores[h] = make([]float32, m*L, max(m*L, s.cap))
+			}
+			sc := s.scores[h][:m*L]
+			gemm.SgemmThreads(1, false, true, m, L, hd, alpha, q[h*hd:], nh*hd, K, hd, 0, sc, L)
+			for i := range m {
+				softmaxCausal(sc[i*L:(i+1)*L], s.n+i+1)
+			}
+			gemm.SgemmThreads(1, false, false, m, hd, L, 1, sc, L, V, hd, 0, z[h*hd:], nh*hd)
+		}
+	})
+}
+
+// softmaxCausal normalises the first n scores of row and zeroes the rest
+// (keys after the query).
+func softmaxCausal(row []float32, n int) {
+	mx := row[0]
+	for _, v := range row[1:n] {
+		mx = max(mx, v)
+	}
+	var sum float64
+	for j := range n {
+		e := math.Exp(float64(row[j] - mx))
+		row[j] = float32(e)
+		sum += e
+	}
+	inv := 1 / sum
+	for j := range n {
+		row[j] = float32(float64(row[j]) * inv)
+	}
+	clear(row[n:])
+}
+
+// rmsNorm sets y = x·rsqrt(mean(x²)+eps)·w row by row.
+func rmsNorm(y, x, w []float32, m, h int, eps float32) {
+	for i := range m {
+		r, out := x[i*h:(i+1)*h], y[i*h:(i+1)*h]
+		var ss float64
+		for _, v := range r {
+			ss += float64(v) * float64(v)
+		}
+		inv := float32(1 / math.Sqrt(float64(float32(ss/float64(h))+eps)))
+		for j, v := range r {
+			out[j] = v * inv * w[j]
+		}
+	}
+}
+
+// swiGLU sets gate = silu(gate)·up.
+func swiGLU(gate, up []float32) {
+	for i, g := range gate {
+		gate[i] = float32(float64(g)/(1+math.Exp(-float64(g)))) * up[i]
+	}
+}
+
+func add(x, y []float32) {
+	for i := range x {
+		x[i] += y[i]
+	}
+}
