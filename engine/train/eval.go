@@ -164,3 +164,58 @@ func Evaluate(m *model.Model, ad *lora.Adapter, tokens []int32, seqLen, batch in
 	defer fs.close()
 	return fs.eval(tokens, 0)
 }
+
+// evalSet evaluates one eval set where the step runs: its pre-built
+// batches when it has them, else windows of its token stream.
+func (t *Trainer) evalSet(e EvalSet) (EvalResult, error) {
+	if len(e.Batches) == 0 {
+		if t.device != nil {
+			return t.device.eval(t, e.Tokens)
+		}
+		return t.evalNet.eval(e.Tokens, t.Config.EvalBatches)
+	}
+	loss := func(in, tg []int32) (float64, error) { return t.evalNet.run(in, tg) }
+	if t.device != nil {
+		if err := t.device.sync(t.Params); err != nil {
+			return EvalResult{}, err
+		}
+		loss = t.device.step.Loss
+	}
+	return evalBatches(e.Batches, t.Config.BatchSize, t.Config.SeqLen, t.Config.EvalBatches, loss)
+}
+
+// evalBatches is the mean loss over every counted target of pre-built
+// B×T batches (at most maxBatches when positive), each batch weighed by
+// its counted targets, so the result is the mean over all of them
+// however they fall into batches.
+func evalBatches(bs []data.Batch, B, T, maxBatches int, loss func(inputs, targets []int32) (float64, error)) (EvalResult, error) {
+	if maxBatches > 0 && len(bs) > maxBatches {
+		bs = bs[:maxBatches]
+	}
+	var sum float64
+	var count, rows int
+	for i, b := range bs {
+		if b.B != B || b.T != T || len(b.Inputs) != B*T || len(b.Targets) != B*T {
+			return EvalResult{}, fmt.Errorf("eval: batch %d is %d×%d, want batch_size×seq_len = %d×%d", i, b.B, b.T, B, T)
+		}
+		c := counted(b.Targets)
+		if c == 0 {
+			continue
+		}
+		l, err := loss(b.Inputs, b.Targets)
+		if err != nil {
+			return EvalResult{}, fmt.Errorf("eval batch %d: %w", i, err)
+		}
+		sum += l * float64(c)
+		count += c
+		for r := range B {
+			if counted(b.Targets[r*T:(r+1)*T]) > 0 {
+				rows++
+			}
+		}
+	}
+	if count == 0 {
+		return EvalResult{}, fmt.Errorf("eval: no target to score in %d batches", len(bs))
+	}
+	return EvalResult{Loss: sum / float64(count), Tokens: count, Windows: rows}, nil
+}

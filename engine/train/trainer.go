@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"lens/engine/accel"
+	"lens/engine/data"
 	"lens/engine/lora"
 	"lens/engine/model"
 	"lens/engine/nn"
@@ -24,10 +25,13 @@ type Batches interface {
 	Restore(json.RawMessage) error
 }
 
-// EvalSet is a named held-out token stream.
+// EvalSet is a named held-out token stream, evaluated in windows, or
+// pre-built batch_size×seq_len batches (examples with their loss masks)
+// when Batches is set.
 type EvalSet struct {
-	Name   string
-	Tokens []int32
+	Name    string
+	Tokens  []int32
+	Batches []data.Batch
 }
 
 // Param is one trainable tensor with its optimizer state. Grad holds the
@@ -343,13 +347,7 @@ func (t *Trainer) adamParams(p *Param, lr, gscale float64) accel.AdamParams {
 func (t *Trainer) Evaluate() (map[string]float64, error) {
 	out := map[string]float64{}
 	for _, e := range t.Evals {
-		var r EvalResult
-		var err error
-		if t.device != nil {
-			r, err = t.device.eval(t, e.Tokens)
-		} else {
-			r, err = t.evalNet.eval(e.Tokens, t.Config.EvalBatches)
-		}
+		r, err := t.evalSet(e)
 		if err != nil {
 			return nil, fmt.Errorf("eval set %s: %w", e.Name, err)
 		}
