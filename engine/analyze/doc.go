@@ -12,5 +12,5 @@
 // Data[i*cols+j]. LoRA shapes follow PEFT: A is r×in, B is out×r,
 // ΔW = s·B·A is out×in. Inputs are accepted as []float32 (the tensor type in
 // lens) and all arithmetic is done in float64. Definitions follow
-// shared/SCIENCE.md; each function names its source.
+// docs/SCIENCE.md; each function names its source.
 package analyze

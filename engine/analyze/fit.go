@@ -27,7 +27,7 @@ const (
 
 // FitPowerLaw fits L(t) = L∞ + a·t^−b by non-linear least squares (variable
 // projection: L∞ and a are linear given b; b by grid and golden-section
-// search) and takes L∞'s standard error from σ²(JᵀJ)⁻¹ (SCIENCE.md "Curve
+// search) and takes L∞'s standard error from σ²(JᵀJ)⁻¹ (docs/SCIENCE.md "Curve
 // fit"). Pass the smoothed curve after warmup; steps must be positive.
 func FitPowerLaw(steps, losses []float64) (Fit, error) {
 	n := len(steps)
@@ -154,7 +154,7 @@ func maxOf(x []float64) float64 {
 // the window, |slope|·(window−1), is within 2σ, σ the series' own per-step
 // noise estimated robustly from step-to-step differences
 // (1.4826·MAD(diff)/√2); -1 when the last window is still moving
-// (SCIENCE.md "Curve fit": never a fixed step). Use window ≳ 20.
+// (docs/SCIENCE.md "Curve fit": never a fixed step). Use window ≳ 20.
 func Plateau(series []float64, window int) int {
 	n := len(series)
 	if window < 3 || n < window {

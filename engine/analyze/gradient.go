@@ -7,7 +7,7 @@ import (
 )
 
 // GlobalNorm is sqrt(Σ_tensors ‖g‖²), the global gradient norm before
-// clipping (never a sum of norms; SCIENCE.md "Gradient health").
+// clipping (never a sum of norms; docs/SCIENCE.md "Gradient health").
 func GlobalNorm(tensors ...[]float32) float64 {
 	var s float64
 	for _, g := range tensors {
@@ -114,7 +114,7 @@ func mad(x []float64, m float64) float64 {
 // Spikes returns the indices i whose value exceeds median + k·MAD of the
 // trailing window series[i−window : i] (the point itself excluded; at least
 // min(window, 5) earlier points): a robust rule that a spike cannot inflate,
-// unlike mean + k·std (SCIENCE.md "Gradient health"). MAD is unscaled.
+// unlike mean + k·std (docs/SCIENCE.md "Gradient health"). MAD is unscaled.
 func Spikes(series []float64, window int, k float64) []int {
 	if window < 2 {
 		return nil
@@ -133,7 +133,7 @@ func Spikes(series []float64, window int, k float64) []int {
 }
 
 // Consistency is the mean cosine between successive gradient vectors
-// (SCIENCE.md "Gradient health"); needs at least two of equal length.
+// (docs/SCIENCE.md "Gradient health"); needs at least two of equal length.
 func Consistency(grads [][]float32) (float64, error) {
 	if len(grads) < 2 {
 		return 0, fmt.Errorf("consistency: %d gradients, need ≥ 2", len(grads))

@@ -8,7 +8,7 @@ import (
 )
 
 // ErrTooSmall is returned when a spectrum has too few eigenvalues for a
-// meaningful power-law fit (SCIENCE.md: at least ~50).
+// meaningful power-law fit (docs/SCIENCE.md: at least ~50).
 var ErrTooSmall = errors.New("analyze: too small")
 
 // MinPowerLawEigs is the fewest positive eigenvalues PowerLawAlpha accepts.

@@ -10,7 +10,7 @@ import (
 // DeltaSpectrum returns the singular values (descending) and the left (out×k)
 // and right (in×k) singular vectors of ΔW = scale·B·A, with B out×r and A r×in
 // row-major and k = min(r, out, in), without forming ΔW: thin QR of B and Aᵀ
-// and an SVD of the r×r core (SCIENCE.md "Spectra of ΔW without a full SVD").
+// and an SVD of the r×r core (docs/SCIENCE.md "Spectra of ΔW without a full SVD").
 func DeltaSpectrum(A, B []float32, r, in, out int, scale float64) (sv []float64, U, V *mat.Dense, err error) {
 	a, err := dense32("delta spectrum: A", A, r, in)
 	if err != nil {
@@ -115,7 +115,7 @@ func Condition(sv []float64) float64 {
 }
 
 // RankUtilisation is EffectiveRank(sv)/r, the fraction of the LoRA rank used
-// (SCIENCE.md "Rank measures"); 0 for r ≤ 0.
+// (docs/SCIENCE.md "Rank measures"); 0 for r ≤ 0.
 func RankUtilisation(sv []float64, r int) float64 {
 	if r <= 0 {
 		return 0

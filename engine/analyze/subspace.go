@@ -69,7 +69,7 @@ func SubspaceGrid(A1, A2 []float32, r1, r2, in int) ([][]float64, error) {
 }
 
 // RandomBaseline is E[φ] = max(i, j)/in for independent uniformly random
-// subspaces of dimensions i and j in R^in (SCIENCE.md, after Hu et al. 2021).
+// subspaces of dimensions i and j in R^in (docs/SCIENCE.md, after Hu et al. 2021).
 func RandomBaseline(i, j, in int) float64 {
 	if in <= 0 {
 		return 0
