@@ -1,6 +1,6 @@
 // Package device decides where a run trains: "cpu", "cuda", or "auto"
 // (CUDA when this build has a CUDA backend and a GPU is present, else the
-// CPU). The CUDA backend (engine/cuda) is compiled in with -tags cuda and
+// CPU). The CUDA backend (engine/cuda) is compiled in with -tags lenscuda and
 // registers itself with engine/accel; without it, or without a usable GPU,
 // "cuda" is a clear error and "auto" falls back to the CPU with a note.
 package device
