@@ -48,7 +48,8 @@ var lensModule = func() *starlarkstruct.Module {
 //	model.new(config, seed=0) -> model: from a dict of LlamaConfig fields
 //	model.from_dir(dir) -> model: an HF model directory ("load" is a Starlark keyword)
 //	model.pretrain(config=None, data=data.opticks(), steps=, seed=0, ...) -> model: trained in full, cached in the store
-var modelModule = module("model", map[string]builtinFn{"tiny": modelTiny, "new": modelNew, "from_dir": modelLoad, "pretrain": modelPretrain})
+//	model.tokenizer(model_or_dir) -> tokenizer: tokenizer.json + tokenizer_config.json + chat template (see Tokenizer)
+var modelModule = module("model", map[string]builtinFn{"tiny": modelTiny, "new": modelNew, "from_dir": modelLoad, "pretrain": modelPretrain, "tokenizer": modelTokenizer})
 
 // lora module:
 //
