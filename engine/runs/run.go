@@ -63,6 +63,8 @@ type Job struct {
 	Eval    map[string]data.Corpus
 	Train   data.Corpus
 	sinks   *sinks // set while running
+	// Examples describes the run's example datasets (nil for a corpus).
+	Examples *ExampleData
 }
 
 // Prepare validates spec, loads the data and builds the trainer. base is
@@ -94,21 +96,9 @@ func Prepare(spec Spec, base *model.Model) (*Job, error) {
 	if base.Config.VocabSize < tok.VocabSize() {
 		return nil, fmt.Errorf("model vocab_size %d is smaller than its tokenizer's %d", base.Config.VocabSize, tok.VocabSize())
 	}
-	trainSet, evalSet, err := LoadDataWith(tok, spec.Data)
+	ld, err := loadData(&spec, tok) // a corpus or examples (see examples.go)
 	if err != nil {
-		return nil, fmt.Errorf("data %s: %w", spec.Data.Source, err)
-	}
-	evals := map[string]data.Corpus{evalName(spec.Data.Source): evalSet}
-	for name, ref := range spec.Evals {
-		_, e, err := LoadDataWith(tok, ref)
-		if err != nil {
-			return nil, fmt.Errorf("eval set %s: %w", name, err)
-		}
-		evals[name] = e
-	}
-	b, err := data.NewBatcher(trainSet.Tokens, spec.Train.BatchSize, spec.Train.SeqLen, spec.Train.Seed)
-	if err != nil {
-		return nil, fmt.Errorf("data %s: %w", spec.Data.Source, err)
+		return nil, err
 	}
 	m := base
 	var ad *lora.Adapter
@@ -123,11 +113,7 @@ func Prepare(spec Spec, base *model.Model) (*Job, error) {
 			ad.Base = "lens:" + spec.Base.Hash
 		}
 	}
-	var sets []train.EvalSet
-	for _, name := range sortedKeys(evals) {
-		sets = append(sets, train.EvalSet{Name: name, Tokens: evals[name].Tokens})
-	}
-	t, err := train.New(m, ad, b, sets, spec.Train)
+	t, err := train.New(m, ad, ld.batches, ld.sets, spec.Train)
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +127,7 @@ func Prepare(spec Spec, base *model.Model) (*Job, error) {
 			return nil, fmt.Errorf("device %q: %w", dev, err)
 		}
 	}
-	return &Job{Spec: spec, Trainer: t, batches: b, Eval: evals, Train: trainSet}, nil
+	return &Job{Spec: spec, Trainer: t, batches: ld.corpus, Eval: ld.evals, Train: ld.trainSet, Examples: ld.examples}, nil
 }
 
 // evalName is the eval set name of a data source: the source itself for
@@ -370,6 +356,9 @@ func (j *Job) probe() (*collect.Probe, error) {
 	T := j.Trainer.Config.SeqLen
 	if n <= 0 {
 		n = max(1, 512/T)
+	}
+	if p := j.exampleProbe(n); p != nil {
+		return p, nil
 	}
 	toks := j.Eval[j.Spec.MainEval()].Tokens
 	if len(toks) < n*T+1 {

@@ -16,6 +16,7 @@ import (
 	"lens/engine/data"
 	"lens/engine/lora"
 	"lens/engine/model"
+	"lens/engine/sft"
 	"lens/engine/tokenize"
 	"lens/engine/train"
 )
@@ -35,10 +36,12 @@ type BaseRef struct {
 }
 
 // DataRef names a corpus: "opticks", "gocode" or a path, and the fraction
-// held out for evaluation (the tail).
+// held out for evaluation (the tail); or, with Examples, a dataset of
+// examples for supervised fine-tuning (Source is then its path or name).
 type DataRef struct {
-	Source   string  `json:"source"`
-	EvalFrac float64 `json:"eval_frac"`
+	Source   string    `json:"source"`
+	EvalFrac float64   `json:"eval_frac"`
+	Examples *sft.Spec `json:"examples,omitempty"`
 }
 
 // Spec is everything a training run needs; it is stored as the run's
@@ -86,6 +89,9 @@ func LoadData(ref DataRef) (trainSet, evalSet data.Corpus, err error) {
 
 // LoadDataWith is LoadData with the given tokenizer.
 func LoadDataWith(tok tokenize.Tokenizer, ref DataRef) (trainSet, evalSet data.Corpus, err error) {
+	if ref.Examples != nil {
+		return data.Corpus{}, data.Corpus{}, fmt.Errorf("data %s: a dataset of examples, not a corpus (pretraining takes a corpus)", ref.Source)
+	}
 	c, err := data.Source(tok, ref.Source)
 	if err != nil {
 		return data.Corpus{}, data.Corpus{}, err
