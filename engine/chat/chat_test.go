@@ -17,12 +17,13 @@ import (
 // @huggingface/jinja with a family's own template, and tokenized by
 // @lenml/tokenizers (transformers.js's tokenizers).
 type refCase struct {
-	Name     string    `json:"name"`
-	Messages []Message `json:"messages"`
-	AGP      bool      `json:"add_generation_prompt"`
-	Text     *string   `json:"text"`
-	IDs      []int32   `json:"ids"`
-	Error    string    `json:"error"`
+	Name     string         `json:"name"`
+	Messages []Message      `json:"messages"`
+	AGP      bool           `json:"add_generation_prompt"`
+	Extra    map[string]any `json:"extra"`
+	Text     *string        `json:"text"`
+	IDs      []int32        `json:"ids"`
+	Error    string         `json:"error"`
 }
 
 type refEncode struct {
@@ -111,7 +112,7 @@ func TestRenderMatchesHF(t *testing.T) {
 		t.Run(f.Family, func(t *testing.T) {
 			tok := loadFamily(t, f)
 			for _, c := range f.Cases {
-				got, err := tok.ApplyChatTemplate(c.Messages, Options{AddGenerationPrompt: c.AGP})
+				got, err := tok.ApplyChatTemplate(c.Messages, Options{AddGenerationPrompt: c.AGP, Extra: c.Extra})
 				if c.Text == nil {
 					var re *RaiseError
 					if !errors.As(err, &re) || re.Message != c.Error {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -128,6 +129,27 @@ func TestTemplateDir(t *testing.T) {
 	if _, err := tpl.Render(nil, Options{Extra: map[string]any{"messages": nil}}); err == nil || !strings.Contains(err.Error(), `"messages"`) {
 		t.Errorf("got %v, want an error naming messages", err)
 	}
+}
+
+// strftime_now formats the current local time with C's directives, as
+// transformers' does (Llama 3.1's full template dates its system prompt).
+func TestStrftimeNow(t *testing.T) {
+	tpl, err := NewTemplate(&Config{ChatTemplate: "{{ strftime_now('%Y-%m-%d') }}|{{ strftime_now('%d %b %Y') }}"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	got, err := tpl.Render(nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	for _, now := range []time.Time{before, after} {
+		if got == now.Format("2006-01-02")+"|"+now.Format("02 Jan 2006") {
+			return
+		}
+	}
+	t.Errorf("got %q, want today as %s", got, before.Format("2006-01-02|02 Jan 2006"))
 }
 
 func TestNoTemplate(t *testing.T) {

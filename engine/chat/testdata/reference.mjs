@@ -34,9 +34,10 @@ for (const fam of families) {
   const cases = [];
   for (const conv of conversations) {
     for (const agp of [false, true]) {
-      const c = { name: conv.name, messages: conv.messages, add_generation_prompt: agp };
+      const extra = conv.extra ?? {};
+      const c = { name: conv.name, messages: conv.messages, add_generation_prompt: agp, extra };
       try {
-        c.text = template.render({ messages: conv.messages, tools: null, documents: null, add_generation_prompt: agp, ...specials });
+        c.text = template.render({ messages: conv.messages, tools: null, documents: null, add_generation_prompt: agp, ...specials, ...extra });
         c.ids = tok.encode(c.text, { add_special_tokens: false });
       } catch (e) {
         c.error = String(e.message ?? e);
