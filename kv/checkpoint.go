@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -73,33 +74,44 @@ func encodeTensors(tensors []Tensor, keyOf func(name string) []byte) (keys, vals
 	return keys, vals, names, nil
 }
 
-// SaveCheckpoint stores a checkpoint of run runID at meta.Step. The tensors
-// and the meta go in one transaction when they fit; a larger checkpoint is
-// written tensors first and meta last, so it becomes visible (to
-// Checkpoints, LoadCheckpoint) only once complete, and a crash in between
-// leaves invisible tensors that the next save of that step replaces and
-// Fsck reports. Saving a step again replaces that checkpoint. Buffered
-// metrics are flushed, and everything is synced to disk before returning.
+// SaveCheckpoint stores a checkpoint of run runID at meta.Step and removes
+// the run's checkpoints at the steps in drop (rotation), as one commit: the
+// tensors, the meta, the replacement of any checkpoint already at that step
+// and the removals go in one transaction when they fit, so a process killed
+// mid-save leaves all of it or none of it. A larger checkpoint is written in
+// parts under an intent (see intent.go): tensors first, the meta last as the
+// commit point, then each removal; a crash in between leaves a state that
+// Fsck accepts and the next writable Open completes. Buffered metrics are
+// flushed first, so the store never holds a checkpoint newer than the
+// metrics before it, and everything is synced to disk before returning.
 // meta.Tensors is set to the tensors' names; a zero meta.Time to now.
-func (s *Store) SaveCheckpoint(runID string, meta CheckpointMeta, tensors []Tensor) error {
-	err := s.saveCheckpoint(runID, meta, tensors)
+func (s *Store) SaveCheckpoint(runID string, meta CheckpointMeta, tensors []Tensor, drop ...int) error {
+	err := s.saveCheckpoint(runID, meta, tensors, drop)
 	if err != nil {
 		return fmt.Errorf("save checkpoint of run %s at step %d: %w", runID, meta.Step, err)
 	}
 	return nil
 }
 
-func (s *Store) saveCheckpoint(runID string, meta CheckpointMeta, tensors []Tensor) error {
+func (s *Store) saveCheckpoint(runID string, meta CheckpointMeta, tensors []Tensor, drop []int) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
 	if err := validateStep(meta.Step); err != nil {
 		return err
 	}
+	step := meta.Step
+	for _, d := range drop {
+		if err := validateStep(d); err != nil {
+			return fmt.Errorf("drop: %w", err)
+		}
+		if d == step {
+			return fmt.Errorf("drop: step %d is the one being saved", d)
+		}
+	}
 	if err := s.db.View(func(txn *badger.Txn) error { return requireRun(txn, runID) }); err != nil {
 		return err
 	}
-	step := meta.Step
 	keys, vals, names, err := encodeTensors(tensors, func(name string) []byte { return ckptTensorKey(runID, step, name) })
 	if err != nil {
 		return err
@@ -115,15 +127,21 @@ func (s *Store) saveCheckpoint(runID string, meta CheckpointMeta, tensors []Tens
 	if err := s.Flush(); err != nil {
 		return err
 	}
-	// Hide any previous checkpoint at this step before touching its tensors.
-	if err := s.deleteCheckpoint(runID, step); err != nil && !errors.Is(err, ErrNotFound) {
-		return err
-	}
-	// One transaction when it fits (the common case: an adapter and its
-	// optimizer state), so a process killed mid-save leaves either the
-	// whole checkpoint or none of it; larger ones go in batches, with the
-	// meta last as the commit point.
+	s.fault(FaultCheckpointBegin, step)
 	err = s.update(func(txn *badger.Txn) error {
+		// Whatever was at this step and the dropped steps goes; deletes
+		// come first, so the new values win where keys repeat.
+		for _, st := range append([]int{step}, drop...) {
+			old, err := stepKeys(txn, runID, st)
+			if err != nil {
+				return err
+			}
+			for _, k := range old {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+		}
 		for i := range keys {
 			if err := txn.Set(keys[i], vals[i]); err != nil {
 				return err
@@ -132,14 +150,62 @@ func (s *Store) saveCheckpoint(runID string, meta CheckpointMeta, tensors []Tens
 		return txn.Set(ckptMetaKey(runID, step), mb)
 	})
 	if errors.Is(err, badger.ErrTxnTooBig) {
-		if err = s.writeBatch(keys, vals); err == nil {
-			err = s.update(func(txn *badger.Txn) error { return txn.Set(ckptMetaKey(runID, step), mb) })
-		}
+		err = s.saveInParts(runID, step, keys, vals, mb, drop)
+	} else if err == nil {
+		s.fault(FaultCheckpointSaved, step)
 	}
 	if err != nil {
 		return err
 	}
 	return s.db.Sync()
+}
+
+// saveInParts is saveCheckpoint for a checkpoint too large for one
+// transaction: under an intent, hide and remove whatever is at the step,
+// write the tensors, then the meta with the intent's removal as the commit
+// point, then drop the old steps one by one.
+func (s *Store) saveInParts(runID string, step int, keys, vals [][]byte, meta []byte, drop []int) error {
+	intent := intentCkptKey(runID, step)
+	if err := s.update(func(txn *badger.Txn) error {
+		if err := txn.Delete(ckptMetaKey(runID, step)); err != nil {
+			return err
+		}
+		return txn.Set(intent, nil)
+	}); err != nil {
+		return err
+	}
+	if _, err := s.deletePrefix(ckptStepPrefix(runID, uint64(step))); err != nil {
+		return err
+	}
+	if err := s.writeBatch(keys, vals); err != nil {
+		return err
+	}
+	s.fault(FaultCheckpointTensors, step)
+	if err := s.update(func(txn *badger.Txn) error {
+		if err := txn.Set(ckptMetaKey(runID, step), meta); err != nil {
+			return err
+		}
+		return txn.Delete(intent)
+	}); err != nil {
+		return err
+	}
+	s.fault(FaultCheckpointSaved, step)
+	for _, d := range drop {
+		if err := s.deleteCheckpoint(runID, d); err != nil && !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("drop checkpoint %d: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// stepKeys lists the keys of one checkpoint step.
+func stepKeys(txn *badger.Txn, runID string, step int) ([][]byte, error) {
+	var out [][]byte
+	err := scanKeys(txn, ckptStepPrefix(runID, uint64(step)), func(k []byte) error {
+		out = append(out, bytes.Clone(k))
+		return nil
+	})
+	return out, err
 }
 
 // Checkpoints returns the complete checkpoints of run runID, by step.
@@ -224,8 +290,8 @@ func (s *Store) LoadCheckpoint(runID string, step int) (CheckpointMeta, []Tensor
 	return meta, tensors, nil
 }
 
-// DeleteCheckpoint removes the checkpoint of run runID at step: the meta
-// first, so it disappears at once, then its tensors.
+// DeleteCheckpoint removes the checkpoint of run runID at step, atomically
+// (see deleteCheckpoint).
 func (s *Store) DeleteCheckpoint(runID string, step int) error {
 	if err := s.writable(); err != nil {
 		return err
@@ -242,25 +308,39 @@ func (s *Store) DeleteCheckpoint(runID string, step int) error {
 	return nil
 }
 
+// deleteCheckpoint removes one checkpoint step in one transaction when it
+// fits, else under an intent: the meta first (so it disappears at once),
+// then the tensors.
 func (s *Store) deleteCheckpoint(runID string, step int) error {
 	found := false
 	err := s.update(func(txn *badger.Txn) error {
-		ok, err := exists(txn, ckptMetaKey(runID, step))
-		if err != nil || !ok {
+		old, err := stepKeys(txn, runID, step)
+		found = len(old) > 0
+		for _, k := range old {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		return err
+	})
+	if !errors.Is(err, badger.ErrTxnTooBig) {
+		if err == nil && !found {
+			return ErrNotFound
+		}
+		return err
+	}
+	intent := intentCkptKey(runID, step)
+	if err := s.update(func(txn *badger.Txn) error {
+		if err := txn.Delete(ckptMetaKey(runID, step)); err != nil {
 			return err
 		}
-		found = true
-		return txn.Delete(ckptMetaKey(runID, step))
-	})
-	if err != nil {
+		return txn.Set(intent, nil)
+	}); err != nil {
 		return err
 	}
-	n, err := s.deletePrefix(ckptStepPrefix(runID, uint64(step)))
-	if err != nil {
+	s.fault(FaultCheckpointDrop, step)
+	if _, err := s.deletePrefix(ckptStepPrefix(runID, uint64(step))); err != nil {
 		return err
 	}
-	if !found && n == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return s.update(func(txn *badger.Txn) error { return txn.Delete(intent) })
 }

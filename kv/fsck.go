@@ -33,8 +33,9 @@ type fsckState struct {
 	ckptTensor map[stepID][]string
 	blobMeta   map[string][]string
 	blobTensor map[string][]string
-	names      []parsedKey // idx/name entries
-	tags       []parsedKey // idx/tag entries
+	intents    map[stepID]bool // checkpoint steps with a write in progress (intent.go)
+	names      []parsedKey     // idx/name entries
+	tags       []parsedKey     // idx/tag entries
 }
 
 func (f *fsckState) add(key, format string, args ...any) {
@@ -56,6 +57,7 @@ func (s *Store) Fsck() ([]Problem, error) {
 		ckptTensor: map[stepID][]string{},
 		blobMeta:   map[string][]string{},
 		blobTensor: map[string][]string{},
+		intents:    map[stepID]bool{},
 	}
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{})
@@ -155,6 +157,11 @@ func (f *fsckState) check(k, v []byte) {
 		}
 		b := p.ns + "/" + p.bkey
 		f.blobTensor[b] = append(f.blobTensor[b], p.name)
+	case kindIntentCkpt:
+		if len(v) != 0 {
+			f.add(dk, "intent has a %d-byte value, want none", len(v))
+		}
+		f.intents[stepID{p.run, p.step}] = true
 	case kindRunOther:
 		f.add(dk, "key under run/%s/ matches no known layout", p.run)
 	default:
@@ -179,6 +186,9 @@ func (f *fsckState) crossCheck() {
 		stored := f.ckptTensor[id]
 		if _, ok := f.runs[id.owner]; !ok {
 			continue // reported as keys of a run with no record
+		}
+		if !hasMeta && f.intents[id] {
+			continue // a write cut short; the next writable open removes it (intent.go)
 		}
 		if !hasMeta {
 			f.add(ckptKey(id), "incomplete checkpoint: %d tensors and no meta (ignored; saving this step again replaces them)", len(stored))

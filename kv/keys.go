@@ -16,6 +16,7 @@ package kv
 //	idx/tag/<tag>/<id>                             empty; secondary index of RunMeta.Tags
 //	blob/<namespace>/<key>/meta                    JSON blob record (written last, like a checkpoint meta)
 //	blob/<namespace>/<key>/t/<tensor name>         encoded tensor
+//	intent/ckpt/<id>/<step>                        empty; a checkpoint write or removal in progress (see intent.go)
 //
 // Parsing relies on these rules, enforced by the validate functions below:
 // run ids, collector names, blob namespaces and blob keys contain no "/";
@@ -164,6 +165,7 @@ const (
 	kindIdxTag
 	kindBlobMeta
 	kindBlobTensor
+	kindIntentCkpt
 )
 
 // parsedKey is a key split into its parts; which fields are set depends on kind.
@@ -195,6 +197,8 @@ func parseKey(k []byte) parsedKey {
 			return parsedKey{kind: kindUnknown}
 		}
 		return parsedKey{kind: kind, name: rest[:i], run: rest[i+1:]}
+	case strings.HasPrefix(s, prefixIntent):
+		return parseIntentKey(s[len(prefixIntent):])
 	case strings.HasPrefix(s, prefixBlob):
 		parts := strings.SplitN(s[len(prefixBlob):], "/", 3)
 		if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
@@ -278,6 +282,8 @@ func displayKey(k []byte) string {
 		return "run/" + p.run + "/collect/" + p.collector + "/" + step + "/" + p.name
 	case kindEvent:
 		return "run/" + p.run + "/event/" + step
+	case kindIntentCkpt:
+		return "intent/ckpt/" + p.run + "/" + step
 	}
 	if utf8.Valid(k) && strings.IndexFunc(string(k), func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0 {
 		return string(k)

@@ -73,6 +73,10 @@ type Options struct {
 	// process can say who holds the store ("lens run quickstart.star").
 	// Empty means os.Args.
 	Command string
+	// Fault, when set, is called at the named points inside multi-commit
+	// writes (the Fault* constants) with the step being written, so that
+	// a test can kill the process exactly there.
+	Fault func(point string, step int)
 }
 
 // LockedError is returned by Open when another process holds the store.
@@ -141,6 +145,8 @@ type Store struct {
 	knownRuns map[string]bool    // run ids seen to exist, for AddMetric
 	eventSeq  map[string]uint64  // run id -> next event seq
 	issuedIDs map[string]bool    // ids handed out by NewRunID
+
+	onFault func(point string, step int) // Options.Fault
 }
 
 // Open opens the store in dir, creating it (mode 0700) unless opts.ReadOnly.
@@ -210,6 +216,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		knownRuns: map[string]bool{},
 		eventSeq:  map[string]uint64{},
 		issuedIDs: map[string]bool{},
+		onFault:   opts.Fault,
 	}
 	if err := s.checkVersion(); err != nil {
 		db.Close()
@@ -223,6 +230,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	restrictFiles(dir)
+	if err := s.finishIntents(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if err := s.markInterrupted(); err != nil {
 		s.Close()
 		return nil, err

@@ -64,7 +64,11 @@ func (j *Job) checkpoint(st *kv.Store, runID string, eval map[string]float64) er
 			kv.Tensor{Name: momentV + p.Name, Shape: p.Shape, Data: p.V})
 	}
 	meta := kv.CheckpointMeta{Step: t.Step, Time: time.Now().UTC(), State: sb, EvalLoss: eval}
-	if err := st.SaveCheckpoint(runID, meta, ts); err != nil {
+	drop, err := j.rotation(st, runID, meta)
+	if err != nil {
+		return err
+	}
+	if err := st.SaveCheckpoint(runID, meta, ts, drop...); err != nil {
 		return fmt.Errorf("checkpoint step %d: %w", t.Step, err)
 	}
 	if j.sinks != nil {
@@ -74,19 +78,30 @@ func (j *Job) checkpoint(st *kv.Store, runID string, eval map[string]float64) er
 		}
 		j.sinks.tensors(t.Step, "checkpoint", weights)
 	}
-	return j.rotate(st, runID)
+	return nil
 }
 
-// rotate keeps the KeepLast latest checkpoints and the one with the lowest
-// loss on the run's own eval set; the best is never deleted.
-func (j *Job) rotate(st *kv.Store, runID string) error {
+// rotation lists the checkpoints that saving next retires: all but the
+// KeepLast latest and the one with the lowest loss on the run's own eval
+// set (the best is never deleted). They go in the same commit as next.
+func (j *Job) rotation(st *kv.Store, runID string, next kv.CheckpointMeta) ([]int, error) {
 	k := j.Spec.KeepLast
 	if k <= 0 {
-		return nil
+		return nil, nil
 	}
-	cps, err := st.Checkpoints(runID)
-	if err != nil || len(cps) <= k {
-		return err
+	stored, err := st.Checkpoints(runID)
+	if err != nil {
+		return nil, fmt.Errorf("rotate checkpoints: %w", err)
+	}
+	var cps []kv.CheckpointMeta
+	for _, c := range stored {
+		if c.Step < next.Step { // a checkpoint at next's step is replaced; later ones cannot exist
+			cps = append(cps, c)
+		}
+	}
+	cps = append(cps, next)
+	if len(cps) <= k {
+		return nil, nil
 	}
 	best, bestLoss := -1, 0.0
 	for _, c := range cps {
@@ -94,15 +109,13 @@ func (j *Job) rotate(st *kv.Store, runID string) error {
 			best, bestLoss = c.Step, v
 		}
 	}
+	var drop []int
 	for _, c := range cps[:len(cps)-k] {
-		if c.Step == best {
-			continue
-		}
-		if err := st.DeleteCheckpoint(runID, c.Step); err != nil {
-			return fmt.Errorf("rotate checkpoints: %w", err)
+		if c.Step != best {
+			drop = append(drop, c.Step)
 		}
 	}
-	return nil
+	return drop, nil
 }
 
 // restore loads a checkpoint into the job's trainer.
@@ -128,6 +141,7 @@ func (j *Job) restore(st *kv.Store, runID string, step int) error {
 	if err := json.Unmarshal(meta.State, &s); err != nil {
 		return fmt.Errorf("checkpoint %d of run %s: state: %w", step, runID, err)
 	}
+	j.restoredEval = meta.EvalLoss
 	return j.Trainer.Restore(s)
 }
 

@@ -21,9 +21,13 @@ func tinySpec(t *testing.T, st *kv.Store) (Spec, *model.Model) {
 	require.NoError(t, err)
 	ref, err := StoreBase(st, base)
 	require.NoError(t, err)
+	return tinySpecFrom(ref), base
+}
+
+func tinySpecFrom(ref BaseRef) Spec {
 	return Spec{Name: "t", Base: ref, LoRA: &lora.Config{Rank: 4, Alpha: 8, Targets: []string{"q_proj", "v_proj"}},
 		Train: train.Config{Steps: 12, BatchSize: 2, SeqLen: 16, LR: 1e-2, EvalEvery: 2, EvalBatches: 2},
-		Data:  DataRef{Source: "opticks"}, CheckpointEvery: 2}, base
+		Data:  DataRef{Source: "opticks"}, CheckpointEvery: 2}
 }
 
 func TestKeepLastKeepsBest(t *testing.T) {

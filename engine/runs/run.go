@@ -65,6 +65,10 @@ type Job struct {
 	sinks   *sinks // set while running
 	// Examples describes the run's example datasets (nil for a corpus).
 	Examples *ExampleData
+	// restoredEval is the eval losses the checkpoint restored last carries:
+	// a resumed run's next checkpoints carry them until it evaluates again,
+	// as the uninterrupted run's do.
+	restoredEval map[string]float64
 }
 
 // Prepare validates spec, loads the data and builds the trainer. base is
@@ -174,7 +178,7 @@ func (j *Job) run(ctx context.Context, st *kv.Store, meta kv.RunMeta, opt Option
 		log = slog.New(slog.DiscardHandler)
 	}
 	id := meta.ID
-	var lastEval map[string]float64
+	lastEval := j.restoredEval
 	var lastLoss = math.NaN()
 	start := time.Now()
 	startStep := t.Step
@@ -223,17 +227,10 @@ func (j *Job) run(ctx context.Context, st *kv.Store, meta kv.RunMeta, opt Option
 				opt.Progress(Progress{RunID: id, Name: meta.Name, Step: t.Step, Steps: t.Config.Steps, Loss: s.Loss,
 					TokensPerSec: tps, Elapsed: el, ETA: eta})
 			}
-			if j.checkpointDue(t.Step) && !t.EvalDue() {
-				return j.checkpoint(st, id, lastEval)
-			}
 			return nil
 		},
 		AfterEval: func(t *train.Trainer, step int, losses map[string]float64) error {
 			lastEval = losses
-			if step > 0 && j.checkpointDue(step) {
-				// Checkpoint after the evaluation, so it carries this step's eval loss.
-				defer func() { _ = j.checkpoint(st, id, lastEval) }()
-			}
 			vals := map[string]float64{}
 			for k, v := range losses {
 				vals["eval/"+k] = v
@@ -259,6 +256,25 @@ func (j *Job) run(ctx context.Context, st *kv.Store, meta kv.RunMeta, opt Option
 			return j.finish(st, meta, kv.StatusFailed, err.Error(), lastEval, lastLoss)
 		}
 	}
+	// The checkpoint is the step's commit point, so its hook comes after
+	// every other: the step's metrics, eval losses and collector records
+	// are in the store before the checkpoint that a resume starts after.
+	// A step that evaluates checkpoints after the evaluation, so that the
+	// checkpoint carries this step's eval loss.
+	t.AddHooks(train.Hooks{
+		AfterStep: func(t *train.Trainer, s *train.StepInfo) error {
+			if j.checkpointDue(t.Step) && !t.EvalDue() {
+				return j.checkpoint(st, id, lastEval)
+			}
+			return nil
+		},
+		AfterEval: func(t *train.Trainer, step int, losses map[string]float64) error {
+			if step > 0 && j.checkpointDue(step) {
+				return j.checkpoint(st, id, lastEval)
+			}
+			return nil
+		},
+	})
 	if t.Step == 0 && len(t.Evals) > 0 {
 		// Step 0 evaluation: the base model's loss, the "before" of every table.
 		if err := t.RunEval(); err != nil {
