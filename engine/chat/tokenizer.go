@@ -125,7 +125,7 @@ func (t *Tokenizer) ApplyChatTemplate(messages []Message, opts Options) (string,
 type Encoded struct {
 	Rendered
 	IDs []int32
-	// Assistant[j] is true where IDs[j] belongs to an assistant message's
+	// AssistantMask[j] is true where IDs[j] belongs to an assistant message's
 	// span (see Rendered), the tokens to train on.
 	AssistantMask []bool
 }
