@@ -198,17 +198,29 @@ func (f Fields) normalize(s Shape, row map[string]any, where string) (Example, e
 // FromRows normalizes rows (e.g. built in a script) into a dataset; rows
 // are named "<name> example i" (from 0) in errors.
 func FromRows(name string, rows []map[string]any, f Fields) (Dataset, error) {
+	where := make([]string, len(rows))
+	for i := range rows {
+		where[i] = fmt.Sprintf("%s example %d", name, i)
+	}
+	return Normalize(name, rows, where, f)
+}
+
+// Normalize is FromRows with each row's location given (where[i], e.g.
+// the file line a reshaped row came from).
+func Normalize(name string, rows []map[string]any, where []string, f Fields) (Dataset, error) {
 	if len(rows) == 0 {
 		return Dataset{}, fmt.Errorf("dataset %s: no examples", name)
 	}
-	where := func(i int) string { return fmt.Sprintf("%s example %d", name, i) }
-	s, err := f.shapeOf(rows[0], where(0))
+	if len(where) != len(rows) {
+		return Dataset{}, fmt.Errorf("dataset %s: %d rows but %d locations", name, len(rows), len(where))
+	}
+	s, err := f.shapeOf(rows[0], where[0])
 	if err != nil {
 		return Dataset{}, err
 	}
 	d := Dataset{Name: name, Shape: s}
 	for i, r := range rows {
-		ex, err := f.normalize(s, r, where(i))
+		ex, err := f.normalize(s, r, where[i])
 		if err != nil {
 			return Dataset{}, err
 		}
@@ -223,21 +235,40 @@ const maxLine = 64 << 20
 // ReadJSONL reads one JSON object per line; blank lines are skipped. A
 // line that is not a JSON object is an error naming the file and line.
 func ReadJSONL(path string, f Fields) (Dataset, error) {
+	d := Dataset{Name: filepath.Base(path)}
+	err := eachJSONL(path, func(row map[string]any, where string) error {
+		if d.Shape == "" {
+			var err error
+			if d.Shape, err = f.shapeOf(row, where); err != nil {
+				return err
+			}
+		}
+		ex, err := f.normalize(d.Shape, row, where)
+		d.Examples = append(d.Examples, ex)
+		return err
+	})
+	if err != nil {
+		return Dataset{}, err
+	}
+	return d, nil
+}
+
+// eachJSONL calls fn with each line's object and where it is.
+func eachJSONL(path string, fn func(row map[string]any, where string) error) error {
 	fh, err := os.Open(path)
 	if err != nil {
-		return Dataset{}, fmt.Errorf("dataset: %w", err)
+		return fmt.Errorf("dataset: %w", err)
 	}
 	defer fh.Close()
-	name := filepath.Base(path)
 	r := bufio.NewReaderSize(fh, 1<<16)
-	d := Dataset{Name: name}
+	rows := 0
 	for line := 1; ; line++ {
 		b, err := r.ReadBytes('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
-			return Dataset{}, fmt.Errorf("dataset %s line %d: %w", path, line, err)
+			return fmt.Errorf("dataset %s line %d: %w", path, line, err)
 		}
 		if len(b) > maxLine {
-			return Dataset{}, fmt.Errorf("dataset %s line %d: longer than %d bytes", path, line, maxLine)
+			return fmt.Errorf("dataset %s line %d: longer than %d bytes", path, line, maxLine)
 		}
 		if t := bytes.TrimSpace(b); len(t) > 0 {
 			where := fmt.Sprintf("%s line %d", path, line)
@@ -248,27 +279,21 @@ func ReadJSONL(path string, f Fields) (Dataset, error) {
 				if jerr == nil {
 					jerr = errors.New("want one JSON object")
 				}
-				return Dataset{}, fmt.Errorf("%s: invalid JSON: %v", where, jerr)
+				return fmt.Errorf("%s: invalid JSON: %v", where, jerr)
 			}
-			if d.Shape == "" {
-				if d.Shape, err = f.shapeOf(row, where); err != nil {
-					return Dataset{}, err
-				}
+			if ferr := fn(row, where); ferr != nil {
+				return ferr
 			}
-			ex, nerr := f.normalize(d.Shape, row, where)
-			if nerr != nil {
-				return Dataset{}, nerr
-			}
-			d.Examples = append(d.Examples, ex)
+			rows++
 		}
 		if errors.Is(err, io.EOF) {
 			break
 		}
 	}
-	if len(d.Examples) == 0 {
-		return Dataset{}, fmt.Errorf("dataset %s: no examples", path)
+	if rows == 0 {
+		return fmt.Errorf("dataset %s: no examples", path)
 	}
-	return d, nil
+	return nil
 }
 
 // ReadParquet reads a Parquet file's rows (with
@@ -277,19 +302,11 @@ func ReadJSONL(path string, f Fields) (Dataset, error) {
 // fails naming the missing column; a messages column is a list of
 // structs with role and content, as Hugging Face datasets write it.
 func ReadParquet(path string, f Fields) (ds Dataset, err error) {
-	fh, err := os.Open(path)
+	pf, closeFile, err := openParquet(path)
 	if err != nil {
-		return Dataset{}, fmt.Errorf("dataset: %w", err)
+		return Dataset{}, err
 	}
-	defer fh.Close()
-	st, err := fh.Stat()
-	if err != nil {
-		return Dataset{}, fmt.Errorf("dataset: %w", err)
-	}
-	pf, err := parquet.OpenFile(fh, st.Size())
-	if err != nil {
-		return Dataset{}, fmt.Errorf("dataset %s: not a Parquet file: %w", path, err)
-	}
+	defer closeFile()
 	defer func() {
 		// The library panics on rows that do not fit its schema walk.
 		if r := recover(); r != nil {
@@ -309,50 +326,110 @@ func ReadParquet(path string, f Fields) (ds Dataset, err error) {
 			return Dataset{}, fmt.Errorf("dataset %s: no column %q for %s examples (columns: %s)", path, c, s, keysOf(cols))
 		}
 	}
+	d := Dataset{Name: filepath.Base(path), Shape: s}
+	err = eachParquetRow(pf, path, func(row map[string]any, where string) error {
+		ex, err := f.normalize(s, row, where)
+		d.Examples = append(d.Examples, ex)
+		return err
+	})
+	if err != nil {
+		return Dataset{}, err
+	}
+	return d, nil
+}
+
+// eachParquetRow calls fn with each row of pf as JSON would decode it.
+func eachParquetRow(pf *parquet.File, path string, fn func(row map[string]any, where string) error) error {
 	r := parquet.NewReader(pf)
 	defer r.Close()
-	d := Dataset{Name: filepath.Base(path), Shape: s}
-	for i := 0; ; i++ {
+	n := 0
+	for ; ; n++ {
 		row := map[string]any{}
 		if err := r.Read(&row); err != nil {
 			if errors.Is(err, io.EOF) {
 				break
 			}
-			return Dataset{}, fmt.Errorf("dataset %s row %d: %w", path, i, err)
+			return fmt.Errorf("dataset %s row %d: %w", path, n, err)
 		}
-		ex, err := f.normalize(s, row, fmt.Sprintf("%s row %d", path, i))
-		if err != nil {
-			return Dataset{}, err
+		if err := fn(row, fmt.Sprintf("%s row %d", path, n)); err != nil {
+			return err
 		}
-		d.Examples = append(d.Examples, ex)
 	}
-	if len(d.Examples) == 0 {
-		return Dataset{}, fmt.Errorf("dataset %s: no examples", path)
+	if n == 0 {
+		return fmt.Errorf("dataset %s: no examples", path)
 	}
-	return d, nil
+	return nil
 }
 
-// Formats are the file formats Read knows.
-var Formats = []string{"jsonl", "parquet"}
+// openParquet opens a Parquet file for reading.
+func openParquet(path string) (*parquet.File, func() error, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dataset: %w", err)
+	}
+	st, err := fh.Stat()
+	if err != nil {
+		fh.Close()
+		return nil, nil, fmt.Errorf("dataset: %w", err)
+	}
+	pf, err := parquet.OpenFile(fh, st.Size())
+	if err != nil {
+		fh.Close()
+		return nil, nil, fmt.Errorf("dataset %s: not a Parquet file: %w", path, err)
+	}
+	return pf, fh.Close, nil
+}
 
-// Read reads a dataset file in format ("jsonl" or "parquet"; empty: by
-// the extension, .jsonl/.json/.ndjson or .parquet).
-func Read(path, format string, f Fields) (Dataset, error) {
+// FormatOf is the format of a dataset file: format itself when given,
+// else by the extension (.jsonl/.json/.ndjson, .parquet/.pq).
+func FormatOf(path, format string) (string, error) {
 	if format == "" {
 		switch strings.ToLower(filepath.Ext(path)) {
 		case ".jsonl", ".json", ".ndjson":
-			format = "jsonl"
+			return "jsonl", nil
 		case ".parquet", ".pq":
-			format = "parquet"
-		default:
-			return Dataset{}, fmt.Errorf("dataset %s: unknown extension %q; give the format (jsonl or parquet)", path, filepath.Ext(path))
+			return "parquet", nil
 		}
+		return "", fmt.Errorf("dataset %s: unknown extension %q; give the format (jsonl or parquet)", path, filepath.Ext(path))
 	}
-	switch format {
-	case "jsonl":
+	if format != "jsonl" && format != "parquet" {
+		return "", fmt.Errorf("dataset %s: format %q: want jsonl or parquet", path, format)
+	}
+	return format, nil
+}
+
+// EachRow calls fn with every row of a dataset file as it is, before any
+// field mapping (for a caller that reshapes rows itself), and where the
+// row is ("file line 3", "file row 2").
+func EachRow(path, format string, fn func(row map[string]any, where string) error) (err error) {
+	if format, err = FormatOf(path, format); err != nil {
+		return err
+	}
+	if format == "jsonl" {
+		return eachJSONL(path, fn)
+	}
+	pf, closeFile, err := openParquet(path)
+	if err != nil {
+		return err
+	}
+	defer closeFile()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("dataset %s: reading Parquet rows: %v", path, r)
+		}
+	}()
+	return eachParquetRow(pf, path, fn)
+}
+
+// Read reads a dataset file in format ("jsonl" or "parquet"; empty: by
+// the extension).
+func Read(path, format string, f Fields) (Dataset, error) {
+	format, err := FormatOf(path, format)
+	if err != nil {
+		return Dataset{}, err
+	}
+	if format == "jsonl" {
 		return ReadJSONL(path, f)
-	case "parquet":
-		return ReadParquet(path, f)
 	}
-	return Dataset{}, fmt.Errorf("dataset %s: format %q: want jsonl or parquet", path, format)
+	return ReadParquet(path, f)
 }

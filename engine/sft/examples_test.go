@@ -179,3 +179,19 @@ func TestSplit(t *testing.T) {
 	_, _, err = Split(Dataset{Name: "one", Examples: d.Examples[:1]}, 0.05)
 	require.ErrorContains(t, err, "too few")
 }
+
+func TestEachRow(t *testing.T) {
+	pc := writeParquet(t, "pc.parquet", []pqPC{{"a", "b", 0.5}})
+	js := writeFile(t, "r.jsonl", `{"x": 1}`+"\n\n"+`{"y": "z"}`+"\n")
+	var got []string
+	for _, p := range []string{pc, js} {
+		require.NoError(t, EachRow(p, "", func(row map[string]any, where string) error {
+			got = append(got, where+": "+keysOf(row))
+			return nil
+		}))
+	}
+	require.Equal(t, []string{pc + ` row 0: "Score", "instruction", "output"`, js + ` line 1: "x"`, js + ` line 3: "y"`}, got)
+	d, err := Normalize("n", []map[string]any{{"text": "a"}, {"txt": "b"}}, []string{"f line 1", "f line 2"}, Fields{})
+	require.ErrorContains(t, err, `f line 2: missing field "text"`)
+	require.Empty(t, d.Examples)
+}
