@@ -59,7 +59,9 @@ var loraModule = module("lora", map[string]builtinFn{"config": loraConfig})
 // data module:
 //
 //	data.opticks(eval_frac=0.05), data.gocode(eval_frac=0.05), data.text(path, eval_frac=0.05) -> data
-var dataModule = module("data", map[string]builtinFn{"opticks": dataBuiltin("opticks"), "gocode": dataBuiltin("gocode"), "text": dataText})
+//	data.jsonl(path, ...), data.parquet(path, ...), data.examples(rows, ...) -> data (examples; see examples.go)
+var dataModule = module("data", map[string]builtinFn{"opticks": dataBuiltin("opticks"), "gocode": dataBuiltin("gocode"), "text": dataText,
+	"jsonl": dataJSONL, "parquet": dataParquet, "examples": dataExamples})
 
 // report module:
 //
