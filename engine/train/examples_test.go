@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"lens/engine/accel"
 	"lens/engine/lora"
 	"lens/engine/model"
 	"lens/engine/safetensors"
@@ -76,6 +77,17 @@ func TestEvalExampleBatches(t *testing.T) {
 	}
 	want := sum / float64(count)
 	require.InDelta(t, want, got["ex"], 1e-5*want)
+
+	// The device path (accel's plain-Go Host device) scores them alike.
+	tb2, err := sft.NewBatcher(rows, B, T, 0)
+	require.NoError(t, err)
+	onDev, err := New(m, ad, tb2, []EvalSet{{Name: "ex", Batches: bs}}, Config{BatchSize: B, SeqLen: T})
+	require.NoError(t, err)
+	defer onDev.Close()
+	require.NoError(t, onDev.UseDevice(accel.Host{}))
+	gotDev, err := onDev.Evaluate()
+	require.NoError(t, err)
+	require.InDelta(t, want, gotDev["ex"], 1e-5*want)
 
 	res, err := evalBatches(bs, B, T, 1, func(in, tg []int32) (float64, error) { return tr.evalNet.run(in, tg) })
 	require.NoError(t, err)
