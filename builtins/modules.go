@@ -48,8 +48,9 @@ var lensModule = func() *starlarkstruct.Module {
 //	model.new(config, seed=0) -> model: from a dict of LlamaConfig fields
 //	model.from_dir(dir) -> model: an HF model directory ("load" is a Starlark keyword)
 //	model.pretrain(config=None, data=data.opticks(), steps=, seed=0, ...) -> model: trained in full, cached in the store
+//	model.generate(m, prompt, adapter=None, max_new_tokens=64, temperature=0.0, top_p=1.0, top_k=0, seed=0, stop=[]) -> string (generate.go)
 //	model.tokenizer(model_or_dir) -> tokenizer: tokenizer.json + tokenizer_config.json + chat template (see Tokenizer)
-var modelModule = module("model", map[string]builtinFn{"tiny": modelTiny, "new": modelNew, "from_dir": modelLoad, "pretrain": modelPretrain, "tokenizer": modelTokenizer})
+var modelModule = module("model", map[string]builtinFn{"tiny": modelTiny, "new": modelNew, "from_dir": modelLoad, "pretrain": modelPretrain, "tokenizer": modelTokenizer, "generate": modelGenerate})
 
 // lora module:
 //

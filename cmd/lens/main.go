@@ -40,6 +40,7 @@ func init() {
 		{"show", "RUN", "show a run: config, status, metrics, checkpoints, events", cmdShow},
 		{"rm", "RUN...", "delete runs from the store", cmdRm},
 		{"eval", "--model DIR [--adapter DIR] --text FILE", "mean next-token loss of a model on a text file", cmdEval},
+		{"generate", "--model DIR [--adapter DIR] --prompt TEXT [--max-new-tokens N ...]", "continue a prompt with a model (and adapter), streaming the text", cmdGenerate},
 		{"export", "RUN --out DIR [--step N] [--with-base] | RUN --tensorboard DIR", "write a run's adapter as a PEFT directory, or the run as TensorBoard event files", cmdExport},
 		{"push", "RUN --repo OWNER/NAME [--all-checkpoints]", "upload a run's adapter and a model card to the Hugging Face Hub", cmdPush},
 		{"wandb", "sync [DIR] | upload RUN --project P", "upload offline W&B folders, or a stored run, to Weights & Biases", cmdWandb},
