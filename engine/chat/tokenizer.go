@@ -180,3 +180,18 @@ func firstDiff(a, b []int32) int {
 }
 
 func window(ids []int32, k int) []int32 { return ids[k:min(k+4, len(ids))] }
+
+// Specials are the tokens put around a prompt/completion or text example
+// when training on it: BOS where encoding adds it (add_bos_token, or the
+// tokenizer.json post-processor), and the config's eos_token, which TRL's
+// SFTTrainer appends to every completion whatever add_eos_token says, so
+// the tuned model learns to stop.
+func (t *Tokenizer) Specials() (bos, eos []int32) {
+	if t.addBOS {
+		bos = []int32{t.bos}
+	}
+	if id, err := t.specialID("eos_token"); err == nil {
+		eos = []int32{id}
+	}
+	return bos, eos
+}

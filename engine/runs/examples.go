@@ -2,7 +2,10 @@ package runs
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
+	"lens/engine/chat"
 	"lens/engine/collect"
 	"lens/engine/data"
 	"lens/engine/sft"
@@ -30,16 +33,56 @@ type loaded struct {
 	examples *ExampleData
 }
 
-// renderer is how conversations become text until a model's own chat
-// template is wired in.
-func renderer(tokenize.Tokenizer) sft.Renderer { return sft.Simple{} }
+// exampleFormat is how examples become tokens for spec's base model: with
+// its own chat template and special tokens when its directory has a
+// tokenizer_config.json (as Hugging Face's apply_chat_template and TRL do),
+// else with the Simple template, the tokenizer's BOS and the end marker.
+func exampleFormat(spec *Spec, tok tokenize.Tokenizer) (r sft.Renderer, bos, eos []int32, err error) {
+	if dir := spec.Base.Dir; dir != "" {
+		if _, serr := os.Stat(filepath.Join(dir, "tokenizer_config.json")); serr == nil {
+			ct, err := chat.LoadTokenizer(dir)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			bos, eos = ct.Specials()
+			if ct.Template == nil {
+				return noTemplate{ct.Config.Path}, bos, eos, nil
+			}
+			return chatRenderer{ct.Template}, bos, eos, nil
+		}
+	}
+	bos, eos = sft.DefaultSpecials(tok)
+	return sft.Simple{}, bos, eos, nil
+}
+
+// chatRenderer renders conversations with a model's chat template.
+type chatRenderer struct{ t *chat.Template }
+
+func (c chatRenderer) Render(msgs []sft.Message, addGenerationPrompt bool) (string, error) {
+	cm := make([]chat.Message, len(msgs))
+	for i, m := range msgs {
+		cm[i] = chat.Message(m)
+	}
+	return c.t.Render(cm, chat.Options{AddGenerationPrompt: addGenerationPrompt})
+}
+
+// noTemplate refuses conversations for a model without a chat template,
+// as transformers does, rather than guess a format the model never saw.
+type noTemplate struct{ config string }
+
+func (n noTemplate) Render([]sft.Message, bool) (string, error) {
+	return "", fmt.Errorf("%s has no chat_template: conversations need the model's template (give prompt/completion or text examples instead)", n.config)
+}
 
 // prepareExamples tokenizes and batches an example dataset for spec's
 // batch shape and seed.
 func prepareExamples(spec *Spec, es *sft.Spec, tok tokenize.Tokenizer) (*sft.Prepared, error) {
-	bos, eos := sft.DefaultSpecials(tok)
+	r, bos, eos, err := exampleFormat(spec, tok)
+	if err != nil {
+		return nil, err
+	}
 	t := spec.Train
-	return es.Prepare(tok, renderer(tok), bos, eos, t.BatchSize, t.SeqLen, t.GradAccum, t.Seed)
+	return es.Prepare(tok, r, bos, eos, t.BatchSize, t.SeqLen, t.GradAccum, t.Seed)
 }
 
 // loadData reads the run's training data (a corpus cut into random
