@@ -3,6 +3,7 @@ package analyze
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 )
 
@@ -64,22 +65,95 @@ func Summary(x []float32, width, bins int) (Stats, error) {
 		s.Norm += norm2(x[r*width : (r+1)*width])
 	}
 	s.Norm /= float64(n / width)
-	// Quantiles from an even-stride sample once the input is large: sorting
-	// every activation of a probe batch would dominate a collector's cost.
-	m := min(n, QuantileSample)
-	q := make([]float64, m)
-	for i := range q {
-		q[i] = float64(x[i*n/m])
-	}
-	slices.Sort(q)
-	s.Q05, s.Q50, s.Q95 = quantile(q, 0.05), quantile(q, 0.5), quantile(q, 0.95)
+	s.Q05, s.Q50, s.Q95 = exactQuantiles3(x, 0.05, 0.5, 0.95)
 	s.Hist = histogram(x, s.Min, s.Max, bins)
 	return s, nil
 }
 
-// QuantileSample is the largest input whose quantiles Summary computes
-// exactly; above it they come from an even-stride sample of this size.
-const QuantileSample = 1 << 14
+// exactQuantiles3 returns the p1 ≤ p2 ≤ p3 quantiles of x (type 7, as
+// quantile) by selection on a float32 copy, in expected linear time: each
+// quantile needs the order statistics k and k+1, and after selecting k the
+// (k+1)-th is the minimum of what lies right of it, so the next selection
+// only searches that part. A strided sample read a fixed set of columns
+// of a row-major activation (every 8th key position of an attention
+// pattern), so it is not used however large the input.
+func exactQuantiles3(x []float32, p1, p2, p3 float64) (float64, float64, float64) {
+	a := slices.Clone(x)
+	var out [3]float64
+	lo := 0 // a[:lo] holds only values ≤ a[lo-1], all selected already
+	for i, p := range []float64{p1, p2, p3} {
+		h := p * float64(len(a)-1)
+		k := int(math.Floor(h))
+		if k >= lo {
+			selectKth(a[lo:], k-lo)
+			lo = k
+		}
+		v := float64(a[k])
+		if k+1 < len(a) && h > float64(k) {
+			next := a[k+1]
+			for _, w := range a[k+1:] {
+				if less32(w, next) {
+					next = w
+				}
+			}
+			v += (h - float64(k)) * (float64(next) - v)
+		}
+		out[i] = v
+	}
+	return out[0], out[1], out[2]
+}
+
+// less32 orders float32s as slices.Sort does: NaN before every number.
+func less32(a, b float32) bool { return a < b || (a != a && b == b) }
+
+// selectKth reorders a so that a[k] is the value sorting would put there,
+// with no larger value before it and no smaller one after it. Pivots are
+// the median of three positions drawn from a fixed-seed generator (the
+// result does not depend on them; only the time does) and the partition
+// is three-way, so the many equal values of masked attention patterns or
+// dead units cost one pass.
+func selectKth(a []float32, k int) {
+	rng := rand.New(rand.NewPCG(0x5e1ec7, uint64(len(a))))
+	for len(a) > 1 {
+		p := median3(a[rng.IntN(len(a))], a[rng.IntN(len(a))], a[rng.IntN(len(a))])
+		// a[:lt] < p, a[lt:i] == p, a[gt:] > p.
+		lt, i, gt := 0, 0, len(a)
+		for i < gt {
+			switch v := a[i]; {
+			case less32(v, p):
+				a[lt], a[i] = a[i], a[lt]
+				lt++
+				i++
+			case less32(p, v):
+				gt--
+				a[i], a[gt] = a[gt], a[i]
+			default:
+				i++
+			}
+		}
+		switch {
+		case k < lt:
+			a = a[:lt]
+		case k >= gt:
+			a, k = a[gt:], k-gt
+		default:
+			return
+		}
+	}
+}
+
+func median3(a, b, c float32) float32 {
+	if less32(b, a) {
+		a, b = b, a
+	}
+	if less32(c, b) {
+		b = c
+		if less32(b, a) {
+			b = a
+		}
+	}
+	return b
+}
 
 // quantile returns the p-quantile of sorted v by linear interpolation
 // between order statistics (Hyndman & Fan type 7).
