@@ -1,13 +1,15 @@
-// Package accel runs the LoRA training step on an accelerator. A Device is
-// a small set of kernels over device buffers (matrix product, RMSNorm,
-// rotary embeddings, causal attention, SwiGLU, cross-entropy, AdamW and a
-// few elementwise ones); Step lays the Llama forward and backward pass out
-// over those kernels, keeping the frozen base weights, the adapters, the
-// activations and the optimizer state in device memory.
+// Package accel runs the training step, LoRA or full fine-tuning, on an
+// accelerator. A Device is a small set of kernels over device buffers
+// (matrix product, embedding and its gradient, RMSNorm, rotary embeddings,
+// causal attention, SwiGLU, cross-entropy, AdamW and a few elementwise
+// ones); Step lays the Llama forward and backward pass out over those
+// kernels, keeping the weights, the activations and the optimizer state in
+// device memory.
 //
-// Host is a Device made of plain Go loops. It is the reference the CUDA
-// kernels are tested against, and it lets Step's layout be checked against
-// the gorgonia graph (engine/nn) on any machine. Backends register by name
+// Host is a Device whose kernels are engine/kern's, the same functions the
+// gorgonia graph (engine/nn) runs. It is the reference the CUDA kernels are
+// tested against, and it lets Step's layout be checked against the graph
+// on any machine. Backends register by name
 // (Register); engine/cuda registers "cuda" when built with -tags lenscuda.
 package accel
 
@@ -15,6 +17,8 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+
+	"lens/engine/kern"
 )
 
 // Buf is a buffer in device memory: float32 elements unless it came from
@@ -23,7 +27,7 @@ type Buf interface{ Len() int }
 
 // Attn is the shape of a causal grouped-query attention: q is B·T×NH·D,
 // k and v are B·T×NKV·D.
-type Attn struct{ B, T, NH, NKV, D int }
+type Attn = kern.Attn
 
 // Kernels are the operations Step needs. Matrices are row-major; ld* are
 // leading dimensions (row strides). Kernels may run asynchronously: a
@@ -36,8 +40,12 @@ type Kernels interface {
 	// RMSNorm sets out = x·rsqrt(mean(x²)+eps)·w per row and keeps the
 	// reciprocal root per row in rinv.
 	RMSNorm(out, rinv, x, w Buf, rows, h int, eps float32) error
-	// RMSNormBack sets dx from dy (the weight is frozen: no dw).
-	RMSNormBack(dx, x, w, rinv, dy Buf, rows, h int) error
+	// RMSNormBack sets dx from dy and, when dw is not nil, the weight's
+	// gradient dw = Σ_rows dy⊙x·rinv (assigned, not added).
+	RMSNormBack(dx, dw, x, w, rinv, dy Buf, rows, h int) error
+	// EmbedBack adds row r of dout into row ids[r] of dtable (·×dim) for
+	// every r < n: the embedding table's gradient.
+	EmbedBack(dtable, ids, dout Buf, n, dim int) error
 	// RoPE rotates every head of each row (HF rotate-half); row n is at
 	// position n mod seqLen; back applies the transpose.
 	RoPE(y, x, cos, sin Buf, rows, rowLen, seqLen, headDim int, back bool) error
@@ -67,13 +75,7 @@ type Kernels interface {
 }
 
 // AdamParams are one AdamW update's scalars for one tensor.
-type AdamParams struct {
-	Beta1, Beta2, Eps float32
-	Step              float32 // lr·lrScale/(1−β1^t)
-	Sq                float32 // 1/√(1−β2^t)
-	Decay             float32 // 1 − lr·weight_decay, or 1
-	GScale            float32 // clipping factor
-}
+type AdamParams = kern.AdamParams
 
 // Device is an accelerator: memory plus Kernels.
 type Device interface {

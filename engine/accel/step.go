@@ -10,10 +10,12 @@ import (
 	"lens/engine/nn"
 )
 
-// Step is one LoRA model laid out on a device for training batches of
-// B×T tokens: Run does the forward and backward pass and leaves each
-// adapter's gradient in device memory; Update applies AdamW there. The
-// base weights are frozen (full fine-tuning trains on the CPU).
+// Step is one model laid out on a device for training batches of B×T
+// tokens: Run does the forward and backward pass and leaves each trainable
+// tensor's gradient in device memory; Update applies AdamW there. A step
+// from NewStep trains LoRA adapters over frozen base weights; one from
+// NewFullStep trains every weight (full fine-tuning), as the gorgonia
+// graph does with model.Build(..., trainBase = true).
 type Step struct {
 	dev     Device
 	cfg     model.Config
@@ -21,7 +23,8 @@ type Step struct {
 	hd      int
 	weights map[string]Buf
 	mods    map[string]*module
-	params  map[string]*param // by trainable name (<module>.lora_A/B)
+	params  map[string]*param // by trainable name (<module>.lora_A/B, or weight names)
+	full    bool              // every weight trains
 	names   []string
 	layers  []*layer
 
@@ -48,10 +51,11 @@ type hook struct {
 	shape []int
 }
 
-// module is a linear module's device state; A is nil without an adapter.
+// module is a linear module's device state; A is nil without an adapter,
+// gw nil when the weight is frozen.
 type module struct {
 	w, a, b     Buf
-	ga, gb      Buf
+	gw, ga, gb  Buf
 	in, out, r  int
 	scale       float32
 	h           Buf  // drop(x)·Aᵀ, N×r
@@ -71,7 +75,17 @@ type layer struct {
 // NewStep uploads m's weights and the adapters (keyed by module path, as
 // model.Build takes them) and allocates the activations for B×T tokens.
 func NewStep(dev Device, m *model.Model, ads map[string]model.Adapter, B, T int) (s *Step, err error) {
-	return newStep(dev, m, ads, B, T, nil)
+	if len(ads) == 0 {
+		return nil, errors.New("accel: a LoRA step needs adapters; NewFullStep trains every weight")
+	}
+	return newStep(dev, m, ads, false, B, T, nil)
+}
+
+// NewFullStep uploads m's weights, every one of them trainable under its
+// own name (model.embed_tokens.weight, ...; a tied head trains with the
+// embedding), and allocates the activations for B×T tokens.
+func NewFullStep(dev Device, m *model.Model, B, T int) (*Step, error) {
+	return newStep(dev, m, nil, true, B, T, nil)
 }
 
 // ForwardOnly returns a step over B×T tokens for forward passes (Loss, then
@@ -79,10 +93,10 @@ func NewStep(dev Device, m *model.Model, ads map[string]model.Adapter, B, T int)
 // sees the adapters' current values and adds only activation memory. The
 // collectors' probe batch runs through one. Closing it leaves s intact.
 func (s *Step) ForwardOnly(B int) (*Step, error) {
-	return newStep(s.dev, nil, nil, B, s.T, s)
+	return newStep(s.dev, nil, nil, false, B, s.T, s)
 }
 
-func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, B, T int, share *Step) (s *Step, err error) {
+func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool, B, T int, share *Step) (s *Step, err error) {
 	var c model.Config
 	if share != nil {
 		c = share.cfg
@@ -92,14 +106,11 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, B, T int,
 	if T > c.MaxPositionEmbeddings {
 		return nil, fmt.Errorf("sequence length %d exceeds max_position_embeddings %d", T, c.MaxPositionEmbeddings)
 	}
-	if share == nil && len(ads) == 0 {
-		return nil, errors.New("accel: a device step trains LoRA adapters; full fine-tuning runs on the CPU")
-	}
 	if B <= 0 {
 		return nil, fmt.Errorf("accel: batch size %d", B)
 	}
 	s = &Step{dev: dev, cfg: c, B: B, T: T, N: B * T, hd: c.Head(), weights: map[string]Buf{},
-		mods: map[string]*module{}, params: map[string]*param{}, forwardOnly: share != nil}
+		mods: map[string]*module{}, params: map[string]*param{}, full: full, forwardOnly: share != nil}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -204,6 +215,17 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, B, T int,
 	weight("model.norm.weight")
 	if !c.TieWordEmbeddings {
 		weight("lm_head.weight")
+	}
+	if full {
+		for name, b := range s.weights {
+			n := b.Len()
+			s.params[name] = &param{data: b, grad: alloc(n), m: alloc(n), v: alloc(n), n: n}
+		}
+		for path, md := range s.mods {
+			if p := s.params[path+".weight"]; p != nil {
+				md.gw = p.grad
+			}
+		}
 	}
 	for path := range ads {
 		if s.mods[path] == nil && err == nil {
@@ -337,7 +359,7 @@ func (s *Step) Close() {
 // Run does one forward and backward pass over a batch (B×T inputs and
 // targets; negative targets are ignored) with optional dropout masks by
 // module path (N×in, entries 0 or 1/(1−p)). It returns the mean loss; the
-// adapters' gradients stay on the device (Grad reads them).
+// trainable tensors' gradients stay on the device (Grad reads them).
 func (s *Step) Run(inputs, targets []int32, masks map[string][]float32) (float64, error) {
 	if s.forwardOnly {
 		return 0, errors.New("accel: Run on a forward-only step (ForwardOnly): use Loss")
@@ -473,12 +495,7 @@ func (s *Step) forward() error {
 	return nil
 }
 
-func (s *Step) head() Buf {
-	if s.cfg.TieWordEmbeddings {
-		return s.weights["model.embed_tokens.weight"]
-	}
-	return s.weights["lm_head.weight"]
-}
+func (s *Step) head() Buf { return s.weights[s.headName()] }
 
 // linFwd sets out = x·Wᵀ (+ s·(drop(x)·Aᵀ)·Bᵀ).
 func (s *Step) linFwd(path string, x, out Buf) error {
@@ -504,7 +521,8 @@ func (s *Step) linFwd(path string, x, out Buf) error {
 }
 
 // linBack sets dx = dy·W (+ LoRA path), or adds it to dx when acc, and the
-// adapter's gradients.
+// gradients of the module's trainable tensors: dW = dyᵀ·x, and the
+// adapter's.
 func (s *Step) linBack(path string, x, dy, dx Buf, acc bool) error {
 	md := s.mods[path]
 	k := s.dev
@@ -515,6 +533,9 @@ func (s *Step) linBack(path string, x, dy, dx Buf, acc bool) error {
 	var errs []error
 	e := func(err error) { errs = append(errs, err) }
 	e(k.Gemm(false, false, s.N, md.in, md.out, 1, dy, md.out, md.w, md.in, beta, dx, md.in))
+	if md.gw != nil {
+		e(k.Gemm(true, false, md.out, md.in, s.N, 1, dy, md.out, x, md.in, 0, md.gw, md.in))
+	}
 	if md.a == nil {
 		return errors.Join(errs...)
 	}
@@ -542,9 +563,14 @@ func (s *Step) backward() error {
 	qw, kw := at.NH*at.D, at.NKV*at.D
 	var errs []error
 	e := func(err error) { errs = append(errs, err) }
-	// dlogits → d(normed final) → d(final residual) in s.dx.
+	// dlogits → d(normed final) → d(final residual) in s.dx. A trained
+	// head's gradient is dlogitsᵀ·normed; tied to the embedding, it is
+	// assigned here and the embedding's own part added at the end.
 	e(k.Gemm(false, false, s.N, H, V, 1, s.dlog, V, s.head(), H, 0, s.dn, H))
-	e(k.RMSNormBack(s.dx, s.xf, s.weights["model.norm.weight"], s.rf, s.dn, s.N, H))
+	if g := s.grad(s.headName()); g != nil {
+		e(k.Gemm(true, false, V, H, s.N, 1, s.dlog, V, s.nf, H, 0, g, H))
+	}
+	e(k.RMSNormBack(s.dx, s.grad("model.norm.weight"), s.xf, s.weights["model.norm.weight"], s.rf, s.dn, s.N, H))
 	for i := len(s.layers) - 1; i >= 0; i-- {
 		l := s.layers[i]
 		p := fmt.Sprintf("model.layers.%d.", i)
@@ -553,7 +579,7 @@ func (s *Step) backward() error {
 		e(k.SwiGLUBack(s.dgate, s.dup, l.gate, l.up, l.sig, s.dact, s.N*I))
 		e(s.linBack(p+"mlp.gate_proj", l.n2, s.dgate, s.dn, false))
 		e(s.linBack(p+"mlp.up_proj", l.n2, s.dup, s.dn, true))
-		e(k.RMSNormBack(s.dt, l.xmid, s.weights[p+"post_attention_layernorm.weight"], l.r2, s.dn, s.N, H))
+		e(k.RMSNormBack(s.dt, s.grad(p+"post_attention_layernorm.weight"), l.xmid, s.weights[p+"post_attention_layernorm.weight"], l.r2, s.dn, s.N, H))
 		e(k.Add(s.dmid, s.dx, s.dt, s.N*H))
 		e(s.linBack(p+"self_attn.o_proj", l.z, s.dmid, s.dz, false))
 		e(k.AttentionBack(s.dqr, s.dkr, s.dv, s.ds, l.qr, l.kr, l.v, l.p, l.z, s.dz, at))
@@ -562,13 +588,39 @@ func (s *Step) backward() error {
 		e(s.linBack(p+"self_attn.q_proj", l.n1, s.dq, s.dn, false))
 		e(s.linBack(p+"self_attn.k_proj", l.n1, s.dk, s.dn, true))
 		e(s.linBack(p+"self_attn.v_proj", l.n1, s.dv, s.dn, true))
-		e(k.RMSNormBack(s.dt, l.xin, s.weights[p+"input_layernorm.weight"], l.r1, s.dn, s.N, H))
+		e(k.RMSNormBack(s.dt, s.grad(p+"input_layernorm.weight"), l.xin, s.weights[p+"input_layernorm.weight"], l.r1, s.dn, s.N, H))
 		e(k.Add(s.dx, s.dmid, s.dt, s.N*H))
 		if err := errors.Join(errs...); err != nil {
 			return fmt.Errorf("accel: layer %d backward: %w", i, err)
 		}
 	}
+	// s.dx is now dL/d(embedding output).
+	if g := s.grad("model.embed_tokens.weight"); g != nil {
+		if !c.TieWordEmbeddings {
+			e(k.Zero(g))
+		}
+		e(k.EmbedBack(g, s.ids, s.dx, s.N, H))
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("accel: embedding backward: %w", err)
+		}
+	}
 	return nil
+}
+
+// grad is the gradient buffer of a trainable tensor, nil for a frozen one.
+func (s *Step) grad(name string) Buf {
+	if p := s.params[name]; p != nil {
+		return p.grad
+	}
+	return nil
+}
+
+// headName is the weight the logits are computed with.
+func (s *Step) headName() string {
+	if s.cfg.TieWordEmbeddings {
+		return "model.embed_tokens.weight"
+	}
+	return "lm_head.weight"
 }
 
 func (s *Step) param(name string) (*param, error) {

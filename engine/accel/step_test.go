@@ -16,11 +16,18 @@ func TestStepMatchesGraph(t *testing.T) {
 	acceltest.Step(t, accel.Host{}, 1e-4)
 }
 
-func TestNewStepRefusesFullTraining(t *testing.T) {
+// Full fine-tuning on the device: the loss and every weight's gradient
+// (embedding, tied or untied head, norms, every linear) match the graph
+// built with trainBase.
+func TestFullStepMatchesGraph(t *testing.T) {
+	acceltest.FullStep(t, accel.Host{}, 1e-4)
+}
+
+func TestNewStepWantsAdapters(t *testing.T) {
 	m, _ := acceltest.Model(t)
 	_, err := accel.NewStep(accel.Host{}, m, nil, 1, 8)
-	if err == nil || !strings.Contains(err.Error(), "full fine-tuning") {
-		t.Fatalf("NewStep without adapters: %v, want a full fine-tuning error", err)
+	if err == nil || !strings.Contains(err.Error(), "NewFullStep") {
+		t.Fatalf("NewStep without adapters: %v, want an error naming NewFullStep", err)
 	}
 }
 

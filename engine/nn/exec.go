@@ -6,6 +6,8 @@ import (
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"lens/engine/kern"
 )
 
 // executor runs a graph in topological order, calling each node's op on
@@ -16,7 +18,7 @@ import (
 // its node, so Node.Value works as after a TapeMachine run; because ops
 // return the same buffers run after run, binding happens once.
 type executor[T Float] struct {
-	c     cores
+	c     kern.Cores
 	steps []execStep[T]
 	vals  []G.Value // by position in the order
 }
@@ -36,7 +38,7 @@ type execStep[T Float] struct {
 	sumIn    views[T] // the sum's output and operands
 }
 
-func newExecutor[T Float](g *G.ExprGraph, c cores) (*executor[T], error) {
+func newExecutor[T Float](g *G.ExprGraph, c kern.Cores) (*executor[T], error) {
 	sorted, err := G.Sort(g)
 	if err != nil {
 		return nil, fmt.Errorf("order graph: %w", err)
@@ -128,7 +130,7 @@ func (e *executor[T]) run() error {
 
 // addInto sets the sum's buffer to the sum of its arguments when all are
 // dense tensors of T with one shape, and reports whether it did.
-func (s *execStep[T]) addInto(c cores) bool {
+func (s *execStep[T]) addInto(c kern.Cores) bool {
 	d, ok := s.prealloc.(*tensor.Dense)
 	if !ok {
 		return false
@@ -145,6 +147,6 @@ func (s *execStep[T]) addInto(c cores) bool {
 	if err1 != nil || err2 != nil || err3 != nil || len(x) != len(dst) || len(y) != len(dst) {
 		return false
 	}
-	addSlices(c, dst, x, y)
+	kern.Add(c, dst, x, y)
 	return true
 }

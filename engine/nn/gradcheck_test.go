@@ -7,6 +7,8 @@ import (
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"lens/engine/kern"
 )
 
 // weightedSum reduces a tensor to Σ x⊙r, a scalar, for gradient checks.
@@ -78,8 +80,8 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 		}, false},
 	}
 	// Small attention row blocks, so that T = 5 spans several.
-	defer func(b int) { attnBlock = b }(attnBlock)
-	attnBlock = 2
+	defer func(b int) { kern.AttnBlock = b }(kern.AttnBlock)
+	kern.AttnBlock = 2
 	for ci, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(ci), 1))

@@ -5,6 +5,8 @@ import (
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"lens/engine/kern"
 )
 
 // Graph is a gorgonia expression graph under construction. It tracks which
@@ -47,6 +49,15 @@ type AttnProbe[T Float] struct{ k *attention[T] }
 // Probs returns the probabilities (B·heads×T×T) from the last forward run.
 func (p *AttnProbe[T]) Probs() []T { return p.k.P }
 
+// Float is the element type of a graph: float32, or float64 for gradient
+// checks.
+type Float = kern.Float
+
+// RopeTable is kern.RopeTable: the cos and sin tables of RoPE.
+func RopeTable(seqLen, headDim int, theta float64) (cos, sin []float32) {
+	return kern.RopeTable(seqLen, headDim, theta)
+}
+
 // NewGraph starts a graph over a feed of fixed batch shape.
 func NewGraph[T Float](feed *Feed) *Graph[T] {
 	return &Graph[T]{
@@ -55,7 +66,7 @@ func NewGraph[T Float](feed *Feed) *Graph[T] {
 	}
 }
 
-func (g *Graph[T]) cores() cores { return cores(g.Cores) }
+func (g *Graph[T]) cores() kern.Cores { return kern.Cores(g.Cores) }
 
 // Err returns the first error met while building.
 func (g *Graph[T]) Err() error { return g.err }
@@ -145,7 +156,7 @@ func (g *Graph[T]) RoPE(x *G.Node, headDim int, cos, sin []float32) *G.Node {
 // Attention is causal attention with nh query heads over nkv key/value
 // heads of size d.
 func (g *Graph[T]) Attention(layer int, q, k, v *G.Node, nh, nkv, d int) *G.Node {
-	a := &attention[T]{c: g.cores(), d: attnDims{B: g.Feed.B, T: g.Feed.T, NH: nh, NKV: nkv, D: d}}
+	a := &attention[T]{c: g.cores(), d: kern.Attn{B: g.Feed.B, T: g.Feed.T, NH: nh, NKV: nkv, D: d}}
 	g.Attn[layer] = &AttnProbe[T]{a}
 	return g.apply(a, 2, q, k, v)
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"gorgonia.org/tensor"
+
+	"lens/engine/kern"
 )
 
 func wantRank(name string, in []tensor.Shape, ranks ...int) error {
@@ -32,16 +34,16 @@ func (k *embed[T]) forward(in [][]T, out []T) (float64, error) {
 	if len(k.feed.Inputs) != k.feed.N() {
 		return 0, fmt.Errorf("feed has %d inputs, want %d", len(k.feed.Inputs), k.feed.N())
 	}
-	return 0, embedForward(in[0], len(out)/k.feed.N(), k.feed.Inputs, out)
+	return 0, kern.Embed(in[0], len(out)/k.feed.N(), k.feed.Inputs, out)
 }
 func (k *embed[T]) backward(in [][]T, out, dout []T, g [][]T) error {
-	embedBackward(g[0], len(out)/k.feed.N(), k.feed.Inputs, dout)
+	kern.EmbedBack(g[0], len(out)/k.feed.N(), k.feed.Inputs, dout)
 	return nil
 }
 
 // rmsNorm normalises rows of x (N×H) and scales by w (H).
 type rmsNorm[T Float] struct {
-	c    cores
+	c    kern.Cores
 	eps  float64
 	rinv []T
 	part []T // per-chunk weight-gradient sums, reused
@@ -59,23 +61,21 @@ func (k *rmsNorm[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
 }
 func (k *rmsNorm[T]) forward(in [][]T, out []T) (float64, error) {
 	k.rinv = grow(k.rinv, len(in[0])/len(in[1]))
-	rmsForward(k.c, in[0], in[1], k.eps, out, k.rinv)
+	kern.RMSNorm(k.c, in[0], in[1], k.eps, out, k.rinv)
 	return 0, nil
 }
 func (k *rmsNorm[T]) backward(in [][]T, out, dout []T, g [][]T) error {
-	h := len(in[1])
-	k.part = grow(k.part, (len(in[0])/h+rowChunk-1)/rowChunk*h)
-	rmsBackward(k.c, in[0], in[1], k.rinv, dout, g[0], g[1], k.part)
+	k.part = grow(k.part, kern.RMSNormPartLen(len(in[0])/len(in[1]), len(in[1])))
+	kern.RMSNormBack(k.c, in[0], in[1], k.rinv, dout, g[0], g[1], k.part)
 	return nil
 }
 
-// overwrites: dx is assigned; the weight gradient sums over rows.
-func (k *rmsNorm[T]) overwrites(i int) bool { return i == 0 }
+func (k *rmsNorm[T]) overwrites(int) bool { return true }
 
 // linear is y = x·Wᵀ for x N×in and W out×in, optionally plus a LoRA path
 // s·(drop(x)·Aᵀ)·Bᵀ with A r×in and B out×r (inputs 2 and 3).
 type linear[T Float] struct {
-	c           cores
+	c           kern.Cores
 	lora        bool
 	scale       T
 	feed        *Feed
@@ -125,7 +125,7 @@ func (k *linear[T]) dropMask() []float32 {
 
 func (k *linear[T]) forward(in [][]T, out []T) (float64, error) {
 	x, w := in[0], in[1]
-	matmul(k.c, false, true, k.n, k.o, k.in, 1, x, k.in, w, k.in, 0, out, k.o)
+	kern.Gemm(k.c, false, true, k.n, k.o, k.in, 1, x, k.in, w, k.in, 0, out, k.o)
 	if !k.lora {
 		return 0, nil
 	}
@@ -142,8 +142,8 @@ func (k *linear[T]) forward(in [][]T, out []T) (float64, error) {
 		}
 	}
 	k.h = grow(k.h, k.n*k.r)
-	matmul(k.c, false, true, k.n, k.r, k.in, 1, k.xm, k.in, a, k.in, 0, k.h, k.r)
-	matmul(k.c, false, true, k.n, k.o, k.r, k.scale, k.h, k.r, b, k.r, 1, out, k.o)
+	kern.Gemm(k.c, false, true, k.n, k.r, k.in, 1, k.xm, k.in, a, k.in, 0, k.h, k.r)
+	kern.Gemm(k.c, false, true, k.n, k.o, k.r, k.scale, k.h, k.r, b, k.r, 1, out, k.o)
 	return 0, nil
 }
 
@@ -152,34 +152,34 @@ func (k *linear[T]) forward(in [][]T, out []T) (float64, error) {
 func (k *linear[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 	x, w := in[0], in[1]
 	if g[0] != nil {
-		matmul(k.c, false, false, k.n, k.in, k.o, 1, dy, k.o, w, k.in, 0, g[0], k.in)
+		kern.Gemm(k.c, false, false, k.n, k.in, k.o, 1, dy, k.o, w, k.in, 0, g[0], k.in)
 	}
 	if g[1] != nil {
-		matmul(k.c, true, false, k.o, k.in, k.n, 1, dy, k.o, x, k.in, 0, g[1], k.in)
+		kern.Gemm(k.c, true, false, k.o, k.in, k.n, 1, dy, k.o, x, k.in, 0, g[1], k.in)
 	}
 	if !k.lora || (g[0] == nil && g[2] == nil && g[3] == nil) {
 		return nil
 	}
 	a, b := in[2], in[3]
 	if g[3] != nil {
-		matmul(k.c, true, false, k.o, k.r, k.n, k.scale, dy, k.o, k.h, k.r, 0, g[3], k.r)
+		kern.Gemm(k.c, true, false, k.o, k.r, k.n, k.scale, dy, k.o, k.h, k.r, 0, g[3], k.r)
 	}
 	k.dh = grow(k.dh, k.n*k.r)
 	dh := k.dh
-	matmul(k.c, false, false, k.n, k.r, k.o, k.scale, dy, k.o, b, k.r, 0, dh, k.r)
+	kern.Gemm(k.c, false, false, k.n, k.r, k.o, k.scale, dy, k.o, b, k.r, 0, dh, k.r)
 	if g[2] != nil {
-		matmul(k.c, true, false, k.r, k.in, k.n, 1, dh, k.r, k.xm, k.in, 0, g[2], k.in)
+		kern.Gemm(k.c, true, false, k.r, k.in, k.n, 1, dh, k.r, k.xm, k.in, 0, g[2], k.in)
 	}
 	if g[0] != nil {
 		if m := k.dropMask(); m != nil {
 			k.dxl = grow(k.dxl, len(x))
 			dxl := k.dxl
-			matmul(k.c, false, false, k.n, k.in, k.r, 1, dh, k.r, a, k.in, 0, dxl, k.in)
+			kern.Gemm(k.c, false, false, k.n, k.in, k.r, 1, dh, k.r, a, k.in, 0, dxl, k.in)
 			for i := range dxl {
 				g[0][i] += dxl[i] * T(m[i])
 			}
 		} else {
-			matmul(k.c, false, false, k.n, k.in, k.r, 1, dh, k.r, a, k.in, 1, g[0], k.in)
+			kern.Gemm(k.c, false, false, k.n, k.in, k.r, 1, dh, k.r, a, k.in, 1, g[0], k.in)
 		}
 	}
 	return nil
@@ -189,7 +189,7 @@ func (k *linear[T]) overwrites(int) bool { return true }
 
 // rope rotates every head of x (N×heads·d); row n is position n mod T.
 type rope[T Float] struct {
-	c                      cores
+	c                      kern.Cores
 	seqLen, headDim, width int
 	cos, sin               []float32
 }
@@ -206,11 +206,11 @@ func (k *rope[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
 	return in[0].Clone(), nil
 }
 func (k *rope[T]) forward(in [][]T, out []T) (float64, error) {
-	ropeApply(k.c, in[0], out, k.width, k.seqLen, k.headDim, k.cos, k.sin, false)
+	kern.RoPE(k.c, in[0], out, k.width, k.seqLen, k.headDim, k.cos, k.sin, false)
 	return 0, nil
 }
 func (k *rope[T]) backward(in [][]T, out, dy []T, g [][]T) error {
-	ropeApply(k.c, dy, g[0], k.width, k.seqLen, k.headDim, k.cos, k.sin, true)
+	kern.RoPE(k.c, dy, g[0], k.width, k.seqLen, k.headDim, k.cos, k.sin, true)
 	return nil
 }
 
@@ -218,8 +218,8 @@ func (k *rope[T]) overwrites(int) bool { return true }
 
 // attention is causal grouped-query attention over q, k, v.
 type attention[T Float] struct {
-	c cores
-	d attnDims
+	c kern.Cores
+	d kern.Attn
 	P []T
 	// Reused across runs: stand-ins for the gradients nobody needs and
 	// one T×T score-gradient block per worker.
@@ -239,7 +239,7 @@ func (k *attention[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
 }
 func (k *attention[T]) forward(in [][]T, out []T) (float64, error) {
 	k.P = grow(k.P, k.d.B*k.d.NH*k.d.T*k.d.T)
-	attnForward(k.c, k.d, in[0], in[1], in[2], out, k.P)
+	kern.Attention(k.c, k.d, in[0], in[1], in[2], out, k.P)
 	return 0, nil
 }
 func (k *attention[T]) backward(in [][]T, out, dy []T, g [][]T) error {
@@ -257,8 +257,8 @@ func (k *attention[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 		k.dv = grow(k.dv, len(in[2]))
 		dv = k.dv
 	}
-	k.ds = grow(k.ds, k.c.workers()*k.d.T*k.d.T)
-	attnBackward(k.c, k.d, in[0], in[1], in[2], k.P, dy, dq, dk, dv, k.ds)
+	k.ds = grow(k.ds, kern.AttnScratchLen(k.c, k.d))
+	kern.AttentionBack(k.c, k.d, in[0], in[1], in[2], k.P, dy, dq, dk, dv, k.ds)
 	return nil
 }
 
@@ -270,7 +270,7 @@ func (k *attention[T]) Probs() []T { return k.P }
 
 // swiglu is silu(g)·u.
 type swiglu[T Float] struct {
-	c   cores
+	c   kern.Cores
 	sig []T
 }
 
@@ -286,18 +286,18 @@ func (k *swiglu[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
 }
 func (k *swiglu[T]) forward(in [][]T, out []T) (float64, error) {
 	k.sig = grow(k.sig, len(out))
-	swigluForward(k.c, in[0], in[1], out, k.sig)
+	kern.SwiGLU(k.c, in[0], in[1], out, k.sig)
 	return 0, nil
 }
 func (k *swiglu[T]) backward(in [][]T, out, dy []T, g [][]T) error {
-	swigluBackward(k.c, in[0], in[1], k.sig, dy, g[0], g[1])
+	kern.SwiGLUBack(k.c, in[0], in[1], k.sig, dy, g[0], g[1])
 	return nil
 }
 
 func (k *swiglu[T]) overwrites(int) bool { return true }
 
 // add is the residual connection a + b.
-type add[T Float] struct{ c cores }
+type add[T Float] struct{ c kern.Cores }
 
 func (k *add[T]) name() string { return "Add" }
 func (k *add[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
@@ -307,18 +307,8 @@ func (k *add[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
 	return in[0].Clone(), nil
 }
 func (k *add[T]) forward(in [][]T, out []T) (float64, error) {
-	addSlices(k.c, out, in[0], in[1])
+	kern.Add(k.c, out, in[0], in[1])
 	return 0, nil
-}
-
-// addSlices sets dst = a + b, split over the cores.
-func addSlices[T Float](c cores, dst, a, b []T) {
-	c.parallelFor(len(dst), 1<<15, func(_, lo, hi int) {
-		d, x, y := dst[lo:hi], a[lo:hi], b[lo:hi]
-		for i := range d {
-			d[i] = x[i] + y[i]
-		}
-	})
 }
 func (k *add[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 	for _, gi := range g {
@@ -334,10 +324,11 @@ func (k *add[T]) overwrites(int) bool { return true }
 // crossEntropy is the mean next-token loss of logits (N×V) against the
 // feed's targets.
 type crossEntropy[T Float] struct {
-	feed  *Feed
-	probs []T
-	count int
-	vocab int
+	feed    *Feed
+	probs   []T
+	rowLoss []float64
+	count   int
+	vocab   int
 }
 
 func (k *crossEntropy[T]) name() string { return "CrossEntropy" }
@@ -356,12 +347,27 @@ func (k *crossEntropy[T]) forward(in [][]T, out []T) (float64, error) {
 		return 0, fmt.Errorf("feed has %d targets, want %d", len(k.feed.Targets), k.feed.N())
 	}
 	k.probs = grow(k.probs, len(in[0]))
-	loss, count, err := ceForward(in[0], k.vocab, k.feed.Targets, k.probs)
+	if cap(k.rowLoss) < k.feed.N() {
+		k.rowLoss = make([]float64, k.feed.N())
+	}
+	rows := k.rowLoss[:k.feed.N()]
+	count, err := kern.CrossEntropy(in[0], k.vocab, k.feed.Targets, k.probs, rows)
 	k.count = count
-	return loss, err
+	if err != nil || count == 0 {
+		return 0, err
+	}
+	var total float64
+	for _, l := range rows {
+		total += l
+	}
+	return total / float64(count), nil
 }
 func (k *crossEntropy[T]) backward(in [][]T, out, dy []T, g [][]T) error {
-	ceBackward(k.probs, k.vocab, k.feed.Targets, k.count, dy[0], g[0])
+	if k.count == 0 {
+		clear(g[0])
+		return nil
+	}
+	kern.CrossEntropyBack(k.probs, k.vocab, k.feed.Targets, dy[0]/T(k.count), g[0])
 	return nil
 }
 

@@ -11,9 +11,9 @@ import (
 // backward pass and AdamW run there; the host keeps a copy of every
 // trainable tensor and its moments (Param.Data, M, V, refreshed after each
 // update) and of each step's gradient (Param.Grad), so hooks, collectors,
-// clipping and checkpoints work as on the CPU. Only the LoRA tensors cross
-// the bus each step; the frozen weights and the activations stay on the
-// device. Evaluation and the collectors' probe forwards (Probe) run on
+// clipping and checkpoints work as on the CPU. Only the trainable tensors
+// cross the bus each step (with LoRA, the adapters); the frozen weights and
+// the activations stay on the device. Evaluation and the collectors' probe forwards (Probe) run on
 // the device too.
 type onDevice struct {
 	dev     accel.Device
@@ -23,13 +23,16 @@ type onDevice struct {
 	probes  map[int]*accel.Step // forward-only steps by probe batch size
 }
 
-// UseDevice moves the training step onto dev, which the trainer then owns
-// (Close closes it). Full training stays on the CPU.
+// UseDevice moves the training step, LoRA or full, onto dev, which the
+// trainer then owns (Close closes it).
 func (t *Trainer) UseDevice(dev accel.Device) error {
+	var s *accel.Step
+	var err error
 	if t.Adapter == nil {
-		return fmt.Errorf("train: %s: only LoRA training runs on an accelerator", dev.Name())
+		s, err = accel.NewFullStep(dev, t.Model, t.Config.BatchSize, t.Config.SeqLen)
+	} else {
+		s, err = accel.NewStep(dev, t.Model, t.Adapter.GraphAdapters(), t.Config.BatchSize, t.Config.SeqLen)
 	}
-	s, err := accel.NewStep(dev, t.Model, t.Adapter.GraphAdapters(), t.Config.BatchSize, t.Config.SeqLen)
 	if err != nil {
 		return fmt.Errorf("train on %s: %w", dev.Name(), err)
 	}

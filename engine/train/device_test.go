@@ -14,13 +14,12 @@ import (
 )
 
 // deviceRun trains the same small LoRA run (dropout, two micro-batches,
-// clipping, weight decay, LoRA+) for steps steps, on the CPU graph or on
-// accel's plain-Go Host device, and returns the trainer.
-func deviceRun(t *testing.T, onHost bool, steps int) *Trainer {
-	c := model.Tiny()
-	c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads = 32, 48, 2, 4, 2
-	m, err := model.New(c, 3)
-	require.NoError(t, err)
+// clipping, weight decay, LoRA+), or with full the same run training every
+// weight, for steps steps, on the CPU graph or on accel's Host device, and
+// returns the trainer.
+func deviceRun(t *testing.T, onHost, full bool, steps int) *Trainer {
+	m := deviceModel(t)
+	c := m.Config
 	ad, err := lora.New(m, lora.Config{Rank: 4, Alpha: 8, Dropout: 0.1, Targets: []string{"q_proj", "v_proj", "down_proj"}}, 5)
 	require.NoError(t, err)
 	toks := make([]int32, 4096)
@@ -30,8 +29,12 @@ func deviceRun(t *testing.T, onHost bool, steps int) *Trainer {
 	}
 	b, err := data.NewBatcher(toks, 2, 16, 1)
 	require.NoError(t, err)
-	tr, err := New(m, ad, b, nil, Config{Steps: 100, BatchSize: 2, SeqLen: 16, GradAccum: 2, LR: 5e-3,
-		LoRAPlusRatio: 4, WeightDecay: 0.1, ClipNorm: 0.5, Seed: 9})
+	cfg := Config{Steps: 100, BatchSize: 2, SeqLen: 16, GradAccum: 2, LR: 5e-3,
+		LoRAPlusRatio: 4, WeightDecay: 0.1, ClipNorm: 0.5, Seed: 9}
+	if full {
+		ad, cfg.Full, cfg.LoRAPlusRatio, cfg.LR = nil, true, 0, 1e-3
+	}
+	tr, err := New(m, ad, b, nil, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { tr.Close() })
 	if onHost {
@@ -45,13 +48,20 @@ func deviceRun(t *testing.T, onHost bool, steps int) *Trainer {
 	return tr
 }
 
-// TestDeviceTrainerMatchesCPU checks the accelerator path of the trainer
-// (Step on the device, gradients accumulated on the host, AdamW on the
-// device) against the CPU graph step for step, and that a Restore with
-// rewritten tensors reaches the device.
-func TestDeviceTrainerMatchesCPU(t *testing.T) {
-	const steps = 4
-	cpu, dev := deviceRun(t, false, steps), deviceRun(t, true, steps)
+// deviceModel is deviceRun's model before training.
+func deviceModel(t *testing.T) *model.Model {
+	c := model.Tiny()
+	c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads = 32, 48, 2, 4, 2
+	m, err := model.New(c, 3)
+	require.NoError(t, err)
+	return m
+}
+
+// sameParams requires two trainers' tensors and first moments to agree
+// within 1e-4 of each tensor's largest entry.
+func sameParams(t *testing.T, cpu, dev *Trainer) {
+	t.Helper()
+	require.Equal(t, len(cpu.Params), len(dev.Params))
 	for i, p := range cpu.Params {
 		q := dev.Params[i]
 		require.Equal(t, p.Name, q.Name)
@@ -64,6 +74,16 @@ func TestDeviceTrainerMatchesCPU(t *testing.T) {
 			require.InDelta(t, p.M[j], q.M[j], 1e-4*scale+1e-7, "%s M[%d]", p.Name, j)
 		}
 	}
+}
+
+// TestDeviceTrainerMatchesCPU checks the accelerator path of the trainer
+// (Step on the device, gradients accumulated on the host, AdamW on the
+// device) against the CPU graph step for step, and that a Restore with
+// rewritten tensors reaches the device.
+func TestDeviceTrainerMatchesCPU(t *testing.T) {
+	const steps = 4
+	cpu, dev := deviceRun(t, false, false, steps), deviceRun(t, true, false, steps)
+	sameParams(t, cpu, dev)
 	// Save the device trainer's position, take two steps, restore and take
 	// them again: the same loss both times only if the restored tensors
 	// were uploaded.
@@ -95,12 +115,16 @@ func TestDeviceTrainerMatchesCPU(t *testing.T) {
 	}
 }
 
-func TestUseDeviceRefusesFullTraining(t *testing.T) {
-	m, err := model.New(model.Tiny(), 1)
-	require.NoError(t, err)
-	tr, err := New(m, nil, &randBatches{rng: rand.New(rand.NewPCG(1, 1)), toks: make([]int32, 512), seq: 16}, nil,
-		Config{Steps: 1, BatchSize: 1, SeqLen: 16, Full: true})
-	require.NoError(t, err)
-	defer tr.Close()
-	require.ErrorContains(t, tr.UseDevice(accel.Host{}), "only LoRA training")
+// TestDeviceFullTrainingMatchesCPU: full fine-tuning (every weight, weight
+// decay on the matrices only, clipping, two micro-batches) on the Host
+// device follows the CPU graph step for step.
+func TestDeviceFullTrainingMatchesCPU(t *testing.T) {
+	const steps = 3
+	cpu, dev := deviceRun(t, false, true, steps), deviceRun(t, true, true, steps)
+	require.Greater(t, len(cpu.Params), 10, "full training trains every weight")
+	sameParams(t, cpu, dev)
+	init := deviceModel(t)
+	for _, p := range dev.Params {
+		require.NotEqual(t, init.Weights[p.Name].Data, p.Data, "%s did not move", p.Name)
+	}
 }

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"lens/engine/accel"
 	"lens/engine/data"
+	"lens/engine/kern"
 	"lens/engine/lora"
 	"lens/engine/model"
 	"lens/engine/nn"
@@ -313,28 +313,21 @@ func (t *Trainer) micro(inv float32) (float64, float64, error) {
 func (t *Trainer) LRScale() float64 { return t.lrScale }
 
 // adamw applies one AdamW update (decoupled weight decay, bias-corrected
-// moments) with the gradient scaled by gscale (clipping).
+// moments) with the gradient scaled by gscale (clipping): kern.AdamW, the
+// kernel the host device runs too.
 func (t *Trainer) adamw(lr, gscale float64) {
 	for _, p := range t.Params {
-		h := t.adamParams(p, lr, gscale)
-		b1, b2 := h.Beta1, h.Beta2
-		for i, g := range p.Grad {
-			g *= h.GScale
-			m := b1*p.M[i] + (1-b1)*g
-			v := b2*p.V[i] + (1-b2)*g*g
-			p.M[i], p.V[i] = m, v
-			p.Data[i] = p.Data[i]*h.Decay - h.Step*m/(float32(math.Sqrt(float64(v)))*h.Sq+h.Eps)
-		}
+		kern.AdamW(p.Data, p.Grad, p.M, p.V, t.adamParams(p, lr, gscale))
 	}
 }
 
 // adamParams are the scalars of this step's AdamW update of p, shared by
-// the host loop above and the device kernel.
-func (t *Trainer) adamParams(p *Param, lr, gscale float64) accel.AdamParams {
+// the CPU update above and the device kernel.
+func (t *Trainer) adamParams(p *Param, lr, gscale float64) kern.AdamParams {
 	c := t.Config
 	step := float64(t.Step + 1)
 	plr := lr * p.LRScale
-	h := accel.AdamParams{Beta1: float32(c.Beta1), Beta2: float32(c.Beta2), Eps: float32(c.Eps),
+	h := kern.AdamParams{Beta1: float32(c.Beta1), Beta2: float32(c.Beta2), Eps: float32(c.Eps),
 		Step: float32(plr / (1 - math.Pow(c.Beta1, step))), Sq: float32(1 / math.Sqrt(1-math.Pow(c.Beta2, step))),
 		Decay: 1, GScale: float32(gscale)}
 	if p.Decay && c.WeightDecay > 0 {

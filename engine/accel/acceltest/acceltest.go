@@ -1,7 +1,8 @@
 // Package acceltest checks an accel.Device: each kernel against the Host
-// reference on random inputs (odd sizes, every transpose, grouped-query
-// attention, ignored targets), and a whole training step against the
-// gorgonia graph of engine/nn. The CUDA tests and accel's own tests use it.
+// reference (engine/kern's kernels) on random inputs (odd sizes, every
+// transpose, grouped-query attention, ignored targets, repeated token ids),
+// and whole training steps, LoRA and full fine-tuning, against the gorgonia
+// graph of engine/nn. The CUDA tests and accel's own tests use it.
 package acceltest
 
 import (
@@ -15,6 +16,7 @@ import (
 	G "gorgonia.org/gorgonia"
 
 	"lens/engine/accel"
+	"lens/engine/kern"
 	"lens/engine/lora"
 	"lens/engine/model"
 	"lens/engine/nn"
@@ -140,13 +142,20 @@ func Kernels(t testing.TB, dev accel.Device, tol float64) {
 	run("RMSNorm", func(k accel.Kernels, f func(pair) accel.Buf) error {
 		return k.RMSNorm(f(out), f(rinv), f(x), f(w), rows, h, 1e-5)
 	}, out, rinv)
-	dy, dx := b.floats(rows*h, 1), b.floats(rows*h, 0)
+	dy, dx, dw := b.floats(rows*h, 1), b.floats(rows*h, 0), b.floats(h, 3)
 	run("RMSNormBack", func(k accel.Kernels, f func(pair) accel.Buf) error {
-		return k.RMSNormBack(f(dx), f(x), f(w), f(rinv), f(dy), rows, h)
+		return k.RMSNormBack(f(dx), f(dw), f(x), f(w), f(rinv), f(dy), rows, h)
+	}, dx, dw)
+	run("RMSNormBack without dw", func(k accel.Kernels, f func(pair) accel.Buf) error {
+		return k.RMSNormBack(f(dx), nil, f(x), f(w), f(rinv), f(dy), rows, h)
 	}, dx)
+	// The embedding's gradient adds into what the table's gradient holds
+	// (a tied head's part), and ids repeat (50 ids over 67 rows).
+	dtable := b.floats(50*h, 1)
+	run("EmbedBack", func(k accel.Kernels, f func(pair) accel.Buf) error { return k.EmbedBack(f(dtable), f(idp), f(dy), rows, h) }, dtable)
 
 	const seq, hd = 16, 32
-	cosT, sinT := nn.RopeTable(seq, hd, 10000)
+	cosT, sinT := kern.RopeTable(seq, hd, 10000)
 	cp, sp := b.upload(cosT), b.upload(sinT)
 	rx, ry := b.floats(4*seq*3*hd, 1), b.floats(4*seq*3*hd, 0)
 	for _, back := range []bool{false, true} {
@@ -339,6 +348,94 @@ func Step(t testing.TB, dev accel.Device, tol float64) {
 		}
 	}
 	require.NotEqual(t, data, gd, "AdamW left the tensor unchanged")
+}
+
+// FullStep trains one batch with every weight trainable through
+// accel.NewFullStep and through the graph built with trainBase, with an
+// untied and a tied head, and compares the loss and every weight's
+// gradient within tol (relative to the gradient's largest entry); then
+// checks that Update moves a weight as AdamW on the host does and that a
+// forward-only step sees the new value.
+func FullStep(t testing.TB, dev accel.Device, tol float64) {
+	for _, tied := range []bool{false, true} {
+		c := model.Tiny()
+		c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers = 64, 96, 2
+		c.NumAttentionHeads, c.NumKeyValueHeads, c.TieWordEmbeddings = 4, 2, tied
+		m, err := model.New(c, 11)
+		require.NoError(t, err)
+		const B, T = 2, 16
+		rng := rand.New(rand.NewPCG(4, 4))
+		inputs, targets := make([]int32, B*T), make([]int32, B*T)
+		for i := range inputs {
+			// Few distinct ids, so that embedding rows collect several
+			// positions' gradients.
+			inputs[i] = int32(rng.IntN(20))
+			targets[i] = int32(rng.IntN(c.VocabSize))
+		}
+		targets[3] = -100
+		s, err := accel.NewFullStep(dev, m, B, T)
+		require.NoError(t, err)
+		feed := &nn.Feed{B: B, T: T, Inputs: inputs, Targets: targets}
+		g := nn.NewGraph[float32](feed)
+		net, err := model.Build(g, m, nil, true)
+		require.NoError(t, err)
+		var names []string
+		for name := range net.Params {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		require.Equal(t, names, s.Params(), "tied %v", tied)
+		wrt := make([]*G.Node, 0, len(names))
+		for _, name := range names {
+			wrt = append(wrt, net.Params[name])
+		}
+		mach, err := g.Compile(net.Loss, wrt...)
+		require.NoError(t, err)
+		want, err := mach.Run()
+		require.NoError(t, err)
+		got, err := s.Run(inputs, targets, nil)
+		require.NoError(t, err)
+		require.InDelta(t, want, got, tol*math.Abs(want), "loss (tied %v)", tied)
+		for i, name := range names {
+			wg, err := mach.Grad(i)
+			require.NoError(t, err)
+			dg := make([]float32, len(wg))
+			require.NoError(t, s.Grad(name, dg))
+			sameAsGraph(t, fmt.Sprintf("%s (tied %v)", name, tied), dev, wg, dg, tol)
+		}
+		mach.Close()
+
+		// Update a norm weight (a 1-D tensor) and check a forward-only step
+		// shares it.
+		name := "model.layers.1.input_layernorm.weight"
+		grad := make([]float32, c.HiddenSize)
+		require.NoError(t, s.Grad(name, grad))
+		data := append([]float32(nil), m.Weights[name].Data...)
+		hp := accel.AdamParams{Beta1: 0.9, Beta2: 0.99, Eps: 1e-8, Step: 1e-2, Sq: 1.5, Decay: 1, GScale: 1}
+		gd, gm, gv := make([]float32, len(data)), make([]float32, len(data)), make([]float32, len(data))
+		require.NoError(t, s.Update(name, grad, hp, gd, gm, gv))
+		wd, wm, wv := append([]float32(nil), data...), make([]float32, len(data)), make([]float32, len(data))
+		kern.AdamW(wd, grad, wm, wv, hp)
+		require.InDeltaSlice(t, wd, gd, 1e-6, "AdamW on %s", name)
+		require.NotEqual(t, data, gd)
+		p, err := s.ForwardOnly(1)
+		require.NoError(t, err)
+		copy(m.Weights[name].Data, gd)
+		feed1 := &nn.Feed{B: 1, T: T, Inputs: inputs[:T], Targets: targets[:T]}
+		g1 := nn.NewGraph[float32](feed1)
+		net1, err := model.Build(g1, m, nil, false)
+		require.NoError(t, err)
+		m1, err := g1.Compile(net1.Loss)
+		require.NoError(t, err)
+		want1, err := m1.Run()
+		require.NoError(t, err)
+		got1, err := p.Loss(inputs[:T], targets[:T])
+		require.NoError(t, err)
+		require.InDelta(t, want1, got1, tol*math.Abs(want1), "forward-only loss after Update (tied %v)", tied)
+		copy(m.Weights[name].Data, data)
+		p.Close()
+		s.Close()
+	}
 }
 
 // Probe checks a forward-only step (Step.ForwardOnly, the collectors'

@@ -1,6 +1,6 @@
 //go:build amd64
 
-package nn
+package kern
 
 import "golang.org/x/sys/cpu"
 

@@ -1,4 +1,4 @@
-package nn
+package kern
 
 import (
 	"fmt"
@@ -13,8 +13,8 @@ import (
 // attention as one block covering the whole sequence, forward and backward,
 // for block sizes that do and do not divide T.
 func TestAttentionBlocks(t *testing.T) {
-	defer func(b int) { attnBlock = b }(attnBlock)
-	a := attnDims{B: 2, T: 37, NH: 4, NKV: 2, D: 8}
+	defer func(b int) { AttnBlock = b }(AttnBlock)
+	a := Attn{B: 2, T: 37, NH: 4, NKV: 2, D: 8}
 	rng := rand.New(rand.NewPCG(3, 3))
 	rnd := func(n int) []float32 {
 		s := make([]float32, n)
@@ -26,16 +26,16 @@ func TestAttentionBlocks(t *testing.T) {
 	N := a.B * a.T
 	q, k, v, dout := rnd(N*a.NH*a.D), rnd(N*a.NKV*a.D), rnd(N*a.NKV*a.D), rnd(N*a.NH*a.D)
 	run := func(block int) [][]float32 {
-		attnBlock = block
+		AttnBlock = block
 		out, P := make([]float32, len(q)), make([]float32, a.B*a.NH*a.T*a.T)
 		// Stale values in the buffers must not leak into the result.
 		for i := range P {
 			P[i] = float32(math.NaN())
 		}
-		attnForward(cores(0), a, q, k, v, out, P)
+		Attention(Cores(0), a, q, k, v, out, P)
 		dq, dk, dv := rnd(len(q)), rnd(len(k)), rnd(len(v))
-		ds := rnd(cores(0).workers() * a.T * a.T)
-		attnBackward(cores(0), a, q, k, v, P, dout, dq, dk, dv, ds)
+		ds := rnd(Cores(0).Workers() * a.T * a.T)
+		AttentionBack(Cores(0), a, q, k, v, P, dout, dq, dk, dv, ds)
 		return [][]float32{out, P, dq, dk, dv}
 	}
 	names := []string{"out", "P", "dq", "dk", "dv"}
@@ -55,8 +55,8 @@ func TestAttentionBlocks(t *testing.T) {
 // BenchmarkAttention times forward and backward at the lens bench's tiny
 // size (batch 4, T 256, 4 heads of 32) for several row blocks.
 func BenchmarkAttention(b *testing.B) {
-	defer func(bl int) { attnBlock = bl }(attnBlock)
-	a := attnDims{B: 4, T: 256, NH: 4, NKV: 4, D: 32}
+	defer func(bl int) { AttnBlock = bl }(AttnBlock)
+	a := Attn{B: 4, T: 256, NH: 4, NKV: 4, D: 32}
 	N := a.B * a.T
 	q, k, v, dout := make([]float32, N*a.NH*a.D), make([]float32, N*a.NKV*a.D), make([]float32, N*a.NKV*a.D), make([]float32, N*a.NH*a.D)
 	rng := rand.New(rand.NewPCG(1, 1))
@@ -67,14 +67,14 @@ func BenchmarkAttention(b *testing.B) {
 	}
 	out, P := make([]float32, len(q)), make([]float32, a.B*a.NH*a.T*a.T)
 	dq, dk, dv := make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(v))
-	ds := make([]float32, cores(0).workers()*a.T*a.T)
+	ds := make([]float32, Cores(0).Workers()*a.T*a.T)
 	for _, block := range []int{256, 128, 64, 32} {
 		b.Run(fmt.Sprintf("block%d", block), func(b *testing.B) {
-			attnBlock = block
+			AttnBlock = block
 			c0 := cpuTime()
 			for b.Loop() {
-				attnForward(cores(0), a, q, k, v, out, P)
-				attnBackward(cores(0), a, q, k, v, P, dout, dq, dk, dv, ds)
+				Attention(Cores(0), a, q, k, v, out, P)
+				AttentionBack(Cores(0), a, q, k, v, P, dout, dq, dk, dv, ds)
 			}
 			// CPU time is steadier than wall time on a shared machine.
 			b.ReportMetric(float64((cpuTime()-c0).Nanoseconds())/float64(b.N), "cpu-ns/op")

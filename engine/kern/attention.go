@@ -1,0 +1,100 @@
+package kern
+
+import "math"
+
+// Attn is the shape of a causal grouped-query attention over B sequences
+// of T tokens: q is B·T×NH·D, k and v are B·T×NKV·D, and query head h reads
+// key/value head h/(NH/NKV), as HF's repeat_kv does.
+type Attn struct{ B, T, NH, NKV, D int }
+
+// AttnBlock is the block size of the causal products. Query rows
+// [r0, r1) only meet keys [0, r1), so the products skip the blocks above
+// the diagonal (3/8 of the work at T = 256 with blocks of 64). Every
+// product is cut so that its B operand, the one gemm packs, is packed once
+// per head: S = q·kᵀ and dP = dO·vᵀ by column block of the result, the
+// others by blocks of their inner dimension, accumulated. Masked entries are
+// exact zeros, so the result equals full products up to summation order.
+// Tests change it to check that the blocks agree.
+var AttnBlock = 64
+
+// AttnScratchLen is the length of the scratch AttentionBack needs.
+func AttnScratchLen(c Cores, a Attn) int { return min(c.Workers(), max(1, a.B*a.NKV)) * a.T * a.T }
+
+// Attention computes out = softmax(q·kᵀ/√D + causal)·v per batch and head,
+// keeping the probabilities P (B·NH×T×T, zero above the diagonal) for the
+// backward pass.
+func Attention[T Float](c Cores, a Attn, q, k, v, out, P []T) {
+	qw, kw := a.NH*a.D, a.NKV*a.D
+	group := a.NH / a.NKV
+	scale := 1 / math.Sqrt(float64(a.D))
+	c.ParallelFor(a.B*a.NH, 1, func(_, lo, hi int) {
+		for bh := lo; bh < hi; bh++ {
+			b, h := bh/a.NH, bh%a.NH
+			g := h / group
+			p := P[(b*a.NH+h)*a.T*a.T : (b*a.NH+h+1)*a.T*a.T]
+			qo, ko := b*a.T*qw+h*a.D, b*a.T*kw+g*a.D
+			// S[c0:T, c0:c1] = q[c0:T]·k[c0:c1]ᵀ
+			for c0 := 0; c0 < a.T; c0 += AttnBlock {
+				c1 := min(a.T, c0+AttnBlock)
+				Gemm(c, false, true, a.T-c0, c1-c0, a.D, T(scale), q[qo+c0*qw:], qw, k[ko+c0*kw:], kw, 0, p[c0*a.T+c0:], a.T)
+			}
+			for i := range a.T {
+				row := p[i*a.T : (i+1)*a.T]
+				softmaxRow(row[:i+1])
+				clear(row[i+1:])
+			}
+			// out[c0:T] += P[c0:T, c0:c1]·v[c0:c1]
+			for c0 := 0; c0 < a.T; c0 += AttnBlock {
+				c1 := min(a.T, c0+AttnBlock)
+				Gemm(c, false, false, a.T-c0, a.D, c1-c0, 1, p[c0*a.T+c0:], a.T, v[ko+c0*kw:], kw, min(T(c0), 1), out[qo+c0*qw:], qw)
+			}
+		}
+	})
+}
+
+// AttentionBack sets dq, dk and dv from dout: dP = dO·vᵀ,
+// dS = P⊙(dP − rowsum(dP⊙P)), dq = dS·k/√d, dk = Σ dSᵀ·q/√d,
+// dv = Σ Pᵀ·dO over the query heads of a kv head. ds is scratch of at least
+// AttnScratchLen.
+func AttentionBack[T Float](c Cores, a Attn, q, k, v, P, dout, dq, dk, dv, ds []T) {
+	qw, kw := a.NH*a.D, a.NKV*a.D
+	group := a.NH / a.NKV
+	scale := T(1 / math.Sqrt(float64(a.D)))
+	// Work is split by (batch, kv head): the query heads of a group add
+	// into the same dk and dv, so a group stays in one goroutine.
+	c.ParallelFor(a.B*a.NKV, 1, func(w, lo, hi int) {
+		ds := ds[w*a.T*a.T : (w+1)*a.T*a.T]
+		for bg := lo; bg < hi; bg++ {
+			b, g := bg/a.NKV, bg%a.NKV
+			ko := b*a.T*kw + g*a.D
+			// dk and dv of the group are sums over its heads and blocks.
+			for i := range a.T {
+				clear(dk[ko+i*kw : ko+i*kw+a.D])
+				clear(dv[ko+i*kw : ko+i*kw+a.D])
+			}
+			for h := g * group; h < (g+1)*group; h++ {
+				p := P[(b*a.NH+h)*a.T*a.T : (b*a.NH+h+1)*a.T*a.T]
+				qo := b*a.T*qw + h*a.D
+				for r0 := 0; r0 < a.T; r0 += AttnBlock {
+					r1 := min(a.T, r0+AttnBlock)
+					// dv[0:r1] += P[r0:r1, 0:r1]ᵀ·dO[r0:r1]
+					Gemm(c, true, false, r1, a.D, r1-r0, 1, p[r0*a.T:], a.T, dout[qo+r0*qw:], qw, 1, dv[ko:], kw)
+					// dP[r0:T, r0:r1] = dO[r0:T]·v[r0:r1]ᵀ
+					Gemm(c, false, true, a.T-r0, r1-r0, a.D, 1, dout[qo+r0*qw:], qw, v[ko+r0*kw:], kw, 0, ds[r0*a.T+r0:], a.T)
+				}
+				for i := range a.T {
+					dr := ds[i*a.T : (i+1)*a.T]
+					softmaxBackRow(p[i*a.T:i*a.T+i+1], dr[:i+1])
+					clear(dr[i+1:])
+				}
+				for r0 := 0; r0 < a.T; r0 += AttnBlock {
+					r1 := min(a.T, r0+AttnBlock)
+					// dq[r0:T] += dS[r0:T, r0:r1]·k[r0:r1]
+					Gemm(c, false, false, a.T-r0, a.D, r1-r0, scale, ds[r0*a.T+r0:], a.T, k[ko+r0*kw:], kw, min(T(r0), 1), dq[qo+r0*qw:], qw)
+					// dk[0:r1] += dS[r0:r1, 0:r1]ᵀ·q[r0:r1]
+					Gemm(c, true, false, r1, a.D, r1-r0, scale, ds[r0*a.T:], a.T, q[qo+r0*qw:], qw, 1, dk[ko:], kw)
+				}
+			}
+		}
+	})
+}
