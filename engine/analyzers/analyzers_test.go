@@ -147,3 +147,76 @@ func TestCheckpointAndSimilarityOnRealRuns(t *testing.T) {
 	_, err = Default.Run("nope", st, ids[0])
 	require.ErrorContains(t, err, "not registered")
 }
+
+// TestGradientSkipsUndefined: B starts at zero, so ∇A = 0 at step 1. The
+// B/A ratio at step 1 and the cosines of ∇A with a zero gradient (step 1
+// has no previous one, step 2's previous is step 1's zero) are undefined:
+// stored as absent (they were stored as 0), and the gradient analyzer's
+// consistency is the mean of the defined cosines only.
+func TestGradientSkipsUndefined(t *testing.T) {
+	cfg := model.Tiny()
+	cfg.HiddenSize, cfg.IntermediateSize, cfg.NumHiddenLayers = 32, 64, 2
+	base, err := model.New(cfg, 1)
+	require.NoError(t, err)
+	st := store(t)
+	ref, err := runs.StoreBase(st, base)
+	require.NoError(t, err)
+	spec := runs.Spec{Base: ref, LoRA: &lora.Config{Rank: 4, Alpha: 8, Targets: []string{"q_proj", "v_proj"}},
+		Train: train.Config{Steps: 5, BatchSize: 2, SeqLen: 16, LR: 1e-2, EvalBatches: 1},
+		Data:  runs.DataRef{Source: "opticks"}, Collect: []collect.Spec{{Name: "adapter_grads", Every: 1}}}
+	job, err := runs.Prepare(spec, base)
+	require.NoError(t, err)
+	m, err := job.Run(context.Background(), st, runs.Options{})
+	require.NoError(t, err)
+	grads, err := collect.Read[collect.AdapterGrads](st, m.ID, "adapter_grads")
+	require.NoError(t, err)
+	var cosA, cosB []float64
+	for _, g := range grads {
+		if g.Name == "_step" {
+			continue
+		}
+		v := g.Value
+		if g.Step == 1 {
+			require.Zero(t, v.NormGradA)
+			require.Nil(t, v.RatioBA, "‖∇B‖/‖∇A‖ with ∇A = 0 is undefined")
+		} else {
+			require.NotNil(t, v.RatioBA)
+			require.InEpsilon(t, v.NormGradB/v.NormGradA, *v.RatioBA, 1e-12)
+		}
+		if g.Step <= 2 {
+			require.Nil(t, v.CosPrevA, "step %d: a cosine with a zero ∇A is undefined", g.Step)
+		} else {
+			require.NotNil(t, v.CosPrevA, "step %d", g.Step)
+			cosA = append(cosA, *v.CosPrevA)
+		}
+		if g.Step == 1 {
+			require.Nil(t, v.CosPrevB)
+		} else {
+			require.NotNil(t, v.CosPrevB, "step %d", g.Step)
+			cosB = append(cosB, *v.CosPrevB)
+		}
+	}
+	require.Len(t, cosA, 2*2*3) // steps 3..5 × 4 modules
+	r, err := Default.Run("gradient", st, m.ID)
+	require.NoError(t, err)
+	require.InDelta(t, meanOf(cosA), r.Values["consistency_a"], 1e-12)
+	require.InDelta(t, meanOf(cosB), r.Values["consistency_b"], 1e-12)
+}
+
+// TestConvergenceOneVerdict: a loss that is flat (noise only) from the
+// start plateaus, and the power-law fit cannot determine L∞ on it; the
+// findings must not then say "not converged" beside "plateaus" (they did,
+// taking the verdict from the fit).
+func TestConvergenceOneVerdict(t *testing.T) {
+	st := store(t)
+	rng := rand.New(rand.NewPCG(5, 6))
+	id := plantedRun(t, st, map[string]func(int) float64{"loss": func(int) float64 { return 2 + 0.01*rng.NormFloat64() }}, 300)
+	r, err := Default.Run("convergence", st, id)
+	require.NoError(t, err)
+	require.NotNil(t, r.Values["plateau_step"], "%v", r.Findings)
+	require.Equal(t, true, r.Values["converged"])
+	for _, f := range r.Findings {
+		require.NotContains(t, f, "not converged")
+	}
+	require.Contains(t, r.Findings[0], "converged: the smoothed loss plateaus")
+}

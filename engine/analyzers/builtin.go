@@ -83,17 +83,26 @@ func gradient(st *kv.Store, ids ...string) (*Result, error) {
 		if g.Name == "_step" {
 			continue
 		}
-		if g.Value.CosPrevA != nil && g.Value.NormGradA > 0 {
+		// Absent cosines are undefined (a zero gradient), not 0: skipped.
+		if g.Value.CosPrevA != nil {
 			cosA = append(cosA, *g.Value.CosPrevA)
 		}
 		if g.Value.CosPrevB != nil {
 			cosB = append(cosB, *g.Value.CosPrevB)
 		}
 	}
-	if len(cosB) > 0 {
-		r.Values["consistency_a"] = meanOf(cosA)
-		r.Values["consistency_b"] = meanOf(cosB)
-		r.say("gradient consistency (mean cosine between successive collected gradients): A %.3f, B %.3f", meanOf(cosA), meanOf(cosB))
+	var parts []string
+	for _, c := range []struct {
+		name string
+		cos  []float64
+	}{{"a", cosA}, {"b", cosB}} {
+		if len(c.cos) > 0 {
+			r.Values["consistency_"+c.name] = meanOf(c.cos)
+			parts = append(parts, fmt.Sprintf("%s %.3f", strings.ToUpper(c.name), meanOf(c.cos)))
+		}
+	}
+	if len(parts) > 0 {
+		r.say("gradient consistency (mean cosine between successive collected gradients): %s", strings.Join(parts, ", "))
 	}
 	stepRecs, err := collect.Read[collect.StepGrads](st, ids[0], "adapter_grads")
 	if err != nil {
@@ -229,12 +238,18 @@ func convergence(st *kv.Store, ids ...string) (*Result, error) {
 	ema := analyze.EMA(loss, 0.9)
 	r.Values["ema_final"] = ema[len(ema)-1]
 	window := max(20, len(loss)/10)
-	if p := analyze.Plateau(loss, window); p >= 0 {
+	// One verdict: the run has converged when its smoothed loss has
+	// plateaued (stopped moving beyond its own noise). The power-law fit
+	// only adds a prediction of the final loss where it can make one, so the
+	// findings never say both "plateaus" and "not converged".
+	p := analyze.Plateau(loss, window)
+	r.Values["converged"] = p >= 0
+	if p >= 0 {
 		r.Values["plateau_step"] = steps[p]
-		r.say("the smoothed loss plateaus from step %.0f (drift within its own noise over windows of %d steps)", steps[p], window)
+		r.say("converged: the smoothed loss plateaus from step %.0f (drift within its own noise over windows of %d steps) at %.4f (EMA)", steps[p], window, ema[len(ema)-1])
 	} else {
 		r.Values["plateau_step"] = nil
-		r.say("no plateau: the smoothed loss is still moving beyond its noise")
+		r.say("not converged: the smoothed loss is still moving beyond its noise")
 	}
 	meta, err := st.GetRun(ids[0])
 	if err != nil {
@@ -250,14 +265,14 @@ func convergence(st *kv.Store, ids ...string) (*Result, error) {
 	r.Values["fit_l_inf"] = fit.LInf
 	r.Values["fit_l_inf_stderr"] = fit.LInfStdErr
 	r.Values["fit_exponent"] = fit.B
-	r.Values["converged"] = fit.Converged
+	r.Values["fit_determined"] = fit.Converged
 	switch {
 	case fit.Converged:
 		r.say("fitted L(t) = %.3f + %.3g·t^−%.2f: predicted final loss %.3f ± %.3f", fit.LInf, fit.A, fit.B, fit.LInf, fit.LInfStdErr)
-	case r.Values["plateau_step"] != nil:
-		r.say("not converged by the curve fit: L∞ + a·t^−b cannot pin down a final loss yet, although the last stretch moves less than its own noise")
+	case p >= 0:
+		r.say("the power-law fit L∞ + a·t^−b adds nothing here: on a plateau it cannot separate L∞ from the fall")
 	default:
-		r.say("not converged: the fit L∞ + a·t^−b does not support a plateau yet")
+		r.say("the power-law fit L∞ + a·t^−b cannot predict a final loss yet")
 	}
 	return r, nil
 }

@@ -152,10 +152,12 @@ func (c *adapterGrads) Hooks(t *train.Trainer, sink Sink, _ *Probe) train.Hooks 
 				pa, pb := t.Param(mod+".lora_A"), t.Param(mod+".lora_B")
 				rec := AdapterGrads{Module: mod, NormGradA: norm(pa.Grad), NormGradB: norm(pb.Grad)}
 				if rec.NormGradA > 0 {
-					rec.RatioBA = rec.NormGradB / rec.NormGradA
+					ratio := rec.NormGradB / rec.NormGradA
+					rec.RatioBA = &ratio
 				}
 				for _, p := range []*train.Param{pa, pb} {
-					if prev, ok := c.prev[p.Name]; ok {
+					// A cosine with a zero vector is undefined, not 0: absent.
+					if prev, ok := c.prev[p.Name]; ok && norm(prev) > 0 && norm(p.Grad) > 0 {
 						cos, err := analyze.Cosine(prev, p.Grad)
 						if err != nil {
 							return fmt.Errorf("adapter_grads %s: %w", p.Name, err)

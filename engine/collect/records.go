@@ -1,5 +1,7 @@
 package collect
 
+import "math"
+
 // The record types below are written by the built-in collectors and read
 // by the analyzers: one definition shared by producer and consumer.
 
@@ -24,10 +26,13 @@ type AdapterWeights struct {
 // backward and before the optimizer step, plus the update the step made
 // (collector "adapter_grads", record name = module path).
 type AdapterGrads struct {
-	Module       string   `json:"module"`
-	NormGradA    float64  `json:"norm_grad_a"`
-	NormGradB    float64  `json:"norm_grad_b"`
-	RatioBA      float64  `json:"ratio_b_a"`            // ‖∇B‖/‖∇A‖
+	Module    string  `json:"module"`
+	NormGradA float64 `json:"norm_grad_a"`
+	NormGradB float64 `json:"norm_grad_b"`
+	// The values below are absent where undefined: the ratio while ∇A = 0
+	// (every step before B leaves zero), a cosine when this or the previous
+	// collected gradient is zero (or there is none yet).
+	RatioBA      *float64 `json:"ratio_b_a,omitempty"`  // ‖∇B‖/‖∇A‖
 	CosPrevA     *float64 `json:"cos_prev_a,omitempty"` // cosine with the previous collected ∇A
 	CosPrevB     *float64 `json:"cos_prev_b,omitempty"`
 	UpdateRatioA float64  `json:"update_ratio_a"` // ‖A_{t+1}−A_t‖/‖A_t‖
@@ -71,4 +76,13 @@ type ActivationStats struct {
 	Sparsity float64   `json:"sparsity"` // fraction of |x| < 1e-6
 	Hist     []int     `json:"hist"`
 	Edges    []float64 `json:"edges"`
+}
+
+// OrNaN is *p, or NaN for a value a record leaves absent because it is
+// undefined (for charts that draw NaN as a gap).
+func OrNaN(p *float64) float64 {
+	if p == nil {
+		return math.NaN()
+	}
+	return *p
 }
