@@ -45,6 +45,9 @@ var goroot = sync.OnceValue(func() string {
 	return strings.TrimSpace(string(out))
 })
 
+// GOROOT is the Go installation the built-in sources read.
+func GOROOT() string { return goroot() }
+
 // DefaultGoCodeBytes caps the gocode source when no cap is given.
 const DefaultGoCodeBytes = 4 << 20
 

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"lens/engine/data"
 	"lens/engine/tokenize"
@@ -22,7 +23,10 @@ type Spec struct {
 	Fields Fields    `json:"fields,omitzero"`
 	Shape  Shape     `json:"shape,omitempty"` // of Examples
 	Inline []Example `json:"inline,omitempty"`
-	Name   string    `json:"name,omitempty"` // of inline examples (default "examples")
+	// Builtin names a dataset built on any machine with Go: "gofunc/<task>"
+	// (see GoFuncTasks), rebuilt from GOROOT when the run resumes.
+	Builtin string `json:"builtin,omitempty"`
+	Name    string `json:"name,omitempty"` // of inline examples (default "examples")
 
 	// Held-out examples: a file or inline examples of their own (read with
 	// the same Format and Fields), else the fraction EvalFrac (default
@@ -51,6 +55,9 @@ func (s Spec) DisplayName() string {
 	if s.Path != "" {
 		return filepath.Base(s.Path)
 	}
+	if s.Builtin != "" {
+		return strings.ReplaceAll(s.Builtin, "/", "-")
+	}
 	if s.Name != "" {
 		return s.Name
 	}
@@ -59,8 +66,14 @@ func (s Spec) DisplayName() string {
 
 // Check reports the first field out of range, by its name.
 func (s Spec) Check() error {
-	if (s.Path == "") == (len(s.Inline) == 0) {
-		return fmt.Errorf("examples: give a file or inline examples, exactly one")
+	given := 0
+	for _, b := range []bool{s.Path != "", len(s.Inline) > 0, s.Builtin != ""} {
+		if b {
+			given++
+		}
+	}
+	if given != 1 {
+		return fmt.Errorf("examples: give a file, inline examples or a built-in dataset, exactly one")
 	}
 	if len(s.Inline) > 0 && s.Shape == "" {
 		return fmt.Errorf("examples: inline examples without a shape")
@@ -93,7 +106,12 @@ func (s Spec) Load() (trainSet, evalSet Dataset, err error) {
 	if err := s.Check(); err != nil {
 		return Dataset{}, Dataset{}, err
 	}
-	all, err := s.read(s.Path, s.Shape, s.Inline, s.DisplayName())
+	var all Dataset
+	if s.Builtin != "" {
+		all, err = builtinDataset(s.Builtin)
+	} else {
+		all, err = s.read(s.Path, s.Shape, s.Inline, s.DisplayName())
+	}
 	if err != nil {
 		return Dataset{}, Dataset{}, err
 	}
