@@ -448,3 +448,24 @@ func TestSVGStandalone(t *testing.T) {
 		})
 	}
 }
+
+// TestLineDots: a Dots series (two eval points, nothing measured between
+// them) is drawn as its points alone, no line; a plain series beside it
+// keeps its line.
+func TestLineDots(t *testing.T) {
+	c := &LineChart{Title: "dots", Series: []Series{
+		{Name: "train", X: []float64{0, 1, 2, 3}, Y: []float64{4, 3, 2.5, 2}},
+		{Name: "eval", X: []float64{0, 3}, Y: []float64{4.2, 2.4}, Dots: true},
+	}}
+	svg := c.SVG()
+	paths := seriesPaths(t, svg)
+	require.Contains(t, paths, "train")
+	require.NotContains(t, paths, "eval", "a Dots series has no line")
+	var circles int
+	for _, g := range parseXML(t, svg).find(byClass("g", "markers")) {
+		if g.attr["data-series"] == "eval" {
+			circles = len(g.find(func(n *node) bool { return n.name == "circle" }))
+		}
+	}
+	require.Equal(t, 2, circles)
+}

@@ -9,10 +9,13 @@ import (
 
 // Series is one line of a LineChart. A nil X plots Y against 0, 1, 2, ….
 // Points whose X or Y is NaN or ±Inf (or Y ≤ 0 on a log axis) are left out
-// and break the line there.
+// and break the line there. Dots draws the points alone, without a line
+// (a few measurements, such as eval losses at the start and the end, with
+// nothing measured between them to join).
 type Series struct {
 	Name string
 	X, Y []float64
+	Dots bool
 }
 
 // LineChart plots series against a numeric x axis, with an optional log y
@@ -151,7 +154,7 @@ func (c *LineChart) SVG() string {
 			for j, p := range r {
 				px[j] = pt{a.px(&xt, p.x), a.py(&yt, p.y)}
 			}
-			if n <= markerLimit {
+			if n <= markerLimit || s.Dots {
 				dots = append(dots, px...)
 			}
 			px = decimate(px)
@@ -166,12 +169,18 @@ func (c *LineChart) SVG() string {
 				d.WriteString("h0") // a lone point: a round cap makes it a dot
 			}
 		}
-		b.f(`<path class="series" data-series="%s" d="%s" fill="none" stroke="%s" stroke-width="2" stroke-linejoin="round" stroke-linecap="round"%s><title>%s</title></path>`+"\n",
-			esc(s.Name), d.String(), colour(i), dashAttr(dash(i)), esc(s.Name))
+		if !s.Dots {
+			b.f(`<path class="series" data-series="%s" d="%s" fill="none" stroke="%s" stroke-width="2" stroke-linejoin="round" stroke-linecap="round"%s><title>%s</title></path>`+"\n",
+				esc(s.Name), d.String(), colour(i), dashAttr(dash(i)), esc(s.Name))
+		}
 		if len(dots) > 0 {
+			r := "2.5"
+			if s.Dots {
+				r = "4" // the only mark of the series: large enough to see
+			}
 			b.f(`<g class="markers" data-series="%s" fill="%s">`, esc(s.Name), colour(i))
 			for _, p := range dots {
-				b.f(`<circle cx="%s" cy="%s" r="2.5"/>`, num(p.x), num(p.y))
+				b.f(`<circle cx="%s" cy="%s" r="%s"/>`, num(p.x), num(p.y), r)
 			}
 			b.WriteString("</g>\n")
 		}

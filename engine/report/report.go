@@ -17,7 +17,8 @@
 //
 // All text is HTML-escaped. Every chart is an <svg class="chart"> with a
 // data-title attribute; every line is a <path class="series"> with a
-// data-series attribute, so tests and browser checks can find them.
+// data-series attribute (a Series with Dots only a <g class="markers">
+// with the same attribute), so tests and browser checks can find them.
 // Output is deterministic: the same Document always gives the same bytes.
 package report
 

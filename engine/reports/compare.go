@@ -12,9 +12,17 @@ import (
 	"lens/kv"
 )
 
-// flatConfig flattens a run's spec into dotted keys for diffing.
+// flatConfig flattens a run's spec into dotted keys for diffing: every
+// field that changes what a run computes (the run's name, tags and script
+// are not config).
 func flatConfig(spec runs.Spec) map[string]string {
-	b, _ := json.Marshal(map[string]any{"train": spec.Train, "lora": spec.LoRA, "data": spec.Data, "base": spec.Base.Hash})
+	top := map[string]any{"train": spec.Train, "lora": spec.LoRA, "data": spec.Data, "base": spec.Base.Hash,
+		"checkpoint_every": spec.CheckpointEvery, "keep_last": spec.KeepLast, "device": spec.Device,
+		"evals": spec.Evals, "init": spec.Init, "collect": spec.Collect, "probe_batch": spec.ProbeBatch}
+	if spec.LoRA != nil {
+		top["lora_seed"] = spec.LoRASeed // the adapter's initialisation; full training has none
+	}
+	b, _ := json.Marshal(top)
 	var m map[string]any
 	json.Unmarshal(b, &m)
 	out := map[string]string{}
@@ -103,6 +111,7 @@ func Compare(st *kv.Store, ids []string) (*report.Document, error) {
 		if err != nil {
 			return nil, err
 		}
+		e.Dots = len(e.Y) <= dotsUpTo
 		evalCh.Series = append(evalCh.Series, e)
 	}
 	sec.Items = append(sec.Items, trainCh, evalCh)
@@ -131,21 +140,42 @@ func Compare(st *kv.Store, ids []string) (*report.Document, error) {
 				A1, A2 := a1.A[mod], a2.A[mod]
 				grid, err := analyze.SubspaceGrid(A1.Data, A2.Data, A1.Shape[0], A2.Shape[0], A1.Shape[1])
 				if err == nil {
-					hm := &report.Heatmap{Title: fmt.Sprintf("Subspace similarity φ(i, j) of %s: %s (rows) vs %s (columns)", shortModule(mod), metas[lr[0]].Name, metas[lr[1]].Name),
-						XLabel: "j", YLabel: "i", Values: grid, Min: 0, Max: 1}
-					for j := range grid[0] {
-						hm.XTicks = append(hm.XTicks, fmt.Sprint(j+1))
-					}
-					for i := range grid {
-						hm.YTicks = append(hm.YTicks, fmt.Sprint(i+1))
-					}
-					base := analyze.RandomBaseline(1, 1, A1.Shape[1])
-					doc.Sections = append(doc.Sections, report.Section{Title: "Adapter subspaces",
-						Text:  fmt.Sprintf("φ(1,1) = %.3f; two random subspaces would give max(i,j)/in = %.4f for i=j=1.", grid[0][0], base),
-						Items: []any{hm}})
+					doc.Sections = append(doc.Sections, subspaceSection(grid, A1.Shape[1], shortModule(mod), metas[lr[0]].Name, metas[lr[1]].Name))
 				}
 			}
 		}
 	}
 	return doc, nil
+}
+
+// subspaceSection shows φ(i, j) of two adapters' A matrices (in columns)
+// beside the random baseline of every cell: one heatmap of φ and one of
+// φ − max(i, j)/in, each coloured over its own range of values, since φ
+// of small adapters in a wide layer spans a sliver of [0, 1] and would
+// colour every cell alike on a fixed 0–1 scale.
+func subspaceSection(grid [][]float64, in int, mod, rowRun, colRun string) report.Section {
+	excess := make([][]float64, len(grid))
+	for i := range grid {
+		excess[i] = make([]float64, len(grid[i]))
+		for j := range grid[i] {
+			excess[i][j] = grid[i][j] - analyze.RandomBaseline(i+1, j+1, in)
+		}
+	}
+	var xt, yt []string
+	for j := range grid[0] {
+		xt = append(xt, fmt.Sprint(j+1))
+	}
+	for i := range grid {
+		yt = append(yt, fmt.Sprint(i+1))
+	}
+	phi := &report.Heatmap{Title: fmt.Sprintf("Subspace similarity φ(i, j) of %s: %s (rows) vs %s (columns)", mod, rowRun, colRun),
+		XLabel: "j", YLabel: "i", XTicks: xt, YTicks: yt, Values: grid}
+	over := &report.Heatmap{Title: fmt.Sprintf("φ(i, j) − random baseline max(i, j)/%d", in),
+		XLabel: "j", YLabel: "i", XTicks: xt, YTicks: yt, Values: excess}
+	ri, rj := len(grid), len(grid[0])
+	text := fmt.Sprintf("φ(1,1) = %.3f, φ(%d,%d) = %.3f. Two independent random subspaces of dimensions i and j in R^%d give "+
+		"E[φ(i, j)] = max(i, j)/%d: %.4f for i = j = 1 up to %.4f for i = %d, j = %d; the second map is φ minus that baseline, cell by cell. "+
+		"Each map's colours span its own values (see its colour bar).",
+		grid[0][0], ri, rj, grid[ri-1][rj-1], in, in, analyze.RandomBaseline(1, 1, in), analyze.RandomBaseline(ri, rj, in), ri, rj)
+	return report.Section{Title: "Adapter subspaces", Text: text, Items: []any{phi, over}}
 }

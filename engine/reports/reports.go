@@ -40,6 +40,11 @@ func f4(v float64) string {
 	return fmt.Sprintf("%.4f", v)
 }
 
+// dotsUpTo is the most points an eval series may have and still be drawn
+// as dots alone: two evaluations (before and after training) are two
+// measurements, and a line between them would show a trend nobody measured.
+const dotsUpTo = 2
+
 func lossSeries(st *kv.Store, id, metric, label string) (report.Series, error) {
 	pts, err := st.ReadMetric(id, metric)
 	if err != nil {
@@ -116,6 +121,7 @@ func Standard(st *kv.Store, runID, kind string, opt Options) (*report.Document, 
 			if err != nil {
 				return nil, err
 			}
+			s.Dots = len(s.Y) <= dotsUpTo
 			curves.Series = append(curves.Series, s)
 			if len(s.Y) > 0 {
 				evalRows = append(evalRows, []string{set, f4(s.Y[0]), f4(s.Y[len(s.Y)-1]), fmt.Sprintf("%+.1f%%", 100*(s.Y[len(s.Y)-1]/s.Y[0]-1))})
@@ -270,6 +276,9 @@ func technical(st *kv.Store, id string) ([]report.Section, error) {
 	return []report.Section{{Title: "Training dynamics", Items: items}}, nil
 }
 
+// noEvents stands for an empty Events table.
+const noEvents = "Events: none (no skipped or rolled-back steps, no failures)."
+
 // diagnostic adds activations and events.
 func diagnostic(st *kv.Store, id string) ([]report.Section, error) {
 	var items []any
@@ -319,11 +328,15 @@ func diagnostic(st *kv.Store, id string) ([]report.Section, error) {
 	if err != nil {
 		return nil, err
 	}
-	var rows [][]string
-	for _, e := range events {
-		rows = append(rows, []string{fmt.Sprint(e.Step), e.Kind, e.Message})
+	if len(events) == 0 {
+		items = append(items, noEvents)
+	} else {
+		var rows [][]string
+		for _, e := range events {
+			rows = append(rows, []string{fmt.Sprint(e.Step), e.Kind, e.Message})
+		}
+		items = append(items, &report.Table{Title: "Events", Header: []string{"step", "kind", "message"}, Rows: rows})
 	}
-	items = append(items, &report.Table{Title: "Events", Header: []string{"step", "kind", "message"}, Rows: rows})
 	return []report.Section{{Title: "Diagnostics", Items: items}}, nil
 }
 
