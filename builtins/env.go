@@ -16,6 +16,7 @@ import (
 	"go.starlark.net/starlarkstruct"
 
 	"lens/engine/runs"
+	"lens/engine/secret"
 	"lens/kv"
 )
 
@@ -37,6 +38,13 @@ type Env struct {
 	// SweepBackend is the default backend of sweeps (lens run --backend):
 	// "inline" (also when empty), "local" or "slurm".
 	SweepBackend string
+	// Integrations' credentials and servers, read from the environment by
+	// cmd/lens (HF_TOKEN, HF_ENDPOINT, WANDB_API_KEY, WANDB_BASE_URL), so
+	// that scripts never hold them.
+	HFToken      secret.Token
+	HFEndpoint   string
+	WandbKey     secret.Token
+	WandbBaseURL string
 	noted        bool // the device fallback note was printed
 
 	analyzers map[string]*scriptAnalyzer // registered by lens.analyzer

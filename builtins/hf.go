@@ -2,7 +2,6 @@ package builtins
 
 import (
 	"fmt"
-	"os"
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
@@ -94,9 +93,9 @@ func hfPush(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwarg
 		"all_checkpoints?", &all, "revision?", &revision, "strict?", &strict); err != nil {
 		return nil, err
 	}
-	// The token comes from the environment only, so scripts never hold it.
+	// The token comes from the environment only (via Env), so scripts never hold it.
 	opts := hf.PushOptions{Repo: repo, Private: private, Revision: revision, AllCheckpoints: all,
-		Token: os.Getenv("HF_TOKEN"), Logger: env.Logger}
+		Token: env.HFToken, Endpoint: env.HFEndpoint, Logger: env.Logger}
 	res, err := hf.Push(ctxOf(t), st, run.meta.ID, opts)
 	if err != nil {
 		if strict || !hf.IsRemote(err) {

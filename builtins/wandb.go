@@ -2,7 +2,6 @@ package builtins
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"go.starlark.net/starlark"
@@ -60,7 +59,7 @@ func (w *wandbRunValue) Sink() (runs.Sink, error) { return wandb.NewSink(w.opts)
 // wandbOptions are the options every wandb builtin shares: the key and
 // server from the environment (so scripts never hold the key), the logger.
 func wandbOptions(env *Env) wandb.Options {
-	return wandb.Options{Logger: env.Logger}.FromEnv(os.Getenv)
+	return wandb.Options{Logger: env.Logger, APIKey: env.WandbKey, BaseURL: env.WandbBaseURL}
 }
 
 func wandbDir(env *Env, dir string) (string, error) {

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"lens/engine/secret"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -29,7 +28,7 @@ func (s *Store) AddEvent(runID string, e Event) error {
 }
 
 func (s *Store) addEvent(runID string, e Event) error {
-	e.Message = secret.Redact(e.Message)
+	e.Message = s.redactText(e.Message)
 	if err := s.writable(); err != nil {
 		return err
 	}

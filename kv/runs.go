@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"lens/engine/secret"
 	"os"
 	"slices"
 	"sort"
@@ -76,14 +75,17 @@ func (m *RunMeta) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// redact keeps credentials out of the stored record (see engine/secret).
-func (m *RunMeta) redact() {
-	m.Reason = secret.Redact(m.Reason)
-	if c := secret.Redact(string(m.Config)); c != string(m.Config) {
+// redact keeps credentials out of the stored record (Options.Redact).
+func (m *RunMeta) redact(redact func(string) string) {
+	if redact == nil {
+		return
+	}
+	m.Reason = redact(m.Reason)
+	if c := redact(string(m.Config)); c != string(m.Config) {
 		m.Config = json.RawMessage(c) // the marker has no JSON metacharacters
 	}
 	for k, v := range m.Args {
-		if r := secret.Redact(v); r != v {
+		if r := redact(v); r != v {
 			m.Args = cloneMap(m.Args)
 			m.Args[k] = r
 		}
@@ -154,7 +156,7 @@ func (s *Store) CreateRun(m RunMeta) error {
 		m.Owner = os.Getpid()
 	}
 	m.Tags = dedup(m.Tags)
-	m.redact()
+	m.redact(s.redact)
 	if err := m.validate(); err != nil {
 		return fmt.Errorf("create run: %w", err)
 	}
@@ -243,7 +245,7 @@ func (s *Store) UpdateRun(id string, fn func(*RunMeta) error) error {
 			return fmt.Errorf("the update changed the id to %q", m.ID)
 		}
 		m.Tags = dedup(m.Tags)
-		m.redact()
+		m.redact(s.redact)
 		if err := m.validate(); err != nil {
 			return err
 		}

@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"lens/engine/secret"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -73,6 +72,11 @@ type Options struct {
 	// process can say who holds the store ("lens run quickstart.star").
 	// Empty means os.Args.
 	Command string
+	// Redact, when set, removes credentials from the text the store keeps
+	// (run records' reason, config and args, event messages, the holder's
+	// command line). The store knows no secrets itself: cmd/lens passes
+	// engine/secret's Redactor.Redact.
+	Redact func(string) string
 	// Fault, when set, is called at the named points inside multi-commit
 	// writes (the Fault* constants) with the step being written, so that
 	// a test can kill the process exactly there.
@@ -136,9 +140,10 @@ type Store struct {
 
 	closed atomic.Bool
 
-	snapshot bool         // read-only copy served by the writer (share.go)
-	holder   *LockedError // for a snapshot: who holds the store
-	sharer   *sharer      // serves snapshots to readers while we write
+	snapshot bool                // read-only copy served by the writer (share.go)
+	redact   func(string) string // Options.Redact
+	holder   *LockedError        // for a snapshot: who holds the store
+	sharer   *sharer             // serves snapshots to readers while we write
 
 	mu        sync.Mutex
 	pending   map[string]float64 // metric key -> value, not yet written
@@ -217,6 +222,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		eventSeq:  map[string]uint64{},
 		issuedIDs: map[string]bool{},
 		onFault:   opts.Fault,
+		redact:    opts.Redact,
 	}
 	if err := s.checkVersion(); err != nil {
 		db.Close()
@@ -225,7 +231,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	if s.readOnly {
 		return s, nil
 	}
-	if err := writeHolder(dir, opts.Command); err != nil {
+	if opts.Command == "" {
+		opts.Command = commandLine()
+	}
+	if err := writeHolder(dir, s.redactText(opts.Command)); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -318,10 +327,6 @@ func commandLine() string {
 }
 
 func writeHolder(dir, command string) error {
-	if command == "" {
-		command = commandLine()
-	}
-	command = secret.Redact(command)
 	host, _ := os.Hostname()
 	b, err := json.MarshalIndent(holderInfo{PID: os.Getpid(), Command: command, Started: time.Now(), Host: host}, "", "  ")
 	if err != nil {
@@ -563,3 +568,11 @@ func (b badgerLogger) Errorf(f string, a ...any)   { b.logf(slog.LevelError, f, 
 func (b badgerLogger) Warningf(f string, a ...any) { b.logf(slog.LevelWarn, f, a...) }
 func (b badgerLogger) Infof(f string, a ...any)    { b.logf(slog.LevelDebug, f, a...) }
 func (b badgerLogger) Debugf(f string, a ...any)   { b.logf(slog.LevelDebug-4, f, a...) }
+
+// redactText applies Options.Redact.
+func (s *Store) redactText(text string) string {
+	if s.redact == nil {
+		return text
+	}
+	return s.redact(text)
+}

@@ -35,7 +35,8 @@ import (
 )
 
 func openStore(dir string, readOnly bool) (*kv.Store, error) {
-	st, err := kv.Open(dir, kv.Options{ReadOnly: readOnly, Command: "lens " + strings.Join(os.Args[1:], " ")})
+	st, err := kv.Open(dir, kv.Options{ReadOnly: readOnly, Command: "lens " + strings.Join(os.Args[1:], " "),
+		Redact: redactor().Redact})
 	if err != nil {
 		return nil, err
 	}
@@ -145,9 +146,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	sum := sha256.Sum256(src)
 	abs, _ := filepath.Abs(file)
 	wd, _ := os.Getwd()
-	env := &builtins.Env{Store: st, Args: scriptArgs, Script: abs, ScriptHash: hex.EncodeToString(sum[:8]),
+	env := withIntegrations(&builtins.Env{Store: st, Args: scriptArgs, Script: abs, ScriptHash: hex.EncodeToString(sum[:8]),
 		Out: stdout, Progress: prog.update, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Workspace: wd, AllowRead: allow, Device: *dev, SweepBackend: *backend}
+		Workspace: wd, AllowRead: allow, Device: *dev, SweepBackend: *backend})
 	if _, _, err := device.Resolve(*dev); err != nil {
 		return usagef("--device: %v", err)
 	}
@@ -181,7 +182,7 @@ func cmdRepl(args []string, stdout, stderr io.Writer) error {
 	}
 	prog := newProgress(stderr)
 	wd, _ := os.Getwd()
-	env := &builtins.Env{Store: st, Args: map[string]string{}, Out: stdout, Progress: prog.update, Workspace: wd, AllowRead: allow}
+	env := withIntegrations(&builtins.Env{Store: st, Args: map[string]string{}, Out: stdout, Progress: prog.update, Workspace: wd, AllowRead: allow})
 	host := &runtime.Host{Root: wd, Predecl: builtins.Modules(nil), Out: stdout, Setup: env.Attach}
 	fmt.Fprintf(stdout, "lens %s REPL. Modules: lens, model, lora, data, report. exit() or Ctrl-D to leave.\n", runs.Version)
 	return host.REPL(context.Background(), io.NopCloser(os.Stdin), stdout, *history)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 
 	"lens/engine/hf"
 )
@@ -29,7 +28,7 @@ func cmdPush(args []string, stdout, stderr io.Writer) error {
 	if err := hf.ValidateRepo(*repo); err != nil {
 		return usagef("%v", err)
 	}
-	token := os.Getenv("HF_TOKEN")
+	token := envHFToken()
 	if token == "" {
 		return hf.ErrNoToken
 	}
@@ -45,7 +44,7 @@ func cmdPush(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := interruptible(stderr)
 	defer stop()
 	res, err := hf.Push(ctx, st, meta.ID, hf.PushOptions{Repo: *repo, Private: *private, Revision: *revision,
-		AllCheckpoints: *all, Token: token, BaseModel: *baseModel,
+		AllCheckpoints: *all, Token: token, Endpoint: envHFEndpoint(), BaseModel: *baseModel,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		return err

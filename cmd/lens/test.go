@@ -59,8 +59,8 @@ func cmdTest(args []string, stdout, stderr io.Writer) error {
 		FileSetup: func(path string, src []byte) func(*starlark.Thread) {
 			sum := sha256.Sum256(src)
 			abs, _ := filepath.Abs(path)
-			env := &builtins.Env{Store: st, Args: map[string]string{}, Script: abs, ScriptHash: hex.EncodeToString(sum[:8]),
-				Out: out, Progress: prog.update, Logger: logger, Workspace: wd}
+			env := withIntegrations(&builtins.Env{Store: st, Args: map[string]string{}, Script: abs, ScriptHash: hex.EncodeToString(sum[:8]),
+				Out: out, Progress: prog.update, Logger: logger, Workspace: wd})
 			return env.Attach
 		},
 	}

@@ -75,7 +75,8 @@ func cmdTrial(args []string, stdout, stderr io.Writer) error {
 			last = time.Now()
 		}
 	}
-	meta, err := sweep.RunTrial(ctx, pos[1], pos[2], sweep.TrialOptions{Threads: *threads, Logger: log, Progress: progress})
+	meta, err := sweep.RunTrial(ctx, pos[1], pos[2], sweep.TrialOptions{Threads: *threads, Logger: log, Progress: progress,
+		Redact: redactor().Redact, Job: sweep.SlurmJob(os.Getenv)})
 	if err != nil {
 		return err
 	}

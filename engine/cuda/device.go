@@ -70,12 +70,12 @@ type Device struct {
 	args   *args
 	name   string
 	closed bool
-	prof   *profile // nil unless LENS_CUDA_PROFILE is set
+	prof   *profile // nil unless Profile is set
 	ws     dptr     // split-K partial products (sgemm), grown on demand
 	wsN    int
 }
 
-// profile times every kernel when LENS_CUDA_PROFILE is set: each launch
+// profile times every kernel when Profile is set: each launch
 // is followed by a synchronize, so the times are the kernels' own (plus a
 // launch), at the price of the overlap of launches with running kernels.
 // Close prints the table to stderr.
@@ -197,7 +197,7 @@ func Open() (*Device, error) {
 		return fail(err)
 	}
 	d.ctx = ctx
-	if os.Getenv("LENS_CUDA_PROFILE") != "" {
+	if Profile.Load() {
 		d.prof = &profile{gemm: map[string]*gemmStat{}}
 	}
 	return d, nil

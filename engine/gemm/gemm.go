@@ -25,7 +25,8 @@
 //
 // Builds with the openblas tag (cgo, Debian's libopenblas-dev) forward
 // Sgemm and Dgemm to OpenBLAS's cblas_sgemm and cblas_dgemm instead
-// (openblas.go), unless LENS_GEMM names one of the kernels below. OpenBLAS
+// (openblas.go), unless Use names one of the kernels below (cmd/lens passes
+// LENS_GEMM). OpenBLAS
 // splits work over its own threads and its results depend on their number,
 // so runs are bit-reproducible only with the same OPENBLAS_NUM_THREADS.
 //
@@ -33,8 +34,8 @@
 // kernel written in Go assembly (12 YMM accumulators), with a 12×8 variant
 // for products with n ≤ 8 (LoRA ranks) and, for n ≤ 4 with A not
 // transposed, a dot-product kernel vectorised along k (dot.go). Each path
-// is chosen from the shape alone. Elsewhere, or when the environment
-// variable LENS_GEMM=generic is set, a portable Go 4×4 micro-kernel is used
+// is chosen from the shape alone. Elsewhere, or after Use("generic")
+// (LENS_GEMM=generic for the lens command), a portable Go 4×4 micro-kernel is used
 // with the same driver. Tiny products (m·n·k ≤ 512) use a direct loop.
 //
 // Large products are split over up to runtime.GOMAXPROCS goroutines (or
@@ -50,8 +51,9 @@
 package gemm
 
 import (
-	"os"
+	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -103,10 +105,10 @@ var genericKernel = &microKernel{
 
 // active is the kernel Sgemm uses, and useExternal says whether it
 // forwards to the external BLAS instead. Both are chosen once at start-up
-// (see selectKernel) and only changed by tests through setKernel.
+// (see selectKernel) and only changed by Use and by tests through setKernel.
 var (
 	active      = selectKernel()
-	useExternal = external != nil && (os.Getenv("LENS_GEMM") == "" || os.Getenv("LENS_GEMM") == external.name)
+	useExternal = external != nil
 )
 
 // externalBLAS is a BLAS library linked in by a build tag.
@@ -117,13 +119,33 @@ type externalBLAS struct {
 }
 
 func selectKernel() *microKernel {
-	if os.Getenv("LENS_GEMM") == "generic" {
-		return genericKernel
-	}
 	if k := archKernel(); k != nil {
 		return k
 	}
 	return genericKernel
+}
+
+// Use makes Sgemm use the kernel named: "generic", the architecture
+// kernel's name ("avx2") or the external BLAS's ("openblas"); "" restores
+// the default (the external BLAS when linked, else the fastest kernel).
+// cmd/lens calls it with LENS_GEMM at start-up; it must not be called
+// while products run.
+func Use(name string) error {
+	if name == "" {
+		active, useExternal = selectKernel(), external != nil
+		return nil
+	}
+	if _, ok := setKernel(name); !ok {
+		have := []string{"generic"}
+		if k := archKernel(); k != nil {
+			have = append(have, k.name)
+		}
+		if external != nil {
+			have = append(have, external.name)
+		}
+		return fmt.Errorf("gemm kernel %q is not in this build (it has %s)", name, strings.Join(have, ", "))
+	}
+	return nil
 }
 
 // setKernel forces the kernel by name ("generic", the architecture

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -372,19 +371,41 @@ func tn(t bool) string {
 	return "N"
 }
 
-// TestKernelChoice checks what Kernel reports against the build and the
-// LENS_GEMM setting the test runs under.
+// TestKernelChoice checks what Kernel reports after Use (what cmd/lens
+// does with LENS_GEMM) against the build.
 func TestKernelChoice(t *testing.T) {
-	env := os.Getenv("LENS_GEMM")
-	want := "generic"
+	def := "generic"
 	switch {
-	case external != nil && (env == "" || env == external.name):
-		want = external.name
-	case env != "generic" && archKernel() != nil:
-		want = archKernel().name
+	case external != nil:
+		def = external.name
+	case archKernel() != nil:
+		def = archKernel().name
 	}
-	if got := Kernel(); got != want {
-		t.Errorf("Kernel() = %q with LENS_GEMM=%q, want %q", got, env, want)
+	type tc struct {
+		name, want string
+		ok         bool
+	}
+	cases := []tc{{"", def, true}, {"generic", "generic", true}, {"nonsense", def, false}}
+	if k := archKernel(); k != nil {
+		cases = append(cases, tc{k.name, k.name, true})
+	}
+	if external != nil {
+		cases = append(cases, tc{external.name, external.name, true})
+	} else {
+		cases = append(cases, tc{"openblas", def, false})
+	}
+	defer Use("")
+	for _, c := range cases {
+		if err := Use(""); err != nil {
+			t.Fatal(err)
+		}
+		err := Use(c.name)
+		if (err == nil) != c.ok {
+			t.Errorf("Use(%q) = %v, want ok=%v", c.name, err, c.ok)
+		}
+		if got := Kernel(); got != c.want {
+			t.Errorf("after Use(%q): Kernel() = %q, want %q", c.name, got, c.want)
+		}
 	}
 }
 

@@ -4,9 +4,10 @@
 // uploads a stored run's LoRA adapter in PEFT's format. It is not a general
 // Hub client: it only uploads, and only to model repositories.
 //
-// The token is given by the caller (lens reads it from HF_TOKEN only) and
+// The token is given by the caller (cmd/lens reads it from HF_TOKEN) and
 // never appears in a log line or an error: every error that could carry
-// text from the network is rebuilt with the token replaced.
+// text from the network is rebuilt with the token replaced. Retries and
+// redaction are engine/httpx's and engine/secret's.
 package hf
 
 import (
@@ -18,27 +19,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
+
+	"lens/engine/httpx"
+	"lens/engine/secret"
 )
 
 // DefaultEndpoint is the public Hub.
 const DefaultEndpoint = "https://huggingface.co"
-
-// EndpointFromEnv is HF_ENDPOINT when set, else DefaultEndpoint.
-func EndpointFromEnv() string {
-	if e := strings.TrimSpace(os.Getenv("HF_ENDPOINT")); e != "" {
-		return strings.TrimRight(e, "/")
-	}
-	return DefaultEndpoint
-}
 
 // Client is a Hub client for one endpoint and one token.
 type Client struct {
@@ -52,18 +45,22 @@ type Client struct {
 	Backoff time.Duration
 	Logger  *slog.Logger
 
-	token string
+	token secret.Token
+	red   *secret.Redactor // the token in all its forms
 }
 
-// NewClient returns a client for endpoint ("" means EndpointFromEnv) that
-// authenticates with token.
-func NewClient(endpoint, token string) *Client {
+// NewClient returns a client for endpoint ("" means DefaultEndpoint; lens
+// reads HF_ENDPOINT in cmd/lens) that authenticates with token.
+func NewClient(endpoint string, token secret.Token) *Client {
 	if endpoint == "" {
-		endpoint = EndpointFromEnv()
+		endpoint = DefaultEndpoint
 	}
 	return &Client{Endpoint: strings.TrimRight(endpoint, "/"), HTTP: &http.Client{Timeout: 10 * time.Minute},
-		Attempts: 4, Backoff: 500 * time.Millisecond, token: token}
+		Attempts: 4, Backoff: 500 * time.Millisecond, token: token, red: (*secret.Redactor)(nil).With(TokenName, token)}
 }
+
+// TokenName names the token in redacted text: "[HF token redacted]".
+const TokenName = "HF token"
 
 // File is one file of a commit: its path in the repository and its bytes.
 type File struct {
@@ -118,19 +115,8 @@ func IsRemote(err error) bool {
 	return errors.Is(err, ErrNoToken) || errors.As(err, &he) || errors.As(err, &te)
 }
 
-const redacted = "[REDACTED]"
-
 // redact removes the token from s, also in its URL-escaped forms.
-func (c *Client) redact(s string) string {
-	if len(c.token) < 4 {
-		// A token this short would redact ordinary words; it cannot be valid.
-		return s
-	}
-	for _, form := range []string{c.token, url.QueryEscape(c.token), url.PathEscape(c.token)} {
-		s = strings.ReplaceAll(s, form, redacted)
-	}
-	return s
-}
+func (c *Client) redact(s string) string { return c.red.Redact(s) }
 
 // transportError rebuilds err without anything that could hold the token.
 func (c *Client) transportError(op string, err error) error {
@@ -169,83 +155,65 @@ type response struct {
 }
 
 // do sends r, retrying on 429, 5xx and network errors with exponential
-// backoff, and turns any other failure into an *Error.
+// backoff (engine/httpx), and turns any other failure into an *Error.
 func (c *Client) do(ctx context.Context, r request) (*response, error) {
-	attempts := max(c.Attempts, 1)
-	wait := c.Backoff
-	var last error
-	for i := range attempts {
-		if i > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil, c.transportError(r.op, fmt.Errorf("%w (last error: %v)", ctx.Err(), last))
-			case <-t.C:
+	var resp *response
+	retry := httpx.Retry{Attempts: c.Attempts, Backoff: c.Backoff, Max: time.Minute,
+		OnRetry: func(attempt int, _ time.Duration, err error) {
+			var se *httpx.StatusError
+			if errors.As(err, &se) {
+				c.log().Warn("hub answered with an error; retrying", "op", r.op, "attempt", attempt, "status", se.Status)
+			} else {
+				c.log().Warn("hub request failed; retrying", "op", r.op, "attempt", attempt, "error", c.redact(err.Error()))
 			}
-			wait *= 2
-		}
-		resp, err := c.once(ctx, r)
-		if err != nil {
-			var perm permanentError
-			if ctx.Err() != nil || errors.As(err, &perm) {
-				return nil, c.transportError(r.op, err)
-			}
-			last = err
-			c.log().Warn("hub request failed; retrying", "op", r.op, "attempt", i+1, "error", c.redact(err.Error()))
-			continue
+		}}
+	n, err := retry.Do(ctx, func() error {
+		var err error
+		if resp, err = c.once(ctx, r); err != nil {
+			return err
 		}
 		if resp.status < 300 || contains(r.okCodes, resp.status) {
-			return resp, nil
+			return nil
 		}
-		herr := &Error{Op: r.op, Status: resp.status, Message: c.redact(serverMessage(resp))}
-		if resp.status != http.StatusTooManyRequests && resp.status < 500 {
-			return nil, herr
-		}
-		last = herr
-		if ra, err := strconv.Atoi(resp.header.Get("Retry-After")); err == nil && ra > 0 {
-			wait = max(wait, min(time.Duration(ra)*time.Second, time.Minute))
-		}
-		c.log().Warn("hub answered with an error; retrying", "op", r.op, "attempt", i+1, "status", resp.status)
+		return &httpx.StatusError{Status: resp.status, Header: resp.header, Body: resp.body}
+	})
+	if err == nil {
+		return resp, nil
 	}
-	var herr *Error
-	if errors.As(last, &herr) {
-		herr.Message = fmt.Sprintf("%s (after %d attempts)", herr.Message, attempts)
+	// A retryable error at the end means the attempts ran out.
+	gaveUp := httpx.Temporary(err)
+	var se *httpx.StatusError
+	if errors.As(err, &se) {
+		herr := &Error{Op: r.op, Status: se.Status, Message: c.redact(serverMessage(&response{se.Status, se.Header, se.Body}))}
+		if gaveUp {
+			herr.Message = fmt.Sprintf("%s (after %d attempts)", herr.Message, n)
+		}
 		return nil, herr
 	}
-	return nil, c.transportError(r.op, fmt.Errorf("%v (after %d attempts)", last, attempts))
+	if gaveUp {
+		err = fmt.Errorf("%v (after %d attempts)", err, n)
+	}
+	return nil, c.transportError(r.op, err)
 }
-
-// permanentError is a failure that another attempt cannot fix.
-type permanentError struct{ error }
 
 func (c *Client) once(ctx context.Context, r request) (*response, error) {
 	req, err := http.NewRequestWithContext(ctx, r.method, r.url, bytes.NewReader(r.body))
 	if err != nil {
-		return nil, permanentError{err}
+		return nil, httpx.Permanent(c.red.Error(err))
 	}
 	for k, v := range r.header {
 		req.Header.Set(k, v)
 	}
 	if r.auth {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+		req.Header.Set("Authorization", "Bearer "+string(c.token))
 	}
 	req.Header.Set("User-Agent", "lens")
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
+	resp, err := httpx.Send(c.HTTP, req, 16<<20, c.red)
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read answer: %w", err)
-	}
-	c.log().Debug("hub request", "op", r.op, "method", r.method, "path", req.URL.Path, "status", resp.StatusCode)
-	return &response{status: resp.StatusCode, header: resp.Header, body: body}, nil
+	c.log().Debug("hub request", "op", r.op, "method", r.method, "path", req.URL.Path, "status", resp.Status)
+	return &response{status: resp.Status, header: resp.Header, body: resp.Body}, nil
 }
 
 // serverMessage extracts the Hub's explanation of an error the way

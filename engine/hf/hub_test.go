@@ -25,6 +25,9 @@ import (
 
 const token = "hf_testTOKEN0123456789abcdefSECRET"
 
+// redacted is what the token becomes in errors.
+const redacted = "[" + TokenName + " redacted]"
+
 func openStore(t *testing.T) *kv.Store {
 	st, err := kv.Open(filepath.Join(t.TempDir(), "store"), kv.Options{})
 	require.NoError(t, err)

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"lens/engine/runs"
+	"lens/engine/secret"
 	"lens/kv"
 )
 
@@ -24,8 +25,8 @@ type PushOptions struct {
 	// AllCheckpoints makes every stored checkpoint before the last its own
 	// commit ("checkpoint step N"), oldest first, before the final commit.
 	AllCheckpoints bool
-	Token          string // required; lens reads it from HF_TOKEN
-	Endpoint       string // default EndpointFromEnv()
+	Token          secret.Token // required; cmd/lens reads it from HF_TOKEN
+	Endpoint       string       // default DefaultEndpoint; cmd/lens reads HF_ENDPOINT
 	// BaseModel is the Hub id of the base model for the card; by default it
 	// is read from the base directory when that is a Hub download.
 	BaseModel string

@@ -113,7 +113,9 @@ func (l *Local) startOne(t *Trial) error {
 	args := append(slices.Clone(l.Command[1:]), "trial", "run", l.Dir, t.ID, "--threads", strconv.Itoa(l.threads()))
 	cmd := exec.Command(l.Command[0], args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), l.Env...)
+	// The trial inherits this process's environment (what cmd.Environ
+	// returns for a nil Env) plus the backend's variables.
+	cmd.Env = append(cmd.Environ(), l.Env...)
 	cmd.SysProcAttr = trialProcAttr()
 	if err := cmd.Start(); err != nil {
 		logf.Close()

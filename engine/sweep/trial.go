@@ -32,6 +32,12 @@ type TrialOptions struct {
 	Logger  *slog.Logger
 	// Progress receives every step; progress.json is kept up to date too.
 	Progress func(runs.Progress)
+	// Redact is the shard store's kv.Options.Redact.
+	Redact func(string) string
+	// Job names the batch job this process runs as, recorded in exit.json
+	// ("12345_3" for a Slurm array task; cmd/lens reads SLURM_* variables,
+	// see SlurmJob).
+	Job string
 }
 
 // Progress is trials/<id>/progress.json.
@@ -80,7 +86,7 @@ func RunTrial(ctx context.Context, dir, id string, opt TrialOptions) (meta kv.Ru
 		return kv.RunMeta{}, err // no trial there: nothing to record either
 	}
 	defer func() {
-		ex := Exit{RunID: meta.ID, Status: meta.Status, Steps: meta.Steps, Time: time.Now().UTC(), Job: slurmTask()}
+		ex := Exit{RunID: meta.ID, Status: meta.Status, Steps: meta.Steps, Time: time.Now().UTC(), Job: opt.Job}
 		ex.Host, _ = os.Hostname()
 		if err != nil {
 			ex.Error = err.Error()
@@ -92,7 +98,7 @@ func RunTrial(ctx context.Context, dir, id string, opt TrialOptions) (meta kv.Ru
 			err = werr
 		}
 	}()
-	shard, err := kv.Open(ShardDir(dir, id), kv.Options{Logger: log, Command: "lens trial run " + dir + " " + id})
+	shard, err := kv.Open(ShardDir(dir, id), kv.Options{Logger: log, Command: "lens trial run " + dir + " " + id, Redact: opt.Redact})
 	if err != nil {
 		return kv.RunMeta{}, fmt.Errorf("trial %s: %w", id, err)
 	}
@@ -153,11 +159,13 @@ func RunTrial(ctx context.Context, dir, id string, opt TrialOptions) (meta kv.Ru
 	return meta, err
 }
 
-// slurmTask names the Slurm array task this process runs as, if any.
-func slurmTask() string {
-	j, t := os.Getenv("SLURM_ARRAY_JOB_ID"), os.Getenv("SLURM_ARRAY_TASK_ID")
+// SlurmJob names the Slurm job or array task a process runs as from its
+// environment, read through getenv (cmd/lens passes os.Getenv): "JOB_TASK"
+// for an array task, the job id otherwise, "" outside Slurm.
+func SlurmJob(getenv func(string) string) string {
+	j, t := getenv("SLURM_ARRAY_JOB_ID"), getenv("SLURM_ARRAY_TASK_ID")
 	if j == "" || t == "" {
-		return os.Getenv("SLURM_JOB_ID")
+		return getenv("SLURM_JOB_ID")
 	}
 	return j + "_" + t
 }

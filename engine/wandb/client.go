@@ -3,17 +3,17 @@ package wandb
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
+
+	"lens/engine/httpx"
+	"lens/engine/secret"
 )
 
 // client speaks the two parts of W&B's API that lens needs: GraphQL at
@@ -24,6 +24,7 @@ import (
 type client struct {
 	base  string
 	key   Key
+	red   *secret.Redactor // the key and its basic-auth form
 	http  *http.Client
 	retry Retry
 	log   *slog.Logger
@@ -31,31 +32,24 @@ type client struct {
 	sleep func(ctx context.Context, d time.Duration) error
 }
 
+// keyName names the key in redacted text: "[W&B API key redacted]".
+const keyName = "W&B API key"
+
 func newClient(o Options) *client {
-	return &client{base: o.BaseURL, key: o.APIKey, http: o.HTTPClient, retry: o.Retry, log: o.Logger, sleep: sleepCtx}
+	red := (*secret.Redactor)(nil).With(keyName, o.APIKey, secret.BasicAuth("api", o.APIKey))
+	return &client{base: o.BaseURL, key: o.APIKey, red: red, http: o.HTTPClient, retry: o.Retry, log: o.Logger, sleep: httpx.SleepContext}
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// statusError is a response other than 2xx.
+// statusError is a response other than 2xx, with the start of its body
+// (key scrubbed).
 type statusError struct {
-	status     int
-	body       string
-	retryAfter time.Duration
+	httpx.StatusError
+	body string
 }
 
 func (e *statusError) Error() string {
-	msg := fmt.Sprintf("HTTP %d", e.status)
-	switch e.status {
+	msg := fmt.Sprintf("HTTP %d", e.Status)
+	switch e.Status {
 	case http.StatusUnauthorized, http.StatusForbidden:
 		msg += " (W&B rejected the API key; check " + EnvAPIKey + ")"
 	case http.StatusNotFound:
@@ -68,51 +62,16 @@ func (e *statusError) Error() string {
 }
 
 // retryable says whether err may go away on its own: network failures,
-// rate limits and server errors, but not a cancelled context or a
-// rejected request.
+// rate limits and server errors (httpx.Temporary), but not a GraphQL
+// error, which is the server rejecting the request.
 func retryable(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false
-	}
-	var se *statusError
-	if errors.As(err, &se) {
-		return se.status == http.StatusTooManyRequests || se.status >= 500
-	}
 	var ge *graphQLError
-	return !errors.As(err, &ge)
+	return httpx.Temporary(err) && !errors.As(err, &ge)
 }
 
 // scrub removes the key, and the basic-auth token made from it, from text
 // that came back from a server, in case a proxy or server echoes headers.
-func (c *client) scrub(s string) string {
-	if c.key == "" {
-		return s
-	}
-	token := base64.StdEncoding.EncodeToString([]byte("api:" + string(c.key)))
-	s = strings.ReplaceAll(s, token, "[redacted]")
-	return strings.ReplaceAll(s, string(c.key), "[redacted]")
-}
-
-// scrubErr rewrites err's message without the key (the chain is kept for
-// errors.Is on context errors).
-func (c *client) scrubErr(err error) error {
-	if err == nil || c.key == "" || !strings.Contains(err.Error(), string(c.key)) &&
-		!strings.Contains(err.Error(), base64.StdEncoding.EncodeToString([]byte("api:"+string(c.key)))) {
-		return err
-	}
-	return scrubbed{msg: c.scrub(err.Error()), err: err}
-}
-
-type scrubbed struct {
-	msg string
-	err error
-}
-
-func (s scrubbed) Error() string { return s.msg }
-
-// Is keeps errors.Is(err, context.Canceled) and the like working without
-// exposing the wrapped message.
-func (s scrubbed) Is(target error) bool { return errors.Is(s.err, target) }
+func (c *client) scrub(s string) string { return c.red.Redact(s) }
 
 // post sends body as JSON to path once and decodes a 2xx JSON answer into
 // out (when not nil).
@@ -128,21 +87,13 @@ func (c *client) post(ctx context.Context, path string, body, out any) error {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "lens")
 	req.SetBasicAuth("api", string(c.key))
-	resp, err := c.http.Do(req)
+	resp, err := httpx.Send(c.http, req, 4<<20, c.red)
 	if err != nil {
-		return c.scrubErr(err)
+		return err
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return c.scrubErr(fmt.Errorf("read response: %w", err))
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		se := &statusError{status: resp.StatusCode, body: c.scrub(excerpt(data))}
-		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
-			se.retryAfter = time.Duration(s) * time.Second
-		}
-		return se
+	data := resp.Body
+	if resp.Status < 200 || resp.Status > 299 {
+		return &statusError{StatusError: httpx.StatusError{Status: resp.Status, Header: resp.Header}, body: c.scrub(excerpt(data))}
 	}
 	if out == nil || len(bytes.TrimSpace(data)) == 0 {
 		return nil
@@ -161,40 +112,28 @@ func excerpt(b []byte) string {
 	return s
 }
 
-// backoff is the wait before attempt (1-based) of a retried request.
-func (c *client) backoff(attempt int, err error) time.Duration {
-	d := c.retry.Backoff << (attempt - 1)
-	var se *statusError
-	if errors.As(err, &se) && se.retryAfter > d {
-		d = se.retryAfter
-	}
-	if d > c.retry.Max || d <= 0 {
-		d = c.retry.Max
-	}
-	return d
+// policy is the client's Retry as engine/httpx's.
+func (c *client) policy() httpx.Retry {
+	return httpx.Retry{Attempts: c.retry.Attempts, Backoff: c.retry.Backoff, Max: c.retry.Max, Retryable: retryable, Sleep: c.sleep}
 }
 
 // withRetry runs fn until it succeeds, fails for good, or has failed
-// c.retry.Attempts times.
+// c.retry.Attempts times (engine/httpx's loop).
 func (c *client) withRetry(ctx context.Context, what string, fn func() error) error {
-	var err error
-	for attempt := 1; ; attempt++ {
-		if err = fn(); err == nil || !retryable(err) || attempt >= c.retry.Attempts {
-			break
-		}
-		d := c.backoff(attempt, err)
-		c.log.Warn("wandb: request failed, retrying", "what", what, "attempt", attempt, "wait", d, "err", err)
-		if serr := c.sleep(ctx, d); serr != nil {
-			return fmt.Errorf("%s: %w (after: %v)", what, serr, err)
-		}
+	r := c.policy()
+	r.OnRetry = func(attempt int, wait time.Duration, err error) {
+		c.log.Warn("wandb: request failed, retrying", "what", what, "attempt", attempt, "wait", wait, "err", err)
 	}
-	if err != nil && retryable(err) {
-		return fmt.Errorf("%s: gave up after %d attempts: %w", what, c.retry.Attempts, err)
-	}
-	if err != nil {
+	n, err := r.Do(ctx, fn)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 		return fmt.Errorf("%s: %w", what, err)
+	case retryable(err):
+		return fmt.Errorf("%s: gave up after %d attempts: %w", what, n, err)
 	}
-	return nil
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 type graphQLError struct{ msgs []string }

@@ -210,7 +210,7 @@ func TestKeyNeverLeaks(t *testing.T) {
 			require.Error(t, err)
 			errs = append(errs, err.Error())
 			if fault == wandbtest.EchoAuth500 {
-				require.Contains(t, err.Error(), "[redacted]", "the echoed key was scrubbed, not dropped")
+				require.Contains(t, err.Error(), "["+keyName+" redacted]", "the echoed key was scrubbed, not dropped")
 			}
 			// A wrong key: the error says so, without either key.
 			bad := o

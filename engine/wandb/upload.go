@@ -126,7 +126,7 @@ func (t *target) push(ctx context.Context, lines []line, k, offset int, ack func
 		if failures >= t.c.retry.Attempts {
 			return k, offset, fmt.Errorf("%s: gave up after %d attempts: %w", what, failures, err)
 		}
-		d := t.c.backoff(failures, err)
+		d := t.c.policy().Wait(failures, err)
 		t.c.log.Warn("wandb: sending history failed, retrying", "run", t.info.ID, "line", offset, "wait", d, "err", err)
 		if serr := t.c.sleep(ctx, d); serr != nil {
 			return k, offset, fmt.Errorf("%s: %w (after: %v)", what, serr, err)

@@ -19,16 +19,16 @@ package wandb
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
+	"lens/engine/secret"
 	"lens/kv"
 )
 
-// Environment variables the callers read (the engine itself reads none).
+// Environment variables cmd/lens reads (the engine itself reads none).
 const (
 	EnvAPIKey  = "WANDB_API_KEY"
 	EnvBaseURL = "WANDB_BASE_URL"
@@ -43,24 +43,9 @@ const (
 	ModeOffline = "offline"
 )
 
-// Key is an API key. It formats as "[redacted]" everywhere (fmt, slog,
-// JSON) so that printing Options can never leak it.
-type Key string
-
-// String hides the key.
-func (Key) String() string { return "[redacted]" }
-
-// GoString hides the key from %#v.
-func (Key) GoString() string { return `"[redacted]"` }
-
-// Format hides the key from every fmt verb.
-func (Key) Format(f fmt.State, _ rune) { fmt.Fprint(f, "[redacted]") }
-
-// LogValue hides the key from slog.
-func (Key) LogValue() slog.Value { return slog.StringValue("[redacted]") }
-
-// MarshalJSON hides the key from encoding/json.
-func (Key) MarshalJSON() ([]byte, error) { return []byte(`"[redacted]"`), nil }
+// Key is an API key: a secret.Token, which formats as "[redacted]"
+// everywhere (fmt, slog, JSON) so that printing Options can never leak it.
+type Key = secret.Token
 
 // Retry is the backoff for failed requests (network errors, 429, 5xx).
 type Retry struct {
@@ -108,8 +93,8 @@ type Options struct {
 	Logger *slog.Logger // default: discard
 }
 
-// FromEnv fills APIKey and BaseURL, when unset, from getenv
-// (os.Getenv): WANDB_API_KEY and WANDB_BASE_URL.
+// FromEnv fills APIKey and BaseURL, when unset, from getenv (cmd/lens
+// passes os.Getenv): WANDB_API_KEY and WANDB_BASE_URL.
 func (o Options) FromEnv(getenv func(string) string) Options {
 	if o.APIKey == "" {
 		o.APIKey = Key(strings.TrimSpace(getenv(EnvAPIKey)))
