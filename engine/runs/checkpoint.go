@@ -141,8 +141,47 @@ func (j *Job) restore(st *kv.Store, runID string, step int) error {
 	if err := json.Unmarshal(meta.State, &s); err != nil {
 		return fmt.Errorf("checkpoint %d of run %s: state: %w", step, runID, err)
 	}
-	j.restoredEval = meta.EvalLoss
+	if j.restoredEval, j.restoredEvalStep, err = lastEvalUpTo(st, runID, step); err != nil {
+		return fmt.Errorf("checkpoint %d of run %s: %w", step, runID, err)
+	}
 	return j.Trainer.Restore(s)
+}
+
+// lastEvalUpTo reads the run's latest evaluation at or before step from
+// its eval/<set> metrics (nil when none): what the run knew when it saved
+// the checkpoint at step, whether or not it evaluated at that step. Later
+// points, written before a crash, are recomputed by the resume.
+func lastEvalUpTo(st *kv.Store, runID string, step int) (map[string]float64, int, error) {
+	names, err := st.MetricNames(runID)
+	if err != nil {
+		return nil, 0, err
+	}
+	at := -1
+	byStep := map[int]map[string]float64{}
+	for _, n := range names {
+		set, ok := strings.CutPrefix(n, "eval/")
+		if !ok {
+			continue
+		}
+		pts, err := st.ReadMetric(runID, n)
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, p := range pts {
+			if p.Step > step {
+				continue
+			}
+			if byStep[p.Step] == nil {
+				byStep[p.Step] = map[string]float64{}
+			}
+			byStep[p.Step][set] = p.Value
+			at = max(at, p.Step)
+		}
+	}
+	if at < 0 {
+		return nil, 0, nil
+	}
+	return byStep[at], at, nil
 }
 
 // SpecOf decodes the spec stored as a run's config.

@@ -65,10 +65,12 @@ type Job struct {
 	sinks   *sinks // set while running
 	// Examples describes the run's example datasets (nil for a corpus).
 	Examples *ExampleData
-	// restoredEval is the eval losses the checkpoint restored last carries:
-	// a resumed run's next checkpoints carry them until it evaluates again,
-	// as the uninterrupted run's do.
-	restoredEval map[string]float64
+	// restoredEval is the run's latest evaluation at or before the step
+	// of the checkpoint restored last, and restoredEvalStep its step: a
+	// resumed run starts from them (for its final loss and for a checkpoint
+	// at that step) as the uninterrupted run had them.
+	restoredEval     map[string]float64
+	restoredEvalStep int
 }
 
 // Prepare validates spec, loads the data and builds the trainer. base is
@@ -178,7 +180,19 @@ func (j *Job) run(ctx context.Context, st *kv.Store, meta kv.RunMeta, opt Option
 		log = slog.New(slog.DiscardHandler)
 	}
 	id := meta.ID
-	lastEval := j.restoredEval
+	// lastEval is the latest evaluation, at step evalStep. A checkpoint
+	// carries it only when it is of the checkpoint's own step, so that an
+	// eval loss in a checkpoint always belongs to those weights.
+	lastEval, evalStep := j.restoredEval, j.restoredEvalStep
+	if lastEval == nil {
+		evalStep = -1
+	}
+	evalOf := func(step int) map[string]float64 {
+		if evalStep == step {
+			return lastEval
+		}
+		return nil
+	}
 	var lastLoss = math.NaN()
 	start := time.Now()
 	startStep := t.Step
@@ -213,6 +227,11 @@ func (j *Job) run(ctx context.Context, st *kv.Store, meta kv.RunMeta, opt Option
 			if err := st.AddMetrics(id, s.Step, vals); err != nil {
 				return err
 			}
+			// Readers of the store see the run advance (kv writes this at
+			// most every half second) without its record being rewritten.
+			if err := st.SetProgress(id, kv.Progress{Step: s.Step, Steps: t.Config.Steps, Loss: s.Loss, TokensPerSec: tps}); err != nil {
+				return err
+			}
 			j.sinks.logMetrics(s.Step, vals)
 			if s.Skipped {
 				if err := st.AddEvent(id, kv.Event{Step: s.Step, Kind: "nan_skip",
@@ -230,7 +249,7 @@ func (j *Job) run(ctx context.Context, st *kv.Store, meta kv.RunMeta, opt Option
 			return nil
 		},
 		AfterEval: func(t *train.Trainer, step int, losses map[string]float64) error {
-			lastEval = losses
+			lastEval, evalStep = losses, step
 			vals := map[string]float64{}
 			for k, v := range losses {
 				vals["eval/"+k] = v
@@ -264,13 +283,13 @@ func (j *Job) run(ctx context.Context, st *kv.Store, meta kv.RunMeta, opt Option
 	t.AddHooks(train.Hooks{
 		AfterStep: func(t *train.Trainer, s *train.StepInfo) error {
 			if j.checkpointDue(t.Step) && !t.EvalDue() {
-				return j.checkpoint(st, id, lastEval)
+				return j.checkpoint(st, id, evalOf(t.Step))
 			}
 			return nil
 		},
 		AfterEval: func(t *train.Trainer, step int, losses map[string]float64) error {
 			if step > 0 && j.checkpointDue(step) {
-				return j.checkpoint(st, id, lastEval)
+				return j.checkpoint(st, id, evalOf(t.Step))
 			}
 			return nil
 		},
@@ -284,12 +303,12 @@ func (j *Job) run(ctx context.Context, st *kv.Store, meta kv.RunMeta, opt Option
 	err := t.Run(ctx)
 	switch {
 	case err == nil:
-		if cerr := j.checkpoint(st, id, lastEval); cerr != nil {
+		if cerr := j.checkpoint(st, id, evalOf(t.Step)); cerr != nil {
 			return j.finish(st, meta, kv.StatusFailed, cerr.Error(), lastEval, lastLoss)
 		}
 		return j.finish(st, meta, kv.StatusDone, "", lastEval, lastLoss)
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
-		if cerr := j.checkpoint(st, id, lastEval); cerr != nil {
+		if cerr := j.checkpoint(st, id, evalOf(t.Step)); cerr != nil {
 			return j.finish(st, meta, kv.StatusFailed, "cancelled, and the checkpoint failed: "+cerr.Error(), lastEval, lastLoss)
 		}
 		log.Info("run cancelled", "run", id, "step", t.Step)
