@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -31,9 +30,11 @@ func BlobKey(parts ...[]byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// PutBlob caches tensors and opaque meta bytes under namespace ns and key
-// (say "base-model" and a BlobKey of its config), replacing what was there.
-// Like a checkpoint, the blob becomes visible only once complete, and it is
+// PutBlob caches tensors (of any size, see chunk.go) and opaque meta bytes
+// under namespace ns and key (say "base-model" and a BlobKey of its config),
+// replacing what was there. Like a checkpoint, the blob becomes visible only
+// once complete, its meta being the commit point, and an intent makes a
+// write cut short by a crash disappear at the next writable Open; it is
 // synced to disk. ns and key may not contain "/".
 func (s *Store) PutBlob(ns, key string, tensors []Tensor, meta []byte) error {
 	if err := s.putBlob(ns, key, tensors, meta); err != nil {
@@ -64,13 +65,28 @@ func (s *Store) putBlob(ns, key string, tensors []Tensor, meta []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := s.deleteBlob(ns, key); err != nil && !errors.Is(err, ErrNotFound) {
+	intent := intentBlobKey(ns, key)
+	if err := s.update(func(txn *badger.Txn) error {
+		if err := txn.Delete(blobMetaKey(ns, key)); err != nil {
+			return err
+		}
+		return txn.Set(intent, nil)
+	}); err != nil {
+		return err
+	}
+	if _, err := s.deletePrefix(blobPrefix(ns, key)); err != nil {
 		return err
 	}
 	if err := s.writeBatch(keys, vals); err != nil {
 		return err
 	}
-	if err := s.update(func(txn *badger.Txn) error { return txn.Set(blobMetaKey(ns, key), rec) }); err != nil {
+	s.fault(FaultBlobTensors, 0)
+	if err := s.update(func(txn *badger.Txn) error {
+		if err := txn.Set(blobMetaKey(ns, key), rec); err != nil {
+			return err
+		}
+		return txn.Delete(intent)
+	}); err != nil {
 		return err
 	}
 	return s.db.Sync()
@@ -135,21 +151,30 @@ func (s *Store) DeleteBlob(ns, key string) error {
 	return nil
 }
 
+// deleteBlob removes the meta (so the blob disappears at once) and sets an
+// intent in one commit, then the tensors, then the intent.
 func (s *Store) deleteBlob(ns, key string) error {
 	found := false
+	intent := intentBlobKey(ns, key)
 	err := s.update(func(txn *badger.Txn) error {
 		ok, err := exists(txn, blobMetaKey(ns, key))
 		if err != nil || !ok {
 			return err
 		}
 		found = true
-		return txn.Delete(blobMetaKey(ns, key))
+		if err := txn.Delete(blobMetaKey(ns, key)); err != nil {
+			return err
+		}
+		return txn.Set(intent, nil)
 	})
 	if err != nil {
 		return err
 	}
 	n, err := s.deletePrefix(blobPrefix(ns, key))
 	if err != nil {
+		return err
+	}
+	if err := s.update(func(txn *badger.Txn) error { return txn.Delete(intent) }); err != nil {
 		return err
 	}
 	if !found && n == 0 {

@@ -49,7 +49,8 @@ func (m *CheckpointMeta) UnmarshalJSON(b []byte) error {
 }
 
 // encodeTensors validates and encodes tensors for storage under keyOf(name),
-// returning the keys and values and the names in order.
+// returning the keys and values (with the chunks of large tensors, see
+// chunk.go) and the names in order.
 func encodeTensors(tensors []Tensor, keyOf func(name string) []byte) (keys, vals [][]byte, names []string, err error) {
 	seen := make(map[string]bool, len(tensors))
 	for _, t := range tensors {
@@ -64,11 +65,9 @@ func encodeTensors(tensors []Tensor, keyOf func(name string) []byte) (keys, vals
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		if len(b) > MaxValueBytes {
-			return nil, nil, nil, fmt.Errorf("tensor %q is %d bytes encoded, over the store's limit of %d", t.Name, len(b), MaxValueBytes)
-		}
-		keys = append(keys, keyOf(t.Name))
-		vals = append(vals, b)
+		k, v := tensorKVs(keyOf(t.Name), b)
+		keys = append(keys, k...)
+		vals = append(vals, v...)
 		names = append(names, t.Name)
 	}
 	return keys, vals, names, nil

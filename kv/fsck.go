@@ -3,8 +3,10 @@ package kv
 import (
 	"bytes"
 	"fmt"
+	"hash/crc32"
 	"slices"
 	"strconv"
+	"strings"
 
 	badger "github.com/dgraph-io/badger/v4"
 )
@@ -33,9 +35,28 @@ type fsckState struct {
 	ckptTensor map[stepID][]string
 	blobMeta   map[string][]string
 	blobTensor map[string][]string
-	intents    map[stepID]bool // checkpoint steps with a write in progress (intent.go)
-	names      []parsedKey     // idx/name entries
-	tags       []parsedKey     // idx/tag entries
+	intents    map[stepID]bool        // checkpoint steps with a write in progress (intent.go)
+	blobIntent map[string]bool        // blobs ("ns/key") with a write in progress
+	names      []parsedKey            // idx/name entries
+	tags       []parsedKey            // idx/tag entries
+	statuses   []parsedKey            // idx/status entries
+	progress   []string               // runs with a prog/ key
+	manifests  map[string]manifestAt  // chunked tensors by the display form of their t/ key
+	chunks     map[string][]chunkSeen // chunks by the display form of their tensor's t/ key
+}
+
+type manifestAt struct {
+	m     manifest
+	owner string // "run/<id>/ckpt/<step>/" or "blob/<ns>/<key>/"
+	ckpt  stepID
+}
+
+type chunkSeen struct {
+	n     int
+	len   int
+	crc   uint32
+	owner stepID // the checkpoint step it belongs to
+	blob  string // or the blob ("ns/key")
 }
 
 func (f *fsckState) add(key, format string, args ...any) {
@@ -59,6 +80,7 @@ func (s *Store) Fsck() ([]Problem, error) {
 		blobTensor: map[string][]string{},
 		intents:    map[stepID]bool{},
 	}
+	f.init()
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{})
 		defer it.Close()
@@ -82,11 +104,89 @@ func (s *Store) Fsck() ([]Problem, error) {
 	return f.problems, nil
 }
 
+func (f *fsckState) init() {
+	f.blobIntent = map[string]bool{}
+	f.manifests = map[string]manifestAt{}
+	f.chunks = map[string][]chunkSeen{}
+	if f.intents == nil {
+		f.intents = map[stepID]bool{}
+	}
+}
+
+// tensorKeyOf is the display form of the t/ key that a tensor or chunk key
+// belongs to.
+func tensorKeyOf(p parsedKey) string {
+	if p.kind == kindBlobTensor || p.kind == kindBlobChunk {
+		return "blob/" + p.ns + "/" + p.bkey + "/t/" + p.name
+	}
+	return "run/" + p.run + "/ckpt/" + strconv.FormatUint(p.step, 10) + "/t/" + p.name
+}
+
+// checkTensor decodes a tensor value, or the manifest of a chunked one.
+func (f *fsckState) checkTensor(p parsedKey, k, v []byte) {
+	if !isManifest(v) {
+		if _, err := decodeTensorAt(k, v, p.name); err != nil {
+			f.add(displayKey(k), "%v", err)
+		}
+		return
+	}
+	m, err := decodeManifest(v)
+	if err != nil {
+		f.add(displayKey(k), "%v", err)
+		return
+	}
+	at := manifestAt{m: m, ckpt: stepID{p.run, p.step}}
+	if p.kind == kindBlobTensor {
+		at.owner = "blob/" + p.ns + "/" + p.bkey
+	}
+	f.manifests[tensorKeyOf(p)] = at
+}
+
+// checkChunks compares every manifest with the chunks stored for it.
+func (f *fsckState) checkChunks(skip func(manifestAt) bool) {
+	for _, tk := range sortedKeys(f.manifests) {
+		at := f.manifests[tk]
+		if skip(at) {
+			continue
+		}
+		seen := map[int]chunkSeen{}
+		for _, c := range f.chunks[tk] {
+			seen[c.n] = c
+		}
+		for i, crc := range at.m.crcs {
+			c, ok := seen[i]
+			ck := strings.Replace(tk, "/t/", "/x/", 1) + "/" + strconv.Itoa(i)
+			switch {
+			case !ok:
+				f.add(ck, "chunk %d of %d is missing", i, len(at.m.crcs))
+			case c.len != at.m.chunkLen(i):
+				f.add(ck, "chunk is %d bytes, the manifest says %d", c.len, at.m.chunkLen(i))
+			case c.crc != crc:
+				f.add(ck, "chunk checksum mismatch (manifest %08x, computed %08x)", crc, c.crc)
+			}
+			delete(seen, i)
+		}
+		for n := range seen {
+			f.add(strings.Replace(tk, "/t/", "/x/", 1)+"/"+strconv.Itoa(n), "chunk not listed in its manifest")
+		}
+	}
+	for _, tk := range sortedKeys(f.chunks) {
+		if _, ok := f.manifests[tk]; !ok {
+			c := f.chunks[tk]
+			at := manifestAt{ckpt: c[0].owner, owner: c[0].blob}
+			if !skip(at) {
+				f.add(strings.Replace(tk, "/t/", "/x/", 1)+"/", "%d chunks with no manifest at %s", len(c), tk)
+			}
+		}
+	}
+}
+
 // check decodes one key and value.
 func (f *fsckState) check(k, v []byte) {
 	p := parseKey(k)
 	dk := displayKey(k)
-	if p.run != "" && p.kind != kindIdxName && p.kind != kindIdxTag && p.kind != kindRunMeta {
+	if p.run != "" && p.kind != kindIdxName && p.kind != kindIdxTag && p.kind != kindIdxStatus &&
+		p.kind != kindRec && p.kind != kindProgress {
 		f.runKeys[p.run]++
 	}
 	switch p.kind {
@@ -95,7 +195,7 @@ func (f *fsckState) check(k, v []byte) {
 		if n, err := strconv.Atoi(string(bytes.TrimSpace(v))); err != nil || n != FormatVersion {
 			f.add(dk, "format version is %q, want %d", v, FormatVersion)
 		}
-	case kindRunMeta:
+	case kindRec:
 		var m RunMeta
 		if err := decodeJSON(k, v, &m); err != nil {
 			f.add(dk, "%v", err)
@@ -110,9 +210,34 @@ func (f *fsckState) check(k, v []byte) {
 			f.add(dk, "unknown status %q", m.Status)
 		}
 	case kindMetric:
-		if _, err := decodeFloat(k, v); err != nil {
+		if _, err := decodeBlock(k, v, int(p.step)); err != nil {
 			f.add(dk, "%v", err)
 		}
+	case kindProgress:
+		var pr Progress
+		if err := decodeJSON(k, v, &pr); err != nil {
+			f.add(dk, "%v", err)
+		}
+		f.progress = append(f.progress, p.run)
+	case kindIdxStatus:
+		if len(v) != 0 {
+			f.add(dk, "index entry has a %d-byte value, want none", len(v))
+		}
+		f.statuses = append(f.statuses, p)
+	case kindCkptChunk, kindBlobChunk:
+		c := chunkSeen{n: p.chunk, len: len(v), crc: crc32.Checksum(v, castagnoli), owner: stepID{p.run, p.step}}
+		if p.kind == kindBlobChunk {
+			c.blob = p.ns + "/" + p.bkey
+		}
+		tk := tensorKeyOf(p)
+		f.chunks[tk] = append(f.chunks[tk], c)
+	case kindIntentBlob:
+		if len(v) != 0 {
+			f.add(dk, "intent has a %d-byte value, want none", len(v))
+		}
+		f.blobIntent[p.ns+"/"+p.bkey] = true
+	case kindV1RunMeta:
+		f.add(dk, "a format-1 run record: the store was not migrated")
 	case kindCkptMeta:
 		var m CheckpointMeta
 		if err := decodeJSON(k, v, &m); err != nil {
@@ -121,9 +246,7 @@ func (f *fsckState) check(k, v []byte) {
 		}
 		f.ckptMeta[stepID{p.run, p.step}] = m.Tensors
 	case kindCkptTensor:
-		if _, err := decodeTensorAt(k, v, p.name); err != nil {
-			f.add(dk, "%v", err)
-		}
+		f.checkTensor(p, k, v)
 		id := stepID{p.run, p.step}
 		f.ckptTensor[id] = append(f.ckptTensor[id], p.name)
 	case kindCollect:
@@ -152,9 +275,7 @@ func (f *fsckState) check(k, v []byte) {
 		}
 		f.blobMeta[p.ns+"/"+p.bkey] = r.Tensors
 	case kindBlobTensor:
-		if _, err := decodeTensorAt(k, v, p.name); err != nil {
-			f.add(dk, "%v", err)
-		}
+		f.checkTensor(p, k, v)
 		b := p.ns + "/" + p.bkey
 		f.blobTensor[b] = append(f.blobTensor[b], p.name)
 	case kindIntentCkpt:
@@ -198,12 +319,24 @@ func (f *fsckState) crossCheck() {
 	}
 	for _, b := range sortedKeys2(f.blobTensor, f.blobMeta) {
 		listed, hasMeta := f.blobMeta[b]
+		if !hasMeta && f.blobIntent[b] {
+			continue // a write cut short; the next writable open removes it
+		}
 		if !hasMeta {
 			f.add("blob/"+b+"/", "incomplete blob: %d tensors and no meta (ignored)", len(f.blobTensor[b]))
 			continue
 		}
 		f.compareTensors("blob/"+b+"/", listed, f.blobTensor[b])
 	}
+	f.checkChunks(func(at manifestAt) bool {
+		if at.owner != "" {
+			_, hasMeta := f.blobMeta[at.owner]
+			return !hasMeta // an incomplete blob is reported above
+		}
+		_, hasMeta := f.ckptMeta[at.ckpt]
+		_, hasRun := f.runs[at.ckpt.owner]
+		return !hasMeta || !hasRun // reported above
+	})
 	indexed := map[string]bool{}
 	for _, e := range f.names {
 		m, ok := f.runs[e.run]
@@ -213,6 +346,16 @@ func (f *fsckState) crossCheck() {
 			f.add(prefixIdxNam+e.name+"/"+e.run, "index entry for a run that does not exist")
 		case m != nil && m.Name != e.name:
 			f.add(prefixIdxNam+e.name+"/"+e.run, "index entry is stale: the run is named %q", m.Name)
+		}
+	}
+	for _, e := range f.statuses {
+		m, ok := f.runs[e.run]
+		indexed["status\x00"+e.name+"\x00"+e.run] = true
+		switch {
+		case !ok:
+			f.add(prefixIdxSt+e.name+"/"+e.run, "index entry for a run that does not exist")
+		case m != nil && m.Status != e.name:
+			f.add(prefixIdxSt+e.name+"/"+e.run, "index entry is stale: the run is %s", m.Status)
 		}
 	}
 	for _, e := range f.tags {
@@ -231,12 +374,22 @@ func (f *fsckState) crossCheck() {
 			continue
 		}
 		if m.Name != "" && !indexed["name\x00"+m.Name+"\x00"+id] {
-			f.add("run/"+id+"/meta", "name %q is missing from the name index", m.Name)
+			f.add("rec/"+id, "name %q is missing from the name index", m.Name)
 		}
 		for _, t := range m.Tags {
 			if !indexed["tag\x00"+t+"\x00"+id] {
-				f.add("run/"+id+"/meta", "tag %q is missing from the tag index", t)
+				f.add("rec/"+id, "tag %q is missing from the tag index", t)
 			}
+		}
+		if !indexed["status\x00"+m.Status+"\x00"+id] {
+			f.add("rec/"+id, "status %q is missing from the status index", m.Status)
+		}
+	}
+	for _, id := range f.progress {
+		if m, ok := f.runs[id]; !ok {
+			f.add(prefixProg+id, "progress of a run that does not exist")
+		} else if m != nil && m.Status != StatusRunning {
+			f.add(prefixProg+id, "progress of a run that is %s, not running", m.Status)
 		}
 	}
 }

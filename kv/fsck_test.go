@@ -15,10 +15,36 @@ func TestFsck(t *testing.T) {
 	}{
 		{"metric value length", func(t *testing.T, s *Store, id string) {
 			rawSet(t, s, metricKey(id, "loss", 3), []byte{1, 2, 3})
-		}, "run/<id>/metric/loss/3", "metric value is 3 bytes"},
+		}, "run/<id>/metric/loss/3", "3 bytes, not a block"},
+		{"metric block checksum", func(t *testing.T, s *Store, id string) {
+			b := encodeBlock([]Point{{1, 2}}, 0)
+			b[len(b)-1] ^= 1
+			rawSet(t, s, metricKey(id, "loss", 0), b)
+		}, "run/<id>/metric/loss/0", "checksum mismatch"},
+		{"status index missing", func(t *testing.T, s *Store, id string) {
+			rawDelete(t, s, idxStatusKey(StatusRunning, id))
+		}, "rec/<id>", "missing from the status index"},
+		{"stale status", func(t *testing.T, s *Store, id string) {
+			rawSet(t, s, idxStatusKey(StatusDone, id), nil)
+		}, "idx/status/done/<id>", "stale"},
+		{"format-1 record left", func(t *testing.T, s *Store, id string) {
+			rawSet(t, s, v1RunMetaKey(id), []byte("{}"))
+		}, "run/<id>/meta", "not migrated"},
+		{"chunk damaged", func(t *testing.T, s *Store, id string) {
+			k := chunkKey(ckptTensorKey(id, 2, "big"), 1)
+			v := rawGet(t, s, k)
+			v[7] ^= 1
+			rawSet(t, s, k, v)
+		}, "run/<id>/ckpt/2/x/big/1", "chunk checksum mismatch"},
+		{"chunk missing", func(t *testing.T, s *Store, id string) {
+			rawDelete(t, s, chunkKey(ckptTensorKey(id, 2, "big"), 0))
+		}, "run/<id>/ckpt/2/x/big/0", "missing"},
+		{"chunk unlisted", func(t *testing.T, s *Store, id string) {
+			rawSet(t, s, chunkKey(ckptTensorKey(id, 2, "big"), 9), []byte("x"))
+		}, "run/<id>/ckpt/2/x/big/9", "not listed"},
 		{"run record not JSON", func(t *testing.T, s *Store, id string) {
 			rawSet(t, s, runMetaKey(id), []byte("{"))
-		}, "run/<id>/meta", "corrupt value"},
+		}, "rec/<id>", "corrupt value"},
 		{"checkpoint meta not JSON", func(t *testing.T, s *Store, id string) {
 			rawSet(t, s, ckptMetaKey(id, 1), []byte("nope"))
 		}, "run/<id>/ckpt/1/meta", "corrupt value"},
@@ -37,7 +63,7 @@ func TestFsck(t *testing.T) {
 		}, "run/<id>/collect/acts/1/m", "unknown kind tag"},
 		{"name index missing", func(t *testing.T, s *Store, id string) {
 			rawDelete(t, s, idxNameKey("n", id))
-		}, "run/<id>/meta", "missing from the name index"},
+		}, "rec/<id>", "missing from the name index"},
 		{"dangling index", func(t *testing.T, s *Store, id string) {
 			rawSet(t, s, idxNameKey("ghost", "gone"), nil)
 		}, "idx/name/ghost/gone", "does not exist"},
@@ -45,7 +71,7 @@ func TestFsck(t *testing.T) {
 			rawSet(t, s, idxTagKey("zzz", id), nil)
 		}, "idx/tag/zzz/<id>", "stale"},
 		{"keys of a run with no record", func(t *testing.T, s *Store, id string) {
-			rawSet(t, s, metricKey("ghost", "loss", 1), encodeFloat(1))
+			rawSet(t, s, metricKey("ghost", "loss", 0), encodeBlock([]Point{{1, 1}}, 0))
 		}, "run/ghost/", "no record"},
 		{"unknown key", func(t *testing.T, s *Store, id string) {
 			rawSet(t, s, []byte("junk"), nil)
@@ -60,6 +86,7 @@ func TestFsck(t *testing.T) {
 			rawSet(t, s, []byte(keyVersion), []byte("7"))
 		}, keyVersion, "format version"},
 	}
+	smallChunks(t, 64)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := openTemp(t)
@@ -74,6 +101,9 @@ func TestFsck(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := s.PutBlob("ns", "k", []Tensor{testTensor("w", 2)}, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SaveCheckpoint(m.ID, CheckpointMeta{Step: 2}, []Tensor{testTensor("big", 40)}); err != nil {
 				t.Fatal(err)
 			}
 			if p, err := s.Fsck(); err != nil || len(p) != 0 {

@@ -139,3 +139,11 @@ func testTensor(name string, shape ...int) Tensor {
 }
 
 func isRoot() bool { return os.Geteuid() == 0 }
+
+// smallChunks makes tensors over n encoded bytes go in chunks for the rest
+// of the test, so chunking is tested without large tensors.
+func smallChunks(t *testing.T, n int) {
+	old := chunkBytes
+	chunkBytes = n
+	t.Cleanup(func() { chunkBytes = old })
+}

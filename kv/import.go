@@ -161,6 +161,7 @@ func (s *Store) checkRun(id string) (*runCopy, error) {
 		blobMeta:   map[string][]string{},
 		blobTensor: map[string][]string{},
 	}
+	f.init()
 	rc := &runCopy{skipSteps: map[uint64]bool{}}
 	err := s.db.View(func(txn *badger.Txn) error {
 		b, err := getValue(txn, runMetaKey(id))
@@ -168,6 +169,7 @@ func (s *Store) checkRun(id string) (*runCopy, error) {
 			return err
 		}
 		rc.metaBytes = b
+		f.check(runMetaKey(id), b)
 		return scan(txn, runPrefix(id), func(k, v []byte) error {
 			f.check(k, v)
 			return nil
@@ -189,6 +191,10 @@ func (s *Store) checkRun(id string) (*runCopy, error) {
 			f.compareTensors(fmt.Sprintf("run/%s/ckpt/%d/", id, sid.step), listed, nil)
 		}
 	}
+	f.checkChunks(func(at manifestAt) bool {
+		_, ok := f.ckptMeta[at.ckpt]
+		return !ok
+	})
 	if m := f.runs[id]; m != nil {
 		rc.meta = *m
 	}
@@ -204,6 +210,7 @@ func (s *Store) checkRun(id string) (*runCopy, error) {
 		return nil, fmt.Errorf("%w: %s", ErrCorrupt, strings.Join(msgs, "; "))
 	}
 	h := sha256.New()
+	digestKV(h, runMetaKey(id), rc.metaBytes)
 	err = s.db.View(func(txn *badger.Txn) error {
 		return scan(txn, runPrefix(id), func(k, v []byte) error {
 			if !rc.skip(k) {
@@ -225,13 +232,18 @@ func (rc *runCopy) skip(k []byte) bool {
 		return false
 	}
 	p := parseKey(k)
-	return p.kind == kindCkptTensor && rc.skipSteps[p.step]
+	return (p.kind == kindCkptTensor || p.kind == kindCkptChunk) && rc.skipSteps[p.step]
 }
 
 // runDigest hashes every key and value under run id.
 func (s *Store) runDigest(id string) ([]byte, error) {
 	h := sha256.New()
 	err := s.db.View(func(txn *badger.Txn) error {
+		b, err := getValue(txn, runMetaKey(id))
+		if err != nil {
+			return err
+		}
+		digestKV(h, runMetaKey(id), b)
 		return scan(txn, runPrefix(id), func(k, v []byte) error {
 			digestKV(h, k, v)
 			return nil

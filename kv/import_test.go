@@ -162,7 +162,7 @@ func TestMergeRunRefusesCorruptCopies(t *testing.T) {
 		}, "listed in the meta but missing"},
 		{"record", func(t *testing.T, s *Store, id string) {
 			rawSet(t, s, runMetaKey(id), []byte("{not json"))
-		}, "meta"},
+		}, "rec/"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

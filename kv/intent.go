@@ -17,7 +17,10 @@ import (
 // are deleted if it does not. Intents are few and short-lived, so that scan
 // costs nothing when the store was closed cleanly, however large it is.
 // Fsck accepts a checkpoint's tensors without a meta while an intent covers
-// them, because the next writable open removes them.
+// them, because the next writable open removes them. Blobs work the same
+// way under intent/blob/<namespace>/<key>, their meta being the commit
+// point; a blob is always written in parts, since its tensors (a base
+// model) are usually large.
 
 const prefixIntent = "intent/"
 
@@ -26,8 +29,20 @@ func intentCkptKey(id string, step int) []byte {
 	return cat(prefixIntent, "ckpt/", id, "/", be64(uint64(step)))
 }
 
+func intentBlobPrefix() []byte { return []byte(prefixIntent + "blob/") }
+func intentBlobKey(ns, key string) []byte {
+	return cat(prefixIntent, "blob/", ns, "/", key)
+}
+
 // parseIntentKey parses what follows "intent/".
 func parseIntentKey(s string) parsedKey {
+	if r, ok := strings.CutPrefix(s, "blob/"); ok {
+		ns, key, ok := strings.Cut(r, "/")
+		if !ok || ns == "" || key == "" || strings.IndexByte(key, '/') >= 0 {
+			return parsedKey{kind: kindUnknown}
+		}
+		return parsedKey{kind: kindIntentBlob, ns: ns, bkey: key}
+	}
 	r, ok := strings.CutPrefix(s, "ckpt/")
 	if !ok || len(r) < 10 || r[len(r)-9] != '/' {
 		return parsedKey{kind: kindUnknown}
@@ -43,6 +58,7 @@ const (
 	FaultCheckpointTensors = "checkpoint/tensors" // a large checkpoint's tensors written, its meta not
 	FaultCheckpointSaved   = "checkpoint/saved"   // the checkpoint committed (and, when it fitted, its rotation)
 	FaultCheckpointDrop    = "checkpoint/drop"    // an old checkpoint's meta removed, its tensors not yet
+	FaultBlobTensors       = "blob/tensors"       // a blob's tensors written, its meta not (step is 0)
 )
 
 func (s *Store) fault(point string, step int) {
@@ -73,6 +89,9 @@ func (s *Store) finishIntents() error {
 	if err != nil {
 		return fmt.Errorf("open store %s: read intents: %w", s.dir, err)
 	}
+	if err := s.finishBlobIntents(); err != nil {
+		return err
+	}
 	for _, p := range todo {
 		var complete bool
 		if err := s.db.View(func(txn *badger.Txn) error {
@@ -91,6 +110,46 @@ func (s *Store) finishIntents() error {
 		}
 		if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(p.key) }); err != nil {
 			return fmt.Errorf("open store %s: finish intent %s: %w", s.dir, displayKey(p.key), err)
+		}
+	}
+	return nil
+}
+
+// finishBlobIntents is finishIntents for blobs: a blob whose meta is there
+// is complete; one without is removed.
+func (s *Store) finishBlobIntents() error {
+	var todo []parsedKey
+	var keys [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		return scanKeys(txn, intentBlobPrefix(), func(k []byte) error {
+			p := parseKey(k)
+			if p.kind != kindIntentBlob {
+				return fmt.Errorf("unreadable intent key %s", displayKey(k))
+			}
+			todo, keys = append(todo, p), append(keys, append([]byte(nil), k...))
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("open store %s: read intents: %w", s.dir, err)
+	}
+	for i, p := range todo {
+		var complete bool
+		err := s.db.View(func(txn *badger.Txn) error {
+			var err error
+			complete, err = exists(txn, blobMetaKey(p.ns, p.bkey))
+			return err
+		})
+		if err == nil && !complete {
+			var n int
+			n, err = s.deletePrefix(blobPrefix(p.ns, p.bkey))
+			s.log.Info("removed the tensors of a blob cut short by a crash", "blob", p.ns+"/"+p.bkey, "keys", n)
+		}
+		if err == nil {
+			err = s.db.Update(func(txn *badger.Txn) error { return txn.Delete(keys[i]) })
+		}
+		if err != nil {
+			return fmt.Errorf("open store %s: finish intent %s: %w", s.dir, displayKey(keys[i]), err)
 		}
 	}
 	return nil

@@ -5,18 +5,27 @@ package kv
 // numeric order (step 256 sorts after step 2), and the common reads are
 // prefix scans.
 //
-//	store/version                                  format version, decimal ASCII ("1")
-//	run/<id>/meta                                  JSON RunMeta
-//	run/<id>/metric/<name>/<step>                  float64, 8 bytes little-endian
+//	store/version                                  format version, decimal ASCII ("2")
+//	rec/<id>                                       JSON RunMeta, apart from the run's data so listing is one short scan
+//	prog/<id>                                      JSON Progress of a running run (see progress.go)
+//	run/<id>/metric/<name>/<block>                 metric block: the points of steps block..block+255 (see metrics.go)
 //	run/<id>/ckpt/<step>/meta                      JSON CheckpointMeta (written last: a checkpoint exists only once it is there)
-//	run/<id>/ckpt/<step>/t/<tensor name>           encoded tensor (see tensor.go)
+//	run/<id>/ckpt/<step>/t/<tensor name>           encoded tensor (see tensor.go), or the manifest of a chunked one
+//	run/<id>/ckpt/<step>/x/<tensor name>/<n>       chunk n (4-byte big-endian) of a chunked tensor (see chunk.go)
 //	run/<id>/collect/<collector>/<step>/<name>     1-byte kind tag + payload (encoded tensor, JSON, or raw bytes)
 //	run/<id>/event/<seq>                           JSON Event
 //	idx/name/<name>/<id>                           empty; secondary index of RunMeta.Name
 //	idx/tag/<tag>/<id>                             empty; secondary index of RunMeta.Tags
+//	idx/status/<status>/<id>                       empty; secondary index of RunMeta.Status (Open finds running runs here)
 //	blob/<namespace>/<key>/meta                    JSON blob record (written last, like a checkpoint meta)
-//	blob/<namespace>/<key>/t/<tensor name>         encoded tensor
+//	blob/<namespace>/<key>/t/<tensor name>         encoded tensor, or the manifest of a chunked one
+//	blob/<namespace>/<key>/x/<tensor name>/<n>     chunk n of a chunked tensor
 //	intent/ckpt/<id>/<step>                        empty; a checkpoint write or removal in progress (see intent.go)
+//	intent/blob/<namespace>/<key>                  empty; a blob write or removal in progress
+//
+// Format version 1 kept the record at run/<id>/meta, among the run's own
+// keys, one 8-byte value per metric step, no status index and no chunks;
+// Open migrates it (migrate.go).
 //
 // Parsing relies on these rules, enforced by the validate functions below:
 // run ids, collector names, blob namespaces and blob keys contain no "/";
@@ -36,9 +45,12 @@ import (
 
 const (
 	keyVersion   = "store/version"
+	prefixRec    = "rec/"
+	prefixProg   = "prog/"
 	prefixRun    = "run/"
 	prefixIdxNam = "idx/name/"
 	prefixIdxTag = "idx/tag/"
+	prefixIdxSt  = "idx/status/"
 	prefixBlob   = "blob/"
 
 	maxPartLen = 1024
@@ -66,7 +78,9 @@ func cat(parts ...any) []byte {
 }
 
 func runPrefix(id string) []byte    { return cat(prefixRun, id, "/") }
-func runMetaKey(id string) []byte   { return cat(prefixRun, id, "/meta") }
+func runMetaKey(id string) []byte   { return cat(prefixRec, id) }
+func progressKey(id string) []byte  { return cat(prefixProg, id) }
+func v1RunMetaKey(id string) []byte { return cat(prefixRun, id, "/meta") }
 func metricPrefix(id string) []byte { return cat(prefixRun, id, "/metric/") }
 func metricSeriesPrefix(id, name string) []byte {
 	return cat(prefixRun, id, "/metric/", name, "/")
@@ -74,7 +88,10 @@ func metricSeriesPrefix(id, name string) []byte {
 func metricKey(id, name string, step int) []byte {
 	return cat(metricSeriesPrefix(id, name), be64(uint64(step)))
 }
-func ckptPrefix(id string) []byte { return cat(prefixRun, id, "/ckpt/") }
+
+// metricBlockKey is the key of the block holding step.
+func metricBlockKey(id, name string, step int) []byte { return metricKey(id, name, blockStart(step)) }
+func ckptPrefix(id string) []byte                     { return cat(prefixRun, id, "/ckpt/") }
 func ckptStepPrefix(id string, step uint64) []byte {
 	return cat(ckptPrefix(id), be64(step), "/")
 }
@@ -83,6 +100,19 @@ func ckptMetaKey(id string, step int) []byte {
 }
 func ckptTensorKey(id string, step int, name string) []byte {
 	return cat(ckptStepPrefix(id, uint64(step)), "t/", name)
+}
+
+// chunkKeyOf turns the key of a tensor (…/t/<name>) into the prefix of its
+// chunks (…/x/<name>/).
+func chunkPrefixOf(tensorKey []byte) []byte {
+	i := bytes.LastIndex(tensorKey, []byte("/t/"))
+	return cat(tensorKey[:i], "/x/", tensorKey[i+3:], "/")
+}
+
+func chunkKey(tensorKey []byte, n int) []byte {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(n))
+	return cat(chunkPrefixOf(tensorKey), b[:])
 }
 func collectPrefix(id string) []byte { return cat(prefixRun, id, "/collect/") }
 func collectorPrefix(id, collector string) []byte {
@@ -102,8 +132,12 @@ func idxNamePrefix(name string) []byte  { return cat(prefixIdxNam, name, "/") }
 func idxNameKey(name, id string) []byte { return cat(prefixIdxNam, name, "/", id) }
 func idxTagPrefix(tag string) []byte    { return cat(prefixIdxTag, tag, "/") }
 func idxTagKey(tag, id string) []byte   { return cat(prefixIdxTag, tag, "/", id) }
-func blobPrefix(ns, key string) []byte  { return cat(prefixBlob, ns, "/", key, "/") }
-func blobMetaKey(ns, key string) []byte { return cat(blobPrefix(ns, key), "meta") }
+func idxStatusPrefix(status string) []byte {
+	return cat(prefixIdxSt, status, "/")
+}
+func idxStatusKey(status, id string) []byte { return cat(prefixIdxSt, status, "/", id) }
+func blobPrefix(ns, key string) []byte      { return cat(prefixBlob, ns, "/", key, "/") }
+func blobMetaKey(ns, key string) []byte     { return cat(blobPrefix(ns, key), "meta") }
 func blobTensorKey(ns, key, name string) []byte {
 	return cat(blobPrefix(ns, key), "t/", name)
 }
@@ -154,7 +188,6 @@ type keyKind int
 const (
 	kindUnknown keyKind = iota
 	kindVersion
-	kindRunMeta
 	kindMetric
 	kindCkptMeta
 	kindCkptTensor
@@ -166,6 +199,13 @@ const (
 	kindBlobMeta
 	kindBlobTensor
 	kindIntentCkpt
+	kindRec       // rec/<id>
+	kindProgress  // prog/<id>
+	kindIdxStatus // idx/status/<status>/<id>
+	kindCkptChunk
+	kindBlobChunk
+	kindIntentBlob
+	kindV1RunMeta // run/<id>/meta of format version 1
 )
 
 // parsedKey is a key split into its parts; which fields are set depends on kind.
@@ -174,6 +214,7 @@ type parsedKey struct {
 	run       string // run id (run/... keys and index entries)
 	name      string // metric, tensor, collected item, run name or tag
 	step      uint64 // metric/checkpoint/collect step, or event seq
+	chunk     int    // chunk number
 	collector string
 	ns, bkey  string // blob namespace and key
 }
@@ -185,6 +226,23 @@ func parseKey(k []byte) parsedKey {
 	switch {
 	case s == keyVersion:
 		return parsedKey{kind: kindVersion}
+	case strings.HasPrefix(s, prefixRec):
+		if id := s[len(prefixRec):]; validateRunID(id) == nil {
+			return parsedKey{kind: kindRec, run: id}
+		}
+		return parsedKey{kind: kindUnknown}
+	case strings.HasPrefix(s, prefixProg):
+		if id := s[len(prefixProg):]; validateRunID(id) == nil {
+			return parsedKey{kind: kindProgress, run: id}
+		}
+		return parsedKey{kind: kindUnknown}
+	case strings.HasPrefix(s, prefixIdxSt):
+		rest := s[len(prefixIdxSt):]
+		i := strings.IndexByte(rest, '/')
+		if i <= 0 || i == len(rest)-1 || strings.IndexByte(rest[i+1:], '/') >= 0 {
+			return parsedKey{kind: kindUnknown}
+		}
+		return parsedKey{kind: kindIdxStatus, name: rest[:i], run: rest[i+1:]}
 	case strings.HasPrefix(s, prefixRun):
 		return parseRunKey(s[len(prefixRun):])
 	case strings.HasPrefix(s, prefixIdxNam), strings.HasPrefix(s, prefixIdxTag):
@@ -210,6 +268,12 @@ func parseKey(k []byte) parsedKey {
 			p.kind = kindBlobMeta
 		case strings.HasPrefix(parts[2], "t/") && len(parts[2]) > 2:
 			p.kind, p.name = kindBlobTensor, parts[2][2:]
+		case strings.HasPrefix(parts[2], "x/"):
+			if name, n, ok := parseChunkTail(parts[2][2:]); ok {
+				p.kind, p.name, p.chunk = kindBlobChunk, name, n
+			} else {
+				p.kind = kindUnknown
+			}
 		default:
 			p.kind = kindUnknown
 		}
@@ -228,7 +292,7 @@ func parseRunKey(s string) parsedKey {
 	rest := s[i+1:]
 	switch {
 	case rest == "meta":
-		p.kind = kindRunMeta
+		p.kind = kindV1RunMeta
 	case strings.HasPrefix(rest, "metric/"):
 		r := rest[len("metric/"):]
 		// <name>/<8 bytes>
@@ -246,6 +310,10 @@ func parseRunKey(s string) parsedKey {
 				p.kind = kindCkptMeta
 			case strings.HasPrefix(tail, "t/") && len(tail) > 2:
 				p.kind, p.name = kindCkptTensor, tail[2:]
+			case strings.HasPrefix(tail, "x/"):
+				if name, n, ok := parseChunkTail(tail[2:]); ok {
+					p.kind, p.name, p.chunk = kindCkptChunk, name, n
+				}
 			}
 		}
 	case strings.HasPrefix(rest, "collect/"):
@@ -266,6 +334,14 @@ func parseRunKey(s string) parsedKey {
 	return p
 }
 
+// parseChunkTail parses "<name>/<4 bytes>".
+func parseChunkTail(r string) (name string, n int, ok bool) {
+	if len(r) < 6 || r[len(r)-5] != '/' {
+		return "", 0, false
+	}
+	return r[:len(r)-5], int(binary.BigEndian.Uint32([]byte(r[len(r)-4:]))), true
+}
+
 // displayKey renders a key for people: binary steps become decimal, so
 // errors can name the key ("run/20261125-094512-3f9a/ckpt/100/t/lora_A").
 func displayKey(k []byte) string {
@@ -284,6 +360,10 @@ func displayKey(k []byte) string {
 		return "run/" + p.run + "/event/" + step
 	case kindIntentCkpt:
 		return "intent/ckpt/" + p.run + "/" + step
+	case kindCkptChunk:
+		return "run/" + p.run + "/ckpt/" + step + "/x/" + p.name + "/" + strconv.Itoa(p.chunk)
+	case kindBlobChunk:
+		return "blob/" + p.ns + "/" + p.bkey + "/x/" + p.name + "/" + strconv.Itoa(p.chunk)
 	}
 	if utf8.Valid(k) && strings.IndexFunc(string(k), func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0 {
 		return string(k)

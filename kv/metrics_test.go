@@ -89,7 +89,7 @@ func TestMetricsAutoFlush(t *testing.T) {
 		}
 	}
 	s.mu.Lock()
-	pending := len(s.pending)
+	pending := s.pending.n
 	s.mu.Unlock()
 	if pending >= flushAt {
 		t.Errorf("%d values still buffered", pending)

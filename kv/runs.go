@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -48,6 +49,9 @@ type RunMeta struct {
 	Steps       int               `json:"steps"`
 	FinalLoss   *float64          `json:"final_loss,omitempty"` // may be NaN or ±Inf
 	Owner       int               `json:"owner,omitempty"`      // pid of the process writing the run
+	// Progress is set by reads of a running run that has reported its
+	// progress (SetProgress); it is not part of the stored record.
+	Progress *Progress `json:"progress,omitempty"`
 }
 
 // runMetaJSON is RunMeta's stored form: FinalLoss survives NaN.
@@ -129,6 +133,10 @@ func (s *Store) NewRunID() string {
 		}
 		var used bool
 		s.db.View(func(txn *badger.Txn) error {
+			if ok, _ := exists(txn, runMetaKey(id)); ok {
+				used = true
+				return nil
+			}
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: runPrefix(id)})
 			defer it.Close()
 			it.Seek(runPrefix(id))
@@ -157,6 +165,7 @@ func (s *Store) CreateRun(m RunMeta) error {
 	}
 	m.Tags = dedup(m.Tags)
 	m.redact(s.redact)
+	m.Progress = nil
 	if err := m.validate(); err != nil {
 		return fmt.Errorf("create run: %w", err)
 	}
@@ -186,8 +195,26 @@ func (s *Store) CreateRun(m RunMeta) error {
 	return nil
 }
 
-// setIndex moves the index entries of a run from old to new in txn.
+// setIndex moves the index entries of a run from old to new in txn. A
+// zero new record (a delete) removes them all.
 func setIndex(txn *badger.Txn, old, m RunMeta) error {
+	if old.Status != m.Status {
+		if old.Status != "" {
+			if err := txn.Delete(idxStatusKey(old.Status, old.ID)); err != nil {
+				return err
+			}
+		}
+		if m.Status != "" {
+			if err := txn.Set(idxStatusKey(m.Status, m.ID), nil); err != nil {
+				return err
+			}
+		}
+	}
+	if old.Status == StatusRunning && m.Status != StatusRunning {
+		if err := txn.Delete(progressKey(old.ID)); err != nil {
+			return err
+		}
+	}
 	if old.Name != m.Name && old.Name != "" {
 		if err := txn.Delete(idxNameKey(old.Name, old.ID)); err != nil {
 			return err
@@ -246,6 +273,7 @@ func (s *Store) UpdateRun(id string, fn func(*RunMeta) error) error {
 		}
 		m.Tags = dedup(m.Tags)
 		m.redact(s.redact)
+		m.Progress = nil
 		if err := m.validate(); err != nil {
 			return err
 		}
@@ -265,6 +293,73 @@ func (s *Store) UpdateRun(id string, fn func(*RunMeta) error) error {
 	return nil
 }
 
+// runCache keeps decoded run records by id with the Badger version they
+// were read at: a record unchanged since is not decoded again, so listing
+// 10,000 runs a second time reads keys and versions only.
+type runCache struct {
+	mu   sync.Mutex
+	byID map[string]cachedRun
+}
+
+type cachedRun struct {
+	version uint64
+	meta    RunMeta
+}
+
+// record decodes the run record in item (a rec/<id> key), through the cache.
+// The result shares nothing with the cache.
+func (s *Store) record(item *badger.Item) (RunMeta, error) {
+	id := string(item.Key()[len(prefixRec):])
+	v := item.Version()
+	s.cache.mu.Lock()
+	c, ok := s.cache.byID[id]
+	s.cache.mu.Unlock()
+	if ok && c.version == v {
+		return c.meta.clone(), nil
+	}
+	var m RunMeta
+	err := item.Value(func(b []byte) error { return decodeJSON(item.Key(), b, &m) })
+	if err != nil {
+		return RunMeta{}, err
+	}
+	s.cache.mu.Lock()
+	if s.cache.byID == nil {
+		s.cache.byID = map[string]cachedRun{}
+	}
+	s.cache.byID[id] = cachedRun{v, m}
+	s.cache.mu.Unlock()
+	return m.clone(), nil
+}
+
+// getRun reads the record of run id in txn, with its progress folded in.
+func (s *Store) getRun(txn *badger.Txn, id string) (RunMeta, error) {
+	key := runMetaKey(id)
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return RunMeta{}, fmt.Errorf("%s: %w", displayKey(key), ErrNotFound)
+	}
+	if err != nil {
+		return RunMeta{}, fmt.Errorf("read %s: %w", displayKey(key), err)
+	}
+	m, err := s.record(item)
+	if err != nil {
+		return RunMeta{}, err
+	}
+	withProgress(txn, &m)
+	return m, nil
+}
+
+func (m RunMeta) clone() RunMeta {
+	m.Args = cloneMap(m.Args)
+	m.Tags = slices.Clone(m.Tags)
+	m.Config = slices.Clone(m.Config)
+	if m.FinalLoss != nil {
+		f := *m.FinalLoss
+		m.FinalLoss = &f
+	}
+	return m
+}
+
 func cloneMap(m map[string]string) map[string]string {
 	if m == nil {
 		return nil
@@ -282,7 +377,11 @@ func (s *Store) GetRun(id string) (RunMeta, error) {
 	if err := validateRunID(id); err != nil {
 		return m, fmt.Errorf("get run: %w", err)
 	}
-	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, runMetaKey(id), &m) })
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		m, err = s.getRun(txn, id)
+		return err
+	})
 	if err != nil {
 		return RunMeta{}, fmt.Errorf("get run %s: %w", id, err)
 	}
@@ -316,7 +415,7 @@ func (s *Store) FindRun(idOrName string) (RunMeta, error) {
 	var matches []RunMeta
 	err = s.db.View(func(txn *badger.Txn) error {
 		var err error
-		matches, err = runsUnder(txn, []byte(prefixRun+idOrName), true)
+		matches, err = s.runsUnder(txn, []byte(prefixRec+idOrName), true)
 		return err
 	})
 	if err != nil {
@@ -335,33 +434,23 @@ func (s *Store) FindRun(idOrName string) (RunMeta, error) {
 	return RunMeta{}, fmt.Errorf("find run %q: %w: it prefixes %d run ids: %s", idOrName, ErrAmbiguous, len(ids), strings.Join(ids, ", "))
 }
 
-// runsUnder reads the record of every run whose key starts with prefix
-// ("run/" for all), skipping over each run's other keys. Runs with keys but
-// no record (a delete cut short) are skipped; Fsck reports them. With
-// strict false, unreadable records are skipped too.
-func runsUnder(txn *badger.Txn, prefix []byte, strict bool) ([]RunMeta, error) {
+// runsUnder reads the record of every run whose rec/ key starts with
+// prefix (prefixRec for all), through the cache, with progress folded into
+// running runs. With strict false, unreadable records are skipped.
+func (s *Store) runsUnder(txn *badger.Txn, prefix []byte, strict bool) ([]RunMeta, error) {
 	var runs []RunMeta
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixRun)})
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 	defer it.Close()
-	for it.Seek(prefix); it.ValidForPrefix(prefix); {
-		k := it.Item().Key()
-		rest := string(k[len(prefixRun):])
-		i := strings.IndexByte(rest, '/')
-		if i <= 0 {
-			it.Next()
+	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		m, err := s.record(it.Item())
+		if err != nil {
+			if strict {
+				return nil, err
+			}
 			continue
 		}
-		id := rest[:i]
-		var m RunMeta
-		err := getJSON(txn, runMetaKey(id), &m)
-		switch {
-		case err == nil:
-			runs = append(runs, m)
-		case errors.Is(err, ErrNotFound):
-		case strict:
-			return nil, err
-		}
-		it.Seek(prefixEnd(runPrefix(id)))
+		withProgress(txn, &m)
+		runs = append(runs, m)
 	}
 	sortRuns(runs)
 	return runs, nil
@@ -381,7 +470,7 @@ func (s *Store) ListRuns() ([]RunMeta, error) {
 	var runs []RunMeta
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
-		runs, err = runsUnder(txn, []byte(prefixRun), true)
+		runs, err = s.runsUnder(txn, []byte(prefixRec), true)
 		return err
 	})
 	if err != nil {
@@ -408,8 +497,8 @@ func (s *Store) runsByIndex(prefix []byte, what string) ([]RunMeta, error) {
 			if strings.IndexByte(id, '/') >= 0 {
 				return nil // an entry for a longer name that shares this prefix
 			}
-			var m RunMeta
-			if err := getJSON(txn, runMetaKey(id), &m); err != nil {
+			m, err := s.getRun(txn, id)
+			if err != nil {
 				return fmt.Errorf("index entry %s: %w", displayKey(k), err)
 			}
 			runs = append(runs, m)
@@ -434,12 +523,9 @@ func (s *Store) DeleteRun(id string) error {
 		return fmt.Errorf("delete run: %w", err)
 	}
 	s.mu.Lock()
-	prefix := string(runPrefix(id))
-	for k := range s.pending {
-		if strings.HasPrefix(k, prefix) {
-			delete(s.pending, k)
-		}
-	}
+	s.pending.dropRun(id)
+	delete(s.progress, id)
+	delete(s.knownNames, id)
 	delete(s.knownRuns, id)
 	delete(s.eventSeq, id)
 	s.mu.Unlock()
@@ -456,6 +542,9 @@ func (s *Store) DeleteRun(id string) error {
 		}
 		found = true
 		if err := txn.Delete(runMetaKey(id)); err != nil {
+			return err
+		}
+		if err := txn.Delete(progressKey(id)); err != nil {
 			return err
 		}
 		return setIndex(txn, m, RunMeta{ID: id})

@@ -177,7 +177,7 @@ func TestListRunsCreationOrder(t *testing.T) {
 		}
 	}
 	// a run with keys but no record is not listed
-	rawSet(t, s, metricKey("orphan", "loss", 1), encodeFloat(1))
+	rawSet(t, s, metricKey("orphan", "loss", 0), encodeBlock([]Point{{1, 1}}, 0))
 	runs, err := s.ListRuns()
 	if err != nil {
 		t.Fatal(err)

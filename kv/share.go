@@ -140,7 +140,7 @@ func openSnapshot(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("snapshot from the writer: %w", err)
 	}
 	return &Store{db: db, dir: dir, readOnly: true, snapshot: true, log: log,
-		pending: map[string]float64{}, knownRuns: map[string]bool{}, eventSeq: map[string]uint64{}, issuedIDs: map[string]bool{}}, nil
+		pending: pendingMetrics{runs: map[string]map[string]*series{}}, progress: map[string]Progress{}, knownNames: map[string]map[string]bool{}, knownRuns: map[string]bool{}, eventSeq: map[string]uint64{}, issuedIDs: map[string]bool{}}, nil
 }
 
 // Snapshot says whether this read-only store is a copy handed over by the

@@ -11,7 +11,8 @@
 // directory for a writer and a shared one for a read-only open, so while a
 // writer runs every other Open fails, with a *LockedError naming the holder.
 // A writable Open marks runs left "running" by a process that died as
-// "interrupted". A Store is safe for concurrent use by multiple goroutines.
+// "interrupted", finding them through the status index, so opening costs
+// the same whatever the number of runs. A Store is safe for concurrent use by multiple goroutines.
 package kv
 
 import (
@@ -35,10 +36,11 @@ import (
 
 // FormatVersion is the store format this package reads and writes, kept at
 // store/version.
-const FormatVersion = 1
+const FormatVersion = 2
 
-// MaxValueBytes is the largest single value (one encoded tensor) a store
-// accepts; it is Badger's value log file size.
+// MaxValueBytes is Badger's value log file size, over which no single
+// value can go. Tensors of any size are stored in chunks of chunkBytes
+// (see chunk.go); collected values must fit in one.
 const MaxValueBytes = 64 << 20
 
 const (
@@ -145,11 +147,18 @@ type Store struct {
 	holder   *LockedError        // for a snapshot: who holds the store
 	sharer   *sharer             // serves snapshots to readers while we write
 
-	mu        sync.Mutex
-	pending   map[string]float64 // metric key -> value, not yet written
-	knownRuns map[string]bool    // run ids seen to exist, for AddMetric
-	eventSeq  map[string]uint64  // run id -> next event seq
-	issuedIDs map[string]bool    // ids handed out by NewRunID
+	mu           sync.Mutex
+	pending      pendingMetrics             // metric values not yet written
+	progress     map[string]Progress        // run id -> progress not yet written
+	pendingSince time.Time                  // when the buffer last went from empty to not
+	knownRuns    map[string]bool            // run ids seen to exist, for AddMetric
+	knownNames   map[string]map[string]bool // run id -> metric names already validated
+	cache        runCache                   // decoded run records (runs.go)
+
+	stopFlusher chan struct{}
+	flusherDone chan struct{}
+	eventSeq    map[string]uint64 // run id -> next event seq
+	issuedIDs   map[string]bool   // ids handed out by NewRunID
 
 	onFault func(point string, step int) // Options.Fault
 }
@@ -213,19 +222,37 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	s := &Store{
-		db:        db,
-		dir:       dir,
-		readOnly:  opts.ReadOnly,
-		log:       log,
-		pending:   map[string]float64{},
-		knownRuns: map[string]bool{},
-		eventSeq:  map[string]uint64{},
-		issuedIDs: map[string]bool{},
-		onFault:   opts.Fault,
-		redact:    opts.Redact,
+		db:         db,
+		dir:        dir,
+		readOnly:   opts.ReadOnly,
+		log:        log,
+		pending:    pendingMetrics{runs: map[string]map[string]*series{}},
+		progress:   map[string]Progress{},
+		knownNames: map[string]map[string]bool{},
+		knownRuns:  map[string]bool{},
+		eventSeq:   map[string]uint64{},
+		issuedIDs:  map[string]bool{},
+		onFault:    opts.Fault,
+		redact:     opts.Redact,
 	}
 	if err := s.checkVersion(); err != nil {
 		db.Close()
+		var ve *VersionError
+		if opts.ReadOnly && errors.As(err, &ve) && ve.Found > 0 && ve.Found < FormatVersion {
+			// An older store: only a writable open migrates it. Nobody
+			// holds it (we got the lock), so migrate briefly and read on.
+			log.Warn("store has an older format; migrating it before reading", "dir", dir, "version", ve.Found)
+			wopts := opts
+			wopts.ReadOnly = false
+			w, werr := Open(dir, wopts)
+			if werr != nil {
+				return nil, fmt.Errorf("open store %s: migrate: %w", dir, werr)
+			}
+			if werr := w.Close(); werr != nil {
+				return nil, fmt.Errorf("open store %s: migrate: %w", dir, werr)
+			}
+			return Open(dir, opts)
+		}
 		return nil, err
 	}
 	if s.readOnly {
@@ -247,6 +274,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	s.stopFlusher, s.flusherDone = make(chan struct{}), make(chan struct{})
+	go s.flusher(s.stopFlusher, s.flusherDone)
 	s.share()
 	return s, nil
 }
@@ -378,7 +407,8 @@ func restrictFiles(dir string) {
 	}
 }
 
-// checkVersion reads store/version, writing it into an empty writable store.
+// checkVersion reads store/version, writing it into an empty writable store
+// and migrating an older writable one (migrate.go).
 func (s *Store) checkVersion() error {
 	var found []byte
 	empty := true
@@ -419,6 +449,9 @@ func (s *Store) checkVersion() error {
 	if err != nil || v <= 0 {
 		return fmt.Errorf("open store %s: format version %q is not a positive integer: %w", s.dir, found, ErrCorrupt)
 	}
+	if v < FormatVersion && v >= 1 && !s.readOnly {
+		return s.migrate(v)
+	}
 	if v != FormatVersion {
 		return &VersionError{Dir: s.dir, Found: v, Want: FormatVersion}
 	}
@@ -427,13 +460,21 @@ func (s *Store) checkVersion() error {
 
 // markInterrupted turns "running" runs into "interrupted". We hold the
 // exclusive lock, so a run owned by any other process cannot still be
-// writing here, whether or not that pid is alive (pids get reused).
+// writing here, whether or not that pid is alive (pids get reused). The
+// status index names the running runs, so this reads only those.
 func (s *Store) markInterrupted() error {
 	var runs []RunMeta
 	err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		runs, err = runsUnder(txn, []byte(prefixRun), false) // an unreadable record must not make the store unopenable
-		return err
+		prefix := idxStatusPrefix(StatusRunning)
+		return scanKeys(txn, prefix, func(k []byte) error {
+			var m RunMeta
+			if err := getJSON(txn, runMetaKey(string(k[len(prefix):])), &m); err != nil {
+				return nil // an unreadable record must not make the store unopenable; Fsck reports it
+			}
+			withProgress(txn, &m)
+			runs = append(runs, m)
+			return nil
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("open store %s: list runs: %w", s.dir, err)
@@ -453,6 +494,7 @@ func (s *Store) markInterrupted() error {
 				return nil
 			}
 			m.Status, m.Reason = StatusInterrupted, reason
+			m.Steps = max(m.Steps, r.Steps) // the last progress it reported
 			updated = *m
 			return nil
 		})
@@ -511,9 +553,17 @@ func (s *Store) GC() error {
 // Close flushes buffered metrics, closes the database and, for a writer,
 // removes holder.json. Closing twice is a no-op.
 func (s *Store) Close() error {
-	// Before taking mu: a snapshot in flight flushes through it.
+	// Before taking mu: a snapshot in flight and the flusher take it.
 	if !s.closed.Load() {
 		s.sharer.stop()
+		if s.stopFlusher != nil {
+			select {
+			case <-s.stopFlusher:
+			default:
+				close(s.stopFlusher)
+			}
+			<-s.flusherDone
+		}
 	}
 	s.mu.Lock()
 	if s.closed.Load() {

@@ -90,11 +90,23 @@ func readTensor(txn *badger.Txn, key []byte, name string) (Tensor, error) {
 		return Tensor{}, fmt.Errorf("read %s: %w", displayKey(key), err)
 	}
 	var t Tensor
+	var chunked []byte
 	err = item.Value(func(b []byte) error {
+		if isManifest(b) {
+			chunked = append([]byte(nil), b...)
+			return nil
+		}
 		t, err = decodeTensorAt(key, b, name)
 		return err
 	})
-	return t, err
+	if err != nil || chunked == nil {
+		return t, err
+	}
+	rec, err := readChunked(txn, key, chunked)
+	if err != nil {
+		return Tensor{}, err
+	}
+	return decodeTensorAt(key, rec, name)
 }
 
 // scanKeys calls fn for each key with prefix, in order, without reading
