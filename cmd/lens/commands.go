@@ -28,6 +28,7 @@ import (
 	"lens/engine/lora"
 	"lens/engine/model"
 	"lens/engine/runs"
+	"lens/engine/sweep"
 	"lens/engine/tokenize"
 	"lens/engine/train"
 	"lens/kv"
@@ -68,17 +69,17 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	store := storeFlag(fs)
 	resume := fs.String("resume", "", "resume RUN from its last checkpoint instead of running a script")
 	dev := fs.String("device", "", `default device for lens.train: "auto", "cpu" or "cuda" (cuda needs a lens built with -tags lenscuda and a GPU)`)
-	backend := fs.String("backend", "", `default backend of the script's sweeps (run_sweep, successive_halving): "inline", "local" or "slurm"`)
+	backend := fs.String("backend", "", "default backend of the script's sweeps (run_sweep, successive_halving): "+strings.Join(sweep.Backends, ", "))
 	var allow multiFlag
 	fs.Var(&allow, "allow-read", "a folder outside the workspace that scripts may read (repeatable)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	switch *backend {
-	case "", "inline", "local", "slurm":
-	default:
-		return usagef("--backend %q: want inline, local or slurm", *backend)
+	if *backend != "" {
+		if err := sweep.CheckBackend(*backend); err != nil {
+			return usagef("--%v", err) // --backend "x": want ...
+		}
 	}
 	var file string
 	scriptArgs := map[string]string{}

@@ -208,10 +208,7 @@ func (j *Job) run(ctx context.Context, st *kv.Store, meta kv.RunMeta, opt Option
 		if err := j.restore(st, id, cm.Step); err != nil {
 			return false, err
 		}
-		backoff := t.Config.LRBackoff
-		if backoff == 0 {
-			backoff = 0.5
-		}
+		backoff := t.Config.LRBackoff // the trainer's config, with defaults
 		log.Warn("non-finite step: rolled back", "run", id, "step", from, "to", cm.Step)
 		return true, st.AddEvent(id, kv.Event{Step: from, Kind: "nan_rollback",
 			Message: fmt.Sprintf("non-finite loss or gradient at step %d: rolled back to checkpoint %d, learning rate x%g (now x%g)", from, cm.Step, backoff, t.LRScale()*backoff)})

@@ -33,6 +33,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 
 	"lens/engine/model"
 	"lens/engine/runs"
@@ -55,6 +56,19 @@ const (
 	BackendLocal  = "local"
 	BackendSlurm  = "slurm"
 )
+
+// Backends are the backend names, in the order help texts list them.
+var Backends = []string{BackendInline, BackendLocal, BackendSlurm}
+
+// CheckBackend reports an error naming the backends when name is none of
+// them ("" is not a backend; callers treat it as their default).
+func CheckBackend(name string) error {
+	if !slices.Contains(Backends, name) {
+		n := len(Backends)
+		return fmt.Errorf("backend %q: want %s or %s", name, strings.Join(Backends[:n-1], ", "), Backends[n-1])
+	}
+	return nil
+}
 
 // Trial is one trial's entry in sweep.json.
 type Trial struct {

@@ -31,15 +31,24 @@ type Config struct {
 	EvalBatches   int     `json:"eval_batches"` // at most this many batches per eval set; 0 = all
 	Seed          uint64  `json:"seed"`
 	Full          bool    `json:"full"` // train the base weights instead of an adapter
-	// What a non-finite loss or gradient does: "skip" (the default) drops
-	// the step; "rollback" restores the last checkpoint and multiplies the
+	// What a non-finite loss or gradient does: NaNSkip (the default) drops
+	// the step; NaNRollback restores the last checkpoint and multiplies the
 	// learning rate by LRBackoff (default 0.5). MaxBadSteps consecutive
-	// failures end the run (default 5). Zero values keep the JSON of older
-	// runs unchanged.
-	NaNPolicy   string  `json:"nan_policy,omitempty"`
-	LRBackoff   float64 `json:"lr_backoff,omitempty"`
-	MaxBadSteps int     `json:"max_bad_steps,omitempty"`
+	// failures end the run (default 5). The defaults are WithDefaults's;
+	// older records without these fields read as zero and get them there.
+	NaNPolicy   NaNPolicy `json:"nan_policy,omitempty"`
+	LRBackoff   float64   `json:"lr_backoff,omitempty"`
+	MaxBadSteps int       `json:"max_bad_steps,omitempty"`
 }
+
+// NaNPolicy is what a non-finite loss or gradient does (Config.NaNPolicy).
+type NaNPolicy string
+
+// NaN policies.
+const (
+	NaNSkip     NaNPolicy = "skip"     // drop the step
+	NaNRollback NaNPolicy = "rollback" // restore the last checkpoint, lower the learning rate
+)
 
 // Defaults returns the settings used where a field is left zero.
 func Defaults() Config {
@@ -47,6 +56,7 @@ func Defaults() Config {
 		Steps: 100, BatchSize: 8, SeqLen: 128, GradAccum: 1, LR: 1e-3, LoRAPlusRatio: 1,
 		Schedule: "cosine", Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0, ClipNorm: 0,
 		EvalEvery: 0, EvalBatches: 0, Seed: 0,
+		NaNPolicy: NaNSkip, LRBackoff: 0.5, MaxBadSteps: 5,
 	}
 }
 
@@ -83,6 +93,15 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Eps == 0 {
 		c.Eps = d.Eps
+	}
+	if c.NaNPolicy == "" {
+		c.NaNPolicy = d.NaNPolicy
+	}
+	if c.LRBackoff == 0 {
+		c.LRBackoff = d.LRBackoff
+	}
+	if c.MaxBadSteps == 0 {
+		c.MaxBadSteps = d.MaxBadSteps
 	}
 	return c
 }
@@ -126,7 +145,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("train field schedule = %q: want cosine, linear or constant", c.Schedule)
 	}
 	switch c.NaNPolicy {
-	case "", "skip", "rollback":
+	case "", NaNSkip, NaNRollback:
 	default:
 		return fmt.Errorf("train field nan_policy = %q: want skip or rollback", c.NaNPolicy)
 	}

@@ -122,11 +122,7 @@ func New(m *model.Model, ad *lora.Adapter, train Batches, evals []EvalSet, cfg C
 	if cfg.SeqLen > m.Config.MaxPositionEmbeddings {
 		return nil, fmt.Errorf("train field seq_len = %d exceeds the model's max_position_embeddings %d", cfg.SeqLen, m.Config.MaxPositionEmbeddings)
 	}
-	maxBad := cfg.MaxBadSteps
-	if maxBad == 0 {
-		maxBad = 5
-	}
-	t := &Trainer{Config: cfg, Model: m, Adapter: ad, Evals: evals, train: train, MaxBadSteps: maxBad, lrScale: 1,
+	t := &Trainer{Config: cfg, Model: m, Adapter: ad, Evals: evals, train: train, MaxBadSteps: cfg.MaxBadSteps, lrScale: 1,
 		drop: rand.NewPCG(cfg.Seed, 0x64726f70), probes: map[int]forwardShards{}, joined: map[int]*joinCache{}}
 	t.feed = &nn.Feed{B: cfg.BatchSize, T: cfg.SeqLen,
 		Inputs: make([]int32, cfg.BatchSize*cfg.SeqLen), Targets: make([]int32, cfg.BatchSize*cfg.SeqLen)}
@@ -252,7 +248,7 @@ func (t *Trainer) TrainStep() (*StepInfo, error) {
 		if t.badSteps >= t.MaxBadSteps {
 			return info, fmt.Errorf("step %d: %d consecutive non-finite steps (loss %g, grad norm %g)", info.Step, t.badSteps, info.Loss, info.GradNorm)
 		}
-		if c.NaNPolicy == "rollback" && t.Rollback != nil {
+		if c.NaNPolicy == NaNRollback && t.Rollback != nil {
 			bad, scale := t.badSteps, t.lrScale
 			ok, err := t.Rollback()
 			if err != nil {
@@ -261,11 +257,7 @@ func (t *Trainer) TrainStep() (*StepInfo, error) {
 			if ok {
 				// Restore brought back the checkpoint's counters; the
 				// failure streak and the reduced rate carry on from here.
-				backoff := c.LRBackoff
-				if backoff == 0 {
-					backoff = 0.5
-				}
-				t.badSteps, t.lrScale = bad, scale*backoff
+				t.badSteps, t.lrScale = bad, scale*c.LRBackoff
 				info.RolledBackTo = t.Step
 				info.Duration = time.Since(start)
 				return info, nil
