@@ -260,7 +260,16 @@ func cmdShow(args []string, stdout, stderr io.Writer) error {
 	}
 	var cfg map[string]any
 	if json.Unmarshal(m.Config, &cfg) == nil {
-		b, _ := json.MarshalIndent(map[string]any{"train": cfg["train"], "lora": cfg["lora"], "data": cfg["data"], "evals": cfg["evals"], "base": cfg["base"]}, "", "  ")
+		show := map[string]any{"train": cfg["train"], "lora": cfg["lora"], "data": cfg["data"], "evals": cfg["evals"], "base": cfg["base"]}
+		if cfg["lora"] != nil {
+			show["lora_seed"] = cfg["lora_seed"] // the adapter's initialisation; full training has none
+		}
+		for _, k := range []string{"init", "checkpoint_every", "keep_last", "device", "collect", "probe_batch"} {
+			if v, ok := cfg[k]; ok {
+				show[k] = v
+			}
+		}
+		b, _ := json.MarshalIndent(show, "", "  ")
 		fmt.Fprintf(stdout, "config   %s\n", b)
 	}
 	names, err := st.MetricNames(m.ID)
@@ -299,6 +308,9 @@ func cmdShow(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "\ncheckpoints")
 	table(stdout, []string{"step", "time", "tensors", "eval loss"}, rows)
+	if err := showCollected(stdout, st, m.ID); err != nil {
+		return err
+	}
 	events, err := st.Events(m.ID)
 	if err != nil {
 		return err
@@ -311,6 +323,41 @@ func cmdShow(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "\nevents")
 		table(stdout, []string{"step", "kind", "message"}, rows)
 	}
+	return nil
+}
+
+// showCollected prints what the run's collectors recorded: at which steps
+// and how many records a step (counted at the last step, so that a large
+// tensor collection is not read whole), or nothing when none did.
+func showCollected(w io.Writer, st *kv.Store, id string) error {
+	names, err := st.Collectors(id)
+	if err != nil || len(names) == 0 {
+		return err
+	}
+	var rows [][]string
+	for _, c := range names {
+		steps, err := st.CollectedSteps(id, c)
+		if err != nil {
+			return err
+		}
+		if len(steps) == 0 {
+			continue
+		}
+		last, err := st.ReadCollectedStep(id, c, steps[len(steps)-1])
+		if err != nil {
+			return err
+		}
+		tensors := 0
+		for _, r := range last {
+			if r.Kind == kv.KindTensor {
+				tensors++
+			}
+		}
+		rows = append(rows, []string{c, fmt.Sprint(len(steps)), fmt.Sprint(steps[0]), fmt.Sprint(steps[len(steps)-1]),
+			fmt.Sprint(len(last)), fmt.Sprint(tensors)})
+	}
+	fmt.Fprintln(w, "\ncollected (run.records(collector, step=) reads them)")
+	table(w, []string{"collector", "steps", "first", "last", "records/step", "tensors/step"}, rows)
 	return nil
 }
 

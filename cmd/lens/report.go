@@ -5,15 +5,17 @@ import (
 	"io"
 	"strings"
 
+	"lens/engine/report"
 	"lens/engine/reports"
 )
 
 func cmdReport(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("report", "RUN [RUN...] [--kind executive|technical|diagnostic] [--html FILE]",
-		"Print a run's standard report (one run) or a comparison (several runs); --html also writes it as HTML with charts", stderr)
+	fs := newFlags("report", "RUN [RUN...] [--kind executive|technical|diagnostic] [--html FILE] [--json]",
+		"Print a run's standard report (one run) or a comparison (several runs); --html also writes it as HTML with charts, --json prints it as data", stderr)
 	store := storeFlag(fs)
 	kind := fs.String("kind", "technical", "report kind: "+strings.Join(reports.Kinds, ", "))
 	html := fs.String("html", "", "write the HTML report to FILE")
+	asJSON := fs.Bool("json", false, "print the report as JSON (sections, tables, findings and the charts' numbers) instead of text")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -34,31 +36,31 @@ func cmdReport(args []string, stdout, stderr io.Writer) error {
 		}
 		ids = append(ids, m.ID)
 	}
-	var text string
+	var d *report.Document
 	if len(ids) == 1 {
-		d, err := reports.Standard(st, ids[0], *kind, reports.Options{})
-		if err != nil {
+		if d, err = reports.Standard(st, ids[0], *kind, reports.Options{}); err != nil {
 			return usageIfKind(err)
 		}
-		text = reports.Text(d)
-		if *html != "" {
-			if err := d.WriteFile(*html); err != nil {
-				return err
-			}
+	} else if d, err = reports.Compare(st, ids); err != nil {
+		return err
+	}
+	if *html != "" {
+		if err := d.WriteFile(*html); err != nil {
+			return err
 		}
-	} else {
-		d, err := reports.Compare(st, ids)
+	}
+	if *asJSON {
+		b, err := reports.MarshalJSON(d)
 		if err != nil {
 			return err
 		}
-		text = reports.Text(d)
+		fmt.Fprintf(stdout, "%s\n", b)
 		if *html != "" {
-			if err := d.WriteFile(*html); err != nil {
-				return err
-			}
+			fmt.Fprintf(stderr, "wrote %s\n", *html) // stdout holds only the JSON
 		}
+		return nil
 	}
-	fmt.Fprint(stdout, text)
+	fmt.Fprint(stdout, reports.Text(d))
 	if *html != "" {
 		fmt.Fprintf(stdout, "\nwrote %s\n", *html)
 	}
