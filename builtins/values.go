@@ -39,9 +39,9 @@ func (m *Model) Attr(name string) (starlark.Value, error) {
 	case "params":
 		return starlark.MakeInt(m.m.Config.ParamCount()), nil
 	case "save":
-		return starlark.NewBuiltin("save", func(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		return method("model.save", func(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 			var dir string
-			if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "dir", &dir); err != nil {
+			if err := unpack(fn, args, kwargs, &dir); err != nil {
 				return nil, err
 			}
 			return starlark.None, m.m.Save(dir)
@@ -108,8 +108,8 @@ func (d *dataValue) Attr(name string) (starlark.Value, error) {
 	return nil, nil
 }
 
-// Run is a stored run. Its attributes read the store when asked, so a
-// Run value always shows the run's current state.
+// Run is a stored run, holding the record it was made from; a running
+// run's record (with its live progress) is read again on each attribute.
 type Run struct {
 	st   *kv.Store
 	meta kv.RunMeta
@@ -127,8 +127,13 @@ func (r *Run) AttrNames() []string {
 }
 
 func (r *Run) Attr(name string) (starlark.Value, error) {
-	if m, err := r.st.GetRun(r.meta.ID); err == nil {
-		r.meta = m
+	// The record was read when the value was made; only a run still
+	// running can have changed since, so lens.runs(where=, order_by=)
+	// over finished runs reads each record once.
+	if r.meta.Status == kv.StatusRunning {
+		if m, err := r.st.GetRun(r.meta.ID); err == nil {
+			r.meta = m
+		}
 	}
 	switch name {
 	case "id":
@@ -151,7 +156,7 @@ func (r *Run) Attr(name string) (starlark.Value, error) {
 	case "config":
 		return r.config()
 	case "metrics":
-		return starlark.NewBuiltin("metrics", r.metrics), nil
+		return method("run.metrics", r.metrics), nil
 	case "metric_names":
 		names, err := r.st.MetricNames(r.meta.ID)
 		if err != nil {
@@ -159,11 +164,11 @@ func (r *Run) Attr(name string) (starlark.Value, error) {
 		}
 		return fromGo(anySlice(names)), nil
 	case "checkpoints":
-		return starlark.NewBuiltin("checkpoints", r.checkpoints), nil
+		return method("run.checkpoints", r.checkpoints), nil
 	case "eval_loss":
-		return starlark.NewBuiltin("eval_loss", r.evalLoss), nil
+		return method("run.eval_loss", r.evalLoss), nil
 	case "records":
-		return starlark.NewBuiltin("records", r.records), nil
+		return method("run.records", r.records), nil
 	}
 	return nil, nil
 }
@@ -213,7 +218,7 @@ func (r *Run) config() (starlark.Value, error) {
 
 func (r *Run) metrics(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name string
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "name", &name); err != nil {
+	if err := unpack(fn, args, kwargs, &name); err != nil {
 		return nil, err
 	}
 	pts, err := r.st.ReadMetric(r.meta.ID, name)
@@ -228,9 +233,9 @@ func (r *Run) metrics(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tu
 }
 
 func (r *Run) evalLoss(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	name := ""
+	var name string
 	step := -1
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "name?", &name, "step?", &step); err != nil {
+	if err := unpack(fn, args, kwargs, &name, &step); err != nil {
 		return nil, err
 	}
 	if name == "" {
@@ -259,7 +264,7 @@ func (r *Run) evalLoss(t *starlark.Thread, fn *starlark.Builtin, args starlark.T
 }
 
 func (r *Run) checkpoints(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs); err != nil {
+	if err := unpack(fn, args, kwargs); err != nil {
 		return nil, err
 	}
 	cps, err := r.st.Checkpoints(r.meta.ID)
@@ -286,7 +291,7 @@ func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 func (r *Run) records(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var collector string
 	step := -1
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "collector", &collector, "step?", &step); err != nil {
+	if err := unpack(fn, args, kwargs, &collector, &step); err != nil {
 		return nil, err
 	}
 	items, err := r.st.ReadCollected(r.meta.ID, collector)

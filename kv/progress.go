@@ -129,6 +129,23 @@ func withProgress(txn *badger.Txn, m *RunMeta) {
 	m.Steps = max(m.Steps, p.Step)
 }
 
+// foldProgress is withProgress, preferring progress this process has
+// reported but not yet written.
+func (s *Store) foldProgress(txn *badger.Txn, m *RunMeta) {
+	if m.Status != StatusRunning {
+		return
+	}
+	s.mu.Lock()
+	p, ok := s.progress[m.ID]
+	s.mu.Unlock()
+	if !ok {
+		withProgress(txn, m)
+		return
+	}
+	m.Progress = &p
+	m.Steps = max(m.Steps, p.Step)
+}
+
 // flusher writes buffered metrics and progress once they are flushEvery
 // old, so a reader (or a crash) sees at most that much less than the
 // trainer has reported.

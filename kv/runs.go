@@ -345,7 +345,7 @@ func (s *Store) getRun(txn *badger.Txn, id string) (RunMeta, error) {
 	if err != nil {
 		return RunMeta{}, err
 	}
-	withProgress(txn, &m)
+	s.foldProgress(txn, &m)
 	return m, nil
 }
 
@@ -449,7 +449,7 @@ func (s *Store) runsUnder(txn *badger.Txn, prefix []byte, strict bool) ([]RunMet
 			}
 			continue
 		}
-		withProgress(txn, &m)
+		s.foldProgress(txn, &m)
 		runs = append(runs, m)
 	}
 	sortRuns(runs)
