@@ -379,3 +379,29 @@ func TestBadInput(t *testing.T) {
 	require.NoError(t, err, "exactly max_position_embeddings positions fit")
 	require.Len(t, out, 6)
 }
+
+// TestMatVecSplit: splitting a product's rows over cores changes no bit.
+func TestMatVecSplit(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	rows, cols := 1001, 300
+	w, x := make([]float32, rows*cols), make([]float32, cols)
+	for i := range w {
+		w[i] = float32(rng.NormFloat64())
+	}
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	one, two := make([]float32, rows), make([]float32, rows)
+	(&Generator{threads: 1}).matVec(w, rows, cols, x, one)
+	(&Generator{threads: 2}).matVec(w, rows, cols, x, two)
+	require.Equal(t, one, two)
+	require.Less(t, math.Abs(float64(one[7])-float64(dot(w[7*cols:8*cols], x))), 1e-3)
+}
+
+func dot(a, b []float32) float32 {
+	var s float32
+	for i := range a {
+		s += a[i] * b[i]
+	}
+	return s
+}

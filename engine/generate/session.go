@@ -113,7 +113,7 @@ func (s *Session) Append(tokens []int32) ([]float32, error) {
 	// Only the last position's logits are needed.
 	last := s.xn[:h]
 	rmsNorm(last, x[(m-1)*h:m*h], g.norm, 1, h, eps)
-	matVec(g.head, g.voc, h, last, s.logits)
+	g.matVec(g.head, g.voc, h, last, s.logits)
 	return s.logits, nil
 }
 
@@ -146,7 +146,7 @@ func (s *Session) grow(m int) {
 // apply computes y = x·Wᵀ, plus s·(x·Aᵀ)·Bᵀ when adapted, for m rows.
 func (s *Session) apply(p *linear, x, y []float32, m int) {
 	if m == 1 {
-		matVec(p.w, p.out, p.in, x, y)
+		s.g.matVec(p.w, p.out, p.in, x, y)
 	} else {
 		gemm.Sgemm(false, true, m, p.out, p.in, 1, x, p.in, p.w, p.in, 0, y, p.out)
 	}
@@ -160,9 +160,18 @@ func (s *Session) apply(p *linear, x, y []float32, m int) {
 }
 
 // matVec sets y = W·x for W rows×cols: as a product with one column it
-// takes gemm's dot-product path, which streams W once.
-func matVec(w []float32, rows, cols int, x, y []float32) {
-	gemm.Sgemm(false, true, rows, 1, cols, 1, w, cols, x, cols, 0, y, 1)
+// takes gemm's dot-product path, which streams W once. gemm splits by the
+// product's flops, which keeps a one-column product of a layer's size on
+// one core; decoding is bound by reading W, so the rows are split here
+// over every core (each row's sum does not depend on the split).
+func (g *Generator) matVec(w []float32, rows, cols int, x, y []float32) {
+	if g.threads < 2 || rows*cols < 1<<16 {
+		gemm.SgemmThreads(1, false, true, rows, 1, cols, 1, w, cols, x, cols, 0, y, 1)
+		return
+	}
+	gemm.ParallelFor(rows, 48, g.threads, func(_, lo, hi int) {
+		gemm.SgemmThreads(1, false, true, hi-lo, 1, cols, 1, w[lo*cols:hi*cols], cols, x, cols, 0, y[lo:hi], 1)
+	})
 }
 
 // rope rotates each of the heads of m rows at positions s.n.. in place
