@@ -64,7 +64,7 @@ func lensAnalyzer(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple,
 	}
 	var name string
 	var f starlark.Callable
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "name", &name, "fn", &f); err != nil {
+	if err := unpack(fn, args, kwargs, &name, &f); err != nil {
 		return nil, err
 	}
 	if _, ok := analyzers.Default.Get(name); ok {
@@ -96,50 +96,48 @@ func runIDs(fn *starlark.Builtin, args starlark.Indexable) ([]string, error) {
 	return ids, nil
 }
 
-// analyze module:
-//
-//	analyze.run(name, run, ...) -> {"analyzer", "values", "findings"}
-//	analyze.names() -> built-in and script analyzers
-//	analyze.subspace(run_a, run_b, module) -> {"phi", "baseline"}
-var analyzeModule = module("analyze", map[string]builtinFn{
-	"subspace": analyzeSubspace,
-	"run": func(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-		env, st, err := storeOf(t)
-		if err != nil {
-			return nil, err
+// analyzeRun is analyze.run(name, *runs).
+func analyzeRun(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	env, st, err := storeOf(t)
+	if err != nil {
+		return nil, err
+	}
+	if len(kwargs) > 0 || len(args) < 2 {
+		return nil, fmt.Errorf("%s: want analyze.run(name, run, ...)", fn.Name())
+	}
+	name, ok := starlark.AsString(args[0])
+	if !ok {
+		return nil, fmt.Errorf("%s: argument 1: want analyzer name, got %s", fn.Name(), args[0].Type())
+	}
+	ids, err := runIDs(fn, args[1:])
+	if err != nil {
+		return nil, err
+	}
+	var r *analyzers.Result
+	if a, ok := env.analyzers[name]; ok {
+		r, err = a.Analyze(st, ids...)
+	} else {
+		r, err = analyzers.Default.Run(name, st, ids...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	return resultValue(r), nil
+}
+
+// analyzeNames is analyze.names(): built-in and script analyzers.
+func analyzeNames(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := unpack(fn, args, kwargs); err != nil {
+		return nil, err
+	}
+	names := analyzers.Default.Names()
+	if env, err := envOf(t); err == nil {
+		for n := range env.analyzers {
+			names = append(names, n)
 		}
-		if len(kwargs) > 0 || len(args) < 2 {
-			return nil, fmt.Errorf("%s: want analyze.run(name, run, ...)", fn.Name())
-		}
-		name, ok := starlark.AsString(args[0])
-		if !ok {
-			return nil, fmt.Errorf("%s: argument 1: want analyzer name, got %s", fn.Name(), args[0].Type())
-		}
-		ids, err := runIDs(fn, args[1:])
-		if err != nil {
-			return nil, err
-		}
-		var r *analyzers.Result
-		if a, ok := env.analyzers[name]; ok {
-			r, err = a.Analyze(st, ids...)
-		} else {
-			r, err = analyzers.Default.Run(name, st, ids...)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", fn.Name(), err)
-		}
-		return resultValue(r), nil
-	},
-	"names": func(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-		names := analyzers.Default.Names()
-		if env, err := envOf(t); err == nil {
-			for n := range env.analyzers {
-				names = append(names, n)
-			}
-		}
-		return fromGo(anySlice(names)), nil
-	},
-})
+	}
+	return fromGo(anySlice(names)), nil
+}
 
 // report.standard(run, kind="executive", html=None) -> text; with html, also
 // writes the HTML report there. Script analyzers join the findings.
@@ -149,8 +147,8 @@ func reportStandard(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tupl
 		return nil, err
 	}
 	var run *Run
-	kind, html := "executive", ""
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "run", &run, "kind?", &kind, "html?", &html); err != nil {
+	var kind, html string
+	if err := unpack(fn, args, kwargs, &run, &kind, &html); err != nil {
 		return nil, err
 	}
 	var extra []analyzers.Analyzer
@@ -171,8 +169,8 @@ func reportCompare(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 		return nil, err
 	}
 	var list *starlark.List
-	html := ""
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "runs", &list, "html?", &html); err != nil {
+	var html string
+	if err := unpack(fn, args, kwargs, &list, &html); err != nil {
 		return nil, err
 	}
 	ids, err := runIDs(fn, list)
@@ -196,8 +194,8 @@ func analyzeSubspace(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 	}
 	var a, b *Run
 	var module string
-	stepA, stepB := -1, -1
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "run_a", &a, "run_b", &b, "module", &module, "step_a?", &stepA, "step_b?", &stepB); err != nil {
+	var stepA, stepB int
+	if err := unpack(fn, args, kwargs, &a, &b, &module, &stepA, &stepB); err != nil {
 		return nil, err
 	}
 	grid, base, err := analyzers.Subspace(st, a.meta.ID, b.meta.ID, module, stepA, stepB)
@@ -228,8 +226,8 @@ func reportFrontier(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tupl
 	}
 	var list *starlark.List
 	var target, source string
-	html := ""
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "runs", &list, "target", &target, "source", &source, "html?", &html); err != nil {
+	var html string
+	if err := unpack(fn, args, kwargs, &list, &target, &source, &html); err != nil {
 		return nil, err
 	}
 	ids, err := runIDs(fn, list)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"go.starlark.net/starlark"
-	"go.starlark.net/starlarkstruct"
 
 	"lens/engine/collect"
 )
@@ -24,28 +23,10 @@ func (c *collectSpec) Freeze()               {}
 func (c *collectSpec) Truth() starlark.Bool  { return true }
 func (c *collectSpec) Hash() (uint32, error) { return starlark.String(c.spec.Name).Hash() }
 
-// collect module: one constructor per registered collector, e.g.
-//
-//	collect.adapter_weights(every=10, tensors=False)
-//	collect.adapter_grads(every=1)
-//	collect.lora_activations(every=10)
-//	collect.activations(every=10, hooks=["blocks.*.hook_resid_post"], tensors=False)
-//	collect.names() -> list of registered collector names
-func collectModule() *starlarkstruct.Module {
-	m := &starlarkstruct.Module{Name: "collect", Members: starlark.StringDict{}}
-	for _, name := range collect.Default.Names() {
-		m.Members[name] = starlark.NewBuiltin("collect."+name, collectorCtor(name))
-	}
-	m.Members["names"] = starlark.NewBuiltin("collect.names", func(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-		return fromGo(anySlice(collect.Default.Names())), nil
-	})
-	return m
-}
-
 func collectorCtor(name string) builtinFn {
 	return func(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-		if len(args) > 0 {
-			return nil, fmt.Errorf("%s: takes keyword arguments only", fn.Name())
+		if _, err := decl(fn).given(args, kwargs); err != nil {
+			return nil, err
 		}
 		s := collect.Spec{Name: name, Every: 10, Options: map[string]any{}}
 		for _, kv := range kwargs {
@@ -78,8 +59,8 @@ func collectorCtor(name string) builtinFn {
 func lensCollector(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name string
 	var f starlark.Callable
-	every := 10
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "name", &name, "fn", &f, "every?", &every); err != nil {
+	var every int
+	if err := unpack(fn, args, kwargs, &name, &f, &every); err != nil {
 		return nil, err
 	}
 	if every <= 0 {

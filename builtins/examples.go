@@ -42,12 +42,10 @@ type exampleArgs struct {
 	epochs                             float64
 }
 
-func (a *exampleArgs) pairs() []any {
-	a.format, a.eval = starlark.None, starlark.None
-	a.trainOn, a.truncation = "completion", "error"
-	return []any{"prompt?", &a.prompt, "completion?", &a.completion, "messages?", &a.messages, "text?", &a.text,
-		"format?", &a.format, "eval_frac?", &a.evalFrac, "eval?", &a.eval, "train_on?", &a.trainOn,
-		"max_len?", &a.maxLen, "truncation?", &a.truncation, "epochs?", &a.epochs}
+// ptrs are the variables of exampleParams, in order.
+func (a *exampleArgs) ptrs() []any {
+	return []any{&a.prompt, &a.completion, &a.messages, &a.text, &a.format, &a.evalFrac, &a.eval, &a.trainOn,
+		&a.maxLen, &a.truncation, &a.epochs}
 }
 
 func (a *exampleArgs) spec() sft.Spec {
@@ -70,7 +68,7 @@ func (a *exampleArgs) reshape(fn *starlark.Builtin) (starlark.Callable, error) {
 func dataExampleFile(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple, format string) (starlark.Value, error) {
 	var path string
 	var a exampleArgs
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, append([]any{"path", &path}, a.pairs()...)...); err != nil {
+	if err := unpack(fn, args, kwargs, append([]any{&path}, a.ptrs()...)...); err != nil {
 		return nil, err
 	}
 	env, envErr := envOf(t)
@@ -179,9 +177,9 @@ func plainRow(v any) any {
 
 func dataExamples(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var list *starlark.List
-	name := "examples"
+	var name string
 	var a exampleArgs
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, append([]any{"rows", &list, "name?", &name}, a.pairs()...)...); err != nil {
+	if err := unpack(fn, args, kwargs, append([]any{&list, &name}, a.ptrs()...)...); err != nil {
 		return nil, err
 	}
 	reshape, err := a.reshape(fn)

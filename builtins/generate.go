@@ -23,13 +23,11 @@ import (
 func modelGenerate(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var mv *Model
 	var prompt starlark.Value
-	var adapter starlark.Value = starlark.None
+	var adapter starlark.Value
 	var stop *starlark.List
-	maxNew, topK, seed := 64, 0, 0
-	temperature, topP := 0.0, 1.0
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "m", &mv, "prompt", &prompt, "adapter?", &adapter,
-		"max_new_tokens?", &maxNew, "temperature?", &temperature, "top_p?", &topP, "top_k?", &topK,
-		"seed?", &seed, "stop?", &stop); err != nil {
+	var maxNew, topK, seed int
+	var temperature, topP float64
+	if err := unpack(fn, args, kwargs, &mv, &prompt, &adapter, &maxNew, &temperature, &topP, &topK, &seed, &stop); err != nil {
 		return nil, err
 	}
 	if seed < 0 {

@@ -2,6 +2,7 @@ package builtins
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"go.starlark.net/starlark"
@@ -13,218 +14,202 @@ import (
 	"lens/kv"
 )
 
+// lensTrain converts lens.train's arguments into runs.SpecOptions, lets
+// the engine build the spec, and hands the prepared job to the thread's
+// trainer: the store, or the plan of a sweep (see trainerOf).
 func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	a, err := decl(fn).given(args, kwargs)
+	if err != nil {
+		return nil, err
+	}
 	env, st, err := storeOf(t)
 	if err != nil {
 		return nil, err
 	}
-	if len(args) > 0 {
-		return nil, fmt.Errorf("%s: takes keyword arguments only (model=, data=, ...)", fn.Name())
-	}
-	picked, rest := splitKwargs(kwargs, "log_to")
-	sinks, err := sinksArg(fn, orNone(picked["log_to"]))
+	sinks, err := sinksArg(fn, orNone(a["log_to"]))
 	if err != nil {
 		return nil, err
 	}
-	kwargs = rest
-	if len(kwargs) == 1 && string(kwargs[0][0].(starlark.String)) == "resume" {
-		if plannerOf(t) != nil {
-			return nil, fmt.Errorf("%s: resume= cannot be a sweep trial (a trial resumes by itself)", fn.Name())
-		}
-		r, ok := kwargs[0][1].(*Run)
+	tr := trainerOf(t, env, st)
+	if v, ok := a["resume"]; ok && v != starlark.None {
+		r, ok := v.(*Run)
 		if !ok {
-			return nil, fmt.Errorf("%s: argument resume: want run, got %s", fn.Name(), kwargs[0][1].Type())
+			return nil, fmt.Errorf("%s: argument resume: want run, got %s", fn.Name(), v.Type())
 		}
-		meta, err := runs.Resume(ctxOf(t), st, r.meta.ID, runs.Options{Progress: env.Progress, Logger: env.Logger, Sinks: sinks})
-		if err != nil {
-			return nil, fmt.Errorf("%s: resume %s: %w", fn.Name(), r.meta.ID, err)
+		for k := range a {
+			if k != "resume" && k != "log_to" {
+				return nil, fmt.Errorf("%s: resume= continues a stored run with its own settings and takes no other argument but log_to=", fn.Name())
+			}
 		}
-		if meta.Status == kv.StatusCancelled {
-			return nil, fmt.Errorf("%s: run %s %s", fn.Name(), meta.ID, meta.Reason)
-		}
-		return &Run{st: st, meta: meta}, nil
+		return tr.resume(t, fn, r, sinks)
 	}
-	if _, ok := kwargsHas(kwargs, "resume"); ok {
-		return nil, fmt.Errorf("%s: resume= continues a stored run with its own settings and takes no other argument but log_to=", fn.Name())
+	o, mv, scripted, err := specOptions(t, env, fn, a)
+	if err != nil {
+		return nil, err
 	}
-	picked, rest = splitKwargs(kwargs, "model", "data", "lora", "name", "tags", "eval_data", "checkpoint_every", "lora_seed", "collect", "probe_batch", "keep_last", "device", "init", "init_step")
-	mv, ok := picked["model"].(*Model)
+	spec, err := runs.NewSpec(st, o)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	mv.ref = spec.Base
+	job, err := runs.Prepare(spec, mv.m)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	return tr.train(t, fn, job, mv, scripted, sinks)
+}
+
+// trainFields are lens.train's arguments that specOptions reads itself;
+// the others are train.Config fields.
+var trainFields = []string{"model", "data", "lora", "name", "tags", "eval_data", "checkpoint_every", "lora_seed",
+	"collect", "probe_batch", "keep_last", "device", "init", "init_step", "log_to", "resume"}
+
+// specOptions converts lens.train's arguments (a: those given).
+func specOptions(t *starlark.Thread, env *Env, fn *starlark.Builtin, a map[string]starlark.Value) (runs.SpecOptions, *Model, []collect.Collector, error) {
+	fail := func(format string, args ...any) (runs.SpecOptions, *Model, []collect.Collector, error) {
+		return runs.SpecOptions{}, nil, nil, fmt.Errorf("%s: "+format, append([]any{fn.Name()}, args...)...)
+	}
+	mv, ok := a["model"].(*Model)
 	if !ok {
-		return nil, fmt.Errorf("%s: argument model: want model, got %s", fn.Name(), typeName(picked["model"]))
+		return fail("argument model: want model, got %s", typeName(a["model"]))
 	}
-	dv, ok := picked["data"].(*dataValue)
+	dv, ok := a["data"].(*dataValue)
 	if !ok {
-		return nil, fmt.Errorf("%s: argument data: want data, got %s", fn.Name(), typeName(picked["data"]))
+		return fail("argument data: want data, got %s", typeName(a["data"]))
 	}
-	spec := runs.Spec{Data: dv.ref, Script: env.Script, ScriptHash: env.ScriptHash, Args: env.Args, CheckpointEvery: 0}
-	if v, ok := picked["lora"]; ok && v != starlark.None {
+	o := runs.SpecOptions{Model: mv.m, Base: mv.ref, Data: dv.ref, Script: env.Script, ScriptHash: env.ScriptHash, Args: env.Args}
+	if v, ok := a["lora"]; ok && v != starlark.None {
 		lv, ok := v.(*loraValue)
 		if !ok {
-			return nil, fmt.Errorf("%s: argument lora: want lora.config, got %s", fn.Name(), v.Type())
+			return fail("argument lora: want lora.config, got %s", v.Type())
 		}
 		c := lv.c
-		spec.LoRA = &c
+		o.LoRA = &c
 	}
-	if v, ok := picked["name"]; ok {
-		if spec.Name, ok = starlark.AsString(v); !ok {
-			return nil, fmt.Errorf("%s: argument name: want string, got %s", fn.Name(), v.Type())
+	if v, ok := a["name"]; ok && v != starlark.None {
+		if o.Name, ok = starlark.AsString(v); !ok {
+			return fail("argument name: want string, got %s", v.Type())
 		}
 	}
-	if v, ok := picked["tags"]; ok {
+	if v, ok := a["tags"]; ok {
 		tags, err := toGo(v)
 		list, ok2 := tags.([]any)
 		if err != nil || !ok2 {
-			return nil, fmt.Errorf("%s: argument tags: want list of strings, got %s", fn.Name(), v.Type())
+			return fail("argument tags: want list of strings, got %s", v.Type())
 		}
 		for _, x := range list {
 			s, ok := x.(string)
 			if !ok {
-				return nil, fmt.Errorf("%s: argument tags: want list of strings", fn.Name())
+				return fail("argument tags: want list of strings")
 			}
-			spec.Tags = append(spec.Tags, s)
+			o.Tags = append(o.Tags, s)
 		}
 	}
-	if v, ok := picked["eval_data"]; ok {
+	if v, ok := a["eval_data"]; ok && v != starlark.None {
 		d, ok := v.(*starlark.Dict)
 		if !ok {
-			return nil, fmt.Errorf("%s: argument eval_data: want dict of name: data, got %s", fn.Name(), v.Type())
+			return fail("argument eval_data: want dict of name: data, got %s", v.Type())
 		}
-		spec.Evals = map[string]runs.DataRef{}
+		o.Evals = map[string]runs.DataRef{}
 		for _, kv := range d.Items() {
 			k, ok1 := starlark.AsString(kv[0])
 			dv, ok2 := kv[1].(*dataValue)
 			if !ok1 || !ok2 {
-				return nil, fmt.Errorf("%s: argument eval_data: want dict of name: data", fn.Name())
+				return fail("argument eval_data: want dict of name: data")
 			}
-			spec.Evals[k] = dv.ref
+			o.Evals[k] = dv.ref
 		}
 	}
 	var scripted []collect.Collector
-	if v, ok := picked["collect"]; ok {
+	if v, ok := a["collect"]; ok {
 		l, ok := v.(*starlark.List)
 		if !ok {
-			return nil, fmt.Errorf("%s: argument collect: want a list of collectors, got %s", fn.Name(), v.Type())
+			return fail("argument collect: want a list of collectors, got %s", v.Type())
 		}
 		for i := range l.Len() {
 			c, ok := l.Index(i).(*collectSpec)
 			if !ok {
-				return nil, fmt.Errorf("%s: argument collect: item %d is %s, not a collector", fn.Name(), i, l.Index(i).Type())
+				return fail("argument collect: item %d is %s, not a collector", i, l.Index(i).Type())
 			}
 			if c.fn != nil {
 				scripted = append(scripted, starlarkCollector(t, c))
 			} else {
-				spec.Collect = append(spec.Collect, c.spec)
+				o.Collect = append(o.Collect, c.spec)
 			}
 		}
 	}
-	if v, ok := picked["init"]; ok && v != starlark.None {
+	if v, ok := a["init"]; ok && v != starlark.None {
 		switch v := v.(type) {
 		case *Run:
-			if plannerOf(t) != nil {
-				return nil, fmt.Errorf("%s: argument init: a sweep trial runs in a store of its own and cannot read run %s; pass the directory hf.export_adapter writes instead", fn.Name(), v.meta.ID)
-			}
-			spec.Init = &runs.InitRef{Run: v.meta.ID}
-			if sv, ok := picked["init_step"]; ok {
+			o.Init = &runs.InitRef{Run: v.meta.ID}
+			if sv, ok := a["init_step"]; ok && sv != starlark.None {
 				step, err := starlark.AsInt32(sv)
 				if err != nil || step <= 0 {
-					return nil, fmt.Errorf("%s: argument init_step: want a positive checkpoint step of run %s, got %s", fn.Name(), v.meta.ID, sv.String())
+					return fail("argument init_step: want a positive checkpoint step of run %s, got %s", v.meta.ID, sv.String())
 				}
-				spec.Init.Step = step
+				o.Init.Step = step
 			}
 		case starlark.String:
 			dir, err := env.readable(string(v))
 			if err != nil {
-				return nil, fmt.Errorf("%s: argument init: %w", fn.Name(), err)
+				return fail("argument init: %w", err)
 			}
-			spec.Init = &runs.InitRef{Dir: dir}
+			o.Init = &runs.InitRef{Dir: dir}
 		default:
-			return nil, fmt.Errorf("%s: argument init: want a run or a PEFT adapter directory, got %s", fn.Name(), v.Type())
+			return fail("argument init: want a run or a PEFT adapter directory, got %s", v.Type())
 		}
 	}
-	if _, ok := picked["init_step"]; ok && (spec.Init == nil || spec.Init.Run == "") {
-		return nil, fmt.Errorf("%s: argument init_step: picks a checkpoint of the run given as init=", fn.Name())
+	if v, ok := a["init_step"]; ok && v != starlark.None && (o.Init == nil || o.Init.Run == "") {
+		return fail("argument init_step: picks a checkpoint of the run given as init=")
 	}
 	for _, k := range []string{"checkpoint_every", "lora_seed", "probe_batch", "keep_last"} {
-		if v, ok := picked[k]; ok {
+		if v, ok := a[k]; ok {
 			i, err := starlark.AsInt32(v)
 			if err != nil || i < 0 {
-				return nil, fmt.Errorf("%s: argument %s: want a non-negative int, got %s", fn.Name(), k, v.String())
+				return fail("argument %s: want a non-negative int, got %s", k, v.String())
 			}
 			switch k {
 			case "checkpoint_every":
-				spec.CheckpointEvery = i
+				o.CheckpointEvery = i
 			case "probe_batch":
-				spec.ProbeBatch = i
+				o.ProbeBatch = i
 			case "keep_last":
-				spec.KeepLast = i
+				o.KeepLast = i
 			default:
-				spec.LoRASeed = uint64(i)
+				o.LoRASeed = uint64(i)
 			}
 		}
 	}
 	dev := env.Device
-	if v, ok := picked["device"]; ok {
+	if v, ok := a["device"]; ok && v != starlark.None {
 		s, ok := v.(starlark.String)
 		if !ok {
-			return nil, fmt.Errorf("%s: argument device: want string, got %s", fn.Name(), v.Type())
+			return fail("argument device: want string, got %s", v.Type())
 		}
 		dev = string(s)
 	}
 	got, note, err := device.Resolve(dev)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+		return fail("%w", err)
 	}
 	if note != "" && !env.noted {
 		env.noted = true
 		env.printf("%s\n", note)
 	}
-	spec.Device = got
+	o.Device = got
+	var rest []starlark.Tuple
+	for k, v := range a {
+		if !slices.Contains(trainFields, k) {
+			rest = append(rest, starlark.Tuple{starlark.String(k), v})
+		}
+	}
+	sort.Slice(rest, func(i, j int) bool { return rest[i][0].(starlark.String) < rest[j][0].(starlark.String) })
 	tc, err := trainConfig(fn, rest)
 	if err != nil {
-		return nil, err
+		return runs.SpecOptions{}, nil, nil, err
 	}
-	if tc.Full && spec.LoRA != nil {
-		return nil, fmt.Errorf("%s: give either lora= or full=True, not both", fn.Name())
-	}
-	if !tc.Full && spec.LoRA == nil {
-		c := defaultLoRA()
-		spec.LoRA = &c
-	}
-	spec.Train = tc
-	if spec.Name == "" {
-		spec.Name = defaultName(spec)
-	}
-	if mv.ref.Blob == "" && mv.ref.Dir == "" {
-		ref, err := runs.StoreBase(st, mv.m)
-		if err != nil {
-			return nil, err
-		}
-		mv.ref = ref
-	}
-	spec.Base = mv.ref
-	job, err := runs.Prepare(spec, mv.m)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
-	}
-	if p := plannerOf(t); p != nil {
-		// A sweep is planning its trials: record the spec, train nothing.
-		return p.plan(fn, job, mv, scripted, sinks)
-	}
-	meta, err := job.Run(ctxOf(t), st, runs.Options{Progress: env.Progress, Logger: env.Logger, Collectors: scripted, Sinks: sinks})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
-	}
-	if meta.Status == kv.StatusCancelled {
-		return nil, fmt.Errorf("%s: run %s %s", fn.Name(), meta.ID, meta.Reason)
-	}
-	return &Run{st: st, meta: meta}, nil
-}
-
-func defaultName(s runs.Spec) string {
-	if s.LoRA == nil {
-		return "full-" + s.Data.Source
-	}
-	return fmt.Sprintf("lora-r%d-%s", s.LoRA.Rank, s.Data.Source)
+	o.Train = tc
+	return o, mv, scripted, nil
 }
 
 func typeName(v starlark.Value) string {
@@ -240,7 +225,7 @@ func lensRun(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwar
 		return nil, err
 	}
 	var id string
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "id_or_name", &id); err != nil {
+	if err := unpack(fn, args, kwargs, &id); err != nil {
 		return nil, err
 	}
 	m, err := st.FindRun(id)
@@ -257,8 +242,8 @@ func lensRuns(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwa
 	}
 	var name, tag, orderBy string
 	var where starlark.Callable
-	limit := 0
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "name?", &name, "tag?", &tag, "where?", &where, "order_by?", &orderBy, "limit?", &limit); err != nil {
+	var limit int
+	if err := unpack(fn, args, kwargs, &name, &tag, &where, &orderBy, &limit); err != nil {
 		return nil, err
 	}
 	var metas []kv.RunMeta

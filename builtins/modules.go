@@ -3,7 +3,6 @@ package builtins
 import (
 	"fmt"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/olekukonko/tablewriter"
@@ -19,62 +18,24 @@ import (
 
 type builtinFn = func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error)
 
+// module returns the declared module name (see api.go), checking that fns
+// names the same members.
 func module(name string, fns map[string]builtinFn) *starlarkstruct.Module {
-	m := &starlarkstruct.Module{Name: name, Members: starlark.StringDict{}}
-	for k, f := range fns {
-		m.Members[k] = starlark.NewBuiltin(name+"."+k, f)
+	m := map[string]*starlarkstruct.Module{"hf": hfDeclared, "wandb": wandbDeclared}[name]
+	if m == nil {
+		panic("builtins: module " + name + " is not declared")
+	}
+	for k := range fns {
+		if _, ok := m.Members[k]; !ok {
+			panic("builtins: " + name + "." + k + " is not declared")
+		}
 	}
 	return m
 }
 
-// lens module:
-//
-//	lens.train(model, data, lora=None, full=False, steps=, batch_size=, seq_len=, lr=, ...) -> run
-//	lens.runs(name=None, tag=None, where=None, order_by=None, limit=None) -> list of run
-//	lens.run(id_or_name) -> run
-//	lens.sweep(name, points, train, common=None, backend=None, workers=None, retries=2, slurm=None, dir=None, halving=None) -> list of run, or {"rungs", "best"} with halving: trials as processes (see @stdlib//sweep.star)
-//	lens.sweep_backend(backend=None) -> "inline", "local" or "slurm": backend, else the lens run --backend default
-//	lens.args: dict of the KEY=VALUE pairs after -- on the command line
-//	lens.version: string
-var lensModule = func() *starlarkstruct.Module {
-	m := module("lens", map[string]builtinFn{"train": lensTrain, "runs": lensRuns, "run": lensRun, "collector": lensCollector, "analyzer": lensAnalyzer, "sweep": lensSweep, "sweep_backend": lensSweepBackend})
-	m.Members["version"] = starlark.String(runs.Version)
-	return m
-}()
-
-// model module:
-//
-//	model.tiny(seed=0, **config) -> model: the default tiny byte-level Llama, randomly initialised
-//	model.new(config, seed=0) -> model: from a dict of LlamaConfig fields
-//	model.from_dir(dir) -> model: an HF model directory ("load" is a Starlark keyword)
-//	model.pretrain(config=None, data=data.opticks(), steps=, seed=0, ...) -> model: trained in full, cached in the store
-//	model.generate(m, prompt, adapter=None, max_new_tokens=64, temperature=0.0, top_p=1.0, top_k=0, seed=0, stop=[]) -> string (generate.go)
-//	model.tokenizer(model_or_dir) -> tokenizer: tokenizer.json + tokenizer_config.json + chat template (see Tokenizer)
-var modelModule = module("model", map[string]builtinFn{"tiny": modelTiny, "new": modelNew, "from_dir": modelLoad, "pretrain": modelPretrain, "tokenizer": modelTokenizer, "generate": modelGenerate})
-
-// lora module:
-//
-//	lora.config(r=8, alpha=8, dropout=0.0, targets=["q_proj", "v_proj"], rslora=False) -> lora.config
-var loraModule = module("lora", map[string]builtinFn{"config": loraConfig})
-
-// data module:
-//
-//	data.opticks(eval_frac=0.05), data.gocode(eval_frac=0.05), data.text(path, eval_frac=0.05) -> data
-//	data.jsonl(path, ...), data.parquet(path, ...), data.examples(rows, ...) -> data (examples; see examples.go)
-var dataModule = module("data", map[string]builtinFn{"opticks": dataBuiltin("opticks"), "gocode": dataBuiltin("gocode"), "text": dataText,
-	"jsonl": dataJSONL, "parquet": dataParquet, "examples": dataExamples})
-
-// report module:
-//
-//	report.table(rows, header=None, title=None) -> string, also printed
-//	report.standard(run, kind="executive"|"technical"|"diagnostic", html=None) -> string
-//	report.compare(runs, html=None) -> string
-//	report.frontier(runs, target, source, html=None) -> string
-var reportModule = module("report", map[string]builtinFn{"table": reportTable, "standard": reportStandard, "compare": reportCompare, "frontier": reportFrontier})
-
 func modelTiny(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	if len(args) > 0 {
-		return nil, fmt.Errorf("%s: takes keyword arguments only", fn.Name())
+	if _, err := decl(fn).given(args, kwargs); err != nil {
+		return nil, err
 	}
 	seed, rest, err := popInt(kwargs, "seed")
 	if err != nil {
@@ -94,7 +55,7 @@ func modelTiny(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 func modelNew(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var cfg *starlark.Dict
 	seed := 0
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "config", &cfg, "seed?", &seed); err != nil {
+	if err := unpack(fn, args, kwargs, &cfg, &seed); err != nil {
 		return nil, err
 	}
 	var c model.Config
@@ -110,7 +71,7 @@ func modelNew(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwa
 
 func modelLoad(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var dir string
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "dir", &dir); err != nil {
+	if err := unpack(fn, args, kwargs, &dir); err != nil {
 		return nil, err
 	}
 	if env, err := envOf(t); err == nil {
@@ -176,12 +137,12 @@ func modelPretrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	if err != nil {
 		return nil, err
 	}
-	if len(args) > 0 {
-		return nil, fmt.Errorf("%s: takes keyword arguments only", fn.Name())
+	if _, err := decl(fn).given(args, kwargs); err != nil {
+		return nil, err
 	}
 	picked, rest := splitKwargs(kwargs, "config", "data", "name")
 	ps := runs.PretrainSpec{Config: model.Tiny(), Data: runs.DataRef{Source: "opticks"}, Name: "pretrain"}
-	if v, ok := picked["config"]; ok {
+	if v, ok := picked["config"]; ok && v != starlark.None {
 		d, ok := v.(*starlark.Dict)
 		if !ok {
 			return nil, fmt.Errorf("%s: argument config: want dict, got %s", fn.Name(), v.Type())
@@ -190,7 +151,7 @@ func modelPretrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 			return nil, err
 		}
 	}
-	if v, ok := picked["data"]; ok {
+	if v, ok := picked["data"]; ok && v != starlark.None {
 		d, ok := v.(*dataValue)
 		if !ok {
 			return nil, fmt.Errorf("%s: argument data: want data, got %s", fn.Name(), v.Type())
@@ -221,11 +182,9 @@ func modelPretrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 }
 
 func loraConfig(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	c := lora.DefaultConfig()
-	var targets starlark.Value = starlark.None
-	var alpha, dropout starlark.Value = starlark.None, starlark.None
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "r?", &c.Rank, "alpha?", &alpha, "dropout?", &dropout,
-		"targets?", &targets, "rslora?", &c.RSLoRA); err != nil {
+	var c lora.Config
+	var targets, alpha, dropout starlark.Value
+	if err := unpack(fn, args, kwargs, &c.Rank, &alpha, &dropout, &targets, &c.RSLoRA); err != nil {
 		return nil, err
 	}
 	for _, p := range []struct {
@@ -269,8 +228,8 @@ func loraConfig(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, k
 
 func dataBuiltin(source string) builtinFn {
 	return func(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-		frac := 0.05
-		if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "eval_frac?", &frac); err != nil {
+		var frac float64
+		if err := unpack(fn, args, kwargs, &frac); err != nil {
 			return nil, err
 		}
 		return checkData(fn, runs.DataRef{Source: source, EvalFrac: frac})
@@ -279,8 +238,8 @@ func dataBuiltin(source string) builtinFn {
 
 func dataText(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var path string
-	frac := 0.05
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "path", &path, "eval_frac?", &frac); err != nil {
+	var frac float64
+	if err := unpack(fn, args, kwargs, &path, &frac); err != nil {
 		return nil, err
 	}
 	if env, err := envOf(t); err == nil {
@@ -302,9 +261,9 @@ func checkData(fn *starlark.Builtin, ref runs.DataRef) (starlark.Value, error) {
 
 func reportTable(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var rows *starlark.List
-	var header starlark.Value = starlark.None
-	title := ""
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "rows", &rows, "header?", &header, "title?", &title); err != nil {
+	var header starlark.Value
+	var title string
+	if err := unpack(fn, args, kwargs, &rows, &header, &title); err != nil {
 		return nil, err
 	}
 	var hdr []string
@@ -376,13 +335,10 @@ func cellText(v starlark.Value) string {
 	return v.String()
 }
 
-var _ = sort.Strings
-
-func defaultLoRA() lora.Config { return lora.DefaultConfig() }
-
-// trainConfig reads train.Config fields from keyword arguments. Zero means
-// "default" inside train.Config, so a zero given explicitly for a field
-// that must be positive is an error here, naming the argument.
+// trainConfig reads train.Config fields from keyword arguments (the
+// engine checks their ranges). Zero means "default" inside train.Config,
+// so a zero given explicitly for a field that must be positive is an
+// error here, naming the argument.
 func trainConfig(fn *starlark.Builtin, kwargs []starlark.Tuple) (train.Config, error) {
 	var tc train.Config
 	if err := overlay(fn.Name(), &tc, kwargs); err != nil {
@@ -397,5 +353,5 @@ func trainConfig(fn *starlark.Builtin, kwargs []starlark.Tuple) (train.Config, e
 			}
 		}
 	}
-	return tc, tc.WithDefaults().Validate()
+	return tc, nil
 }

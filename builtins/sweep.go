@@ -14,10 +14,63 @@ import (
 	"lens/engine/model"
 	"lens/engine/runs"
 	"lens/engine/sweep"
+	"lens/kv"
 )
 
-// planKey is the thread local that puts lens.train in plan mode.
-const planKey = "lens.sweep.plan"
+// trainer is where lens.train sends the job it prepared: the store (train
+// it now) or a sweep's plan (record it as a trial). lens.sweep sets its
+// planner on the thread, explicitly, only while it calls train for each
+// point; every other lens.train trains.
+type trainer interface {
+	train(t *starlark.Thread, fn *starlark.Builtin, job *runs.Job, mv *Model, scripted []collect.Collector, sinks []runs.Sink) (starlark.Value, error)
+	resume(t *starlark.Thread, fn *starlark.Builtin, r *Run, sinks []runs.Sink) (starlark.Value, error)
+}
+
+// trainerKey is the thread local holding a sweep's planner.
+const trainerKey = "lens.trainer"
+
+func trainerOf(t *starlark.Thread, env *Env, st *kv.Store) trainer {
+	if tr, ok := t.Local(trainerKey).(trainer); ok {
+		return tr
+	}
+	return storeTrainer{env: env, st: st}
+}
+
+// withTrainer calls f with tr as the thread's trainer.
+func withTrainer(t *starlark.Thread, tr trainer, f func() error) error {
+	prev := t.Local(trainerKey)
+	t.SetLocal(trainerKey, tr)
+	defer t.SetLocal(trainerKey, prev)
+	return f()
+}
+
+// storeTrainer trains in the script's store.
+type storeTrainer struct {
+	env *Env
+	st  *kv.Store
+}
+
+func (s storeTrainer) train(t *starlark.Thread, fn *starlark.Builtin, job *runs.Job, _ *Model, scripted []collect.Collector, sinks []runs.Sink) (starlark.Value, error) {
+	meta, err := job.Run(ctxOf(t), s.st, runs.Options{Progress: s.env.Progress, Logger: s.env.Logger, Collectors: scripted, Sinks: sinks})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
+	if meta.Status == kv.StatusCancelled {
+		return nil, fmt.Errorf("%s: run %s %s", fn.Name(), meta.ID, meta.Reason)
+	}
+	return &Run{st: s.st, meta: meta}, nil
+}
+
+func (s storeTrainer) resume(t *starlark.Thread, fn *starlark.Builtin, r *Run, sinks []runs.Sink) (starlark.Value, error) {
+	meta, err := runs.Resume(ctxOf(t), s.st, r.meta.ID, runs.Options{Progress: s.env.Progress, Logger: s.env.Logger, Sinks: sinks})
+	if err != nil {
+		return nil, fmt.Errorf("%s: resume %s: %w", fn.Name(), r.meta.ID, err)
+	}
+	if meta.Status == kv.StatusCancelled {
+		return nil, fmt.Errorf("%s: run %s %s", fn.Name(), meta.ID, meta.Reason)
+	}
+	return &Run{st: s.st, meta: meta}, nil
+}
 
 // planner records what lens.train would run while a sweep plans its
 // trials: the spec it built and validated, and the base model it uses.
@@ -26,15 +79,16 @@ type planner struct {
 	bases map[string]*model.Model
 }
 
-func plannerOf(t *starlark.Thread) *planner {
-	p, _ := t.Local(planKey).(*planner)
-	return p
+func (p *planner) resume(_ *starlark.Thread, fn *starlark.Builtin, _ *Run, _ []runs.Sink) (starlark.Value, error) {
+	return nil, fmt.Errorf("%s: resume= cannot be a sweep trial (a trial resumes by itself)", fn.Name())
 }
 
-// plan is lens.train in plan mode, called with the job lens.train
-// prepared exactly as for a real run.
-func (p *planner) plan(fn *starlark.Builtin, job *runs.Job, mv *Model, scripted []collect.Collector, sinks []runs.Sink) (starlark.Value, error) {
+// train records the job lens.train prepared exactly as for a real run.
+func (p *planner) train(_ *starlark.Thread, fn *starlark.Builtin, job *runs.Job, mv *Model, scripted []collect.Collector, sinks []runs.Sink) (starlark.Value, error) {
 	job.Trainer.Close()
+	if in := job.Spec.Init; in != nil && in.Run != "" {
+		return nil, fmt.Errorf("%s: argument init: a sweep trial runs in a store of its own and cannot read run %s; pass the directory hf.export_adapter writes instead", fn.Name(), in.Run)
+	}
 	if len(scripted) > 0 {
 		return nil, fmt.Errorf("%s: collector %q is written in the script (lens.collector) and cannot run in a trial process: use backend=\"inline\" or built-in collectors",
 			fn.Name(), scripted[0].Name())
@@ -87,8 +141,8 @@ func lensSweepBackend(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tu
 	if err != nil {
 		return nil, err
 	}
-	var v starlark.Value = starlark.None
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "backend?", &v); err != nil {
+	var v starlark.Value
+	if err := unpack(fn, args, kwargs, &v); err != nil {
 		return nil, err
 	}
 	b, err := backendOf(env, v)
@@ -137,7 +191,7 @@ func lensSweep(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 		common, slurm, halving *starlark.Dict
 		backendV               starlark.Value = starlark.None
 		workersV               starlark.Value = starlark.None
-		retries                               = 2
+		retries                int
 		dir                    string
 	)
 	// None means "the default" for every optional argument.
@@ -148,9 +202,8 @@ func lensSweep(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 		}
 	}
 	kwargs = given
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "name", &name, "points", &points, "train", &train,
-		"common?", &common, "backend?", &backendV, "workers?", &workersV, "retries?", &retries,
-		"slurm?", &slurm, "dir?", &dir, "halving?", &halving); err != nil {
+	if err := unpack(fn, args, kwargs, &name, &points, &train, &common, &backendV, &workersV, &retries,
+		&slurm, &dir, &halving); err != nil {
 		return nil, err
 	}
 	fail := func(format string, a ...any) error {
@@ -222,9 +275,10 @@ func lensSweep(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 			kw = append(kw, starlark.Tuple{kv[0], kv[1]})
 		}
 		before := len(p.specs)
-		t.SetLocal(planKey, p)
-		_, err = starlark.Call(t, train, nil, kw)
-		t.SetLocal(planKey, nil)
+		err = withTrainer(t, p, func() error {
+			_, err := starlark.Call(t, train, nil, kw)
+			return err
+		})
 		if err != nil {
 			return nil, fail("planning trial %s: %w", trial, err)
 		}

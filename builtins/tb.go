@@ -9,12 +9,6 @@ import (
 	"lens/engine/tensorboard"
 )
 
-// tb module:
-//
-//	tb.export(run, dir) -> dict: write a stored run (a run, or its id or name) as a TensorBoard event file in dir, which must hold none yet: metrics as scalars, collected adapter tensors and checkpoint weights as histograms, the config as text; returns {"file", "scalars", "histograms", "texts"}
-//	tb.writer(dir) -> tb.writer: for lens.train(log_to=[...]): mirrors one run into dir while it trains (resuming it: a new tb.writer on the same dir)
-var tbModule = module("tb", map[string]builtinFn{"export": tbExport, "writer": tbWriter})
-
 func tbExport(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	env, st, err := storeOf(t)
 	if err != nil {
@@ -22,7 +16,7 @@ func tbExport(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwa
 	}
 	var run starlark.Value
 	var dir string
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "run", &run, "dir", &dir); err != nil {
+	if err := unpack(fn, args, kwargs, &run, &dir); err != nil {
 		return nil, err
 	}
 	var id string
@@ -53,7 +47,7 @@ func tbExport(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwa
 
 func tbWriter(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var dir string
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "dir", &dir); err != nil {
+	if err := unpack(fn, args, kwargs, &dir); err != nil {
 		return nil, err
 	}
 	// Refuse a directory of another run here, at the line that names it,

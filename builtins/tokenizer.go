@@ -38,11 +38,11 @@ func (t *Tokenizer) AttrNames() []string {
 func (t *Tokenizer) Attr(name string) (starlark.Value, error) {
 	switch name {
 	case "encode":
-		return starlark.NewBuiltin("tokenizer.encode", t.encode), nil
+		return method("tokenizer.encode", t.encode), nil
 	case "decode":
-		return starlark.NewBuiltin("tokenizer.decode", t.decode), nil
+		return method("tokenizer.decode", t.decode), nil
 	case "apply_chat_template":
-		return starlark.NewBuiltin("tokenizer.apply_chat_template", t.applyChatTemplate), nil
+		return method("tokenizer.apply_chat_template", t.applyChatTemplate), nil
 	case "vocab_size":
 		return starlark.MakeInt(t.t.VocabSize()), nil
 	case "bos_token", "eos_token", "pad_token":
@@ -58,7 +58,7 @@ func (t *Tokenizer) Attr(name string) (starlark.Value, error) {
 // loaded with model.from_dir, or of a model directory.
 func modelTokenizer(th *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var src starlark.Value
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "model", &src); err != nil {
+	if err := unpack(fn, args, kwargs, &src); err != nil {
 		return nil, err
 	}
 	var dir string
@@ -90,8 +90,8 @@ func modelTokenizer(th *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 
 func (t *Tokenizer) encode(_ *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var text string
-	addSpecial := true
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "text", &text, "add_special?", &addSpecial); err != nil {
+	var addSpecial bool
+	if err := unpack(fn, args, kwargs, &text, &addSpecial); err != nil {
 		return nil, err
 	}
 	return idList(t.t.Encode(text, addSpecial)), nil
@@ -99,7 +99,7 @@ func (t *Tokenizer) encode(_ *starlark.Thread, fn *starlark.Builtin, args starla
 
 func (t *Tokenizer) decode(_ *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var list starlark.Iterable
-	if err := starlark.UnpackArgs(fn.Name(), args, kwargs, "ids", &list); err != nil {
+	if err := unpack(fn, args, kwargs, &list); err != nil {
 		return nil, err
 	}
 	var ids []int32
@@ -130,7 +130,7 @@ func (t *Tokenizer) applyChatTemplate(_ *starlark.Thread, fn *starlark.Builtin, 
 	}
 	var msgs *starlark.List
 	var agp, tokenize bool
-	if err := starlark.UnpackArgs(fn.Name(), args, own, "messages", &msgs, "add_generation_prompt?", &agp, "tokenize?", &tokenize); err != nil {
+	if err := unpack(fn, args, own, &msgs, &agp, &tokenize); err != nil {
 		return nil, err
 	}
 	messages, err := chatMessages(msgs)

@@ -29,6 +29,9 @@ type Host struct {
 	// Setup, if set, prepares every thread (script, loaded module, REPL),
 	// e.g. to attach the builtins' environment as a thread local.
 	Setup func(*starlark.Thread)
+	// Docs, if set, explains Predecl's builtins to help() and completion;
+	// help is predeclared either way.
+	Docs *Docs
 }
 
 // FileOptions are the Starlark dialect lens scripts use.
@@ -42,7 +45,7 @@ func (h *Host) newLoader() (*loader, error) {
 	if r, err := filepath.EvalSymlinks(root); err == nil {
 		root = r
 	}
-	return &loader{root: root, predecl: h.Predecl, opts: FileOptions, cache: map[string]*entry{}}, nil
+	return &loader{root: root, predecl: h.predecl(), opts: FileOptions, cache: map[string]*entry{}}, nil
 }
 
 func (h *Host) thread(ctx context.Context, name string, l *loader) *starlark.Thread {
@@ -98,7 +101,7 @@ func (h *Host) Exec(ctx context.Context, path string) (starlark.StringDict, erro
 	stopOnCancel(ctx, t)
 	l.cache[abs] = nil // a script that loads itself is a cycle
 	l.inFlight = []string{abs}
-	return starlark.ExecFileOptions(FileOptions, t, abs, src, h.Predecl)
+	return starlark.ExecFileOptions(FileOptions, t, abs, src, h.predecl())
 }
 
 // FormatError renders an error from Exec for a person: a Starlark

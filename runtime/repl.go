@@ -14,17 +14,22 @@ import (
 )
 
 // REPL reads statements and expressions from in until EOF or exit(),
-// printing each expression's value. Lines go to historyFile (if set), so
-// earlier sessions' input is recalled with the up arrow. Ctrl-C interrupts
-// the running statement, not the session.
+// printing each expression's value; a statement that opens a block (def,
+// for, if) continues on "... " lines until an empty one. Lines go to
+// historyFile (if set), so earlier sessions' input is recalled with the up
+// arrow. Tab completes names, attributes and keyword arguments. Ctrl-C
+// interrupts the running statement, not the session.
 func (h *Host) REPL(ctx context.Context, in io.ReadCloser, out io.Writer, historyFile string) error {
 	l, err := h.newLoader()
 	if err != nil {
 		return err
 	}
+	globals := starlark.StringDict{}
+	predecl := h.predecl()
 	rl, err := readline.NewEx(&readline.Config{
 		Prompt: ">>> ", HistoryFile: historyFile, Stdin: in, Stdout: out, Stderr: out,
 		InterruptPrompt: "^C", EOFPrompt: "",
+		AutoComplete: &completer{h: h, globals: globals, predecl: predecl},
 	})
 	if err != nil {
 		return fmt.Errorf("repl: %w", err)
@@ -32,7 +37,6 @@ func (h *Host) REPL(ctx context.Context, in io.ReadCloser, out io.Writer, histor
 	defer rl.Close()
 	h2 := *h
 	h2.Out = out
-	globals := starlark.StringDict{}
 	opts := *FileOptions
 	opts.LoadBindsGlobally = true
 	for {
@@ -48,7 +52,7 @@ func (h *Host) REPL(ctx context.Context, in io.ReadCloser, out io.Writer, histor
 		}()
 		t := h2.thread(itemCtx, "repl", l)
 		stopOnCancel(itemCtx, t)
-		err := rep(&opts, rl, t, globals, h.Predecl, out)
+		err := rep(&opts, rl, t, globals, predecl, out)
 		signal.Stop(sigs)
 		cancel()
 		if errors.Is(err, readline.ErrInterrupt) {
@@ -67,7 +71,9 @@ var errExit = errors.New("exit")
 
 func rep(opts *syntax.FileOptions, rl *readline.Instance, t *starlark.Thread, globals, predecl starlark.StringDict, out io.Writer) error {
 	rl.SetPrompt(">>> ")
-	eof := false
+	// The parser reports a reader's error as a syntax error, so EOF and
+	// exit() are remembered here.
+	eof, exit := false, false
 	read := func() ([]byte, error) {
 		line, err := rl.Readline()
 		rl.SetPrompt("... ")
@@ -78,6 +84,7 @@ func rep(opts *syntax.FileOptions, rl *readline.Instance, t *starlark.Thread, gl
 			return nil, err
 		}
 		if line == "exit()" || line == "quit()" {
+			exit = true
 			return nil, errExit
 		}
 		return []byte(line + "\n"), nil
@@ -86,6 +93,9 @@ func rep(opts *syntax.FileOptions, rl *readline.Instance, t *starlark.Thread, gl
 	if err != nil {
 		if eof {
 			return io.EOF
+		}
+		if exit {
+			return errExit
 		}
 		if errors.Is(err, errExit) || errors.Is(err, readline.ErrInterrupt) {
 			return err

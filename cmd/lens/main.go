@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"lens/engine/secret"
 	"os"
 )
 
@@ -51,7 +52,7 @@ func init() {
 		{"trial", "run SWEEP_DIR TRIAL_ID [--threads N]", "run one sweep trial into its store shard (sweep backends call it)", cmdTrial},
 		{"merge", "SHARD_DIR... [--into STORE]", "merge the runs of store shards into a store", cmdMerge},
 		{"version", "", "print the lens version", cmdVersion},
-		{"help", "[COMMAND]", "explain a command", nil},
+		{"help", "[COMMAND|NAME]", "explain a command, or a script module, builtin or value (lens help lens.train; --markdown: docs/API.md)", nil},
 	}
 }
 
@@ -60,9 +61,7 @@ func main() { os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr)) }
 // Main runs the command line and returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
 	// Credentials never reach the terminal or a log file (engine/secret).
-	red := redactor()
-	stdout, stderr = red.Writer(stdout), red.Writer(stderr)
-	configureEngine(stderr)
+	stdout, stderr = secret.Writer{W: stdout}, secret.Writer{W: stderr}
 	if len(args) == 0 {
 		printHelp(stderr)
 		return exitUsage
@@ -75,6 +74,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 					c.run([]string{"-h"}, stdout, stdout)
 					return exitOK
 				}
+			}
+			if helpAPI(args[1], stdout) {
+				return exitOK
 			}
 		}
 		printHelp(stdout)
