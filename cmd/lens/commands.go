@@ -28,6 +28,7 @@ import (
 	"lens/engine/lora"
 	"lens/engine/model"
 	"lens/engine/runs"
+	"lens/engine/sweep"
 	"lens/engine/tokenize"
 	"lens/engine/train"
 	"lens/kv"
@@ -35,7 +36,8 @@ import (
 )
 
 func openStore(dir string, readOnly bool) (*kv.Store, error) {
-	st, err := kv.Open(dir, kv.Options{ReadOnly: readOnly, Command: "lens " + strings.Join(os.Args[1:], " ")})
+	st, err := kv.Open(dir, kv.Options{ReadOnly: readOnly, Command: "lens " + strings.Join(os.Args[1:], " "),
+		Redact: redactor().Redact})
 	if err != nil {
 		return nil, err
 	}
@@ -67,17 +69,17 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	store := storeFlag(fs)
 	resume := fs.String("resume", "", "resume RUN from its last checkpoint instead of running a script")
 	dev := fs.String("device", "", `default device for lens.train: "auto", "cpu" or "cuda" (cuda needs a lens built with -tags lenscuda and a GPU)`)
-	backend := fs.String("backend", "", `default backend of the script's sweeps (run_sweep, successive_halving): "inline", "local" or "slurm"`)
+	backend := fs.String("backend", "", "default backend of the script's sweeps (run_sweep, successive_halving): "+strings.Join(sweep.Backends, ", "))
 	var allow multiFlag
 	fs.Var(&allow, "allow-read", "a folder outside the workspace that scripts may read (repeatable)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	switch *backend {
-	case "", "inline", "local", "slurm":
-	default:
-		return usagef("--backend %q: want inline, local or slurm", *backend)
+	if *backend != "" {
+		if err := sweep.CheckBackend(*backend); err != nil {
+			return usagef("--%v", err) // --backend "x": want ...
+		}
 	}
 	var file string
 	scriptArgs := map[string]string{}
@@ -145,9 +147,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	sum := sha256.Sum256(src)
 	abs, _ := filepath.Abs(file)
 	wd, _ := os.Getwd()
-	env := &builtins.Env{Store: st, Args: scriptArgs, Script: abs, ScriptHash: hex.EncodeToString(sum[:8]),
+	env := withIntegrations(&builtins.Env{Store: st, Args: scriptArgs, Script: abs, ScriptHash: hex.EncodeToString(sum[:8]),
 		Out: stdout, Progress: prog.update, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Workspace: wd, AllowRead: allow, Device: *dev, SweepBackend: *backend}
+		Workspace: wd, AllowRead: allow, Device: *dev, SweepBackend: *backend})
 	if _, _, err := device.Resolve(*dev); err != nil {
 		return usagef("--device: %v", err)
 	}
@@ -181,7 +183,7 @@ func cmdRepl(args []string, stdout, stderr io.Writer) error {
 	}
 	prog := newProgress(stderr)
 	wd, _ := os.Getwd()
-	env := &builtins.Env{Store: st, Args: map[string]string{}, Out: stdout, Progress: prog.update, Workspace: wd, AllowRead: allow}
+	env := withIntegrations(&builtins.Env{Store: st, Args: map[string]string{}, Out: stdout, Progress: prog.update, Workspace: wd, AllowRead: allow})
 	host := &runtime.Host{Root: wd, Predecl: builtins.Modules(nil), Out: stdout, Setup: env.Attach, Docs: apiDocs}
 	fmt.Fprint(stdout, replBanner(host.Predecl))
 	return host.REPL(context.Background(), io.NopCloser(os.Stdin), stdout, *history)
@@ -258,7 +260,16 @@ func cmdShow(args []string, stdout, stderr io.Writer) error {
 	}
 	var cfg map[string]any
 	if json.Unmarshal(m.Config, &cfg) == nil {
-		b, _ := json.MarshalIndent(map[string]any{"train": cfg["train"], "lora": cfg["lora"], "data": cfg["data"], "evals": cfg["evals"], "base": cfg["base"]}, "", "  ")
+		show := map[string]any{"train": cfg["train"], "lora": cfg["lora"], "data": cfg["data"], "evals": cfg["evals"], "base": cfg["base"]}
+		if cfg["lora"] != nil {
+			show["lora_seed"] = cfg["lora_seed"] // the adapter's initialisation; full training has none
+		}
+		for _, k := range []string{"init", "checkpoint_every", "keep_last", "device", "collect", "probe_batch"} {
+			if v, ok := cfg[k]; ok {
+				show[k] = v
+			}
+		}
+		b, _ := json.MarshalIndent(show, "", "  ")
 		fmt.Fprintf(stdout, "config   %s\n", b)
 	}
 	names, err := st.MetricNames(m.ID)
@@ -297,6 +308,9 @@ func cmdShow(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "\ncheckpoints")
 	table(stdout, []string{"step", "time", "tensors", "eval loss"}, rows)
+	if err := showCollected(stdout, st, m.ID); err != nil {
+		return err
+	}
 	events, err := st.Events(m.ID)
 	if err != nil {
 		return err
@@ -309,6 +323,41 @@ func cmdShow(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "\nevents")
 		table(stdout, []string{"step", "kind", "message"}, rows)
 	}
+	return nil
+}
+
+// showCollected prints what the run's collectors recorded: at which steps
+// and how many records a step (counted at the last step, so that a large
+// tensor collection is not read whole), or nothing when none did.
+func showCollected(w io.Writer, st *kv.Store, id string) error {
+	names, err := st.Collectors(id)
+	if err != nil || len(names) == 0 {
+		return err
+	}
+	var rows [][]string
+	for _, c := range names {
+		steps, err := st.CollectedSteps(id, c)
+		if err != nil {
+			return err
+		}
+		if len(steps) == 0 {
+			continue
+		}
+		last, err := st.ReadCollectedStep(id, c, steps[len(steps)-1])
+		if err != nil {
+			return err
+		}
+		tensors := 0
+		for _, r := range last {
+			if r.Kind == kv.KindTensor {
+				tensors++
+			}
+		}
+		rows = append(rows, []string{c, fmt.Sprint(len(steps)), fmt.Sprint(steps[0]), fmt.Sprint(steps[len(steps)-1]),
+			fmt.Sprint(len(last)), fmt.Sprint(tensors)})
+	}
+	fmt.Fprintln(w, "\ncollected (run.records(collector, step=) reads them)")
+	table(w, []string{"collector", "steps", "first", "last", "records/step", "tensors/step"}, rows)
 	return nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"lens/engine/secret"
 	"os"
 )
 
@@ -61,7 +60,9 @@ func main() { os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr)) }
 // Main runs the command line and returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
 	// Credentials never reach the terminal or a log file (engine/secret).
-	stdout, stderr = secret.Writer{W: stdout}, secret.Writer{W: stderr}
+	red := redactor()
+	stdout, stderr = red.Writer(stdout), red.Writer(stderr)
+	configureEngine(stderr)
 	if len(args) == 0 {
 		printHelp(stderr)
 		return exitUsage
