@@ -49,6 +49,7 @@ func init() {
 		{"fsck", "", "check a store for corrupt or inconsistent data, changing nothing", cmdFsck},
 		{"sweep", "status SWEEP", "a sweep's trials: state, steps, best eval loss, backend job", cmdSweep},
 		{"trial", "run SWEEP_DIR TRIAL_ID [--threads N]", "run one sweep trial into its store shard (sweep backends call it)", cmdTrial},
+		{"ui", "[--addr 127.0.0.1:7070] [--token T|random]", "serve a live, read-only web view of the store (runs, run pages, compare, sweeps)", cmdUI},
 		{"merge", "SHARD_DIR... [--into STORE]", "merge the runs of store shards into a store", cmdMerge},
 		{"version", "", "print the lens version", cmdVersion},
 		{"help", "[COMMAND|NAME]", "explain a command, or a script module, builtin or value (lens help lens.train; --markdown: docs/API.md)", nil},
