@@ -152,7 +152,9 @@ func Kernels(t testing.TB, dev accel.Device, tol float64) {
 	// The embedding's gradient adds into what the table's gradient holds
 	// (a tied head's part), and ids repeat (50 ids over 67 rows).
 	dtable := b.floats(50*h, 1)
-	run("EmbedBack", func(k accel.Kernels, f func(pair) accel.Buf) error { return k.EmbedBack(f(dtable), f(idp), f(dy), rows, h) }, dtable)
+	run("EmbedBack", func(k accel.Kernels, f func(pair) accel.Buf) error {
+		return k.EmbedBack(f(dtable), f(idp), f(dy), rows, h)
+	}, dtable)
 
 	const seq, hd = 16, 32
 	cosT, sinT := kern.RopeTable(seq, hd, 10000)
@@ -283,36 +285,7 @@ func Step(t testing.TB, dev accel.Device, tol float64) {
 			mk = masks
 		}
 		feed := &nn.Feed{B: B, T: T, Inputs: inputs, Targets: targets, Masks: mk}
-		g := nn.NewGraph[float32](feed)
-		net, err := model.Build(g, m, ad.GraphAdapters(), false)
-		require.NoError(t, err)
-		var names []string
-		for name := range net.Params {
-			if n := len(name); n > 7 && (name[n-7:] == ".lora_A" || name[n-7:] == ".lora_B") {
-				names = append(names, name)
-			}
-		}
-		sort.Strings(names)
-		require.Equal(t, names, s.Params())
-		wrt := make([]*G.Node, 0, len(names))
-		for _, name := range names {
-			wrt = append(wrt, net.Params[name])
-		}
-		mach, err := g.Compile(net.Loss, wrt...)
-		require.NoError(t, err)
-		want, err := mach.Run()
-		require.NoError(t, err)
-		got, err := s.Run(inputs, targets, mk)
-		require.NoError(t, err)
-		require.InDelta(t, want, got, tol*math.Abs(want), "loss (masks %v)", withMasks)
-		for i, name := range names {
-			wg, err := mach.Grad(i)
-			require.NoError(t, err)
-			dg := make([]float32, len(wg))
-			require.NoError(t, s.Grad(name, dg))
-			sameAsGraph(t, fmt.Sprintf("%s (masks %v)", name, withMasks), dev, wg, dg, tol)
-		}
-		mach.Close()
+		sameStep(t, dev, s, m, ad.GraphAdapters(), feed, tol, fmt.Sprintf("masks %v", withMasks))
 	}
 
 	// One AdamW update on the device against the same formula on the host.
@@ -376,34 +349,7 @@ func FullStep(t testing.TB, dev accel.Device, tol float64) {
 		s, err := accel.NewFullStep(dev, m, B, T)
 		require.NoError(t, err)
 		feed := &nn.Feed{B: B, T: T, Inputs: inputs, Targets: targets}
-		g := nn.NewGraph[float32](feed)
-		net, err := model.Build(g, m, nil, true)
-		require.NoError(t, err)
-		var names []string
-		for name := range net.Params {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		require.Equal(t, names, s.Params(), "tied %v", tied)
-		wrt := make([]*G.Node, 0, len(names))
-		for _, name := range names {
-			wrt = append(wrt, net.Params[name])
-		}
-		mach, err := g.Compile(net.Loss, wrt...)
-		require.NoError(t, err)
-		want, err := mach.Run()
-		require.NoError(t, err)
-		got, err := s.Run(inputs, targets, nil)
-		require.NoError(t, err)
-		require.InDelta(t, want, got, tol*math.Abs(want), "loss (tied %v)", tied)
-		for i, name := range names {
-			wg, err := mach.Grad(i)
-			require.NoError(t, err)
-			dg := make([]float32, len(wg))
-			require.NoError(t, s.Grad(name, dg))
-			sameAsGraph(t, fmt.Sprintf("%s (tied %v)", name, tied), dev, wg, dg, tol)
-		}
-		mach.Close()
+		sameStep(t, dev, s, m, nil, feed, tol, fmt.Sprintf("tied %v", tied))
 
 		// Update a norm weight (a 1-D tensor) and check a forward-only step
 		// shares it.
@@ -523,6 +469,42 @@ func Probe(t testing.TB, dev accel.Device, tol float64) {
 	}
 	_, _, ok := p.LoRAHidden("model.layers.0.no_such_proj")
 	require.False(t, ok)
+}
+
+// sameStep runs one pass of s and of the engine/nn graph (trainable: the
+// adapters when there are any, else every weight) over feed and compares
+// the loss and the gradient of every tensor s trains.
+func sameStep(t testing.TB, dev accel.Device, s *accel.Step, m *model.Model, ads map[string]model.Adapter, feed *nn.Feed, tol float64, what string) {
+	g := nn.NewGraph[float32](feed)
+	net, err := model.Build(g, m, ads, len(ads) == 0)
+	require.NoError(t, err)
+	var names []string
+	for name := range net.Params {
+		if n := len(name); len(ads) == 0 || n > 7 && (name[n-7:] == ".lora_A" || name[n-7:] == ".lora_B") {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	require.Equal(t, names, s.Params(), what)
+	wrt := make([]*G.Node, 0, len(names))
+	for _, name := range names {
+		wrt = append(wrt, net.Params[name])
+	}
+	mach, err := g.Compile(net.Loss, wrt...)
+	require.NoError(t, err)
+	defer mach.Close()
+	want, err := mach.Run()
+	require.NoError(t, err)
+	got, err := s.Run(feed.Inputs, feed.Targets, feed.Masks)
+	require.NoError(t, err)
+	require.InDelta(t, want, got, tol*math.Abs(want), "loss (%s)", what)
+	for i, name := range names {
+		wg, err := mach.Grad(i)
+		require.NoError(t, err)
+		dg := make([]float32, len(wg))
+		require.NoError(t, s.Grad(name, dg))
+		sameAsGraph(t, fmt.Sprintf("%s (%s)", name, what), dev, wg, dg, tol)
+	}
 }
 
 // sameAsGraph requires got (from dev) to match want (from the gorgonia
