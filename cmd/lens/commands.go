@@ -147,13 +147,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	sum := sha256.Sum256(src)
 	abs, _ := filepath.Abs(file)
 	wd, _ := os.Getwd()
+	wd = workspaceOf(abs, wd)
 	env := withIntegrations(&builtins.Env{Store: st, Args: scriptArgs, Script: abs, ScriptHash: hex.EncodeToString(sum[:8]),
 		Out: stdout, Progress: prog.update, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Workspace: wd, AllowRead: allow, Device: *dev, SweepBackend: *backend})
 	if _, _, err := device.Resolve(*dev); err != nil {
 		return usagef("--device: %v", err)
 	}
-	host := &runtime.Host{Root: wd, Predecl: builtins.Modules(scriptArgs), Out: &progressWriter{w: stdout, p: prog}, Setup: env.Attach, Docs: apiDocs}
+	host := &runtime.Host{Root: wd, Predecl: builtins.Modules(scriptArgs), Out: &progressWriter{w: stdout, p: prog}, Setup: env.Attach}
 	env.Out = host.Out
 	_, err = host.Exec(ctx, file)
 	prog.done()
@@ -162,6 +163,26 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		return errReported
 	}
 	return nil
+}
+
+// workspaceOf is the folder a script's loads and reads are confined to:
+// the current directory when the script lies in it (so `lens run
+// scripts/x.star` may read files anywhere under here, as before), else the
+// script's own directory, since a script named on the command line is the
+// user's intent. Relative paths in a script still resolve from the current
+// directory.
+func workspaceOf(script, wd string) string {
+	dir := filepath.Dir(script)
+	real := func(p string) string {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			return r
+		}
+		return p
+	}
+	if rel, err := filepath.Rel(real(wd), real(dir)); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return wd
+	}
+	return dir
 }
 
 func cmdRepl(args []string, stdout, stderr io.Writer) error {
@@ -184,8 +205,8 @@ func cmdRepl(args []string, stdout, stderr io.Writer) error {
 	prog := newProgress(stderr)
 	wd, _ := os.Getwd()
 	env := withIntegrations(&builtins.Env{Store: st, Args: map[string]string{}, Out: stdout, Progress: prog.update, Workspace: wd, AllowRead: allow})
-	host := &runtime.Host{Root: wd, Predecl: builtins.Modules(nil), Out: stdout, Setup: env.Attach, Docs: apiDocs}
-	fmt.Fprint(stdout, replBanner(host.Predecl))
+	host := &runtime.Host{Root: wd, Predecl: builtins.Modules(nil), Out: stdout, Setup: env.Attach}
+	fmt.Fprintf(stdout, "lens %s REPL. Modules: lens, model, lora, data, report. exit() or Ctrl-D to leave.\n", runs.Version)
 	return host.REPL(context.Background(), io.NopCloser(os.Stdin), stdout, *history)
 }
 
