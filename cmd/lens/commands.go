@@ -154,7 +154,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if _, _, err := device.Resolve(*dev); err != nil {
 		return usagef("--device: %v", err)
 	}
-	host := &runtime.Host{Root: wd, Predecl: builtins.Modules(scriptArgs), Out: &progressWriter{w: stdout, p: prog}, Setup: env.Attach}
+	host := &runtime.Host{Root: wd, Predecl: builtins.Modules(scriptArgs), Out: &progressWriter{w: stdout, p: prog}, Setup: env.Attach, Docs: apiDocs}
 	env.Out = host.Out
 	_, err = host.Exec(ctx, file)
 	prog.done()
@@ -205,8 +205,8 @@ func cmdRepl(args []string, stdout, stderr io.Writer) error {
 	prog := newProgress(stderr)
 	wd, _ := os.Getwd()
 	env := withIntegrations(&builtins.Env{Store: st, Args: map[string]string{}, Out: stdout, Progress: prog.update, Workspace: wd, AllowRead: allow})
-	host := &runtime.Host{Root: wd, Predecl: builtins.Modules(nil), Out: stdout, Setup: env.Attach}
-	fmt.Fprintf(stdout, "lens %s REPL. Modules: lens, model, lora, data, report. exit() or Ctrl-D to leave.\n", runs.Version)
+	host := &runtime.Host{Root: wd, Predecl: builtins.Modules(nil), Out: stdout, Setup: env.Attach, Docs: apiDocs}
+	fmt.Fprint(stdout, replBanner(host.Predecl))
 	return host.REPL(context.Background(), io.NopCloser(os.Stdin), stdout, *history)
 }
 
