@@ -64,6 +64,9 @@ func TestMatchesPyTorch(t *testing.T) {
 		{"rslora every linear", []string{"--tied", "--kv-heads", "2", "--rslora", "--alpha", "16", "--targets", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"}, false},
 		{"bf16 base weights", []string{"--untied", "--dtype", "BF16", "--targets", "q_proj,o_proj"}, false},
 		{"explicit head_dim", []string{"--untied", "--heads", "4", "--kv-heads", "2", "--head-dim", "16", "--targets", "q_proj,k_proj,v_proj,o_proj"}, false},
+		// Llama 3's rope_theta and an rms_norm_eps large enough to matter, so
+		// that a value hard-coded to the defaults (10000, 1e-5) fails.
+		{"rope_theta 500000 rms_norm_eps 0.05", []string{"--untied", "--heads", "4", "--kv-heads", "2", "--theta", "500000", "--eps", "0.05", "--seq", "16", "--targets", "q_proj,k_proj,v_proj,o_proj"}, false},
 		{"full untied", []string{"--untied", "--kv-heads", "2", "--no-adapter"}, true},
 		{"full tied", []string{"--tied", "--kv-heads", "2", "--no-adapter"}, true},
 	}
