@@ -222,8 +222,49 @@ func probeForward(t *train.Trainer, p *Probe) (train.Activations, error) {
 	if err != nil {
 		return nil, fmt.Errorf("probe batch: %w", err)
 	}
+	c := t.Model.Config
+	acts = tlActs{Activations: acts, last: fmt.Sprintf("blocks.%d.hook_resid_post", c.NumHiddenLayers-1), eps: c.RMSNormEps}
 	p.acts, p.step, p.trainer = acts, t.Step, t
 	return acts, nil
+}
+
+// LNFinalNormalized is TransformerLens's name for the final residual
+// stream normalised by its RMS, before the final norm's weight.
+const LNFinalNormalized = "ln_final.hook_normalized"
+
+// tlActs reads the probe's hook points with TransformerLens's meaning
+// where the forward pass's differ: the pass's ln_final.hook_normalized
+// (on the CPU graph and on the device step alike) is the fused RMSNorm's
+// output, after the weight, so it is recomputed here from the last
+// block's hook_resid_post as x/√(mean(x²)+eps), what TransformerLens's
+// RMSNorm hands its hook_normalized.
+type tlActs struct {
+	train.Activations
+	last string // blocks.{L-1}.hook_resid_post
+	eps  float64
+}
+
+func (a tlActs) Read(name string) ([]float32, []int, error) {
+	if name != LNFinalNormalized {
+		return a.Activations.Read(name)
+	}
+	x, shape, err := a.Activations.Read(a.last)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s from %s: %w", name, a.last, err)
+	}
+	w := shape[len(shape)-1]
+	out := make([]float32, len(x))
+	for r := 0; r+w <= len(x); r += w {
+		var ss float64
+		for _, v := range x[r : r+w] {
+			ss += float64(v) * float64(v)
+		}
+		inv := 1 / math.Sqrt(ss/float64(w)+a.eps)
+		for i, v := range x[r : r+w] {
+			out[r+i] = float32(float64(v) * inv)
+		}
+	}
+	return out, shape, nil
 }
 
 type loraActivations struct{ every int }
