@@ -24,6 +24,7 @@ import (
 	"lens/engine/model"
 	"lens/engine/train"
 	"lens/kv"
+	"lens/testdata/torchref"
 )
 
 // benchSize is one model size of lens bench.
@@ -425,7 +426,15 @@ func (t torchSplit) String() string {
 }
 
 func runTorch(ctx context.Context, s benchSize, steps int, split torchSplit, dev string) (childResult, error) {
-	script := filepath.Join(repoRoot(), "testdata", "torchref", "bench.py")
+	dir, err := os.MkdirTemp("", "lens-torchref")
+	if err != nil {
+		return childResult{}, err
+	}
+	defer os.RemoveAll(dir)
+	script, err := writeTorchRef(dir)
+	if err != nil {
+		return childResult{}, err
+	}
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(ctx, torchPython(), script, "--hidden", fmt.Sprint(s.Hidden), "--layers", fmt.Sprint(s.Layers),
 		"--heads", fmt.Sprint(s.Heads), "--inter", fmt.Sprint(s.Inter), "--seq", fmt.Sprint(benchSeq), "--batch", fmt.Sprint(benchBatch),
@@ -433,10 +442,10 @@ func runTorch(ctx context.Context, s benchSize, steps int, split torchSplit, dev
 	cmd.Env = append(os.Environ(), fmt.Sprintf("OPENBLAS_NUM_THREADS=%d", split.blas), fmt.Sprintf("OMP_NUM_THREADS=%d", split.torch))
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return childResult{}, fmt.Errorf("%s: %v: %s", script, err, strings.TrimSpace(errb.String()))
+		return childResult{}, fmt.Errorf("PyTorch benchmark (bench.py): %v: %s", err, strings.TrimSpace(errb.String()))
 	}
 	var r childResult
-	err := json.Unmarshal(out.Bytes(), &r)
+	err = json.Unmarshal(out.Bytes(), &r)
 	return r, err
 }
 
@@ -449,18 +458,20 @@ func torchPython() string {
 	return "/usr/bin/python3"
 }
 
-// repoRoot finds the directory holding testdata/torchref: the working
-// directory or one of its parents.
-func repoRoot() string {
-	dir, _ := os.Getwd()
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "testdata", "torchref", "bench.py")); err == nil {
-			return d
+// writeTorchRef writes the embedded PyTorch side (testdata/torchref's
+// bench.py and the llama_ref.py it imports) into dir and returns bench.py's
+// path, so that lens bench runs outside the repository too.
+func writeTorchRef(dir string) (string, error) {
+	for _, name := range []string{"bench.py", "llama_ref.py"} {
+		b, err := torchref.FS.ReadFile(name)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, name), b, 0o644)
 		}
-		if filepath.Dir(d) == d {
-			return dir
+		if err != nil {
+			return "", fmt.Errorf("write the PyTorch benchmark: %w", err)
 		}
 	}
+	return filepath.Join(dir, "bench.py"), nil
 }
 
 func cmdBench(args []string, stdout, stderr io.Writer) error {

@@ -21,7 +21,7 @@ func TestBenchJSON(t *testing.T) {
 	if !torch {
 		args = append(args, "--no-torch")
 	}
-	out, errOut, code := lens(t, ".", args...) // finds testdata/torchref/bench.py above
+	out, errOut, code := lens(t, ".", args...)
 	require.Equal(t, 0, code, errOut)
 	var rows []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(out), &rows), out)
@@ -79,4 +79,16 @@ func TestBenchBadInput(t *testing.T) {
 		require.Equal(t, 2, code, "%v: %s", c.args, errOut)
 		require.Contains(t, errOut, c.want, c.args)
 	}
+}
+
+// TestBenchTorchOutsideRepo: the PyTorch side of lens bench is embedded, so
+// it runs from a directory with no testdata/torchref above it.
+func TestBenchTorchOutsideRepo(t *testing.T) {
+	if exec.Command(torchPython(), "-c", "import torch").Run() != nil {
+		t.Skip("PyTorch is not installed (Debian: apt-get install python3-torch python3-numpy libopenblas0-pthread)")
+	}
+	t.Chdir(t.TempDir())
+	r, err := runTorch(t.Context(), benchSizes[0], 1, torchSplit{1, 1}, "cpu")
+	require.NoError(t, err)
+	require.Greater(t, r.TokensPerS, 0.0)
 }
