@@ -31,6 +31,8 @@ func TestKernels(t *testing.T) { acceltest.Kernels(t, open(t), 1e-4) }
 
 func TestStep(t *testing.T) { acceltest.Step(t, open(t), 1e-3) }
 
+func TestFullStep(t *testing.T) { acceltest.FullStep(t, open(t), 1e-3) }
+
 func TestProbe(t *testing.T) { acceltest.Probe(t, open(t), 1e-3) }
 
 // TestZeroSize: empty buffers and zero-size kernels launch nothing.
@@ -152,7 +154,12 @@ func TestChecks(t *testing.T) {
 		{"embed ids", d.Embed(f(12), f(8), f(3), 3, 4), "embed: ids must be an int buffer"},
 		{"embed ok", d.Embed(f(12), f(8), i(3), 3, 4), ""},
 		{"rmsnorm", d.RMSNorm(f(12), f(2), f(12), f(4), 3, 4, 1e-5), "rmsnorm: rinv has 2 elements"},
-		{"rmsnorm_back", d.RMSNormBack(f(12), f(12), f(3), f(3), f(12), 3, 4), "rmsnorm_back: w has 3"},
+		{"rmsnorm_back", d.RMSNormBack(f(12), nil, f(12), f(3), f(3), f(12), 3, 4), "rmsnorm_back: w has 3"},
+		{"rmsnorm_dw", d.RMSNormBack(f(12), f(3), f(12), f(4), f(3), f(12), 3, 4), "rmsnorm_dw: dw has 3"},
+		{"rmsnorm_dw ok", d.RMSNormBack(f(12), f(4), f(12), f(4), f(3), f(12), 3, 4), ""},
+		{"embed_back ids", d.EmbedBack(f(8), f(3), f(12), 3, 4), "embed_back: ids must be an int buffer"},
+		{"embed_back dout", d.EmbedBack(f(8), i(3), f(11), 3, 4), "embed_back: dout has 11"},
+		{"embed_back ok", d.EmbedBack(f(8), i(3), f(12), 3, 4), ""},
 		{"rope odd", d.RoPE(f(24), f(24), f(12), f(12), 2, 12, 4, 3, false), "rope: headDim 3"},
 		{"rope row", d.RoPE(f(20), f(20), f(12), f(12), 2, 10, 4, 4, false), "rope: rowLen 10 is not a multiple"},
 		{"rope table", d.RoPE(f(24), f(24), f(7), f(8), 2, 12, 4, 4, true), "rope: cos has 7 elements, the kernel touches 8"},

@@ -38,12 +38,15 @@ const (
 	kCrossEntropy
 	kSum
 	kAdamW
+	kEmbedBack
+	kRMSNormDW
 	numKernels
 )
 
 var kernelNames = [numKernels]string{
 	"sgemm", "sgemm_reduce", "embed", "rmsnorm", "rmsnorm_back", "rope", "sgemm_batched", "softmax_causal",
 	"softmax_back", "swiglu", "swiglu_back", "add", "mul", "cross_entropy", "sum", "adamw",
+	"embed_back", "rmsnorm_dw",
 }
 
 const (
@@ -647,7 +650,8 @@ func (d *Device) RMSNorm(out, rinv, x, w accel.Buf, rows, h int, eps float32) er
 	return c.launch(rows, 1, threads, O, R, X, W, rows, h, eps)
 }
 
-func (d *Device) RMSNormBack(dx, x, w, rinv, dy accel.Buf, rows, h int) error {
+// RMSNormBack launches rmsnorm_back for dx and, with dw, rmsnorm_dw.
+func (d *Device) RMSNormBack(dx, dw, x, w, rinv, dy accel.Buf, rows, h int) error {
 	c := d.call(kRMSNormBack)
 	c.dims("rows", rows, "h", h)
 	tot := c.size(rows, h)
@@ -657,7 +661,27 @@ func (d *Device) RMSNormBack(dx, x, w, rinv, dy accel.Buf, rows, h int) error {
 	}
 	DX, X, W := c.f("dx", dx, tot), c.f("x", x, tot), c.f("w", w, wn)
 	R, DY := c.f("rinv", rinv, rows), c.f("dy", dy, tot)
-	return c.launch(rows, 1, threads, DX, X, W, R, DY, rows, h)
+	if err := c.launch(rows, 1, threads, DX, X, W, R, DY, rows, h); err != nil || dw == nil {
+		return err
+	}
+	c = d.call(kRMSNormDW)
+	DW := c.f("dw", dw, h)
+	X, R, DY = c.f("x", x, tot), c.f("rinv", rinv, rows), c.f("dy", dy, tot)
+	return c.launch(blocks(h), 1, threads, DW, X, R, DY, rows, h)
+}
+
+// EmbedBack runs one thread per column; it does not check the ids against
+// the table (that would take a download), as Embed does not.
+func (d *Device) EmbedBack(dtable, ids, dout accel.Buf, n, dim int) error {
+	c := d.call(kEmbedBack)
+	c.dims("n", n, "dim", dim)
+	tot := c.size(n, dim)
+	cols, tab := 0, 0
+	if tot > 0 {
+		cols, tab = dim, dim // at least one row
+	}
+	DT, I, DO := c.f("dtable", dtable, tab), c.i("ids", ids, n), c.f("dout", dout, tot)
+	return c.launch(blocks(cols), 1, threads, DT, I, DO, n, dim)
 }
 
 func (d *Device) RoPE(y, x, cos, sin accel.Buf, rows, rowLen, seqLen, headDim int, back bool) error {

@@ -180,6 +180,15 @@ extern "C" __global__ void embed(float* out, const float* table, const int* ids,
     out[e] = table[(long long)ids[r] * dim + j];
 }
 
+// Embedding gradient: one thread per column walks the rows in order, so
+// rows that share a token id add in a fixed order (no atomics, the same
+// result on every run).
+extern "C" __global__ void embed_back(float* dtable, const int* ids, const float* dout, long long n, long long dim) {
+    long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= dim) return;
+    for (long long r = 0; r < n; r++) dtable[(long long)ids[r] * dim + j] += dout[r * dim + j];
+}
+
 // ---- RMSNorm, one block per row ----
 
 extern "C" __global__ void rmsnorm(float* out, float* rinv, const float* x, const float* w, long long rows, long long h,
@@ -204,6 +213,17 @@ extern "C" __global__ void rmsnorm_back(float* dx, const float* x, const float* 
     float inv = rinv[r];
     float c = dot * inv * inv * inv / (float)h;
     for (long long j = threadIdx.x; j < h; j += blockDim.x) dx[r * h + j] = inv * w[j] * ds[j] - xs[j] * c;
+}
+
+// RMSNorm weight gradient dw[j] = Σ_r dy·x·rinv: one thread per column,
+// rows in order (deterministic; reads of a row are coalesced across j).
+extern "C" __global__ void rmsnorm_dw(float* dw, const float* x, const float* rinv, const float* dy, long long rows,
+                                      long long h) {
+    long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= h) return;
+    float s = 0.f;
+    for (long long r = 0; r < rows; r++) s += dy[r * h + j] * x[r * h + j] * rinv[r];
+    dw[j] = s;
 }
 
 // ---- rotary embeddings, HF rotate-half; one thread per rotated pair ----

@@ -96,6 +96,8 @@ Fn fns[] = {
     {"cross_entropy", [](void **p) { cross_entropy(F(0), F(1), F(2), I(3), L(4), L(5), R(6)); }},
     {"sum", [](void **p) { sum(F(0), F(1), L(2)); }},
     {"adamw", [](void **p) { adamw(F(0), F(1), F(2), F(3), L(4), R(5), R(6), R(7), R(8), R(9), R(10), R(11)); }},
+    {"embed_back", [](void **p) { embed_back(F(0), I(1), F(2), L(3), L(4)); }},
+    {"rmsnorm_dw", [](void **p) { rmsnorm_dw(F(0), F(1), F(2), F(3), L(4), L(5)); }},
 };
 int ctx_token, mod_token;
 }  // namespace
