@@ -81,12 +81,16 @@ func js[T any](t testing.TB, ctx context.Context, expr string) T {
 	return v
 }
 
-func shot(t *testing.T, ctx context.Context, name string) {
+func shot(t *testing.T, ctx context.Context, name string, full bool) {
 	if *screenshots == "" {
 		return
 	}
 	require.NoError(t, chromedp.Do(ctx, chromedp.Sleep(300*time.Millisecond)))
-	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	capture := chromedp.CaptureScreenshot()
+	if full {
+		capture = chromedp.FullScreenshot(100) // the whole page, as PNG
+	}
+	png, err := chromedp.Run(ctx, capture)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(*screenshots, name), png, 0o644))
 }
@@ -130,7 +134,16 @@ func TestBrowser(t *testing.T) {
 		assert.ElementsMatch(t, []string{ids[0], ids[1], live}, js[[]string](t, ctx, `lens.shown`))
 		status := js[string](t, ctx, fmt.Sprintf(`document.querySelector('tr[data-id="%s"] td.status-running').textContent`, live))
 		assert.Equal(t, "running", status)
-		shot(t, ctx, "ui-runs.png")
+
+		// A config field as a column, and two runs selected for compare.
+		js[bool](t, ctx, `(s => (s.value = "r", s.dispatchEvent(new Event("change"))))(document.getElementById("addcol"))`)
+		waitJS(t, ctx, `document.querySelectorAll('th[data-key="config.r"]').length === 1`, 15*time.Second)
+		assert.Equal(t, "8", js[string](t, ctx, fmt.Sprintf(`document.querySelector('tr[data-id="%s"] td:last-child').textContent`, ids[1])))
+		for _, id := range ids {
+			require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS(fmt.Sprintf(`input[data-sel="%s"]`, id)))))
+		}
+		assert.False(t, js[bool](t, ctx, `document.getElementById("compare-btn").disabled`))
+		shot(t, ctx, "ui-runs.png", false)
 
 		// Text filter.
 		require.NoError(t, chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS("#q"), "ui-r8")))
@@ -152,10 +165,10 @@ func TestBrowser(t *testing.T) {
 
 		// An expression, evaluated by the server.
 		require.NoError(t, chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS("#where"), `config.r == 4 and status == "done"`+"\r")))
-		waitJS(t, ctx, `lens.shown.length === 1`, 3*time.Second)
+		waitJS(t, ctx, `lens.shown.length === 1`, 15*time.Second)
 		assert.Equal(t, []string{ids[0]}, js[[]string](t, ctx, `lens.shown`))
 		js[bool](t, ctx, `(w => (w.value = "final_loss <", w.dispatchEvent(new KeyboardEvent("keydown", {key: "Enter"}))))(document.getElementById("where"))`)
-		waitJS(t, ctx, `document.getElementById("where-err").textContent.includes("filter")`, 3*time.Second)
+		waitJS(t, ctx, `document.getElementById("where-err").textContent.includes("filter")`, 15*time.Second)
 	})
 
 	t.Run("run page", func(t *testing.T) {
@@ -171,7 +184,7 @@ func TestBrowser(t *testing.T) {
 		}
 		assert.Equal(t, 1, js[int](t, ctx, `document.querySelectorAll("#ckpt-table tr.best").length`))
 		waitJS(t, ctx, `document.querySelectorAll("#collect canvas").length > 4 && lens.data.findings !== undefined`, 30*time.Second)
-		shot(t, ctx, "ui-run.png")
+		shot(t, ctx, "ui-run.png", true)
 	})
 
 	t.Run("compare", func(t *testing.T) {
@@ -189,7 +202,7 @@ func TestBrowser(t *testing.T) {
 		assert.Contains(t, diff, "r")
 		assert.Contains(t, diff, "seed")
 		assert.Equal(t, 2, js[int](t, ctx, `document.querySelectorAll("#phi canvas").length`))
-		shot(t, ctx, "ui-compare.png")
+		shot(t, ctx, "ui-compare.png", false)
 	})
 
 	t.Run("live run", func(t *testing.T) {
@@ -214,6 +227,6 @@ func TestBrowser(t *testing.T) {
 				require.Equal(t, pts[i].Value, values[i])
 			}
 		}
-		shot(t, ctx, "ui-live.png")
+		shot(t, ctx, "ui-live.png", false)
 	})
 }

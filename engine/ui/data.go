@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"lens/engine/analyzers"
@@ -133,7 +134,37 @@ type RunsPage struct {
 	ConfigKeys []string `json:"config_keys"` // every flat config field, for columns on demand
 }
 
-func runsPage(st *kv.Store, where *Filter, columns []string) (*RunsPage, error) {
+// flatCache keeps each run's FlatConfig while its record is unchanged, so a
+// poll of a large store does not decode every config again.
+type flatCache struct {
+	mu sync.Mutex
+	m  map[string]flatEntry
+}
+
+type flatEntry struct {
+	updated time.Time
+	status  string
+	flat    map[string]any
+}
+
+func (c *flatCache) get(m kv.RunMeta) map[string]any {
+	if c == nil {
+		return FlatConfig(m)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[m.ID]; ok && e.updated.Equal(m.Updated) && e.status == m.Status {
+		return e.flat
+	}
+	if c.m == nil {
+		c.m = map[string]flatEntry{}
+	}
+	f := FlatConfig(m)
+	c.m[m.ID] = flatEntry{updated: m.Updated, status: m.Status, flat: f}
+	return f
+}
+
+func runsPage(st *kv.Store, where *Filter, columns []string, cache *flatCache) (*RunsPage, error) {
 	list, err := st.ListRuns()
 	if err != nil {
 		return nil, err
@@ -141,7 +172,7 @@ func runsPage(st *kv.Store, where *Filter, columns []string) (*RunsPage, error) 
 	page := &RunsPage{Runs: []Row{}, Total: len(list)}
 	keys := map[string]bool{}
 	for _, m := range list {
-		cfg := FlatConfig(m)
+		cfg := cache.get(m)
 		for k, v := range cfg {
 			if _, nested := v.(map[string]any); !nested {
 				keys[k] = true

@@ -49,9 +49,10 @@ type Options struct {
 
 // Server is the `lens ui` HTTP handler.
 type Server struct {
-	opts Options
-	src  *source
-	mux  *http.ServeMux
+	opts  Options
+	src   *source
+	mux   *http.ServeMux
+	flats flatCache
 }
 
 // New returns a server for the store in opts.Store. It opens nothing yet:
@@ -324,7 +325,7 @@ func (s *Server) apiRuns(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.reply(w, func(st *kv.Store) (any, error) { return runsPage(st, where, cols) })
+	s.reply(w, func(st *kv.Store) (any, error) { return runsPage(st, where, cols, &s.flats) })
 }
 
 func (s *Server) apiRun(w http.ResponseWriter, r *http.Request) {

@@ -11,6 +11,16 @@ let generation = 0; // bumped on every navigation; stale fetches are dropped
 
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const fmt = (v) => (v === null || v === undefined ? "–" : typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toPrecision(5)) : typeof v === "object" ? JSON.stringify(v) : String(v));
+// si writes an axis tick compactly: 1.5M, 250k, 0.003, 1e-7.
+const si = (v) => {
+  if (v === null || v === undefined) return "";
+  const a = Math.abs(v);
+  if (a >= 1e9) return +(v / 1e9).toPrecision(3) + "G";
+  if (a >= 1e6) return +(v / 1e6).toPrecision(3) + "M";
+  if (a >= 1e4) return +(v / 1e3).toPrecision(3) + "k";
+  if (a !== 0 && a < 1e-3) return v.toExponential(1);
+  return String(+v.toPrecision(4));
+};
 const fmtTime = (t) => (t ? new Date(t).toLocaleString() : "");
 
 async function api(path) {
@@ -105,7 +115,7 @@ class Chart {
     this.u = new uPlot({
       width: this.width, height: this.spec.height || 220, series,
       scales: { x: { time: false, ...(this.zoomed ? { min: this.zoomed[0], max: this.zoomed[1], auto: false } : {}) }, y: { distr: this.log ? 3 : 1 } },
-      axes: [{}, { size: 60 }],
+      axes: [{}, { size: 60, values: (u, vals) => vals.map(si) }],
       
       cursor: { drag: { x: true, y: false } },
       hooks: {
@@ -207,7 +217,8 @@ async function viewRuns() {
   };
   document.getElementById("compare-btn").onclick = () => { location.hash = "#/compare/" + [...runsState.selected].join(","); };
   await loadRuns();
-  lens.timings.push({ what: "runs", ms: performance.now() - t0, rows: lens.data.runs?.runs.length });
+  // at: ms since navigation started, i.e. until the table is interactive.
+  lens.timings.push({ what: "runs", ms: performance.now() - t0, at: performance.now(), start: t0, fetchMs: lens.runsFetchMs, renderMs: lens.runsRenderMs, rows: lens.data.runs?.runs.length });
   lens.ready = true;
   poll(loadRuns);
 }
@@ -218,7 +229,9 @@ async function loadRuns() {
   if (runsState.columns.length) p.set("columns", runsState.columns.join(","));
   const err = document.getElementById("where-err");
   try {
+    const t0 = performance.now();
     lens.data.runs = await api("/api/runs?" + p);
+    lens.runsFetchMs = performance.now() - t0;
     if (err) err.textContent = "";
   } catch (e) {
     if (err && runsState.where) err.textContent = e.message;
@@ -226,7 +239,9 @@ async function loadRuns() {
   }
   const sel = document.getElementById("addcol");
   if (sel && sel.options.length === 1) for (const k of lens.data.runs.config_keys) sel.add(new Option(k, k));
+  const t1 = performance.now();
   renderRuns();
+  lens.runsRenderMs = performance.now() - t1;
 }
 
 function runValue(r, key) {
