@@ -107,6 +107,7 @@ func navigate(t *testing.T, ctx context.Context, url string) {
 func TestBrowser(t *testing.T) {
 	ctx := browser(t, 1400, 1000)
 	dir, ids := finishedRuns(t)
+	makeSweep(t, dir, ids)
 	live := startTrainer(t, dir)
 	srv := New(Options{Store: dir})
 	ts := httptest.NewServer(srv)
@@ -203,6 +204,14 @@ func TestBrowser(t *testing.T) {
 		assert.Contains(t, diff, "seed")
 		assert.Equal(t, 2, js[int](t, ctx, `document.querySelectorAll("#phi canvas").length`))
 		shot(t, ctx, "ui-compare.png", false)
+	})
+
+	t.Run("sweeps", func(t *testing.T) {
+		navigate(t, ctx, ts.URL+"/#/sweeps")
+		assert.Equal(t, 3, js[int](t, ctx, `document.querySelectorAll('section[data-sweep="grid"] tr td.num').length / 3`))
+		assert.Equal(t, 1, js[int](t, ctx, `document.querySelectorAll('section[data-sweep="grid"] tr.best').length`))
+		assert.Contains(t, js[string](t, ctx, `document.querySelector('section[data-sweep="grid"] tr.best').textContent`), "grid/r=4")
+		shot(t, ctx, "ui-sweeps.png", false)
 	})
 
 	t.Run("live run", func(t *testing.T) {
