@@ -89,7 +89,7 @@ func runIDs(fn *starlark.Builtin, args starlark.Indexable) ([]string, error) {
 		a := args.Index(i)
 		r, ok := a.(*Run)
 		if !ok {
-			return nil, fmt.Errorf("%s: argument %d: want run, got %s", fn.Name(), i+1, a.Type())
+			return nil, fmt.Errorf("%s: for parameter %d: want run, got %s", fn.Name(), i+1, a.Type())
 		}
 		ids = append(ids, r.meta.ID)
 	}

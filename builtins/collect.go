@@ -34,14 +34,14 @@ func collectorCtor(name string) builtinFn {
 			if k == "every" {
 				e, err := starlark.AsInt32(kv[1])
 				if err != nil || e <= 0 {
-					return nil, fmt.Errorf("%s: argument every: want a positive int, got %s", fn.Name(), kv[1])
+					return nil, fmt.Errorf("%s: for parameter \"every\": want a positive int, got %s", fn.Name(), kv[1])
 				}
 				s.Every = e
 				continue
 			}
 			v, err := toGo(kv[1])
 			if err != nil {
-				return nil, fmt.Errorf("%s: argument %s: %w", fn.Name(), k, err)
+				return nil, fmt.Errorf("%s: for parameter %q: %w", fn.Name(), k, err)
 			}
 			s.Options[k] = v
 		}
@@ -64,7 +64,7 @@ func lensCollector(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 		return nil, err
 	}
 	if every <= 0 {
-		return nil, fmt.Errorf("%s: argument every: want a positive int, got %d", fn.Name(), every)
+		return nil, fmt.Errorf("%s: for parameter \"every\": want a positive int, got %d", fn.Name(), every)
 	}
 	if _, builtin := collect.Default.Get(name); builtin {
 		return nil, fmt.Errorf("%s: %q is a built-in collector", fn.Name(), name)

@@ -141,17 +141,17 @@ func overlay(fn string, dst any, kwargs []starlark.Tuple) error {
 		k := string(kv[0].(starlark.String))
 		v, err := toGo(kv[1])
 		if err != nil {
-			return fmt.Errorf("%s: argument %s: %w", fn, k, err)
+			return fmt.Errorf("%s: for parameter %q: %w", fn, k, err)
 		}
 		m[k] = v
 	}
 	known := jsonFields(reflect.TypeOf(dst).Elem())
 	for k, v := range m {
 		if !known[k] {
-			return fmt.Errorf("%s: unexpected keyword argument %s", fn, k)
+			return fmt.Errorf("%s: unexpected keyword argument %q", fn, k)
 		}
 		if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
-			return fmt.Errorf("%s: argument %s = %v: must be a finite number", fn, k, f)
+			return fmt.Errorf("%s: for parameter %q = %v: must be a finite number", fn, k, f)
 		}
 	}
 	b, err := json.Marshal(m)
@@ -161,7 +161,7 @@ func overlay(fn string, dst any, kwargs []starlark.Tuple) error {
 	if err := json.Unmarshal(b, dst); err != nil {
 		var te *json.UnmarshalTypeError
 		if ok := asType(err, &te); ok {
-			return fmt.Errorf("%s: argument %s: got %s, want %s", fn, te.Field, te.Value, te.Type)
+			return fmt.Errorf("%s: for parameter %q: got %s, want %s", fn, te.Field, te.Value, te.Type)
 		}
 		return fmt.Errorf("%s: %w", fn, err)
 	}

@@ -164,7 +164,7 @@ func (f *Func) given(args starlark.Tuple, kwargs []starlark.Tuple) (map[string]s
 		k := string(kv[0].(starlark.String))
 		p := f.param(k)
 		if p == nil && f.Kwargs == "" {
-			return nil, f.errorf("unexpected keyword argument %s", k)
+			return nil, f.errorf("unexpected keyword argument %q", k)
 		}
 		out[k] = kv[1] // a later value wins, as **kwargs merging in scripts expects
 	}

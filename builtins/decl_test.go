@@ -132,13 +132,17 @@ func TestUnpackDefaults(t *testing.T) {
 func TestArgumentErrors(t *testing.T) {
 	cases := []struct{ src, want string }{
 		{`lora.config(rr = 4)`, `lora.config: unexpected keyword argument "rr"`},
-		{`lens.train(bogus = 1)`, `lens.train: unexpected keyword argument bogus`},
+		{`lens.train(bogus = 1)`, `lens.train: unexpected keyword argument "bogus"`},
 		{`lens.train(model.tiny())`, `lens.train: takes keyword arguments only`},
-		{`collect.adapter_weights(tensor = True)`, `collect.adapter_weights: unexpected keyword argument tensor`},
-		{`collect.adapter_weights(every = 0)`, `argument every: want a positive int`},
+		{`collect.adapter_weights(tensor = True)`, `collect.adapter_weights: unexpected keyword argument "tensor"`},
+		{`collect.adapter_weights(every = 0)`, `for parameter "every": want a positive int`},
 		{`data.opticks(eval_frac = "x")`, `data.opticks: for parameter "eval_frac": got string, want float`},
 		{`report.table()`, `report.table: missing argument for rows`},
 		{`model.new({}, seed = 1, bogus = 2)`, `model.new: unexpected keyword argument "bogus"`},
+		// builtins' own messages quote a keyword's name as UnpackArgs does
+		{`model.tiny(rr = 1)`, `model.tiny: unexpected keyword argument "rr"`},
+		{`model.tiny(hidden_size = "x")`, `model.tiny: for parameter "hidden_size": got string, want int`},
+		{`lora.config(targets = 3)`, `lora.config: for parameter "targets": want list of strings, got int`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.src, func(t *testing.T) {

@@ -60,7 +60,7 @@ func (a *exampleArgs) reshape(fn *starlark.Builtin) (starlark.Callable, error) {
 	}
 	c, ok := a.format.(starlark.Callable)
 	if !ok {
-		return nil, fmt.Errorf("%s: argument format: want a function of a row, got %s", fn.Name(), a.format.Type())
+		return nil, fmt.Errorf("%s: for parameter \"format\": want a function of a row, got %s", fn.Name(), a.format.Type())
 	}
 	return c, nil
 }
@@ -89,10 +89,10 @@ func dataExampleFile(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 	case starlark.String:
 		evalPath = string(e)
 		if _, err := readable(evalPath); err != nil {
-			return nil, fmt.Errorf("%s: argument eval: %w", fn.Name(), err)
+			return nil, fmt.Errorf("%s: for parameter \"eval\": %w", fn.Name(), err)
 		}
 	default:
-		return nil, fmt.Errorf("%s: argument eval: want a file path, got %s", fn.Name(), a.eval.Type())
+		return nil, fmt.Errorf("%s: for parameter \"eval\": want a file path, got %s", fn.Name(), a.eval.Type())
 	}
 	s.EvalPath = evalPath
 	reshape, err := a.reshape(fn)
@@ -109,7 +109,7 @@ func dataExampleFile(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 		if evalPath != "" {
 			ev, err := reshapeFile(t, reshape, evalPath, format, s.Fields)
 			if err != nil {
-				return nil, fmt.Errorf("%s: argument eval: %w", fn.Name(), err)
+				return nil, fmt.Errorf("%s: for parameter \"eval\": %w", fn.Name(), err)
 			}
 			s.EvalPath, s.EvalShape, s.EvalInline = "", ev.Shape, ev.Examples
 		}
@@ -197,11 +197,11 @@ func dataExamples(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple,
 	case *starlark.List:
 		ev, err := scriptRows(t, reshape, e, name+" eval", s.Fields)
 		if err != nil {
-			return nil, fmt.Errorf("%s: argument eval: %w", fn.Name(), err)
+			return nil, fmt.Errorf("%s: for parameter \"eval\": %w", fn.Name(), err)
 		}
 		s.EvalShape, s.EvalInline = ev.Shape, ev.Examples
 	default:
-		return nil, fmt.Errorf("%s: argument eval: want a list of dicts, got %s", fn.Name(), a.eval.Type())
+		return nil, fmt.Errorf("%s: for parameter \"eval\": want a list of dicts, got %s", fn.Name(), a.eval.Type())
 	}
 	return checkExamples(fn, name, s)
 }

@@ -144,7 +144,7 @@ src = p.source`, starlark.StringDict{"path": starlark.String(pq)})
 		{`data.examples([{"text": "a"}, {"txt": "b"}])`, `examples example 1: missing field "text"`},
 		{`data.examples([{"x": 1}], format = lambda r: [r])`, `examples example 0: format: want a dict, got list`},
 		{`data.examples([])`, `no examples`},
-		{`data.jsonl(good, eval = 3)`, `argument eval: want a file path`},
+		{`data.jsonl(good, eval = 3)`, `for parameter "eval": want a file path`},
 		{`lens.train(model = model.tiny(), data = data.jsonl(good, prompt = "question", completion = "answer", max_len = 500), steps = 1)`, `max_len = 500`},
 	} {
 		_, err := runWithStore(t, st, tc.src, starlark.StringDict{"bad": starlark.String(bad), "good": starlark.String(good), "pq": starlark.String(pq)})

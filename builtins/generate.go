@@ -31,14 +31,14 @@ func modelGenerate(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 		return nil, err
 	}
 	if seed < 0 {
-		return nil, fmt.Errorf("%s: argument seed: must not be negative, got %d", fn.Name(), seed)
+		return nil, fmt.Errorf("%s: for parameter \"seed\": must not be negative, got %d", fn.Name(), seed)
 	}
 	var stops []string
 	if stop != nil {
 		for i := range stop.Len() {
 			s, ok := starlark.AsString(stop.Index(i))
 			if !ok || s == "" {
-				return nil, fmt.Errorf("%s: argument stop: element %d: want a non-empty string, got %s", fn.Name(), i, stop.Index(i).String())
+				return nil, fmt.Errorf("%s: for parameter \"stop\": element %d: want a non-empty string, got %s", fn.Name(), i, stop.Index(i).String())
 			}
 			stops = append(stops, s)
 		}
@@ -49,11 +49,11 @@ func modelGenerate(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	}
 	ids, err := promptIDs(mv, tok, prompt)
 	if err != nil {
-		return nil, fmt.Errorf("%s: argument prompt: %w", fn.Name(), err)
+		return nil, fmt.Errorf("%s: for parameter \"prompt\": %w", fn.Name(), err)
 	}
 	ad, err := generateAdapter(t, mv, adapter)
 	if err != nil {
-		return nil, fmt.Errorf("%s: argument adapter: %w", fn.Name(), err)
+		return nil, fmt.Errorf("%s: for parameter \"adapter\": %w", fn.Name(), err)
 	}
 	g, err := generate.New(mv.m, ad)
 	if err != nil {

@@ -35,7 +35,7 @@ func hfExportAdapter(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tup
 	if step != starlark.None {
 		i, err := starlark.AsInt32(step)
 		if err != nil || i < 0 {
-			return nil, fmt.Errorf("%s: argument step: want a checkpoint step, got %s", fn.Name(), step.String())
+			return nil, fmt.Errorf("%s: for parameter \"step\": want a checkpoint step, got %s", fn.Name(), step.String())
 		}
 		s = i
 	}

@@ -34,7 +34,7 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	if v, ok := a["resume"]; ok && v != starlark.None {
 		r, ok := v.(*Run)
 		if !ok {
-			return nil, fmt.Errorf("%s: argument resume: want run, got %s", fn.Name(), v.Type())
+			return nil, fmt.Errorf("%s: for parameter \"resume\": want run, got %s", fn.Name(), v.Type())
 		}
 		for k := range a {
 			if k != "resume" && k != "log_to" {
@@ -71,36 +71,36 @@ func specOptions(t *starlark.Thread, env *Env, fn *starlark.Builtin, a map[strin
 	}
 	mv, ok := a["model"].(*Model)
 	if !ok {
-		return fail("argument model: want model, got %s", typeName(a["model"]))
+		return fail("for parameter \"model\": want model, got %s", typeName(a["model"]))
 	}
 	dv, ok := a["data"].(*dataValue)
 	if !ok {
-		return fail("argument data: want data, got %s", typeName(a["data"]))
+		return fail("for parameter \"data\": want data, got %s", typeName(a["data"]))
 	}
 	o := runs.SpecOptions{Model: mv.m, Base: mv.ref, Data: dv.ref, Script: env.Script, ScriptHash: env.ScriptHash, Args: env.Args}
 	if v, ok := a["lora"]; ok && v != starlark.None {
 		lv, ok := v.(*loraValue)
 		if !ok {
-			return fail("argument lora: want lora.config, got %s", v.Type())
+			return fail("for parameter \"lora\": want lora.config, got %s", v.Type())
 		}
 		c := lv.c
 		o.LoRA = &c
 	}
 	if v, ok := a["name"]; ok && v != starlark.None {
 		if o.Name, ok = starlark.AsString(v); !ok {
-			return fail("argument name: want string, got %s", v.Type())
+			return fail("for parameter \"name\": want string, got %s", v.Type())
 		}
 	}
 	if v, ok := a["tags"]; ok {
 		tags, err := toGo(v)
 		list, ok2 := tags.([]any)
 		if err != nil || !ok2 {
-			return fail("argument tags: want list of strings, got %s", v.Type())
+			return fail("for parameter \"tags\": want list of strings, got %s", v.Type())
 		}
 		for _, x := range list {
 			s, ok := x.(string)
 			if !ok {
-				return fail("argument tags: want list of strings")
+				return fail("for parameter \"tags\": want list of strings")
 			}
 			o.Tags = append(o.Tags, s)
 		}
@@ -108,14 +108,14 @@ func specOptions(t *starlark.Thread, env *Env, fn *starlark.Builtin, a map[strin
 	if v, ok := a["eval_data"]; ok && v != starlark.None {
 		d, ok := v.(*starlark.Dict)
 		if !ok {
-			return fail("argument eval_data: want dict of name: data, got %s", v.Type())
+			return fail("for parameter \"eval_data\": want dict of name: data, got %s", v.Type())
 		}
 		o.Evals = map[string]runs.DataRef{}
 		for _, kv := range d.Items() {
 			k, ok1 := starlark.AsString(kv[0])
 			dv, ok2 := kv[1].(*dataValue)
 			if !ok1 || !ok2 {
-				return fail("argument eval_data: want dict of name: data")
+				return fail("for parameter \"eval_data\": want dict of name: data")
 			}
 			o.Evals[k] = dv.ref
 		}
@@ -124,12 +124,12 @@ func specOptions(t *starlark.Thread, env *Env, fn *starlark.Builtin, a map[strin
 	if v, ok := a["collect"]; ok {
 		l, ok := v.(*starlark.List)
 		if !ok {
-			return fail("argument collect: want a list of collectors, got %s", v.Type())
+			return fail("for parameter \"collect\": want a list of collectors, got %s", v.Type())
 		}
 		for i := range l.Len() {
 			c, ok := l.Index(i).(*collectSpec)
 			if !ok {
-				return fail("argument collect: item %d is %s, not a collector", i, l.Index(i).Type())
+				return fail("for parameter \"collect\": item %d is %s, not a collector", i, l.Index(i).Type())
 			}
 			if c.fn != nil {
 				scripted = append(scripted, starlarkCollector(t, c))
@@ -145,28 +145,28 @@ func specOptions(t *starlark.Thread, env *Env, fn *starlark.Builtin, a map[strin
 			if sv, ok := a["init_step"]; ok && sv != starlark.None {
 				step, err := starlark.AsInt32(sv)
 				if err != nil || step <= 0 {
-					return fail("argument init_step: want a positive checkpoint step of run %s, got %s", v.meta.ID, sv.String())
+					return fail("for parameter \"init_step\": want a positive checkpoint step of run %s, got %s", v.meta.ID, sv.String())
 				}
 				o.Init.Step = step
 			}
 		case starlark.String:
 			dir, err := env.readable(string(v))
 			if err != nil {
-				return fail("argument init: %w", err)
+				return fail("for parameter \"init\": %w", err)
 			}
 			o.Init = &runs.InitRef{Dir: dir}
 		default:
-			return fail("argument init: want a run or a PEFT adapter directory, got %s", v.Type())
+			return fail("for parameter \"init\": want a run or a PEFT adapter directory, got %s", v.Type())
 		}
 	}
 	if v, ok := a["init_step"]; ok && v != starlark.None && (o.Init == nil || o.Init.Run == "") {
-		return fail("argument init_step: picks a checkpoint of the run given as init=")
+		return fail("for parameter \"init_step\": picks a checkpoint of the run given as init=")
 	}
 	for _, k := range []string{"checkpoint_every", "lora_seed", "probe_batch", "keep_last"} {
 		if v, ok := a[k]; ok {
 			i, err := starlark.AsInt32(v)
 			if err != nil || i < 0 {
-				return fail("argument %s: want a non-negative int, got %s", k, v.String())
+				return fail("for parameter %q: want a non-negative int, got %s", k, v.String())
 			}
 			switch k {
 			case "checkpoint_every":
@@ -184,7 +184,7 @@ func specOptions(t *starlark.Thread, env *Env, fn *starlark.Builtin, a map[strin
 	if v, ok := a["device"]; ok && v != starlark.None {
 		s, ok := v.(starlark.String)
 		if !ok {
-			return fail("argument device: want string, got %s", v.Type())
+			return fail("for parameter \"device\": want string, got %s", v.Type())
 		}
 		dev = string(s)
 	}

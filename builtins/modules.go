@@ -127,7 +127,7 @@ func popInt(kwargs []starlark.Tuple, name string) (int, []starlark.Tuple, error)
 	}
 	i, err := starlark.AsInt32(v)
 	if err != nil {
-		return 0, nil, fmt.Errorf("argument %s: want int, got %s", name, v.Type())
+		return 0, nil, fmt.Errorf("for parameter %q: want int, got %s", name, v.Type())
 	}
 	return i, rest, nil
 }
@@ -145,7 +145,7 @@ func modelPretrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	if v, ok := picked["config"]; ok && v != starlark.None {
 		d, ok := v.(*starlark.Dict)
 		if !ok {
-			return nil, fmt.Errorf("%s: argument config: want dict, got %s", fn.Name(), v.Type())
+			return nil, fmt.Errorf("%s: for parameter \"config\": want dict, got %s", fn.Name(), v.Type())
 		}
 		if err := overlay(fn.Name()+" config", &ps.Config, d.Items()); err != nil {
 			return nil, err
@@ -154,14 +154,14 @@ func modelPretrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	if v, ok := picked["data"]; ok && v != starlark.None {
 		d, ok := v.(*dataValue)
 		if !ok {
-			return nil, fmt.Errorf("%s: argument data: want data, got %s", fn.Name(), v.Type())
+			return nil, fmt.Errorf("%s: for parameter \"data\": want data, got %s", fn.Name(), v.Type())
 		}
 		ps.Data = d.ref
 	}
 	if v, ok := picked["name"]; ok {
 		s, ok := starlark.AsString(v)
 		if !ok {
-			return nil, fmt.Errorf("%s: argument name: want string, got %s", fn.Name(), v.Type())
+			return nil, fmt.Errorf("%s: for parameter \"name\": want string, got %s", fn.Name(), v.Type())
 		}
 		ps.Name = s
 	}
@@ -197,7 +197,7 @@ func loraConfig(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, k
 		}
 		f, ok := starlark.AsFloat(p.v)
 		if !ok {
-			return nil, fmt.Errorf("%s: for parameter %s: got %s, want float", fn.Name(), p.name, p.v.Type())
+			return nil, fmt.Errorf("%s: for parameter %q: got %s, want float", fn.Name(), p.name, p.v.Type())
 		}
 		*p.dst = f
 	}
@@ -213,12 +213,12 @@ func loraConfig(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, k
 		for it.Next(&x) {
 			s, ok := starlark.AsString(x)
 			if !ok {
-				return nil, fmt.Errorf("%s: argument targets: want strings, got %s", fn.Name(), x.Type())
+				return nil, fmt.Errorf("%s: for parameter \"targets\": want strings, got %s", fn.Name(), x.Type())
 			}
 			c.Targets = append(c.Targets, s)
 		}
 	default:
-		return nil, fmt.Errorf("%s: argument targets: want list of strings, got %s", fn.Name(), targets.Type())
+		return nil, fmt.Errorf("%s: for parameter \"targets\": want list of strings, got %s", fn.Name(), targets.Type())
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)

@@ -32,11 +32,11 @@ func sinksArg(fn *starlark.Builtin, v starlark.Value) ([]runs.Sink, error) {
 	for i, it := range items {
 		sv, ok := it.(SinkValue)
 		if !ok {
-			return nil, fmt.Errorf("%s: argument log_to: item %d is %s, want tb.writer(...) or wandb.run(...)", fn.Name(), i, it.Type())
+			return nil, fmt.Errorf("%s: for parameter \"log_to\": item %d is %s, want tb.writer(...) or wandb.run(...)", fn.Name(), i, it.Type())
 		}
 		s, err := sv.Sink()
 		if err != nil {
-			return nil, fmt.Errorf("%s: argument log_to: %w", fn.Name(), err)
+			return nil, fmt.Errorf("%s: for parameter \"log_to\": %w", fn.Name(), err)
 		}
 		out = append(out, s)
 	}

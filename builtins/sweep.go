@@ -87,7 +87,7 @@ func (p *planner) resume(_ *starlark.Thread, fn *starlark.Builtin, _ *Run, _ []r
 func (p *planner) train(_ *starlark.Thread, fn *starlark.Builtin, job *runs.Job, mv *Model, scripted []collect.Collector, sinks []runs.Sink) (starlark.Value, error) {
 	job.Trainer.Close()
 	if in := job.Spec.Init; in != nil && in.Run != "" {
-		return nil, fmt.Errorf("%s: argument init: a sweep trial runs in a store of its own and cannot read run %s; pass the directory hf.export_adapter writes instead", fn.Name(), in.Run)
+		return nil, fmt.Errorf("%s: for parameter \"init\": a sweep trial runs in a store of its own and cannot read run %s; pass the directory hf.export_adapter writes instead", fn.Name(), in.Run)
 	}
 	if len(scripted) > 0 {
 		return nil, fmt.Errorf("%s: collector %q is written in the script (lens.collector) and cannot run in a trial process: use backend=\"inline\" or built-in collectors",

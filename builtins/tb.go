@@ -30,7 +30,7 @@ func tbExport(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwa
 		}
 		id = m.ID
 	default:
-		return nil, fmt.Errorf("%s: argument run: want run or string, got %s", fn.Name(), run.Type())
+		return nil, fmt.Errorf("%s: for parameter \"run\": want run or string, got %s", fn.Name(), run.Type())
 	}
 	s, err := tensorboard.ExportRun(st, id, dir)
 	if err != nil {

@@ -83,10 +83,10 @@ func wandbRunFn(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, k
 		return nil, err
 	}
 	if mode != wandb.ModeOnline && mode != wandb.ModeOffline {
-		return nil, fmt.Errorf("%s: argument mode: want %q or %q, got %q", fn.Name(), wandb.ModeOnline, wandb.ModeOffline, mode)
+		return nil, fmt.Errorf("%s: for parameter \"mode\": want %q or %q, got %q", fn.Name(), wandb.ModeOnline, wandb.ModeOffline, mode)
 	}
 	if project == "" {
-		return nil, fmt.Errorf("%s: argument project: must not be empty", fn.Name())
+		return nil, fmt.Errorf("%s: for parameter \"project\": must not be empty", fn.Name())
 	}
 	if dir, err = wandbDir(env, dir); err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)

@@ -99,8 +99,8 @@ func TestBadInputCatalogue(t *testing.T) {
 		{"unknown target module", func() []string {
 			return script("lora.config(targets = ['qq_proj'])\ntrain(lora = lora.config(targets = ['qq_proj']))\n")
 		}, 1, `"qq_proj" matches no linear module`},
-		{"collector every 0", func() []string { return script("collect.adapter_weights(every = 0)\n") }, 1, "every: want a positive int"},
-		{"script collector every 0", func() []string { return script("lens.collector('c', lambda v: None, every = 0)\n") }, 1, "every: want a positive int"},
+		{"collector every 0", func() []string { return script("collect.adapter_weights(every = 0)\n") }, 1, "for parameter \"every\": want a positive int"},
+		{"script collector every 0", func() []string { return script("lens.collector('c', lambda v: None, every = 0)\n") }, 1, "for parameter \"every\": want a positive int"},
 		{"hook pattern matching nothing", func() []string {
 			return script("train(steps = 2, collect = [collect.activations(every = 1, hooks = ['blocks.*.hook_nope'])])\n")
 		}, 1, "no hook point matches"},
@@ -118,11 +118,11 @@ func TestBadInputCatalogue(t *testing.T) {
 		{"binary data file", func() []string { return script("data.text('binary.dat')\n") }, 1, "NUL bytes"},
 		{"heads do not divide hidden", func() []string { return script("model.tiny(num_attention_heads = 3)\n") }, 1, "does not divide hidden_size"},
 		{"hidden size zero", func() []string { return script("model.tiny(hidden_size = 0)\n") }, 1, "hidden_size = 0"},
-		{"unknown model field", func() []string { return script("model.tiny(hiden_size = 64)\n") }, 1, "unexpected keyword argument hiden_size"},
+		{"unknown model field", func() []string { return script("model.tiny(hiden_size = 64)\n") }, 1, "unexpected keyword argument \"hiden_size\""},
 		{"missing model dir", func() []string { return script("model.from_dir('nowhere')\n") }, 1, "config.json"},
 		{"data file outside the workspace", func() []string { return script("data.text('/etc/hostname')\n") }, 1, "outside the workspace"},
 		{"model dir outside the workspace", func() []string { return script("model.from_dir('/tmp')\n") }, 1, "outside the workspace"},
-		{"wrong type for data", func() []string { return script("lens.train(model = base, data = 'corpus.txt')\n") }, 1, "argument data: want data, got string"},
+		{"wrong type for data", func() []string { return script("lens.train(model = base, data = 'corpus.txt')\n") }, 1, "for parameter \"data\": want data, got string"},
 		{"lora and full together", func() []string { return script("train(full = True)\n") }, 1, "either lora= or full=True"},
 		{"seq_len above max positions", func() []string { return script("train(seq_len = 4096)\n") }, 1, "max_position_embeddings"},
 		{"eval: truncated safetensors", func() []string { return []string{"eval", "--model", truncated, "--text", "corpus.txt"} }, 1, "m-trunc/model.safetensors"},

@@ -131,5 +131,5 @@ print("SMP[" + model.generate(m, "The quick", temperature = 1.0, top_k = 5, seed
 	os.WriteFile(filepath.Join(dir, "bad.star"), []byte(`model.generate(model.tiny(), 5)`), 0o644)
 	_, stderr, code = lens(t, dir, "run", "bad.star")
 	require.NotZero(t, code)
-	require.Contains(t, stderr, "model.generate: argument prompt: want a string or a list of messages, got int")
+	require.Contains(t, stderr, "model.generate: for parameter \"prompt\": want a string or a list of messages, got int")
 }

@@ -212,8 +212,8 @@ func TestBadInput(t *testing.T) {
 		want   []string
 	}{
 		{"syntax error", "x = = 1\n", nil, 1, []string{"bad.star:1:5", "syntax error"}},
-		{"unknown keyword", tinyScript + "train(bogus = 1)\n", nil, 1, []string{"unexpected keyword argument bogus", "bad.star:"}},
-		{"wrong type", tinyScript + "train(lr = 'fast')\n", nil, 1, []string{"argument lr", "string", "float64"}},
+		{"unknown keyword", tinyScript + "train(bogus = 1)\n", nil, 1, []string{"unexpected keyword argument \"bogus\"", "bad.star:"}},
+		{"wrong type", tinyScript + "train(lr = 'fast')\n", nil, 1, []string{"for parameter \"lr\"", "string", "float64"}},
 		{"rank zero", tinyScript + "lora.config(r = 0)\n", nil, 1, []string{"r = 0", "must be positive", "bad.star:6"}},
 		{"missing data file", "data.text('nope.txt')\n", nil, 1, []string{"nope.txt", "no such file"}},
 		{"load outside", "load('../outside.star', 'x')\n", nil, 1, []string{"outside the workspace"}},

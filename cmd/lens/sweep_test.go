@@ -384,7 +384,7 @@ func TestSweepInitFromRun(t *testing.T) {
 		"prev = train(steps = 2, name = \"prev\")\nrun_sweep(\"w\", grid(r = [4]), train, backend = \"local\", init = prev)\n"})
 	_, stderr, code := lensEnv(t, dir, nil, "run", "a.star")
 	require.Equal(t, 1, code, stderr)
-	require.Contains(t, stderr, "argument init: a sweep trial runs in a store of its own")
+	require.Contains(t, stderr, "for parameter \"init\": a sweep trial runs in a store of its own")
 	require.Contains(t, stderr, "hf.export_adapter")
 	st := openRO(t, dir)
 	list, err := st.ListRuns()

@@ -116,7 +116,7 @@ tb.export(r, "exp")
 tb.writer("exp")
 `, "exp already holds event files"},
 		{"export of an unknown run", `tb.export("no-such-run", "x")`, "not found"},
-		{"export of a number", `tb.export(3, "x")`, "argument run: want run or string, got int"},
+		{"export of a number", `tb.export(3, "x")`, "for parameter \"run\": want run or string, got int"},
 		{"log_to something else", `train(log_to = ["tb"])`, "want tb.writer(...)"},
 	}
 	for _, c := range cases {
