@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"hash/crc32"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -144,7 +145,7 @@ func (f *fsckState) checkTensor(p parsedKey, k, v []byte) {
 
 // checkChunks compares every manifest with the chunks stored for it.
 func (f *fsckState) checkChunks(skip func(manifestAt) bool) {
-	for _, tk := range sortedKeys(f.manifests) {
+	for _, tk := range slices.Sorted(maps.Keys(f.manifests)) {
 		at := f.manifests[tk]
 		if skip(at) {
 			continue
@@ -170,7 +171,7 @@ func (f *fsckState) checkChunks(skip func(manifestAt) bool) {
 			f.add(strings.Replace(tk, "/t/", "/x/", 1)+"/"+strconv.Itoa(n), "chunk not listed in its manifest")
 		}
 	}
-	for _, tk := range sortedKeys(f.chunks) {
+	for _, tk := range slices.Sorted(maps.Keys(f.chunks)) {
 		if _, ok := f.manifests[tk]; !ok {
 			c := f.chunks[tk]
 			at := manifestAt{ckpt: c[0].owner, owner: c[0].blob}
@@ -294,7 +295,7 @@ func (f *fsckState) crossCheck() {
 	if !f.version {
 		f.add(keyVersion, "missing")
 	}
-	for _, id := range sortedKeys(f.runKeys) {
+	for _, id := range slices.Sorted(maps.Keys(f.runKeys)) {
 		if _, ok := f.runs[id]; !ok {
 			f.add("run/"+id+"/", "%d keys belong to a run with no record (a delete cut short? DeleteRun finishes it)", f.runKeys[id])
 		}
@@ -368,7 +369,7 @@ func (f *fsckState) crossCheck() {
 			f.add(prefixIdxTag+e.name+"/"+e.run, "index entry is stale: the run has no such tag")
 		}
 	}
-	for _, id := range sortedKeys(f.runs) {
+	for _, id := range slices.Sorted(maps.Keys(f.runs)) {
 		m := f.runs[id]
 		if m == nil {
 			continue
@@ -407,15 +408,6 @@ func (f *fsckState) compareTensors(key string, listed, stored []string) {
 	}
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
-}
-
 func sortedKeys2(a, b map[string][]string) []string {
 	seen := map[string]bool{}
 	for k := range a {
@@ -424,7 +416,7 @@ func sortedKeys2(a, b map[string][]string) []string {
 	for k := range b {
 		seen[k] = true
 	}
-	return sortedKeys(seen)
+	return slices.Sorted(maps.Keys(seen))
 }
 
 func sortedStepIDs(a, b map[stepID][]string) []stepID {

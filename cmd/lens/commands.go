@@ -10,10 +10,11 @@ import (
 	"io"
 	"lens/engine/secret"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -322,7 +323,7 @@ func cmdShow(args []string, stdout, stderr io.Writer) error {
 	rows = nil
 	for _, c := range cps {
 		var ev []string
-		for _, k := range sortedKeys(c.EvalLoss) {
+		for _, k := range slices.Sorted(maps.Keys(c.EvalLoss)) {
 			ev = append(ev, fmt.Sprintf("%s %.4f", k, c.EvalLoss[k]))
 		}
 		rows = append(rows, []string{fmt.Sprint(c.Step), c.Time.Local().Format(time.DateTime), fmt.Sprint(len(c.Tensors)), strings.Join(ev, ", ")})
@@ -380,15 +381,6 @@ func showCollected(w io.Writer, st *kv.Store, id string) error {
 	fmt.Fprintln(w, "\ncollected (run.records(collector, step=) reads them)")
 	table(w, []string{"collector", "steps", "first", "last", "records/step", "tensors/step"}, rows)
 	return nil
-}
-
-func sortedKeys(m map[string]float64) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func cmdRm(args []string, stdout, stderr io.Writer) error {
@@ -560,7 +552,7 @@ func (p *progress) update(u runs.Progress) {
 	if u.Eval != nil {
 		p.clear()
 		var parts []string
-		for _, k := range sortedKeys(u.Eval) {
+		for _, k := range slices.Sorted(maps.Keys(u.Eval)) {
 			parts = append(parts, fmt.Sprintf("%s %.4f", k, u.Eval[k]))
 		}
 		fmt.Fprintf(p.w, "%s step %d/%d eval: %s\n", u.Name, u.Step, u.Steps, strings.Join(parts, ", "))

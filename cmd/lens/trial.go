@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -66,7 +68,7 @@ func cmdTrial(args []string, stdout, stderr io.Writer) error {
 		switch {
 		case p.Eval != nil:
 			var parts []string
-			for _, k := range sortedKeys(p.Eval) {
+			for _, k := range slices.Sorted(maps.Keys(p.Eval)) {
 				parts = append(parts, fmt.Sprintf("%s %.4f", k, p.Eval[k]))
 			}
 			fmt.Fprintf(stderr, "%s step %d/%d eval: %s\n", p.Name, p.Step, p.Steps, strings.Join(parts, ", "))

@@ -2,7 +2,9 @@ package analyzers
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -184,7 +186,7 @@ func loraWeights(st *kv.Store, ids ...string) (*Result, error) {
 	}
 	modules := map[string]any{}
 	var utils []float64
-	for _, mod := range sortedKeys(last) {
+	for _, mod := range slices.Sorted(maps.Keys(last)) {
 		w := last[mod]
 		util := analyze.RankUtilisation(w.SV, rank)
 		utils = append(utils, util)
@@ -213,15 +215,6 @@ func loraWeights(st *kv.Store, ids ...string) (*Result, error) {
 	}
 	r.say("lowest effective rank %.2f in %s, highest %.2f in %s", last[lo].EffectiveRank, lo, last[hi].EffectiveRank, hi)
 	return r, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // convergence: EMA, plateau, power-law fit of the training loss.
@@ -573,7 +566,7 @@ func activationCKA(st *kv.Store, r *Result, id1, id2 string) error {
 	}
 	if len(cka) > 0 {
 		r.Values["activation_cka"] = cka
-		for _, k := range sortedKeys(cka) {
+		for _, k := range slices.Sorted(maps.Keys(cka)) {
 			r.say("linear CKA of %s on the probe batch: %.3f", k, cka[k])
 		}
 	}

@@ -3,6 +3,8 @@ package reports
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -75,7 +77,7 @@ func Compare(st *kv.Store, ids []string) (*report.Document, error) {
 		}
 	}
 	var diff [][]string
-	for _, k := range sortedKeys(keys) {
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
 		row := []string{k}
 		same := true
 		for i := range flats {

@@ -7,7 +7,9 @@ package reports
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -298,7 +300,7 @@ func diagnostic(st *kv.Store, id string) ([]report.Section, error) {
 			s.Y = append(s.Y, a.Value.RowNorm)
 		}
 		ch := &report.LineChart{Title: "Activation norms on the probe batch", XLabel: "step", YLabel: "mean L2 norm per position"}
-		for _, k := range sortedKeys(byHook) {
+		for _, k := range slices.Sorted(maps.Keys(byHook)) {
 			ch.Series = append(ch.Series, *byHook[k])
 		}
 		items = append(items, ch)
@@ -319,7 +321,7 @@ func diagnostic(st *kv.Store, id string) ([]report.Section, error) {
 			s.Y = append(s.Y, a.Value.Ratio)
 		}
 		ch := &report.LineChart{Title: "LoRA contribution: ‖LoRA path‖ / ‖base path‖", XLabel: "step", YLabel: "ratio", LogY: true}
-		for _, k := range sortedKeys(byMod) {
+		for _, k := range slices.Sorted(maps.Keys(byMod)) {
 			ch.Series = append(ch.Series, *byMod[k])
 		}
 		items = append(items, ch)
@@ -366,15 +368,6 @@ func sortedInts[V any](m map[int]V) []int {
 		out = append(out, k)
 	}
 	sort.Ints(out)
-	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -25,15 +24,6 @@ const (
 	momentM = "adam_m/"
 	momentV = "adam_v/"
 )
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
 
 // checkpoint saves the trainer's tensors, moments and position at its step.
 func (j *Job) checkpoint(st *kv.Store, runID string, eval map[string]float64) error {

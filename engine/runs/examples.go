@@ -2,8 +2,10 @@ package runs
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"lens/engine/chat"
 	"lens/engine/collect"
@@ -136,14 +138,14 @@ func loadData(spec *Spec, tok tokenize.Tokenizer) (*loaded, error) {
 		}
 		ld.examples.Evals[name] = p.EvalStats
 	}
-	names := sortedKeys(ld.evals)
+	names := slices.Sorted(maps.Keys(ld.evals))
 	for name := range exSets {
 		if _, dup := ld.evals[name]; dup {
 			return nil, fmt.Errorf("eval set %s: named twice", name)
 		}
 		names = append(names, name)
 	}
-	for _, name := range sortedKeys(setOf(names)) {
+	for _, name := range slices.Sorted(maps.Keys(setOf(names))) {
 		if bs, ok := exSets[name]; ok {
 			ld.sets = append(ld.sets, train.EvalSet{Name: name, Batches: bs})
 		} else {
