@@ -253,6 +253,16 @@ var dataModule = newModule(&ModuleDecl{Name: "data", Doc: "Training data: text c
 			Params: concat([]Param{{Name: "path", Type: "string", Doc: "the file"}}, exampleParams("string (a file)"))},
 		{Name: "data.parquet", Returns: "data", Impl: dataParquet, Doc: "Examples from a Parquet file, as data.jsonl.",
 			Params: concat([]Param{{Name: "path", Type: "string", Doc: "the file"}}, exampleParams("string (a file)"))},
+		{Name: "data.gofunc", Returns: "data", Impl: dataGoFunc,
+			Doc: `The exported functions of the Go standard library (GOROOT/src) as prompt/completion examples, so instruction tuning needs no download: task "type" (signature → its func type without names), "signature" (doc sentence → signature) or "name" (doc sentence → name). Rebuilt from GOROOT on resume.`,
+			Params: []Param{
+				{Name: "task", Type: "string", Default: `"type"`, Doc: `"type", "signature" or "name"`},
+				{Name: "eval_frac", Type: "float", Default: "0.05", Doc: "fraction of the examples held out (fixed seed)"},
+				{Name: "train_on", Type: "string", Default: `"completion"`, Doc: `"completion" or "all" tokens`},
+				{Name: "max_len", Type: "int", Default: "0", Doc: "longest example in tokens (0: seq_len)"},
+				{Name: "truncation", Type: "string", Default: `"error"`, Doc: `an over-long example: "error", "right" or "left"`},
+				{Name: "epochs", Type: "float", Default: "0.0", Doc: "train this many passes (sets steps; 0: steps decides)"},
+			}},
 		{Name: "data.examples", Returns: "data", Impl: dataExamples, Doc: "Examples built in the script (a list of dicts), stored normalized with the run so a resume needs neither the script nor format.",
 			Params: concat([]Param{{Name: "rows", Type: "list of dict", Doc: "the examples"},
 				{Name: "name", Type: "string", Default: `"examples"`, Doc: "the dataset's name (the eval set's)"}}, exampleParams("list of dict"))},
@@ -334,6 +344,20 @@ var analyzeModule = newModule(&ModuleDecl{Name: "analyze", Doc: "Analyzers over 
 				{Name: "module", Type: "string", Doc: "the module path, e.g. model.layers.0.self_attn.q_proj"},
 				{Name: "step_a", Type: "int", Default: "-1", Doc: "run_a's checkpoint (negative: the latest)"},
 				{Name: "step_b", Type: "int", Default: "-1", Doc: "run_b's checkpoint (negative: the latest)"},
+			}},
+	}})
+
+var evaluateModule = newModule(&ModuleDecl{Name: "evaluate", Doc: "Evaluation by generation: what a model or a run's adapter now answers to held-out examples.",
+	Funcs: []*Func{
+		{Name: "evaluate.generate", Returns: "dict", Impl: evaluateGenerate,
+			Doc: `Makes the subject answer the held-out examples of data greedily, formatted as training formats them (the base model's chat template and special tokens), up to its end of sequence, a stop string or max_new_tokens, and scores each answer: {"score", "n", "predictions": [{"where", "prompt", "expected", "prediction", "score"}]}. For a run the mean is stored as its metric gen/<set>/<scorer> at its last checkpoint, with every prediction as its "generate" records.`,
+			Params: []Param{
+				{Name: "subject", Type: "run or model", Doc: "a run (its latest checkpoint's weights) or a model (as it is)"},
+				{Name: "data", Type: "data", Doc: "examples (prompt/completion or messages); their held-out part is scored"},
+				{Name: "scorer", Type: "string or callable", Default: `"exact"`, Doc: `"exact" (equal after trimming white space), "contains" (the expected answer appears), or fn(prediction, example) -> number or bool, example a dict of the example's fields and "expected"`},
+				{Name: "max_new_tokens", Type: "int", Default: "64", Doc: "longest answer (also capped by the model's positions)"},
+				{Name: "limit", Type: "int", Default: "0", Doc: "score the first limit held-out examples (0: all)"},
+				{Name: "stop", Type: "list of string", Default: "[]", Doc: "an answer ends before the first of these"},
 			}},
 	}})
 

@@ -107,16 +107,17 @@ func Modules(args map[string]string) starlark.StringDict {
 	d.Freeze()
 	lens.Members["args"] = d
 	return starlark.StringDict{
-		"lens":    lens,
-		"model":   modelModule,
-		"lora":    loraModule,
-		"data":    dataModule,
-		"report":  reportModule,
-		"collect": collectModule(),
-		"analyze": analyzeModule,
-		"hf":      hfModule,
-		"tb":      tbModule,
-		"wandb":   wandbModule,
+		"lens":     lens,
+		"model":    modelModule,
+		"lora":     loraModule,
+		"data":     dataModule,
+		"report":   reportModule,
+		"collect":  collectModule(),
+		"analyze":  analyzeModule,
+		"evaluate": evaluateModule,
+		"hf":       hfModule,
+		"tb":       tbModule,
+		"wandb":    wandbModule,
 	}
 }
 

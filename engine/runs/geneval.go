@@ -122,9 +122,14 @@ func GenerateEval(ctx context.Context, m *model.Model, ad *lora.Adapter, base Ba
 		if err != nil {
 			return GenResult{}, fmt.Errorf("%s: %w", ex.Where, err)
 		}
+		// Answers stop at the model's last position rather than fail.
+		budget := min(o.MaxNewTokens, m.Config.MaxPositionEmbeddings-len(prompt))
+		if budget <= 0 {
+			return GenResult{}, fmt.Errorf("%s: the prompt's %d tokens leave no room to answer within max_position_embeddings = %d", ex.Where, len(prompt), m.Config.MaxPositionEmbeddings)
+		}
 		var ids []int32
 		text := ""
-		_, err = g.Generate(ctx, prompt, generate.Options{MaxNewTokens: o.MaxNewTokens, StopIDs: stopIDs}, func(id int32) error {
+		_, err = g.Generate(ctx, prompt, generate.Options{MaxNewTokens: budget, StopIDs: stopIDs}, func(id int32) error {
 			if containsInt(stopIDs, id) {
 				return generate.ErrStop
 			}
@@ -138,6 +143,10 @@ func GenerateEval(ctx context.Context, m *model.Model, ad *lora.Adapter, base Ba
 		})
 		if err != nil {
 			return GenResult{}, fmt.Errorf("%s: %w", ex.Where, err)
+		}
+		if len(ids) == budget {
+			// Out of tokens inside a stop string: its start is not answer.
+			text = trimPartialStop(text, stops)
 		}
 		score, err := o.Scorer(text, ex)
 		if err != nil {
@@ -200,6 +209,20 @@ func cutAtStop(text string, stops []string) (string, bool) {
 		return text, false
 	}
 	return text[:best], true
+}
+
+// trimPartialStop drops the longest end of text that begins a stop string.
+func trimPartialStop(text string, stops []string) string {
+	cut := len(text)
+	for _, s := range stops {
+		for n := min(len(s)-1, len(text)); n > 0; n-- {
+			if strings.HasSuffix(text, s[:n]) {
+				cut = min(cut, len(text)-n)
+				break
+			}
+		}
+	}
+	return text[:cut]
 }
 
 // GenerateEvalRun evaluates run runID's latest weights on d, and records
