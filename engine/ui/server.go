@@ -24,6 +24,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"lens/kv"
@@ -49,10 +50,11 @@ type Options struct {
 
 // Server is the `lens ui` HTTP handler.
 type Server struct {
-	opts  Options
-	src   *source
-	mux   *http.ServeMux
-	flats flatCache
+	opts    Options
+	src     *source
+	mux     *http.ServeMux
+	flats   flatCache
+	answers answerCache
 }
 
 // New returns a server for the store in opts.Store. It opens nothing yet:
@@ -281,26 +283,70 @@ func floatParam(r *http.Request, name string, def float64) (float64, error) {
 	return f, nil
 }
 
-// reply reads the store and writes fn's result as JSON.
-func (s *Server) reply(w http.ResponseWriter, fn func(st *kv.Store) (any, error)) {
-	var out any
-	err := s.src.with(func(st *kv.Store) error {
-		var err error
-		out, err = fn(st)
-		return err
-	})
-	if err != nil {
-		httpError(w, err)
-		return
-	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		httpError(w, err)
-		return
+// reply reads the store and writes fn's result as JSON. While nobody writes
+// the store its answers are kept, keyed by request and by the fingerprint
+// of the store's files, so a page polling an idle store does not open it
+// (and take its lock) every second.
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, fn func(st *kv.Store) (any, error)) {
+	key := r.URL.Path + "?" + r.URL.RawQuery
+	fp := s.src.fingerprint()
+	b, ok := s.answers.get(key, fp)
+	if !ok {
+		var out any
+		direct, err := s.src.with(func(st *kv.Store) error {
+			var err error
+			out, err = fn(st)
+			return err
+		})
+		if err != nil {
+			httpError(w, err)
+			return
+		}
+		if b, err = json.Marshal(out); err != nil {
+			httpError(w, err)
+			return
+		}
+		if direct && fp != "" && fp == s.src.fingerprint() {
+			s.answers.put(key, fp, b)
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(b)
+}
+
+// answerCache holds the JSON answers given from one state of an idle store.
+type answerCache struct {
+	mu    sync.Mutex
+	fp    string
+	m     map[string][]byte
+	bytes int
+}
+
+// maxCached bounds the bytes of answers kept for one state of the store.
+const maxCached = 64 << 20
+
+func (c *answerCache) get(key, fp string) ([]byte, bool) {
+	if fp == "" {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fp != fp {
+		return nil, false
+	}
+	b, ok := c.m[key]
+	return b, ok
+}
+
+func (c *answerCache) put(key, fp string, b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fp != fp || c.bytes+len(b) > maxCached {
+		c.fp, c.m, c.bytes = fp, map[string][]byte{}, 0
+	}
+	c.m[key] = b
+	c.bytes += len(b)
 }
 
 func (s *Server) apiRuns(w http.ResponseWriter, r *http.Request) {
@@ -325,7 +371,7 @@ func (s *Server) apiRuns(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.reply(w, func(st *kv.Store) (any, error) { return runsPage(st, where, cols, &s.flats) })
+	s.reply(w, r, func(st *kv.Store) (any, error) { return runsPage(st, where, cols, &s.flats) })
 }
 
 func (s *Server) apiRun(w http.ResponseWriter, r *http.Request) {
@@ -349,7 +395,7 @@ func (s *Server) apiRun(w http.ResponseWriter, r *http.Request) {
 	}
 	// The series ride along so that a live page refreshes from one view
 	// of the store per poll.
-	s.reply(w, func(st *kv.Store) (any, error) {
+	s.reply(w, r, func(st *kv.Store) (any, error) {
 		p, err := runPage(st, id)
 		if err != nil || len(names) == 0 {
 			return p, err
@@ -401,7 +447,7 @@ func (s *Server) apiMetric(w http.ResponseWriter, r *http.Request) {
 		httpError(w, err)
 		return
 	}
-	s.reply(w, func(st *kv.Store) (any, error) { return series(st, id, name, from, to, width) })
+	s.reply(w, r, func(st *kv.Store) (any, error) { return series(st, id, name, from, to, width) })
 }
 
 func (s *Server) apiCollect(w http.ResponseWriter, r *http.Request) {
@@ -413,7 +459,7 @@ func (s *Server) apiCollect(w http.ResponseWriter, r *http.Request) {
 		httpError(w, err)
 		return
 	}
-	s.reply(w, func(st *kv.Store) (any, error) {
+	s.reply(w, r, func(st *kv.Store) (any, error) {
 		if _, err := st.GetRun(id); err != nil {
 			return nil, err
 		}
@@ -434,7 +480,7 @@ func (s *Server) apiFindings(w http.ResponseWriter, r *http.Request) {
 		httpError(w, err)
 		return
 	}
-	s.reply(w, func(st *kv.Store) (any, error) { return findings(st, id) })
+	s.reply(w, r, func(st *kv.Store) (any, error) { return findings(st, id) })
 }
 
 func (s *Server) apiCompare(w http.ResponseWriter, r *http.Request) {
@@ -463,7 +509,7 @@ func (s *Server) apiCompare(w http.ResponseWriter, r *http.Request) {
 		httpError(w, err)
 		return
 	}
-	s.reply(w, func(st *kv.Store) (any, error) { return compareRuns(st, ids, metric, q.Get("module"), width) })
+	s.reply(w, r, func(st *kv.Store) (any, error) { return compareRuns(st, ids, metric, q.Get("module"), width) })
 }
 
 func (s *Server) apiSweeps(w http.ResponseWriter, r *http.Request) {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -364,4 +365,35 @@ func maxValueAt(got []kv.Point, lo, hi float64) float64 {
 		}
 	}
 	return m
+}
+
+// TestIdleStorePolling: a page polling a store nobody writes does not open
+// it again (so it does not hold the lock a `lens run` needs), and sees a run
+// added by a writer in between.
+func TestIdleStorePolling(t *testing.T) {
+	dir, ids := finishedRuns(t)
+	srv := New(Options{Store: dir})
+	ts := httptest.NewServer(srv)
+	defer func() { ts.Close(); srv.Close() }()
+	var page RunsPage
+	getJSON(t, ts.URL+"/api/runs", &page)
+	require.Len(t, page.Runs, 2)
+	time.Sleep(2 * linger) // the view closes
+	opens := srv.src.opens
+	for range 20 {
+		getJSON(t, ts.URL+"/api/runs", &page)
+	}
+	assert.Equal(t, opens, srv.src.opens, "polling an idle store reopened it")
+
+	// The lock is free between polls: a writer opens the store and adds a run.
+	st, err := kv.Open(dir, kv.Options{})
+	require.NoError(t, err)
+	require.NoError(t, st.CreateRun(kv.RunMeta{ID: "added-later", Name: "added", Status: kv.StatusDone}))
+	// While it holds the store the UI reads a snapshot from it.
+	getJSON(t, ts.URL+"/api/runs", &page)
+	assert.Len(t, page.Runs, 3)
+	require.NoError(t, st.Close())
+	getJSON(t, ts.URL+"/api/runs", &page)
+	assert.Len(t, page.Runs, 3)
+	_ = ids
 }

@@ -1,7 +1,11 @@
 package ui
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -26,23 +30,58 @@ type source struct {
 	cur    *view
 	timer  *time.Timer
 	closed bool
+	opens  int // views opened, for tests
 }
 
 type view struct {
 	st     *kv.Store
 	opened time.Time
+	ttl    time.Duration // how long it serves new requests
 	refs   int
 	stale  bool // replaced: close when the last request is done
 }
 
-// with runs fn on a current view of the store.
-func (s *source) with(fn func(st *kv.Store) error) error {
+// linger is how long a view of the directory itself (not a snapshot) is
+// kept for the requests of one page load: it holds Badger's shared lock,
+// which would make a `lens run` starting then fail.
+const linger = 100 * time.Millisecond
+
+// with runs fn on a current view of the store and says whether the view was
+// the directory itself (nobody writing), whose answers stay true until the
+// directory changes.
+func (s *source) with(fn func(st *kv.Store) error) (direct bool, err error) {
 	v, err := s.acquire()
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer s.release(v)
-	return fn(v.st)
+	return !v.st.Snapshot(), fn(v.st)
+}
+
+// fingerprint identifies the state of the store's files while nobody
+// writes it: names, sizes and modification times. It is "" while a writer
+// may hold the store (Badger's LOCK pid file or the reader socket exists),
+// when answers cannot be reused.
+func (s *source) fingerprint() string {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return ""
+	}
+	h := sha256.New()
+	for _, e := range ents {
+		if e.Name() == "LOCK" || e.Name() == "reader.sock" {
+			return ""
+		}
+		if e.IsDir() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return ""
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00%d\n", e.Name(), fi.Size(), fi.ModTime().UnixNano())
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func (s *source) acquire() (*view, error) {
@@ -51,7 +90,7 @@ func (s *source) acquire() (*view, error) {
 	if s.closed {
 		return nil, kv.ErrClosed
 	}
-	if v := s.cur; v != nil && time.Since(v.opened) < s.ttl {
+	if v := s.cur; v != nil && time.Since(v.opened) < v.ttl {
 		v.refs++
 		return v, nil
 	}
@@ -62,12 +101,16 @@ func (s *source) acquire() (*view, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &view{st: st, opened: time.Now(), refs: 1}
+	s.opens++
+	v := &view{st: st, opened: time.Now(), refs: 1, ttl: s.ttl}
+	if !st.Snapshot() {
+		v.ttl = min(s.ttl, linger)
+	}
 	s.cur = v
 	if s.timer == nil {
-		s.timer = time.AfterFunc(s.ttl, s.expire)
+		s.timer = time.AfterFunc(v.ttl, s.expire)
 	} else {
-		s.timer.Reset(s.ttl)
+		s.timer.Reset(v.ttl)
 	}
 	return v, nil
 }
@@ -86,10 +129,10 @@ func (s *source) release(v *view) {
 func (s *source) expire() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if v := s.cur; v != nil && time.Since(v.opened) >= s.ttl {
+	if v := s.cur; v != nil && time.Since(v.opened) >= v.ttl {
 		s.retire()
 	} else if v != nil {
-		s.timer.Reset(s.ttl - time.Since(v.opened))
+		s.timer.Reset(v.ttl - time.Since(v.opened))
 	}
 }
 
