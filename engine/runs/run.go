@@ -257,6 +257,11 @@ func (j *Job) run(ctx context.Context, st *kv.Store, meta kv.RunMeta, opt Option
 			if err := st.AddMetrics(id, step, vals); err != nil {
 				return err
 			}
+			// Metrics are batched across steps; an evaluation is rare and
+			// what readers wait for, so it goes to the store now.
+			if err := st.Flush(); err != nil {
+				return err
+			}
 			j.sinks.logMetrics(step, vals)
 			return nil
 		},
