@@ -33,13 +33,17 @@ type GoFunc struct {
 	Type      string // "func(float64) float64": the signature without names
 }
 
-// maxGoFuncBytes keeps examples short enough for small models' windows.
-const maxGoFuncBytes = 72
+// maxGoFuncBytes caps a signature and maxGoDocBytes a doc sentence, so an
+// example of any task fits the tiny model's 128 byte positions.
+const (
+	maxGoFuncBytes = 56
+	maxGoDocBytes  = 80
+)
 
 // GoFuncs lists the exported top-level functions (no methods) of the
 // packages under root (GOROOT/src), skipping tests, internal, vendor,
-// testdata and cmd, that have a doc comment and a signature of at most
-// 72 bytes, in path order.
+// testdata and cmd, that have a doc comment whose first sentence is at
+// most 80 bytes and a signature of at most 56, in path order.
 func GoFuncs(root string) ([]GoFunc, error) {
 	var paths []string
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -86,7 +90,7 @@ func GoFuncs(root string) ([]GoFunc, error) {
 			}
 			g.Signature = "func " + g.Name + strings.TrimPrefix(node(fset, fd.Type), "func")
 			g.Type = "func" + strings.TrimPrefix(node(fset, unnamed(fd.Type)), "func")
-			if len(g.Signature) > maxGoFuncBytes || len(g.Doc) > 2*maxGoFuncBytes || strings.Contains(g.Signature, "\n") {
+			if len(g.Signature) > maxGoFuncBytes || len(g.Doc) > maxGoDocBytes || strings.Contains(g.Signature, "\n") {
 				continue
 			}
 			seen[key] = true
