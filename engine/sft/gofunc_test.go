@@ -22,7 +22,9 @@ func TestGoFuncs(t *testing.T) {
 	for _, tc := range []struct{ name, sig, typ string }{
 		{"math.Abs", "func Abs(x float64) float64", "func(float64) float64"},
 		{"math.Max", "func Max(x, y float64) float64", "func(float64, float64) float64"},
-		{"strings.Cut", "func Cut(s, sep string) (before, after string, found bool)", "func(string, string) (string, string, bool)"},
+		{"strings.Index", "func Index(s, substr string) int", "func(string, string) int"},
+		{"strconv.Atoi", "func Atoi(s string) (int, error)", "func(string) (int, error)"},
+		{"utf8.DecodeRuneInString", "func DecodeRuneInString(s string) (r rune, size int)", "func(string) (rune, int)"},
 		{"filepath.Join", "func Join(elem ...string) string", "func(...string) string"},
 	} {
 		g, ok := byName[tc.name]
