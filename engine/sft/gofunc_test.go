@@ -22,10 +22,10 @@ func TestGoFuncs(t *testing.T) {
 	for _, tc := range []struct{ name, sig, typ string }{
 		{"math.Abs", "func Abs(x float64) float64", "func(float64) float64"},
 		{"math.Max", "func Max(x, y float64) float64", "func(float64, float64) float64"},
-		{"strings.Index", "func Index(s, substr string) int", "func(string, string) int"},
+		{"strings.Repeat", "func Repeat(s string, count int) string", "func(string, int) string"},
 		{"strconv.Atoi", "func Atoi(s string) (int, error)", "func(string) (int, error)"},
 		{"utf8.DecodeRuneInString", "func DecodeRuneInString(s string) (r rune, size int)", "func(string) (rune, int)"},
-		{"filepath.Join", "func Join(elem ...string) string", "func(...string) string"},
+		{"errors.Join", "func Join(errs ...error) error", "func(...error) error"},
 	} {
 		g, ok := byName[tc.name]
 		require.True(t, ok, tc.name)
