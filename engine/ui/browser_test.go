@@ -184,6 +184,22 @@ func TestBrowser(t *testing.T) {
 			assert.Equal(t, p.Value, values[i], "step %d", p.Step)
 		}
 		assert.Equal(t, 1, js[int](t, ctx, `document.querySelectorAll("#ckpt-table tr.best").length`))
+
+		// Wheel over the loss chart zooms in around the cursor and refetches
+		// that range; double-click zooms back out.
+		js[bool](t, ctx, `(o => o.dispatchEvent(new WheelEvent("wheel", {deltaY: -100, clientX: o.getBoundingClientRect().left + o.clientWidth / 2,
+			clientY: o.getBoundingClientRect().top + 10, bubbles: true, cancelable: true})))(document.querySelector('[data-metric="loss"] .u-over'))`)
+		waitJS(t, ctx, `lens.charts.loss.fetchedRange != null`, 10*time.Second)
+		zr := js[[]float64](t, ctx, `lens.charts.loss.fetchedRange`)
+		assert.Greater(t, zr[0], 1.0)
+		assert.Less(t, zr[1], 30.0)
+		zs := js[[]int](t, ctx, `lens.charts.loss.spec.series[0].steps`)
+		assert.Less(t, len(zs), len(want))
+		for i, s := range zs[1 : len(zs)-1] { // the ends are the neighbours outside the range
+			assert.True(t, float64(s) >= zr[0]-1 && float64(s) <= zr[1]+1, "step %d (%d) outside %v", s, i, zr)
+		}
+		js[bool](t, ctx, `document.querySelector('[data-metric="loss"] .u-over').dispatchEvent(new MouseEvent("dblclick", {bubbles: true}))`)
+		waitJS(t, ctx, `lens.charts.loss.zoomed === null && lens.charts.loss.spec.series[0].steps.length === `+fmt.Sprint(len(want)), 10*time.Second)
 		waitJS(t, ctx, `document.querySelectorAll("#collect canvas").length > 4 && lens.data.findings !== undefined`, 30*time.Second)
 		shot(t, ctx, "ui-run.png", true)
 	})

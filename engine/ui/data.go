@@ -48,7 +48,20 @@ type Row struct {
 	Tags      []string       `json:"tags"`
 	Created   time.Time      `json:"created"`
 	Updated   time.Time      `json:"updated"`
-	Config    map[string]any `json:"config,omitempty"` // the columns asked for
+	Config    map[string]any `json:"config,omitempty"`  // the columns asked for
+	Planned   int            `json:"planned,omitempty"` // a running run's planned steps
+}
+
+func row(st *kv.Store, m kv.RunMeta) Row {
+	r := Row{ID: m.ID, Name: m.Name, Status: m.Status, Reason: m.Reason, Steps: liveSteps(st, m),
+		FinalLoss: optNum(m.FinalLoss), Tags: m.Tags, Created: m.Created, Updated: m.Updated}
+	if r.Tags == nil {
+		r.Tags = []string{}
+	}
+	if m.Status == kv.StatusRunning && m.Progress != nil {
+		r.Planned = m.Progress.Steps
+	}
+	return r
 }
 
 // FlatConfig is the flat dict a script sees as run.config (builtins'
@@ -115,10 +128,14 @@ func fields(m kv.RunMeta, cfg map[string]any) map[string]any {
 }
 
 // liveSteps is the last step a running run recorded: its record's step
-// count is written when it ends.
+// count is written when it ends. The run's progress (kv.Progress, reported
+// by the training process) says it without reading the loss series.
 func liveSteps(st *kv.Store, m kv.RunMeta) int {
 	if m.Status != kv.StatusRunning {
 		return m.Steps
+	}
+	if m.Progress != nil {
+		return max(m.Steps, m.Progress.Step)
 	}
 	pts, err := st.ReadMetric(m.ID, "loss")
 	if err != nil || len(pts) == 0 {
@@ -187,11 +204,7 @@ func runsPage(st *kv.Store, where *Filter, columns []string, cache *flatCache) (
 				continue
 			}
 		}
-		r := Row{ID: m.ID, Name: m.Name, Status: m.Status, Reason: m.Reason, Steps: liveSteps(st, m),
-			FinalLoss: optNum(m.FinalLoss), Tags: m.Tags, Created: m.Created, Updated: m.Updated}
-		if r.Tags == nil {
-			r.Tags = []string{}
-		}
+		r := row(st, m)
 		if len(columns) > 0 {
 			r.Config = map[string]any{}
 			for _, c := range columns {
@@ -238,9 +251,7 @@ func runPage(st *kv.Store, id string) (*RunPage, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &RunPage{Row: Row{ID: m.ID, Name: m.Name, Status: m.Status, Reason: m.Reason, Steps: liveSteps(st, m),
-		FinalLoss: optNum(m.FinalLoss), Tags: m.Tags, Created: m.Created, Updated: m.Updated},
-		Script: m.Script, Seed: m.Seed, LensVersion: m.LensVersion, FlatConfig: FlatConfig(m)}
+	p := &RunPage{Row: row(st, m), Script: m.Script, Seed: m.Seed, LensVersion: m.LensVersion, FlatConfig: FlatConfig(m)}
 	_ = json.Unmarshal(m.Config, &p.Config)
 	if p.Metrics, err = st.MetricNames(id); err != nil {
 		return nil, err
@@ -273,9 +284,6 @@ func runPage(st *kv.Store, id string) (*RunPage, error) {
 	}
 	if p.Collectors, err = st.Collectors(id); err != nil {
 		return nil, err
-	}
-	if p.Tags == nil {
-		p.Tags = []string{}
 	}
 	if p.Checkpoints == nil {
 		p.Checkpoints = []Checkpoint{}
@@ -703,8 +711,7 @@ func compareRuns(st *kv.Store, ids []string, metric, module string, width int) (
 		if err != nil {
 			return nil, err
 		}
-		c.Runs = append(c.Runs, Row{ID: m.ID, Name: m.Name, Status: m.Status, Steps: liveSteps(st, m),
-			FinalLoss: optNum(m.FinalLoss), Tags: m.Tags, Created: m.Created, Updated: m.Updated})
+		c.Runs = append(c.Runs, row(st, m))
 		f := map[string]any{}
 		flatten("", FlatConfig(m), f)
 		if _, ok := f["seed"]; !ok {

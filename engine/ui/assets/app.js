@@ -125,18 +125,41 @@ class Chart {
           u.setSelect({ width: 0, height: 0 }, false);
           self.zoom(a, b);
         }],
-        ready: [(u) => { u.over.ondblclick = () => self.unzoom(); }],
+        ready: [(u) => {
+          u.over.ondblclick = () => self.unzoom();
+          // Wheel zooms around the cursor; shift+wheel pans.
+          u.over.addEventListener("wheel", (e) => {
+            e.preventDefault();
+            const min = u.scales.x.min, max = u.scales.x.max, range = max - min;
+            if (e.shiftKey) {
+              const d = 0.1 * range * Math.sign(e.deltaY || e.deltaX);
+              self.zoom(min + d, max + d);
+            } else {
+              const x = u.posToVal(e.offsetX, "x"), f = e.deltaY < 0 ? 0.8 : 1.25;
+              self.zoom(x - (x - min) * f, x + (max - x) * f);
+            }
+          }, { passive: false });
+        }],
       },
     }, this.data(), plot);
     this.lastDraw = performance.now() - t0;
   }
-  async zoom(a, b) {
+  // zoom shows [a, b] at once and, after the wheel settles, refetches that
+  // range so the server downsamples it at full detail.
+  zoom(a, b) {
     this.zoomed = [a, b];
-    if (this.spec.fetch) this.spec.series = await this.spec.fetch(a, b);
-    this.draw();
+    this.u.setScale("x", { min: a, max: b });
+    clearTimeout(this.zoomTimer);
+    this.zoomTimer = setTimeout(async () => {
+      if (this.spec.fetch) this.spec.series = await this.spec.fetch(a, b);
+      this.fetchedRange = [a, b];
+      this.draw();
+    }, 150);
   }
   async unzoom() {
+    clearTimeout(this.zoomTimer);
     this.zoomed = null;
+    this.fetchedRange = null;
     if (this.spec.fetch) this.spec.series = await this.spec.fetch();
     this.draw();
   }
@@ -278,7 +301,7 @@ function renderRuns() {
   table.tBodies[0].innerHTML = rows.map((r) => `<tr data-id="${esc(r.id)}">
     <td><input type="checkbox" data-sel="${esc(r.id)}"${runsState.selected.has(r.id) ? " checked" : ""}></td>
     <td><a href="#/run/${esc(r.id)}">${esc(r.name || "(unnamed)")}</a></td><td class="muted">${esc(r.id)}</td>
-    <td class="status-${esc(r.status)}">${esc(r.status)}</td><td class="num">${r.steps}</td><td class="num">${fmt(r.final_loss)}</td>
+    <td class="status-${esc(r.status)}">${esc(r.status)}</td><td class="num">${r.steps}${r.planned ? "/" + r.planned : ""}</td><td class="num">${fmt(r.final_loss)}</td>
     <td>${r.tags.map((t) => `<span class="tag">${esc(t)}</span>`).join("")}</td><td>${esc(fmtTime(r.created))}</td>
     ${runsState.columns.map((c) => `<td class="num">${esc(fmt(r.config?.[c]))}</td>`).join("")}</tr>`).join("");
   table.tBodies[0].onchange = (e) => {
@@ -386,7 +409,7 @@ function renderRunHead(r) {
   if (!el) return;
   document.getElementById("run-status").textContent = r.status;
   document.getElementById("run-status").className = "status-" + r.status;
-  el.innerHTML = `id ${esc(r.id)} · <span id="run-steps">${r.steps}</span> steps · final loss ${fmt(r.final_loss)} · created ${esc(fmtTime(r.created))}
+  el.innerHTML = `id ${esc(r.id)} · <span id="run-steps">${r.steps}${r.planned ? "/" + r.planned : ""}</span> steps · final loss ${fmt(r.final_loss)} · created ${esc(fmtTime(r.created))}
     ${r.reason ? " · " + esc(r.reason) : ""} ${r.tags.map((t) => `<span class="tag">${esc(t)}</span>`).join("")}`;
 }
 
