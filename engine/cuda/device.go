@@ -661,13 +661,19 @@ func (d *Device) RMSNormBack(dx, dw, x, w, rinv, dy accel.Buf, rows, h int) erro
 	}
 	DX, X, W := c.f("dx", dx, tot), c.f("x", x, tot), c.f("w", w, wn)
 	R, DY := c.f("rinv", rinv, rows), c.f("dy", dy, tot)
-	if err := c.launch(rows, 1, threads, DX, X, W, R, DY, rows, h); err != nil || dw == nil {
+	if dw == nil || c.err != nil {
+		return c.launch(rows, 1, threads, DX, X, W, R, DY, rows, h)
+	}
+	// Both kernels' operands are checked before either launches.
+	cw := d.call(kRMSNormDW)
+	DW := cw.f("dw", dw, h)
+	if cw.err != nil {
+		return cw.err
+	}
+	if err := c.launch(rows, 1, threads, DX, X, W, R, DY, rows, h); err != nil {
 		return err
 	}
-	c = d.call(kRMSNormDW)
-	DW := c.f("dw", dw, h)
-	X, R, DY = c.f("x", x, tot), c.f("rinv", rinv, rows), c.f("dy", dy, tot)
-	return c.launch(blocks(h), 1, threads, DW, X, R, DY, rows, h)
+	return cw.launch(blocks(h), 1, threads, DW, X, R, DY, rows, h)
 }
 
 // EmbedBack runs one thread per column; it does not check the ids against
