@@ -230,6 +230,20 @@ func TestBrowser(t *testing.T) {
 		shot(t, ctx, "ui-sweeps.png", false)
 	})
 
+	t.Run("token", func(t *testing.T) {
+		const token = "b1f0c2d3e4a5968778695a4b3c2d1e0f"
+		tsrv := New(Options{Store: dir, Token: token})
+		tts := httptest.NewServer(tsrv)
+		defer func() { tts.Close(); tsrv.Close() }()
+		// The printed URL: the page loads, keeps the token in a cookie for
+		// its own requests, and the address bar no longer shows it.
+		navigate(t, ctx, tts.URL+"/?token="+token+"#/")
+		assert.Len(t, js[[]string](t, ctx, `lens.shown`), 3)
+		assert.Equal(t, "", js[string](t, ctx, `location.search`))
+		assert.Equal(t, "#/", js[string](t, ctx, `location.hash`))
+		assert.Equal(t, "", js[string](t, ctx, `document.cookie`), "the cookie is HttpOnly")
+	})
+
 	t.Run("live run", func(t *testing.T) {
 		navigate(t, ctx, ts.URL+"/#/run/"+live)
 		waitJS(t, ctx, `lens.series.loss !== undefined`, 5*time.Second)

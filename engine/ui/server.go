@@ -132,6 +132,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if r.URL.Query().Get("token") != "" {
 			http.SetCookie(w, &http.Cookie{Name: cookieName, Value: s.opts.Token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+			if r.URL.Path == "/" && r.Method == http.MethodGet {
+				// Drop the token from the address bar and history; the
+				// cookie carries it from now on (the #view is kept).
+				http.Redirect(w, r, "/", http.StatusSeeOther)
+				return
+			}
 		}
 	} else if host, _, err := net.SplitHostPort(r.Host); err != nil || !isLoopback(host) {
 		// Without a token we listen on loopback only; a request naming

@@ -116,7 +116,8 @@ func TestSecurity(t *testing.T) {
 		assert.Equal(t, http.StatusOK, code, "cookie: %s", p)
 	}
 	code, _, h := get(t, c, "GET", ts.URL+"/?token="+token)
-	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, http.StatusSeeOther, code)
+	assert.Equal(t, "/", h.Get("Location"), "the token leaves the address bar")
 	assert.Contains(t, h.Get("Set-Cookie"), cookieName+"="+token)
 	assert.Contains(t, h.Get("Set-Cookie"), "HttpOnly")
 
