@@ -21,7 +21,8 @@ func TestBenchJSON(t *testing.T) {
 	if !torch {
 		args = append(args, "--no-torch")
 	}
-	out, errOut, code := lens(t, ".", args...)
+	// From a directory outside the repository: the PyTorch side is embedded.
+	out, errOut, code := lens(t, t.TempDir(), args...)
 	require.Equal(t, 0, code, errOut)
 	var rows []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(out), &rows), out)
