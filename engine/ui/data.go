@@ -364,7 +364,7 @@ func collectPanels(st *kv.Store, id string) ([]Panel, error) {
 	}
 	var out []Panel
 	for _, c := range names {
-		recs, err := st.ReadCollected(id, c)
+		recs, err := readThinned(st, id, c)
 		if err != nil {
 			return nil, err
 		}
@@ -395,6 +395,28 @@ func collectPanels(st *kv.Store, id string) ([]Panel, error) {
 			}
 		}
 		out = append(out, p)
+	}
+	return out, nil
+}
+
+// readThinned reads a collector's records at no more than maxCols evenly
+// spaced collected steps: a long run, or one that keeps tensors, is not
+// read whole for one page.
+func readThinned(st *kv.Store, id, c string) ([]kv.Collected, error) {
+	steps, err := st.CollectedSteps(id, c)
+	if err != nil {
+		return nil, err
+	}
+	if len(steps) <= maxCols {
+		return st.ReadCollected(id, c)
+	}
+	var out []kv.Collected
+	for _, step := range thin(steps, maxCols) {
+		recs, err := st.ReadCollectedStep(id, c, step)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, recs...)
 	}
 	return out, nil
 }

@@ -398,3 +398,49 @@ func TestIdleStorePolling(t *testing.T) {
 	assert.Len(t, page.Runs, 3)
 	_ = ids
 }
+
+func TestThin(t *testing.T) {
+	steps := make([]int, 1000)
+	for i := range steps {
+		steps[i] = 10 * (i + 1)
+	}
+	for _, n := range []int{2, 7, 400, 999} {
+		got := thin(steps, n)
+		require.Len(t, got, n)
+		assert.Equal(t, steps[0], got[0])
+		assert.Equal(t, steps[len(steps)-1], got[n-1])
+		for i := 1; i < n; i++ {
+			assert.Greater(t, got[i], got[i-1])
+		}
+	}
+	assert.Equal(t, steps[:5], thin(steps[:5], 400))
+}
+
+// TestCollectThinned: a collector with more collected steps than a heatmap
+// has columns is read at maxCols evenly spaced steps, first and last kept.
+func TestCollectThinned(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	st, err := kv.Open(dir, kv.Options{})
+	require.NoError(t, err)
+	require.NoError(t, st.CreateRun(kv.RunMeta{ID: "long-collect", Status: kv.StatusDone}))
+	const n = 1000
+	for step := 1; step <= n; step++ {
+		require.NoError(t, st.PutCollectedJSON("long-collect", "mine", step, "m", map[string]any{"x": float64(step)}))
+	}
+	recs, err := readThinned(st, "long-collect", "mine")
+	require.NoError(t, err)
+	require.Len(t, recs, maxCols)
+	assert.Equal(t, 1, recs[0].Step)
+	assert.Equal(t, n, recs[len(recs)-1].Step)
+	panels, err := collectPanels(st, "long-collect")
+	require.NoError(t, err)
+	require.Len(t, panels, 1)
+	require.Len(t, panels[0].Lines, 1)
+	l := panels[0].Lines[0]
+	assert.Equal(t, "mine: x", l.Title)
+	require.Len(t, l.Steps, maxCols)
+	for i, s := range l.Steps {
+		assert.Equal(t, float64(s), float64(l.Values[0][i]), "a Starlark collector's field at step %d", s)
+	}
+	require.NoError(t, st.Close())
+}
