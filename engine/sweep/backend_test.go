@@ -17,3 +17,22 @@ func TestCheckBackend(t *testing.T) {
 		}
 	}
 }
+
+// SlurmJob reads the job's identity through the getenv it is given (the
+// engine itself reads no environment).
+func TestSlurmJob(t *testing.T) {
+	cases := []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{}, ""},
+		{map[string]string{"SLURM_JOB_ID": "77"}, "77"},
+		{map[string]string{"SLURM_JOB_ID": "78", "SLURM_ARRAY_JOB_ID": "70", "SLURM_ARRAY_TASK_ID": "3"}, "70_3"},
+		{map[string]string{"SLURM_JOB_ID": "78", "SLURM_ARRAY_JOB_ID": "70"}, "78"},
+	}
+	for _, c := range cases {
+		if got := SlurmJob(func(k string) string { return c.env[k] }); got != c.want {
+			t.Errorf("SlurmJob(%v) = %q, want %q", c.env, got, c.want)
+		}
+	}
+}
