@@ -84,14 +84,14 @@ func BenchmarkUIScale(b *testing.B) {
 	}
 	longID := scaleStore(b, dir)
 	ctx := browser(b, 1400, 1000)
-	srv := New(Options{Store: dir})
-	ts := httptest.NewServer(srv)
-	defer func() { ts.Close(); srv.Close() }()
 
 	var table, tableStart, tableFetch, tableRender, chart, fetch, draw float64
 	var rows, drawn int
 	b.ResetTimer()
 	for range b.N {
+		// A new server each time: nothing cached, the store opened afresh.
+		srv := New(Options{Store: dir})
+		ts := httptest.NewServer(srv)
 		navigateB(b, ctx, ts.URL+"/#/")
 		table += js[float64](b, ctx, `lens.timings.find(t => t.what === "runs").at`)
 		tableStart += js[float64](b, ctx, `lens.timings.find(t => t.what === "runs").start`)
@@ -106,6 +106,9 @@ func BenchmarkUIScale(b *testing.B) {
 		fetch, draw, chart = fetch+f, draw+d, chart+f+d
 		drawn = js[int](b, ctx, `lens.series.loss.steps.length`)
 		require.Equal(b, longSteps, js[int](b, ctx, `lens.series.loss.total`))
+		require.NoError(b, chromedp.Do(ctx, chromedp.Navigate("about:blank")))
+		ts.Close()
+		srv.Close()
 	}
 	b.StopTimer()
 	n := float64(b.N)
