@@ -78,6 +78,7 @@ func scaleStore(b *testing.B, dir string) string {
 // chart. Run: go test ./engine/ui -run '^$' -bench UIScale -benchtime 3x
 // (add -args -benchstore DIR to keep the 10⁷-point store between runs).
 func BenchmarkUIScale(b *testing.B) {
+	chromium(b) // skip before building the store when there is no browser
 	dir := *benchStore
 	if dir == "" {
 		dir = filepath.Join(b.TempDir(), "store")

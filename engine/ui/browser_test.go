@@ -145,6 +145,8 @@ func TestBrowser(t *testing.T) {
 		}
 		assert.False(t, js[bool](t, ctx, `document.getElementById("compare-btn").disabled`))
 		shot(t, ctx, "ui-runs.png", false)
+		require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`th span[data-remove="r"]`))))
+		waitJS(t, ctx, `document.querySelectorAll('th[data-key="config.r"]').length === 0`, 15*time.Second)
 
 		// Text filter.
 		require.NoError(t, chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS("#q"), "ui-r8")))

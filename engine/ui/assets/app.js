@@ -280,8 +280,14 @@ function renderRuns() {
   const cols = [["", "sel"], ["name", "name"], ["id", "id"], ["status", "status"], ["steps", "steps"], ["final loss", "final_loss"], ["tags", "tags"], ["created", "created"],
     ...runsState.columns.map((c) => [c, "config." + c])];
   table.tHead.innerHTML = "<tr>" + cols.map(([label, key]) => key === "sel" ? "<th></th>" :
-    `<th data-key="${esc(key)}" class="${runsState.sort === key ? "sorted" + (runsState.desc ? " desc" : "") : ""}">${esc(label)}</th>`).join("") + "</tr>";
+    `<th data-key="${esc(key)}" class="${runsState.sort === key ? "sorted" + (runsState.desc ? " desc" : "") : ""}">${esc(label)}${key.startsWith("config.") ? ` <span class="rm" data-remove="${esc(label)}" title="remove column">×</span>` : ""}</th>`).join("") + "</tr>";
   table.tHead.onclick = (e) => {
+    const rm = e.target.dataset?.remove;
+    if (rm) {
+      runsState.columns = runsState.columns.filter((c) => c !== rm);
+      loadRuns().catch(() => {});
+      return;
+    }
     const k = e.target.dataset?.key;
     if (!k) return;
     runsState.desc = runsState.sort === k ? !runsState.desc : false;
