@@ -67,6 +67,24 @@ func peakRSS() int64 {
 	return 0
 }
 
+// rssNow is the current resident set split as the kernel reports it:
+// anonymous memory, and pages of mapped files (Badger maps its tables).
+func rssNow() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "?"
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && (f[0] == "RssAnon:" || f[0] == "RssFile:") {
+			var kb int64
+			fmt.Sscan(f[1], &kb)
+			out = append(out, fmt.Sprintf("%s %d MB", strings.TrimSuffix(f[0], ":"), kb>>10))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
 func dirBytes(dir string) int64 {
 	var n int64
 	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
@@ -165,7 +183,7 @@ func benchStore(b *testing.B) {
 	rss := peakRSS()
 	var mst runtime.MemStats
 	runtime.ReadMemStats(&mst)
-	b.Logf("after ingest: peak RSS %d MB, Go heap sys %d MB, heap in use %d MB", rss>>20, mst.HeapSys>>20, mst.HeapInuse>>20)
+	b.Logf("after ingest: peak RSS %d MB (now: %s), Go heap sys %d MB, heap in use %d MB", rss>>20, rssNow(), mst.HeapSys>>20, mst.HeapInuse>>20)
 	if err := ingestLong(st, runs, series, created); err != nil {
 		b.Fatal(err)
 	}
