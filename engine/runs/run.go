@@ -92,9 +92,6 @@ func Prepare(spec Spec, base *model.Model) (*Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	if dev != device.CPU && spec.LoRA == nil {
-		return nil, fmt.Errorf("device %q: full training runs on the CPU only; use device = \"cpu\"", dev)
-	}
 	tok, err := spec.Tokenizer()
 	if err != nil {
 		return nil, err
