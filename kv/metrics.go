@@ -112,7 +112,7 @@ func (s *Store) AddMetrics(runID string, step int, values map[string]float64) er
 		known[name] = true
 		s.pending.add(runID, name, step, v)
 	}
-	if s.pending.n == len(values) {
+	if s.pending.n == len(values) && len(s.progress) == 0 { // the buffer was empty
 		s.pendingSince = time.Now()
 	}
 	if s.pending.n >= flushAt {

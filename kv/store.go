@@ -157,6 +157,7 @@ type Store struct {
 	cache        runCache                   // decoded run records (runs.go)
 
 	stopFlusher chan struct{}
+	stopOnce    sync.Once
 	flusherDone chan struct{}
 	eventSeq    map[string]uint64 // run id -> next event seq
 	issuedIDs   map[string]bool   // ids handed out by NewRunID
@@ -563,11 +564,7 @@ func (s *Store) Close() error {
 	if !s.closed.Load() {
 		s.sharer.stop()
 		if s.stopFlusher != nil {
-			select {
-			case <-s.stopFlusher:
-			default:
-				close(s.stopFlusher)
-			}
+			s.stopOnce.Do(func() { close(s.stopFlusher) })
 			<-s.flusherDone
 		}
 	}
