@@ -5,7 +5,35 @@ import "math"
 // Attn is the shape of a causal grouped-query attention over B sequences
 // of T tokens: q is B·T×NH·D, k and v are B·T×NKV·D, and query head h reads
 // key/value head h/(NH/NKV), as HF's repeat_kv does.
-type Attn struct{ B, T, NH, NKV, D int }
+//
+// Seg, when not nil, holds a segment id for each of the B·T tokens, and a
+// query attends only to the keys k ≤ q of its own segment: the
+// block-diagonal causal mask of packed rows (several examples per row).
+// Equal ids must be contiguous within a row; nil is one causal sequence
+// per row.
+type Attn struct {
+	B, T, NH, NKV, D int
+	Seg              []int32
+}
+
+// segStart returns, for row b, the first key each query may see: the start
+// of its segment, or 0 without segments.
+func (a Attn) segStart(b int, start []int) []int {
+	start = start[:a.T]
+	if a.Seg == nil {
+		clear(start)
+		return start
+	}
+	seg := a.Seg[b*a.T : (b+1)*a.T]
+	for i := range start {
+		if i > 0 && seg[i] == seg[i-1] {
+			start[i] = start[i-1]
+		} else {
+			start[i] = i
+		}
+	}
+	return start
+}
 
 // AttnBlock is the block size of the causal products. Query rows
 // [r0, r1) only meet keys [0, r1), so the products skip the blocks above
@@ -21,15 +49,18 @@ var AttnBlock = 64
 func AttnScratchLen(c Cores, a Attn) int { return min(c.Workers(), max(1, a.B*a.NKV)) * a.T * a.T }
 
 // Attention computes out = softmax(q·kᵀ/√D + causal)·v per batch and head,
-// keeping the probabilities P (B·NH×T×T, zero above the diagonal) for the
-// backward pass.
+// keeping the probabilities P (B·NH×T×T, zero above the diagonal and
+// outside the query's segment) for the backward pass. Masked entries are
+// exact zeros, so the products need no other change for segments.
 func Attention[T Float](c Cores, a Attn, q, k, v, out, P []T) {
 	qw, kw := a.NH*a.D, a.NKV*a.D
 	group := a.NH / a.NKV
 	scale := 1 / math.Sqrt(float64(a.D))
 	c.ParallelFor(a.B*a.NH, 1, func(_, lo, hi int) {
+		sbuf := make([]int, a.T)
 		for bh := lo; bh < hi; bh++ {
 			b, h := bh/a.NH, bh%a.NH
+			start := a.segStart(b, sbuf)
 			g := h / group
 			p := P[(b*a.NH+h)*a.T*a.T : (b*a.NH+h+1)*a.T*a.T]
 			qo, ko := b*a.T*qw+h*a.D, b*a.T*kw+g*a.D
@@ -40,7 +71,8 @@ func Attention[T Float](c Cores, a Attn, q, k, v, out, P []T) {
 			}
 			for i := range a.T {
 				row := p[i*a.T : (i+1)*a.T]
-				softmaxRow(row[:i+1])
+				softmaxRow(row[start[i] : i+1])
+				clear(row[:start[i]])
 				clear(row[i+1:])
 			}
 			// out[c0:T] += P[c0:T, c0:c1]·v[c0:c1]
@@ -64,8 +96,10 @@ func AttentionBack[T Float](c Cores, a Attn, q, k, v, P, dout, dq, dk, dv, ds []
 	// into the same dk and dv, so a group stays in one goroutine.
 	c.ParallelFor(a.B*a.NKV, 1, func(w, lo, hi int) {
 		ds := ds[w*a.T*a.T : (w+1)*a.T*a.T]
+		sbuf := make([]int, a.T)
 		for bg := lo; bg < hi; bg++ {
 			b, g := bg/a.NKV, bg%a.NKV
+			start := a.segStart(b, sbuf)
 			ko := b*a.T*kw + g*a.D
 			// dk and dv of the group are sums over its heads and blocks.
 			for i := range a.T {
@@ -84,7 +118,8 @@ func AttentionBack[T Float](c Cores, a Attn, q, k, v, P, dout, dq, dk, dv, ds []
 				}
 				for i := range a.T {
 					dr := ds[i*a.T : (i+1)*a.T]
-					softmaxBackRow(p[i*a.T:i*a.T+i+1], dr[:i+1])
+					softmaxBackRow(p[i*a.T+start[i]:i*a.T+i+1], dr[start[i]:i+1])
+					clear(dr[:start[i]])
 					clear(dr[i+1:])
 				}
 				for r0 := 0; r0 < a.T; r0 += AttnBlock {

@@ -52,6 +52,119 @@ func TestAttentionBlocks(t *testing.T) {
 	}
 }
 
+// TestAttentionSegments checks the block-diagonal mask of packed rows:
+// every segment of a row gets the attention, forward and backward, that it
+// gets alone as a sequence of its own, for blocks that cut segments.
+func TestAttentionSegments(t *testing.T) {
+	defer func(b int) { AttnBlock = b }(AttnBlock)
+	const T = 23
+	for _, tc := range []struct {
+		name  string
+		lens  [][]int // segment lengths of each row, summing to T
+		block int
+	}{
+		{"three and two segments", [][]int{{5, 9, 9}, {3, 20}}, 64},
+		{"cut by blocks", [][]int{{5, 9, 9}, {3, 20}}, 4},
+		{"single tokens", [][]int{{1, 1, 21}, {22, 1}}, 7},
+		{"one segment", [][]int{{23}, {23}}, 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			AttnBlock = tc.block
+			a := Attn{B: len(tc.lens), T: T, NH: 4, NKV: 2, D: 8}
+			rng := rand.New(rand.NewPCG(5, 5))
+			rnd := func(n int) []float32 {
+				s := make([]float32, n)
+				for i := range s {
+					s[i] = float32(rng.NormFloat64())
+				}
+				return s
+			}
+			qw, kw := a.NH*a.D, a.NKV*a.D
+			N := a.B * a.T
+			q, k, v, dout := rnd(N*qw), rnd(N*kw), rnd(N*kw), rnd(N*qw)
+			a.Seg = make([]int32, N)
+			for b, lens := range tc.lens {
+				pos := 0
+				for s, n := range lens {
+					for range n {
+						a.Seg[b*T+pos] = int32(s + 7*b) // ids need not start at 0
+						pos++
+					}
+				}
+			}
+			run := func(a Attn, q, k, v, dout []float32) [][]float32 {
+				out, P := make([]float32, len(q)), make([]float32, a.B*a.NH*a.T*a.T)
+				for i := range P {
+					P[i] = float32(math.NaN())
+				}
+				Attention(Cores(0), a, q, k, v, out, P)
+				dq, dk, dv := rnd(len(q)), rnd(len(k)), rnd(len(v))
+				AttentionBack(Cores(0), a, q, k, v, P, dout, dq, dk, dv, rnd(AttnScratchLen(Cores(0), a)))
+				return [][]float32{out, dq, dk, dv}
+			}
+			got := run(a, q, k, v, dout)
+			names := []string{"out", "dq", "dk", "dv"}
+			for b, lens := range tc.lens {
+				r0 := b * T
+				for _, n := range lens {
+					one := Attn{B: 1, T: n, NH: a.NH, NKV: a.NKV, D: a.D}
+					want := run(one, q[r0*qw:(r0+n)*qw], k[r0*kw:(r0+n)*kw], v[r0*kw:(r0+n)*kw], dout[r0*qw:(r0+n)*qw])
+					for i, w := range want {
+						width := qw
+						if i >= 2 {
+							width = kw
+						}
+						for j, x := range w {
+							y := got[i][r0*width+j]
+							if d := math.Abs(float64(x - y)); !(d <= 1e-5*math.Max(1, math.Abs(float64(x)))) {
+								t.Fatalf("row %d, segment at %d: %s[%d] = %v packed, %v alone", b, r0-b*T, names[i], j, y, x)
+							}
+						}
+					}
+					r0 += n
+				}
+			}
+		})
+	}
+}
+
+// TestRopeGather checks that RoPE over gathered tables rotates each token
+// at its own position: the same as the plain tables for a token whose
+// position equals its index in a row.
+func TestRopeGather(t *testing.T) {
+	const T, hd, width = 11, 8, 16
+	cos, sin := RopeTable(T, hd, 10000)
+	pos := []int32{0, 1, 2, 0, 1, 2, 3, 4, 0, 10, 5}
+	rng := rand.New(rand.NewPCG(1, 2))
+	x := make([]float32, len(pos)*width)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	gc, gs := make([]float32, len(pos)*hd), make([]float32, len(pos)*hd)
+	if err := RopeGather(gc, gs, cos, sin, hd, pos); err != nil {
+		t.Fatal(err)
+	}
+	for _, back := range []bool{false, true} {
+		got := make([]float32, len(x))
+		RoPE(Cores(1), x, got, width, len(pos), hd, gc, gs, back)
+		for n, p := range pos {
+			// The same token placed at row p of a plain sequence.
+			alone := make([]float32, (int(p)+1)*width)
+			copy(alone[int(p)*width:], x[n*width:(n+1)*width])
+			want := make([]float32, len(alone))
+			RoPE(Cores(1), alone, want, width, T, hd, cos, sin, back)
+			for j := range width {
+				if got[n*width+j] != want[int(p)*width+j] {
+					t.Fatalf("back=%v token %d at %d: [%d] = %v, want %v", back, n, p, j, got[n*width+j], want[int(p)*width+j])
+				}
+			}
+		}
+	}
+	if err := RopeGather(gc, gs, cos, sin, hd, []int32{T}); err == nil {
+		t.Fatal("position past the table accepted")
+	}
+}
+
 // BenchmarkAttention times forward and backward at the lens bench's tiny
 // size (batch 4, T 256, 4 heads of 32) for several row blocks.
 func BenchmarkAttention(b *testing.B) {

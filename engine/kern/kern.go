@@ -126,6 +126,22 @@ func RopeTable(seqLen, headDim int, theta float64) (cos, sin []float32) {
 	return cos, sin
 }
 
+// RopeGather sets dcos and dsin (len(pos)×headDim) to the rows pos[n] of
+// the tables cos and sin (·×headDim), so that RoPE over them with seqLen =
+// len(pos) rotates token n at position pos[n]: positions that restart at
+// each example of a packed row, on every device, with no other kernel.
+func RopeGather(dcos, dsin, cos, sin []float32, headDim int, pos []int32) error {
+	rows := len(cos) / headDim
+	for n, p := range pos {
+		if p < 0 || int(p) >= rows {
+			return fmt.Errorf("rope: position %d of token %d is outside the table's %d positions", p, n, rows)
+		}
+		copy(dcos[n*headDim:(n+1)*headDim], cos[int(p)*headDim:(int(p)+1)*headDim])
+		copy(dsin[n*headDim:(n+1)*headDim], sin[int(p)*headDim:(int(p)+1)*headDim])
+	}
+	return nil
+}
+
 // RoPE computes y = x·cos + rotate_half(x)·sin for every head of every
 // row (forward), or the transpose when back is true:
 // dx = dy·cos + rotate_halfᵀ(dy·sin), where rotate_halfᵀ([a, b]) = [b, −a].
