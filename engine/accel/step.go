@@ -3,9 +3,11 @@ package accel
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
+	"lens/engine/kern"
 	"lens/engine/model"
 	"lens/engine/nn"
 )
@@ -30,6 +32,11 @@ type Step struct {
 
 	ids, targets Buf
 	cos, sin     Buf
+	// Packed rows (Pack): RoPE tables gathered at each token's position
+	// (N×hd, period N) and the segment ids attention keeps to.
+	hcos, hsin   []float32
+	pcos, psin   Buf
+	seg          []int32
 	xf, nf, rf   Buf // final residual, normed, its rinv
 	logits, dlog Buf
 	rowLoss, sum Buf
@@ -243,6 +250,7 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 		s.dh, s.dxl = alloc(N*max(maxR, 1)), alloc(N*max(maxIn, 1))
 	}
 	cos, sin := nn.RopeTable(T, s.hd, c.RopeTheta)
+	s.hcos, s.hsin = cos, sin
 	s.cos, s.sin = alloc(len(cos)), alloc(len(sin))
 	if err != nil {
 		return s, err
@@ -367,6 +375,51 @@ func (s *Step) Run(inputs, targets []int32, masks map[string][]float32) (float64
 	return s.pass(inputs, targets, masks, true)
 }
 
+// Pack makes the following Run and Loss calls treat each row as several
+// examples: token n is at RoPE position positions[n] and attends only to
+// the tokens before it with the same segment id (equal ids contiguous in a
+// row). Both are B×T; nil, nil goes back to one sequence per row.
+func (s *Step) Pack(positions, segments []int32) error {
+	if positions == nil && segments == nil {
+		s.seg = nil
+		return nil
+	}
+	if len(positions) != s.N || len(segments) != s.N {
+		return fmt.Errorf("accel: packed batch of %d positions and %d segment ids, want %d each", len(positions), len(segments), s.N)
+	}
+	if s.pcos == nil {
+		var err error
+		if s.pcos, err = s.dev.Alloc(s.N * s.hd); err != nil {
+			return err
+		}
+		s.buffers = append(s.buffers, s.pcos)
+		if s.psin, err = s.dev.Alloc(s.N * s.hd); err != nil {
+			return err
+		}
+		s.buffers = append(s.buffers, s.psin)
+	}
+	pc, ps := make([]float32, s.N*s.hd), make([]float32, s.N*s.hd)
+	if err := kern.RopeGather(pc, ps, s.hcos, s.hsin, s.hd, positions); err != nil {
+		return fmt.Errorf("accel: %w", err)
+	}
+	if err := s.dev.Upload(s.pcos, pc); err != nil {
+		return err
+	}
+	if err := s.dev.Upload(s.psin, ps); err != nil {
+		return err
+	}
+	s.seg = slices.Clone(segments)
+	return nil
+}
+
+// rope returns the RoPE tables of the current batch and their period.
+func (s *Step) rope() (cos, sin Buf, period int) {
+	if s.seg != nil {
+		return s.pcos, s.psin, s.N
+	}
+	return s.cos, s.sin, s.T
+}
+
 // Loss is the mean loss of a batch without dropout and without a backward
 // pass (evaluation); it leaves the gradients of the last Run alone.
 func (s *Step) Loss(inputs, targets []int32) (float64, error) {
@@ -453,8 +506,9 @@ func (s *Step) forward() error {
 	k := s.dev
 	H, I := c.HiddenSize, c.IntermediateSize
 	eps := float32(c.RMSNormEps)
-	at := Attn{B: s.B, T: s.T, NH: c.NumAttentionHeads, NKV: c.NumKeyValueHeads, D: s.hd}
+	at := Attn{B: s.B, T: s.T, NH: c.NumAttentionHeads, NKV: c.NumKeyValueHeads, D: s.hd, Seg: s.seg}
 	qw, kw := at.NH*at.D, at.NKV*at.D
+	cos, sin, period := s.rope()
 	var errs []error
 	e := func(err error) { errs = append(errs, err) }
 	x := s.layers[0].xin
@@ -468,8 +522,8 @@ func (s *Step) forward() error {
 		e(s.linFwd(p+"self_attn.q_proj", l.n1, l.q))
 		e(s.linFwd(p+"self_attn.k_proj", l.n1, l.k))
 		e(s.linFwd(p+"self_attn.v_proj", l.n1, l.v))
-		e(k.RoPE(l.qr, l.q, s.cos, s.sin, s.N, qw, s.T, s.hd, false))
-		e(k.RoPE(l.kr, l.k, s.cos, s.sin, s.N, kw, s.T, s.hd, false))
+		e(k.RoPE(l.qr, l.q, cos, sin, s.N, qw, period, s.hd, false))
+		e(k.RoPE(l.kr, l.k, cos, sin, s.N, kw, period, s.hd, false))
 		e(k.Attention(l.z, l.p, l.qr, l.kr, l.v, at))
 		e(s.linFwd(p+"self_attn.o_proj", l.z, l.o))
 		e(k.Add(l.xmid, x, l.o, s.N*H))
@@ -559,8 +613,9 @@ func (s *Step) backward() error {
 	c := s.cfg
 	k := s.dev
 	H, I, V := c.HiddenSize, c.IntermediateSize, c.VocabSize
-	at := Attn{B: s.B, T: s.T, NH: c.NumAttentionHeads, NKV: c.NumKeyValueHeads, D: s.hd}
+	at := Attn{B: s.B, T: s.T, NH: c.NumAttentionHeads, NKV: c.NumKeyValueHeads, D: s.hd, Seg: s.seg}
 	qw, kw := at.NH*at.D, at.NKV*at.D
+	cos, sin, period := s.rope()
 	var errs []error
 	e := func(err error) { errs = append(errs, err) }
 	// dlogits → d(normed final) → d(final residual) in s.dx. A trained
@@ -583,8 +638,8 @@ func (s *Step) backward() error {
 		e(k.Add(s.dmid, s.dx, s.dt, s.N*H))
 		e(s.linBack(p+"self_attn.o_proj", l.z, s.dmid, s.dz, false))
 		e(k.AttentionBack(s.dqr, s.dkr, s.dv, s.ds, l.qr, l.kr, l.v, l.p, l.z, s.dz, at))
-		e(k.RoPE(s.dq, s.dqr, s.cos, s.sin, s.N, qw, s.T, s.hd, true))
-		e(k.RoPE(s.dk, s.dkr, s.cos, s.sin, s.N, kw, s.T, s.hd, true))
+		e(k.RoPE(s.dq, s.dqr, cos, sin, s.N, qw, period, s.hd, true))
+		e(k.RoPE(s.dk, s.dkr, cos, sin, s.N, kw, period, s.hd, true))
 		e(s.linBack(p+"self_attn.q_proj", l.n1, s.dq, s.dn, false))
 		e(s.linBack(p+"self_attn.k_proj", l.n1, s.dk, s.dn, true))
 		e(s.linBack(p+"self_attn.v_proj", l.n1, s.dv, s.dn, true))

@@ -17,13 +17,12 @@ type Attn struct {
 }
 
 // segStart returns, for row b, the first key each query may see: the start
-// of its segment, or 0 without segments.
+// of its segment; nil without segments, where it is always 0.
 func (a Attn) segStart(b int, start []int) []int {
-	start = start[:a.T]
 	if a.Seg == nil {
-		clear(start)
-		return start
+		return nil
 	}
+	start = start[:a.T]
 	seg := a.Seg[b*a.T : (b+1)*a.T]
 	for i := range start {
 		if i > 0 && seg[i] == seg[i-1] {
@@ -33,6 +32,14 @@ func (a Attn) segStart(b int, start []int) []int {
 		}
 	}
 	return start
+}
+
+// first is start[i], or 0 when start is nil (no segments).
+func first(start []int, i int) int {
+	if start == nil {
+		return 0
+	}
+	return start[i]
 }
 
 // AttnBlock is the block size of the causal products. Query rows
@@ -57,7 +64,10 @@ func Attention[T Float](c Cores, a Attn, q, k, v, out, P []T) {
 	group := a.NH / a.NKV
 	scale := 1 / math.Sqrt(float64(a.D))
 	c.ParallelFor(a.B*a.NH, 1, func(_, lo, hi int) {
-		sbuf := make([]int, a.T)
+		var sbuf []int // allocated only for segments: plain runs stay allocation-free
+		if a.Seg != nil {
+			sbuf = make([]int, a.T)
+		}
 		for bh := lo; bh < hi; bh++ {
 			b, h := bh/a.NH, bh%a.NH
 			start := a.segStart(b, sbuf)
@@ -71,8 +81,9 @@ func Attention[T Float](c Cores, a Attn, q, k, v, out, P []T) {
 			}
 			for i := range a.T {
 				row := p[i*a.T : (i+1)*a.T]
-				softmaxRow(row[start[i] : i+1])
-				clear(row[:start[i]])
+				s0 := first(start, i)
+				softmaxRow(row[s0 : i+1])
+				clear(row[:s0])
 				clear(row[i+1:])
 			}
 			// out[c0:T] += P[c0:T, c0:c1]·v[c0:c1]
@@ -96,7 +107,10 @@ func AttentionBack[T Float](c Cores, a Attn, q, k, v, P, dout, dq, dk, dv, ds []
 	// into the same dk and dv, so a group stays in one goroutine.
 	c.ParallelFor(a.B*a.NKV, 1, func(w, lo, hi int) {
 		ds := ds[w*a.T*a.T : (w+1)*a.T*a.T]
-		sbuf := make([]int, a.T)
+		var sbuf []int // allocated only for segments: plain runs stay allocation-free
+		if a.Seg != nil {
+			sbuf = make([]int, a.T)
+		}
 		for bg := lo; bg < hi; bg++ {
 			b, g := bg/a.NKV, bg%a.NKV
 			start := a.segStart(b, sbuf)
@@ -118,8 +132,9 @@ func AttentionBack[T Float](c Cores, a Attn, q, k, v, P, dout, dq, dk, dv, ds []
 				}
 				for i := range a.T {
 					dr := ds[i*a.T : (i+1)*a.T]
-					softmaxBackRow(p[i*a.T+start[i]:i*a.T+i+1], dr[start[i]:i+1])
-					clear(dr[:start[i]])
+					s0 := first(start, i)
+					softmaxBackRow(p[i*a.T+s0:i*a.T+i+1], dr[s0:i+1])
+					clear(dr[:s0])
 					clear(dr[i+1:])
 				}
 				for r0 := 0; r0 < a.T; r0 += AttnBlock {

@@ -9,6 +9,11 @@ type Feed struct {
 	// Masks holds one dropout mask per LoRA module name, N×in, entries
 	// 0 or 1/(1-p). A nil entry means no dropout.
 	Masks map[string][]float32
+	// Positions and Segments (B×T each) describe packed rows: the RoPE
+	// position of each token and the example it belongs to; attention
+	// stays within a segment. nil means one sequence per row at positions
+	// 0..T-1.
+	Positions, Segments []int32
 }
 
 // N is the number of token positions in a run.

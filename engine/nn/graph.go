@@ -150,13 +150,13 @@ func (g *Graph[T]) LoRALinear(module string, x, w, a, b *G.Node, scale float64) 
 
 // RoPE rotates each head of x (N×heads·headDim) with tables from RopeTable.
 func (g *Graph[T]) RoPE(x *G.Node, headDim int, cos, sin []float32) *G.Node {
-	return g.apply(&rope[T]{c: g.cores(), seqLen: g.Feed.T, headDim: headDim, cos: cos, sin: sin}, 2, x)
+	return g.apply(&rope[T]{c: g.cores(), seqLen: g.Feed.T, headDim: headDim, cos: cos, sin: sin, feed: g.Feed}, 2, x)
 }
 
 // Attention is causal attention with nh query heads over nkv key/value
 // heads of size d.
 func (g *Graph[T]) Attention(layer int, q, k, v *G.Node, nh, nkv, d int) *G.Node {
-	a := &attention[T]{c: g.cores(), d: kern.Attn{B: g.Feed.B, T: g.Feed.T, NH: nh, NKV: nkv, D: d}}
+	a := &attention[T]{c: g.cores(), d: kern.Attn{B: g.Feed.B, T: g.Feed.T, NH: nh, NKV: nkv, D: d}, feed: g.Feed}
 	g.Attn[layer] = &AttnProbe[T]{a}
 	return g.apply(a, 2, q, k, v)
 }

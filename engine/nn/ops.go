@@ -187,11 +187,29 @@ func (k *linear[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 
 func (k *linear[T]) overwrites(int) bool { return true }
 
-// rope rotates every head of x (N×heads·d); row n is position n mod T.
+// rope rotates every head of x (N×heads·d); row n is position n mod T,
+// or the feed's Positions[n] when it has them.
 type rope[T Float] struct {
 	c                      kern.Cores
 	seqLen, headDim, width int
 	cos, sin               []float32
+	feed                   *Feed
+	pcos, psin             []float32 // gathered at Positions by forward
+}
+
+// tables returns the RoPE tables and their period for the feed's rows.
+func (k *rope[T]) tables(gather bool) ([]float32, []float32, int, error) {
+	pos := k.feed.Positions
+	if pos == nil {
+		return k.cos, k.sin, k.seqLen, nil
+	}
+	if gather {
+		k.pcos, k.psin = grow(k.pcos, len(pos)*k.headDim), grow(k.psin, len(pos)*k.headDim)
+		if err := kern.RopeGather(k.pcos, k.psin, k.cos, k.sin, k.headDim, pos); err != nil {
+			return nil, nil, 0, err
+		}
+	}
+	return k.pcos, k.psin, len(pos), nil
 }
 
 func (k *rope[T]) name() string { return "RoPE" }
@@ -206,21 +224,31 @@ func (k *rope[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
 	return in[0].Clone(), nil
 }
 func (k *rope[T]) forward(in [][]T, out []T) (float64, error) {
-	kern.RoPE(k.c, in[0], out, k.width, k.seqLen, k.headDim, k.cos, k.sin, false)
+	if pos := k.feed.Positions; pos != nil && len(pos)*k.width != len(in[0]) {
+		return 0, fmt.Errorf("RoPE: %d positions for %d tokens", len(pos), len(in[0])/k.width)
+	}
+	cos, sin, period, err := k.tables(true)
+	if err != nil {
+		return 0, err
+	}
+	kern.RoPE(k.c, in[0], out, k.width, period, k.headDim, cos, sin, false)
 	return 0, nil
 }
 func (k *rope[T]) backward(in [][]T, out, dy []T, g [][]T) error {
-	kern.RoPE(k.c, dy, g[0], k.width, k.seqLen, k.headDim, k.cos, k.sin, true)
+	cos, sin, period, _ := k.tables(false)
+	kern.RoPE(k.c, dy, g[0], k.width, period, k.headDim, cos, sin, true)
 	return nil
 }
 
 func (k *rope[T]) overwrites(int) bool { return true }
 
-// attention is causal grouped-query attention over q, k, v.
+// attention is causal grouped-query attention over q, k, v, within the
+// feed's segments when it has them.
 type attention[T Float] struct {
-	c kern.Cores
-	d kern.Attn
-	P []T
+	c    kern.Cores
+	d    kern.Attn
+	feed *Feed
+	P    []T
 	// Reused across runs: stand-ins for the gradients nobody needs and
 	// one T×T score-gradient block per worker.
 	dq, dk, dv, ds []T
@@ -239,6 +267,11 @@ func (k *attention[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
 }
 func (k *attention[T]) forward(in [][]T, out []T) (float64, error) {
 	k.P = grow(k.P, k.d.B*k.d.NH*k.d.T*k.d.T)
+	// Backward reuses k.d, so both passes see the segments of this run.
+	k.d.Seg = k.feed.Segments
+	if k.d.Seg != nil && len(k.d.Seg) != k.d.B*k.d.T {
+		return 0, fmt.Errorf("Attention: %d segment ids for %d tokens", len(k.d.Seg), k.d.B*k.d.T)
+	}
 	kern.Attention(k.c, k.d, in[0], in[1], in[2], out, k.P)
 	return 0, nil
 }
