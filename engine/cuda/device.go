@@ -727,6 +727,10 @@ func (c *call) attn(a accel.Attn) (qn, kn, pn int) {
 		c.fail("NH %d is not a multiple of NKV %d", a.NH, a.NKV)
 	case c.size(a.B, a.NH) > maxGridY:
 		c.fail("B·NH = %d products exceed the grid's %d", c.size(a.B, a.NH), maxGridY)
+	case a.Seg != nil:
+		// The causal softmax kernels know no segments yet: refuse rather
+		// than let a packed row attend across its examples.
+		c.fail("packed rows (segment ids) are not supported by the CUDA kernels yet; train with packing=False on this device")
 	}
 	if !c.grid((a.T+tile-1)/tile, (a.T+tile-1)/tile) {
 		return 0, 0, 0
