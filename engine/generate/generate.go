@@ -78,6 +78,7 @@ type Generator struct {
 	layers                   []layer
 	invFreq                  []float32
 	threads                  int
+	dev                      *onDevice // nil: the CPU
 }
 
 // New prepares m (and, when ad is not nil, its LoRA adapter, applied
@@ -181,6 +182,7 @@ func (g *Generator) Generate(ctx context.Context, prompt []int32, opts Options, 
 	if err != nil {
 		return nil, err
 	}
+	defer s.Close()
 	logits, err := s.Append(prompt)
 	if err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"lens/engine/accel"
 	"lens/engine/lora"
 	"lens/engine/model"
 )
@@ -53,6 +54,12 @@ func makeCase(t testing.TB, seed int, args ...string) string {
 }
 
 func loadCase(t testing.TB, dir string, adapter bool) *Generator {
+	g, err := New(loadModel(t, dir, adapter))
+	require.NoError(t, err)
+	return g
+}
+
+func loadModel(t testing.TB, dir string, adapter bool) (*model.Model, *lora.Adapter) {
 	m, err := model.Load(filepath.Join(dir, "model"))
 	require.NoError(t, err)
 	var ad *lora.Adapter
@@ -60,9 +67,7 @@ func loadCase(t testing.TB, dir string, adapter bool) *Generator {
 		ad, err = lora.Load(filepath.Join(dir, "adapter"), m)
 		require.NoError(t, err)
 	}
-	g, err := New(m, ad)
-	require.NoError(t, err)
-	return g
+	return m, ad
 }
 
 func prompts(seed uint64, vocab int, lens ...int) [][]int32 {
@@ -78,7 +83,8 @@ func prompts(seed uint64, vocab int, lens ...int) [][]int32 {
 	return out
 }
 
-// TestGreedyMatchesPyTorch decodes greedily with the KV cache and compares
+// TestGreedyMatchesPyTorch decodes greedily with the KV cache, on the CPU
+// and through the device path on accel.Host, and compares
 // with PyTorch recomputing the whole prefix at every step: the same tokens,
 // and the first steps' logits within 1e-4.
 func TestGreedyMatchesPyTorch(t *testing.T) {
@@ -120,22 +126,29 @@ func TestGreedyMatchesPyTorch(t *testing.T) {
 			require.NoError(t, json.Unmarshal(b, &ref))
 			require.Len(t, ref.Cases, len(ps))
 
-			g := loadCase(t, dir, tc.adapter)
+			// The CPU path, and the device path on the host device.
+			m, ad := loadModel(t, dir, tc.adapter)
+			cpu, err := New(m, ad)
+			require.NoError(t, err)
+			onHost, err := NewOn(accel.Host{}, m, ad)
+			require.NoError(t, err)
 			for j, p := range ps {
-				var first [][]float32
-				opts := Options{MaxNewTokens: newTokens, Observe: func(step int, l []float32) {
-					if step < logitSteps {
-						first = append(first, slices.Clone(l))
+				for _, g := range []*Generator{cpu, onHost} {
+					var first [][]float32
+					opts := Options{MaxNewTokens: newTokens, Observe: func(step int, l []float32) {
+						if step < logitSteps {
+							first = append(first, slices.Clone(l))
+						}
+					}}
+					var emitted []int32
+					got, err := g.Generate(context.Background(), p, opts, func(id int32) error { emitted = append(emitted, id); return nil })
+					require.NoError(t, err)
+					require.Equal(t, ref.Cases[j].Tokens, got, "prompt %d (%d tokens) on %s: tokens", j, len(p), g.Device())
+					require.Equal(t, got, emitted, "emit saw every token in order")
+					for s := range logitSteps {
+						d := maxAbsDiff(first[s], ref.Cases[j].Logits[s])
+						require.Less(t, d, 1e-4, "prompt %d step %d on %s: logits differ by %g", j, s, g.Device(), d)
 					}
-				}}
-				var emitted []int32
-				got, err := g.Generate(context.Background(), p, opts, func(id int32) error { emitted = append(emitted, id); return nil })
-				require.NoError(t, err)
-				require.Equal(t, ref.Cases[j].Tokens, got, "prompt %d (%d tokens): tokens", j, len(p))
-				require.Equal(t, got, emitted, "emit saw every token in order")
-				for s := range logitSteps {
-					d := maxAbsDiff(first[s], ref.Cases[j].Logits[s])
-					require.Less(t, d, 1e-4, "prompt %d step %d: logits differ by %g", j, s, d)
 				}
 			}
 		})

@@ -20,6 +20,7 @@ type Session struct {
 	x, xn, q, kk, vv, z, o, gate, up, lr []float32
 	scores                               [][]float32 // one per head
 	logits                               []float32
+	dev                                  *devSession // nil on the CPU
 }
 
 // NewSession returns an empty sequence with room for capacity positions
@@ -34,6 +35,9 @@ func (g *Generator) NewSession(capacity int) (*Session, error) {
 	s := &Session{g: g, cap: capacity, logits: make([]float32, g.voc)}
 	kvSize := g.nkv * capacity * g.hd
 	for range g.layers {
+		if g.dev != nil {
+			break // the cache is on the device
+		}
 		s.k = append(s.k, make([]float32, kvSize))
 		s.v = append(s.v, make([]float32, kvSize))
 	}
@@ -48,7 +52,21 @@ func (g *Generator) NewSession(capacity int) (*Session, error) {
 		}
 	}
 	s.scores = make([][]float32, g.nh)
+	if g.dev != nil {
+		if err := g.newDevSession(s); err != nil {
+			return nil, err
+		}
+		s.cos, s.sin = nil, nil // uploaded
+	}
 	return s, nil
+}
+
+// Close frees the session's device memory; on the CPU it does nothing.
+func (s *Session) Close() {
+	if s.dev != nil {
+		s.dev.close()
+		s.dev = nil
+	}
 }
 
 // Len is the number of positions filled.
@@ -69,6 +87,13 @@ func (s *Session) Append(tokens []int32) ([]float32, error) {
 		if id < 0 || int(id) >= g.voc {
 			return nil, fmt.Errorf("generate: token %d is id %d, outside the vocabulary [0, %d)", i, id, g.voc)
 		}
+	}
+	if s.dev != nil {
+		if err := s.dev.append(tokens, s.n); err != nil {
+			return nil, err
+		}
+		s.n += len(tokens)
+		return s.logits, nil
 	}
 	m, h := len(tokens), g.hidden
 	s.grow(m)
