@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -242,7 +243,7 @@ func cmdRuns(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *asJSON {
-		return json.NewEncoder(stdout).Encode(list)
+		return writeRunsJSON(stdout, list)
 	}
 	var rows [][]string
 	for _, m := range list {
@@ -250,6 +251,30 @@ func cmdRuns(args []string, stdout, stderr io.Writer) error {
 	}
 	table(stdout, []string{"id", "name", "status", "steps", "final loss", "created"}, rows)
 	return nil
+}
+
+// writeRunsJSON writes list as json.Encoder would ([{...},...] and a
+// newline), run by run through a buffer: the encoder would check and
+// compact every record MarshalJSON returns, a second pass over 10,000
+// records' configs.
+func writeRunsJSON(w io.Writer, list []kv.RunMeta) error {
+	if len(list) == 0 {
+		return json.NewEncoder(w).Encode(list) // null or []
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteByte('[')
+	for i, m := range list {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		b, err := m.MarshalJSON()
+		if err != nil {
+			return fmt.Errorf("run %s: %w", m.ID, err)
+		}
+		bw.Write(b)
+	}
+	bw.WriteString("]\n")
+	return bw.Flush()
 }
 
 func cmdShow(args []string, stdout, stderr io.Writer) error {

@@ -111,3 +111,17 @@ func TestMigratedStoreThroughCLI(t *testing.T) {
 	require.Len(t, pts, 300)
 	require.Equal(t, 1/float64(300), pts[299].Value)
 }
+
+// writeRunsJSON writes exactly what json.Encoder writes for the list.
+func TestWriteRunsJSON(t *testing.T) {
+	loss, nan := 0.5, math.NaN()
+	for _, list := range [][]kv.RunMeta{nil, {}, {
+		{ID: "a", Name: "<b>&", Config: json.RawMessage(`{"x": [1, 2], "s": "<&>"}`), FinalLoss: &loss, Tags: []string{"t"}, Args: map[string]string{"k": "v"}},
+		{ID: "b", FinalLoss: &nan, Status: kv.StatusRunning, Progress: &kv.Progress{Step: 3, Loss: math.Inf(1)}},
+	}} {
+		var want, got strings.Builder
+		require.NoError(t, json.NewEncoder(&want).Encode(list))
+		require.NoError(t, writeRunsJSON(&got, list))
+		require.Equal(t, want.String(), got.String())
+	}
+}
