@@ -214,10 +214,13 @@ func Split(c Corpus, evalFrac float64) (train, eval Corpus, err error) {
 }
 
 // Batch is B rows of T tokens, row-major: Targets[i] is the token that
-// follows Inputs[i] in the stream.
+// follows Inputs[i] in the stream. Packed rows (several examples each)
+// also carry each token's RoPE position and example (segment) id, B×T;
+// nil means one sequence per row at positions 0..T-1.
 type Batch struct {
-	B, T            int
-	Inputs, Targets []int32
+	B, T                int
+	Inputs, Targets     []int32
+	Positions, Segments []int32
 }
 
 // Batcher draws batches of windows at random offsets from a seeded PCG.

@@ -58,6 +58,7 @@ type Batcher struct {
 	perm       []int
 	permEpoch  int
 	hash       string
+	packing    bool // rows hold several examples (Pack)
 }
 
 // permStream is the PCG's second seed word for epoch permutations.
@@ -110,27 +111,126 @@ func (b *Batcher) Epoch() int { return b.next / len(b.rows) }
 // Drawn is the number of batches drawn so far.
 func (b *Batcher) Drawn() int { return b.drawn }
 
-// Next fills inputs and targets (batch×seqLen each, row-major).
+// row is the example drawn at position next (over all epochs).
+func (b *Batcher) row(next int) Row {
+	n := len(b.rows)
+	if e := next / n; e != b.permEpoch {
+		b.perm, b.permEpoch = Perm(n, b.seed, e), e
+	}
+	return b.rows[b.perm[next%n]]
+}
+
+// Next fills inputs and targets (batch×seqLen each, row-major), one
+// example per row.
 func (b *Batcher) Next(inputs, targets []int32) error {
 	T := b.seq
+	if b.packing {
+		return fmt.Errorf("data: this batcher packs examples: draw with NextPacked, which also gives positions and segments")
+	}
 	if len(inputs) != b.batch*T || len(targets) != b.batch*T {
 		return fmt.Errorf("data: batch buffers of %d and %d tokens, want batch_size×seq_len = %d", len(inputs), len(targets), b.batch*T)
 	}
-	n := len(b.rows)
 	for i := range b.batch {
-		if e := b.next / n; e != b.permEpoch {
-			b.perm, b.permEpoch = Perm(n, b.seed, e), e
-		}
-		fill(b.rows[b.perm[b.next%n]], inputs[i*T:(i+1)*T], targets[i*T:(i+1)*T])
+		fill(b.row(b.next), inputs[i*T:(i+1)*T], targets[i*T:(i+1)*T])
 		b.next++
 	}
 	b.drawn++
 	return nil
 }
 
-// NextBatch is Next into freshly allocated buffers.
+// Pack makes the batcher put several examples in a row (packing=True);
+// batches are then drawn with NextPacked.
+func (b *Batcher) Pack() { b.packing = true }
+
+// Packed reports whether the batcher packs examples.
+func (b *Batcher) Packed() bool { return b.packing }
+
+// NextPacked fills a batch of packed rows: examples in the epoch's order
+// go, first fit, into the first row with room for them, until one fits in
+// no row; it starts the next batch. An example keeps its own positions
+// 0..n-2 and segment (its index in the row), so that with
+// block-diagonal attention it is computed exactly as alone in a row, and
+// its last target is its own last label: no target crosses into the next
+// example. Each row's tail is padding (input PadID, target Ignore) in a
+// segment of its own, positions restarting at 0.
+func (b *Batcher) NextPacked(inputs, targets, positions, segments []int32) error {
+	T, N := b.seq, b.batch*b.seq
+	if !b.packing {
+		return fmt.Errorf("data: this batcher does not pack examples: draw with Next")
+	}
+	if len(inputs) != N || len(targets) != N || len(positions) != N || len(segments) != N {
+		return fmt.Errorf("data: packed batch buffers of %d, %d, %d and %d tokens, want batch_size×seq_len = %d each", len(inputs), len(targets), len(positions), len(segments), N)
+	}
+	used, segs := make([]int, b.batch), make([]int32, b.batch)
+	b.next = b.pack(b.next, used, func(i int, r Row) {
+		o, n := i*T+used[i], len(r.Tokens)-1
+		fill(r, inputs[o:o+n], targets[o:o+n])
+		for p := range n {
+			positions[o+p], segments[o+p] = int32(p), segs[i]
+		}
+		segs[i]++
+	})
+	for i := range b.batch {
+		for p := used[i]; p < T; p++ {
+			inputs[i*T+p], targets[i*T+p] = PadID, Ignore
+			positions[i*T+p], segments[i*T+p] = int32(p-used[i]), segs[i]
+		}
+	}
+	b.drawn++
+	return nil
+}
+
+// pack places examples from position next on into one batch's rows, first
+// fit, calling place (when not nil) before adding an example to used[row];
+// it returns the position after the last example placed. Every example
+// fits an empty row (CheckFit), so a batch takes at least one.
+func (b *Batcher) pack(next int, used []int, place func(row int, r Row)) int {
+	for {
+		r := b.row(next)
+		need := len(r.Tokens) - 1
+		i := 0
+		for i < len(used) && used[i]+need > b.seq {
+			i++
+		}
+		if i == len(used) {
+			return next
+		}
+		if place != nil {
+			place(i, r)
+		}
+		used[i] += need
+		next++
+	}
+}
+
+// StepsFor is the optimizer steps, at accum batches a step, that cover
+// epochs passes over the examples from the start: for a packing batcher
+// the batches are counted by packing them.
+func (b *Batcher) StepsFor(epochs float64, accum int) int {
+	n := len(b.rows)
+	if !b.packing {
+		return StepsFor(epochs, n, b.batch, accum)
+	}
+	sim := *b // the same order, without moving b
+	want := int(math.Ceil(epochs * float64(n)))
+	batches := 0
+	used := make([]int, b.batch)
+	for next := 0; next < want; batches++ {
+		clear(used)
+		next = sim.pack(next, used, nil)
+	}
+	return max(1, (batches+accum-1)/accum)
+}
+
+// NextBatch is Next, or NextPacked for a packing batcher, into freshly
+// allocated buffers.
 func (b *Batcher) NextBatch() (data.Batch, error) {
-	out := data.Batch{B: b.batch, T: b.seq, Inputs: make([]int32, b.batch*b.seq), Targets: make([]int32, b.batch*b.seq)}
+	N := b.batch * b.seq
+	out := data.Batch{B: b.batch, T: b.seq, Inputs: make([]int32, N), Targets: make([]int32, N)}
+	if b.packing {
+		out.Positions, out.Segments = make([]int32, N), make([]int32, N)
+		return out, b.NextPacked(out.Inputs, out.Targets, out.Positions, out.Segments)
+	}
 	return out, b.Next(out.Inputs, out.Targets)
 }
 
@@ -144,11 +244,12 @@ type BatcherState struct {
 	Examples int    `json:"examples"`
 	Seed     uint64 `json:"seed"`
 	Hash     string `json:"hash"`
+	Packing  bool   `json:"packing,omitempty"`
 }
 
 // State is the position as JSON (a BatcherState).
 func (b *Batcher) State() (json.RawMessage, error) {
-	return json.Marshal(BatcherState{Next: b.next, Drawn: b.drawn, Batch: b.batch, SeqLen: b.seq, Examples: len(b.rows), Seed: b.seed, Hash: b.hash})
+	return json.Marshal(BatcherState{Next: b.next, Drawn: b.drawn, Batch: b.batch, SeqLen: b.seq, Examples: len(b.rows), Seed: b.seed, Hash: b.hash, Packing: b.packing})
 }
 
 // Restore continues from a State taken over the same examples and shape.
@@ -160,6 +261,9 @@ func (b *Batcher) Restore(raw json.RawMessage) error {
 	if s.Batch != b.batch || s.SeqLen != b.seq || s.Examples != len(b.rows) || s.Seed != b.seed {
 		return fmt.Errorf("example batcher state: saved for batch_size=%d seq_len=%d seed=%d over %d examples, but this batcher has batch_size=%d seq_len=%d seed=%d over %d",
 			s.Batch, s.SeqLen, s.Seed, s.Examples, b.batch, b.seq, b.seed, len(b.rows))
+	}
+	if s.Packing != b.packing {
+		return fmt.Errorf("example batcher state: saved with packing=%v, but this batcher has packing=%v", s.Packing, b.packing)
 	}
 	if s.Hash != b.hash {
 		return fmt.Errorf("example batcher state: the examples changed since the state was saved (fingerprint %s, now %s)", s.Hash, b.hash)

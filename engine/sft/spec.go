@@ -40,6 +40,10 @@ type Spec struct {
 	MaxLen     int     `json:"max_len,omitempty"`    // tokens per example; 0: seq_len+1
 	Truncation string  `json:"truncation,omitempty"` // "error" (default), "right", "left"
 	Epochs     float64 `json:"epochs,omitempty"`     // when positive, the run's steps cover this many epochs
+	// Packing puts several whole examples in each training row, attention
+	// and positions restarting at each one (see Batcher.NextPacked);
+	// held-out batches stay one example per row.
+	Packing bool `json:"packing,omitempty"`
 }
 
 // DefaultEvalFrac is the share of examples held out when no eval set is
@@ -200,11 +204,14 @@ func (s Spec) Prepare(tok tokenize.Tokenizer, r Renderer, bos, eos []int32, batc
 	if p.Train, err = NewBatcher(p.TrainRows, batch, seqLen, seed); err != nil {
 		return nil, err
 	}
+	if s.Packing {
+		p.Train.Pack()
+	}
 	if p.Eval, err = EvalBatches(p.EvalRows, batch, seqLen); err != nil {
 		return nil, err
 	}
 	if s.Epochs > 0 {
-		p.Steps = StepsFor(s.Epochs, len(p.TrainRows), batch, max(1, accum))
+		p.Steps = p.Train.StepsFor(s.Epochs, max(1, accum))
 	}
 	return p, nil
 }

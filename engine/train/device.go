@@ -73,6 +73,13 @@ func (o *onDevice) micro(t *Trainer, inv float32) (float64, float64, error) {
 	if err := o.sync(t.Params); err != nil {
 		return 0, 0, err
 	}
+	if t.feed.Segments != nil {
+		if err := o.step.Pack(t.feed.Positions, t.feed.Segments); err != nil {
+			return 0, 0, err
+		}
+		// Evaluation on the same step runs unpacked batches.
+		defer o.step.Pack(nil, nil)
+	}
 	loss, err := o.step.Run(t.feed.Inputs, t.feed.Targets, t.feed.Masks)
 	if err != nil {
 		return 0, 0, err

@@ -63,6 +63,9 @@ func (t *Trainer) buildShards() error {
 	for i := range n {
 		f := &nn.Feed{B: b, T: cfg.SeqLen,
 			Inputs: t.feed.Inputs[i*per : (i+1)*per], Targets: t.feed.Targets[i*per : (i+1)*per]}
+		if t.feed.Segments != nil {
+			f.Positions, f.Segments = t.feed.Positions[i*per:(i+1)*per], t.feed.Segments[i*per:(i+1)*per]
+		}
 		g := nn.NewGraph[float32](f)
 		g.Cores = cores
 		net, err := model.Build(g, t.Model, ads, cfg.Full)

@@ -25,6 +25,15 @@ type Batches interface {
 	Restore(json.RawMessage) error
 }
 
+// PackedBatches are Batches that may put several examples in a row; when
+// Packed is true the trainer draws with NextPacked, which also gives each
+// token's RoPE position and segment id (see nn.Feed).
+type PackedBatches interface {
+	Batches
+	Packed() bool
+	NextPacked(inputs, targets, positions, segments []int32) error
+}
+
 // EvalSet is a named held-out token stream, evaluated in windows, or
 // pre-built batch_size×seq_len batches (examples with their loss masks)
 // when Batches is set.
@@ -126,6 +135,9 @@ func New(m *model.Model, ad *lora.Adapter, train Batches, evals []EvalSet, cfg C
 		drop: rand.NewPCG(cfg.Seed, 0x64726f70), probes: map[int]forwardShards{}, joined: map[int]*joinCache{}}
 	t.feed = &nn.Feed{B: cfg.BatchSize, T: cfg.SeqLen,
 		Inputs: make([]int32, cfg.BatchSize*cfg.SeqLen), Targets: make([]int32, cfg.BatchSize*cfg.SeqLen)}
+	if pb, ok := train.(PackedBatches); ok && pb.Packed() {
+		t.feed.Positions, t.feed.Segments = make([]int32, cfg.BatchSize*cfg.SeqLen), make([]int32, cfg.BatchSize*cfg.SeqLen)
+	}
 	if err := t.buildShards(); err != nil {
 		return nil, err
 	}
@@ -216,7 +228,7 @@ func (t *Trainer) TrainStep() (*StepInfo, error) {
 		clear(p.Grad)
 	}
 	for range c.GradAccum {
-		if err := t.train.Next(t.feed.Inputs, t.feed.Targets); err != nil {
+		if err := t.nextBatch(); err != nil {
 			return nil, fmt.Errorf("step %d: next batch: %w", info.Step, err)
 		}
 		t.fillMasks()
@@ -386,4 +398,13 @@ func (t *Trainer) RunEval() error {
 		}
 	}
 	return nil
+}
+
+// nextBatch draws the next micro-batch into the feed, packed when the feed
+// carries segments.
+func (t *Trainer) nextBatch() error {
+	if f := t.feed; f.Segments != nil {
+		return t.train.(PackedBatches).NextPacked(f.Inputs, f.Targets, f.Positions, f.Segments)
+	}
+	return t.train.Next(t.feed.Inputs, t.feed.Targets)
 }
