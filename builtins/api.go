@@ -205,6 +205,7 @@ var modelModule = newModule(&ModuleDecl{Name: "model", Doc: "Base models: the ti
 				{Name: "top_k", Type: "int", Default: "0", Doc: "sample among the k likeliest (0: all)"},
 				{Name: "seed", Type: "int", Default: "0", Doc: "sampling seed (not negative)"},
 				{Name: "stop", Type: "list of string", Default: "None", Doc: "stop strings"},
+				{Name: "device", Type: "string", Default: "None", Doc: `"cpu", "cuda" or "auto" (the CUDA device, else the CPU); None: lens run --device, else "cpu"`},
 			}},
 		{Name: "model.tokenizer", Returns: "tokenizer", Impl: modelTokenizer,
 			Doc:    "The tokenizer of a model directory: tokenizer.json with tokenizer_config.json and its chat template.",
@@ -222,6 +223,9 @@ var loraModule = newModule(&ModuleDecl{Name: "lora", Doc: "LoRA adapter configur
 			{Name: "rslora", Type: "bool", Default: lit(lora.DefaultConfig().RSLoRA), Doc: "rank-stabilised scale alpha/√r"},
 		}}}})
 
+// packingDoc documents packing= of the example datasets.
+const packingDoc = "several whole examples per training row, attention and positions restarting at each one (same loss and gradients as one a row, fewer padded tokens); eval stays one a row"
+
 // exampleParams are the parameters data.jsonl, data.parquet and
 // data.examples share, in exampleArgs.pairs' order.
 func exampleParams(evalType string) []Param {
@@ -237,6 +241,7 @@ func exampleParams(evalType string) []Param {
 		{Name: "max_len", Type: "int", Default: "0", Doc: "longest example in tokens (0: seq_len)"},
 		{Name: "truncation", Type: "string", Default: `"error"`, Doc: `an over-long example: "error", "right" or "left"`},
 		{Name: "epochs", Type: "float", Default: "0.0", Doc: "train this many passes (sets steps; 0: steps decides)"},
+		{Name: "packing", Type: "bool", Default: "False", Doc: packingDoc},
 	}
 }
 
@@ -262,6 +267,7 @@ var dataModule = newModule(&ModuleDecl{Name: "data", Doc: "Training data: text c
 				{Name: "max_len", Type: "int", Default: "0", Doc: "longest example in tokens (0: seq_len)"},
 				{Name: "truncation", Type: "string", Default: `"error"`, Doc: `an over-long example: "error", "right" or "left"`},
 				{Name: "epochs", Type: "float", Default: "0.0", Doc: "train this many passes (sets steps; 0: steps decides)"},
+				{Name: "packing", Type: "bool", Default: "False", Doc: packingDoc},
 			}},
 		{Name: "data.examples", Returns: "data", Impl: dataExamples, Doc: "Examples built in the script (a list of dicts), stored normalized with the run so a resume needs neither the script nor format.",
 			Params: concat([]Param{{Name: "rows", Type: "list of dict", Doc: "the examples"},

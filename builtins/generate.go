@@ -7,6 +7,7 @@ import (
 	"go.starlark.net/starlark"
 
 	"lens/engine/chat"
+	"lens/engine/device"
 	"lens/engine/generate"
 	"lens/engine/lora"
 	"lens/engine/runs"
@@ -14,7 +15,7 @@ import (
 )
 
 // model.generate(m, prompt, adapter=None, max_new_tokens=64, temperature=0.0,
-// top_p=1.0, top_k=0, seed=0, stop=[]) -> string: the text generated after
+// top_p=1.0, top_k=0, seed=0, stop=[], device=None) -> string: the text generated after
 // prompt (a string, or a list of chat messages; see promptIDs). adapter is a PEFT
 // adapter directory or a run (its latest checkpoint). Generation ends at
 // the model's EOS ids (config.json / generation_config.json), at max
@@ -27,8 +28,13 @@ func modelGenerate(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	var stop *starlark.List
 	var maxNew, topK, seed int
 	var temperature, topP float64
-	if err := unpack(fn, args, kwargs, &mv, &prompt, &adapter, &maxNew, &temperature, &topP, &topK, &seed, &stop); err != nil {
+	var dev starlark.Value = starlark.None
+	if err := unpack(fn, args, kwargs, &mv, &prompt, &adapter, &maxNew, &temperature, &topP, &topK, &seed, &stop, &dev); err != nil {
 		return nil, err
+	}
+	where, err := generateDevice(t, dev)
+	if err != nil {
+		return nil, fmt.Errorf("%s: for parameter \"device\": %w", fn.Name(), err)
 	}
 	if seed < 0 {
 		return nil, fmt.Errorf("%s: for parameter \"seed\": must not be negative, got %d", fn.Name(), seed)
@@ -55,10 +61,11 @@ func modelGenerate(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	if err != nil {
 		return nil, fmt.Errorf("%s: for parameter \"adapter\": %w", fn.Name(), err)
 	}
-	g, err := generate.New(mv.m, ad)
+	g, err := generate.NewDevice(where, mv.m, ad)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}
+	defer g.Close()
 	opts := generate.Options{MaxNewTokens: maxNew, Temperature: temperature, TopP: topP, TopK: topK, Seed: uint64(seed)}
 	if mv.ref.Dir != "" {
 		if opts.StopIDs, err = generate.EOSIDs(mv.ref.Dir); err != nil {
@@ -77,6 +84,32 @@ func modelGenerate(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}
 	return starlark.String(generatedText(tok, out, opts.StopIDs, stops)), nil
+}
+
+// generateDevice resolves device= as lens.train's: None is lens run
+// --device (else the CPU); auto falls back to the CPU with the same note.
+func generateDevice(t *starlark.Thread, v starlark.Value) (string, error) {
+	env, _ := envOf(t)
+	want := ""
+	if env != nil {
+		want = env.Device
+	}
+	if v != starlark.None {
+		s, ok := v.(starlark.String)
+		if !ok {
+			return "", fmt.Errorf("want string, got %s", v.Type())
+		}
+		want = string(s)
+	}
+	got, note, err := device.Resolve(want)
+	if err != nil {
+		return "", err
+	}
+	if note != "" && env != nil && !env.noted {
+		env.noted = true
+		env.printf("%s\n", note)
+	}
+	return got, nil
 }
 
 // promptIDs encodes the prompt. For a model with a directory it goes

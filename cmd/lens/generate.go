@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"lens/engine/chat"
+	"lens/engine/device"
 	"lens/engine/generate"
 	"lens/engine/lora"
 	"lens/engine/model"
@@ -17,7 +18,7 @@ import (
 )
 
 func cmdGenerate(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("generate", "--model DIR [--adapter DIR] --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]",
+	fs := newFlags("generate", "--model DIR [--adapter DIR] --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--device cpu|cuda|auto]",
 		"Continue TEXT with the model (and a PEFT adapter), streaming the text to stdout as it is generated; greedy unless --temperature > 0. "+
 			"Stops at the model's eos_token_id (config.json / generation_config.json) or after --max-new-tokens", stderr)
 	modelDir := fs.String("model", "", "HF model directory")
@@ -28,12 +29,20 @@ func cmdGenerate(args []string, stdout, stderr io.Writer) error {
 	topP := fs.Float64("top-p", 1, "nucleus sampling: keep the most likely tokens up to this probability")
 	topK := fs.Int("top-k", 0, "keep the K most likely tokens (0: all)")
 	seed := fs.Uint64("seed", 0, "sampling seed; the same seed repeats the same text")
+	dev := fs.String("device", "cpu", "where to decode: cpu, cuda, or auto (cuda when a GPU is usable, else the CPU)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 || *modelDir == "" {
 		return usagef("want --model DIR and --prompt TEXT, no positional arguments")
+	}
+	where, note, err := device.Resolve(*dev)
+	if err != nil {
+		return usagef("--device: %v", err)
+	}
+	if note != "" {
+		fmt.Fprintln(stderr, note)
 	}
 	m, err := model.Load(*modelDir)
 	if err != nil {
@@ -49,10 +58,11 @@ func cmdGenerate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	g, err := generate.New(m, ad)
+	g, err := generate.NewDevice(where, m, ad)
 	if err != nil {
 		return err
 	}
+	defer g.Close()
 	eos, err := generate.EOSIDs(*modelDir)
 	if err != nil {
 		return err

@@ -55,6 +55,16 @@ func TestGenerateCommand(t *testing.T) {
 	require.Equal(t, want(ad, generate.Options{MaxNewTokens: 20}), out)
 	require.NotEqual(t, greedy, out, "the adapter changes the text")
 
+	// This binary has no CUDA backend: auto decodes on the CPU, with a
+	// note, and cuda is refused before anything is loaded.
+	out, stderr, code = lens(t, dir, "generate", "--model", "m", "--adapter", "a", "--prompt", "Hi", "--max-new-tokens", "20", "--device", "auto")
+	require.Zero(t, code, stderr)
+	require.Equal(t, want(ad, generate.Options{MaxNewTokens: 20}), out)
+	require.Contains(t, stderr, "device auto: ")
+	_, stderr, code = lens(t, dir, "generate", "--model", "m", "--prompt", "Hi", "--device", "cuda")
+	require.Equal(t, 2, code, stderr)
+	require.Contains(t, stderr, `--device: device = "cuda": this lens was built without the CUDA backend`)
+
 	sampled := []string{"generate", "--model", "m", "--prompt", "Hi", "--max-new-tokens", "20", "--temperature", "1.5", "--top-p", "0.95", "--seed", "7"}
 	out, stderr, code = lens(t, dir, sampled...)
 	require.Zero(t, code, stderr)

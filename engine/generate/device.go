@@ -35,6 +35,7 @@ type onDevice struct {
 	embed, head, norm accel.Buf
 	layers            []devLayer
 	bufs              []accel.Buf // every allocation, for Close
+	owned             bool        // Close closes d (NewDevice opened it)
 }
 
 // NewOn prepares m (and ad, applied unmerged) for generation on dev: the
@@ -60,12 +61,37 @@ func NewOn(dev accel.Device, m *model.Model, ad *lora.Adapter) (*Generator, erro
 	return g, nil
 }
 
-// Close frees what the Generator holds on its device (nothing on the CPU).
-// Sessions must not be used after it.
+// NewDevice is New for device "cpu" (or ""), else NewOn a device it opens
+// from the accel backend of that name ("cuda"), which Close then closes.
+// The name is one engine/device.Resolve has settled ("auto" is not).
+func NewDevice(name string, m *model.Model, ad *lora.Adapter) (*Generator, error) {
+	if name == "" || name == "cpu" {
+		return New(m, ad)
+	}
+	dev, err := accel.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("generate: device %q: %w", name, err)
+	}
+	g, err := NewOn(dev, m, ad)
+	if err != nil {
+		return nil, errors.Join(err, dev.Close())
+	}
+	g.dev.owned = true
+	return g, nil
+}
+
+// Close frees what the Generator holds on its device (nothing on the CPU),
+// and closes the device if NewDevice opened it. Sessions must not be used
+// after it.
 func (g *Generator) Close() error {
-	if g.dev != nil {
-		g.dev.free()
-		g.dev = nil
+	if g.dev == nil {
+		return nil
+	}
+	o := g.dev
+	g.dev = nil
+	o.free()
+	if o.owned {
+		return o.d.Close()
 	}
 	return nil
 }
