@@ -220,6 +220,9 @@ func TestSgemmModelShapes(t *testing.T) {
 					if kn == "generic" && tc.m*tc.n*tc.k > 1<<26 {
 						continue // slow, and the driver is the same
 					}
+					if testing.Short() && tc.m*tc.n*tc.k > 1<<24 {
+						continue // -short: under emulation (TestArchKernel covers the classes)
+					}
 					tc.alpha, tc.beta = 1, 0
 					if i%2 == 1 {
 						tc.alpha, tc.beta = -0.5, 1
@@ -255,7 +258,11 @@ func TestSgemmDeterministic(t *testing.T) {
 						return out
 					}
 					ref := run(1)
-					for _, procs := range []int{1, 2, 3, 4, 7} {
+					procsList := []int{1, 2, 3, 4, 7}
+					if testing.Short() {
+						procsList = []int{3} // -short: under emulation
+					}
+					for _, procs := range procsList {
 						if external != nil && kn == external.name {
 							// OpenBLAS's blocks of C depend on the split:
 							// only repeated calls at one GOMAXPROCS agree.
