@@ -15,7 +15,7 @@ import (
 func dataGoFunc(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var task string
 	var a exampleArgs
-	if err := unpack(fn, args, kwargs, &task, &a.evalFrac, &a.trainOn, &a.maxLen, &a.truncation, &a.epochs); err != nil {
+	if err := unpack(fn, args, kwargs, &task, &a.evalFrac, &a.trainOn, &a.maxLen, &a.truncation, &a.epochs, &a.packing); err != nil {
 		return nil, err
 	}
 	s := a.spec()

@@ -12,7 +12,8 @@ import (
 // Example datasets for supervised fine-tuning:
 //
 //	data.jsonl(path, prompt=None, completion=None, messages=None, text=None, format=None,
-//	           eval_frac=0.05, eval=None, train_on="completion", max_len=0, truncation="error", epochs=0) -> data
+//	           eval_frac=0.05, eval=None, train_on="completion", max_len=0, truncation="error", epochs=0,
+//	           packing=False) -> data
 //	data.parquet(path, ...)  the same for a Parquet file
 //	data.examples(rows, ..., name="examples")  rows: a list of dicts built in the script
 //
@@ -40,17 +41,18 @@ type exampleArgs struct {
 	trainOn, truncation                string
 	maxLen                             int
 	epochs                             float64
+	packing                            bool
 }
 
 // ptrs are the variables of exampleParams, in order.
 func (a *exampleArgs) ptrs() []any {
 	return []any{&a.prompt, &a.completion, &a.messages, &a.text, &a.format, &a.evalFrac, &a.eval, &a.trainOn,
-		&a.maxLen, &a.truncation, &a.epochs}
+		&a.maxLen, &a.truncation, &a.epochs, &a.packing}
 }
 
 func (a *exampleArgs) spec() sft.Spec {
 	return sft.Spec{Fields: sft.Fields{Text: a.text, Prompt: a.prompt, Completion: a.completion, Messages: a.messages},
-		EvalFrac: a.evalFrac, TrainOn: a.trainOn, MaxLen: a.maxLen, Truncation: a.truncation, Epochs: a.epochs}
+		EvalFrac: a.evalFrac, TrainOn: a.trainOn, MaxLen: a.maxLen, Truncation: a.truncation, Epochs: a.epochs, Packing: a.packing}
 }
 
 // reshape returns format's callable, or nil when there is none.
