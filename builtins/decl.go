@@ -150,6 +150,19 @@ func (f *Func) unpack(args starlark.Tuple, kwargs []starlark.Tuple, ptrs ...any)
 // applies the defaults itself. Positional arguments fill the parameters
 // in order. Types are left to the conversion that reads each value.
 func (f *Func) given(args starlark.Tuple, kwargs []starlark.Tuple) (map[string]starlark.Value, error) {
+	out, err := f.collect(args, kwargs)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.required(out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// collect is given without the check for missing arguments, for a call
+// whose required arguments depend on another (lens.train(resume=run)).
+func (f *Func) collect(args starlark.Tuple, kwargs []starlark.Tuple) (map[string]starlark.Value, error) {
 	if f.KwOnly && len(args) > 0 {
 		return nil, f.errorf("takes keyword arguments only (%s=, ...)", f.Params[0].Name)
 	}
@@ -168,15 +181,17 @@ func (f *Func) given(args starlark.Tuple, kwargs []starlark.Tuple) (map[string]s
 		}
 		out[k] = kv[1] // a later value wins, as **kwargs merging in scripts expects
 	}
+	return out, nil
+}
+
+// required checks that given names every parameter without a default.
+func (f *Func) required(given map[string]starlark.Value) error {
 	for _, p := range f.Params {
-		if _, ok := out[p.Name]; !ok {
-			if p.Default == "" {
-				return nil, f.errorf("missing argument for %s", p.Name)
-			}
-			continue
+		if _, ok := given[p.Name]; !ok && p.Default == "" {
+			return f.errorf("missing argument for %s", p.Name)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 func (f *Func) param(name string) *Param {

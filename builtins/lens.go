@@ -18,7 +18,8 @@ import (
 // the engine build the spec, and hands the prepared job to the thread's
 // trainer: the store, or the plan of a sweep (see trainerOf).
 func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	a, err := decl(fn).given(args, kwargs)
+	d := decl(fn)
+	a, err := d.collect(args, kwargs) // resume= needs none of the required arguments
 	if err != nil {
 		return nil, err
 	}
@@ -42,6 +43,9 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 			}
 		}
 		return tr.resume(t, fn, r, sinks)
+	}
+	if err := d.required(a); err != nil {
+		return nil, err
 	}
 	o, mv, scripted, err := specOptions(t, env, fn, a)
 	if err != nil {
