@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -14,6 +18,7 @@ import (
 	"lens/engine/data"
 	"lens/engine/lora"
 	"lens/engine/model"
+	"lens/engine/safetensors"
 	"lens/engine/sft"
 )
 
@@ -147,3 +152,69 @@ func (f *fixedBatch) Next(inputs, targets []int32) error {
 }
 func (f *fixedBatch) State() (json.RawMessage, error) { return nil, nil }
 func (f *fixedBatch) Restore(json.RawMessage) error   { return nil }
+
+// TestPackedStepMatchesPyTorch: the trainer's loss and every LoRA gradient
+// on one batch of packed rows equal PyTorch's on the examples it took, each
+// run alone and unpadded (testdata/torchref/sft_ref.py), to 1e-4.
+func TestPackedStepMatchesPyTorch(t *testing.T) {
+	if err := exec.Command(python, "-c", "import torch, numpy").Run(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("PyTorch reference unavailable in CI: %v (install python3-torch python3-numpy)", err)
+		}
+		t.Skipf("PyTorch reference unavailable (%v): apt-get install python3-torch python3-numpy libopenblas0-pthread", err)
+	}
+	dir := t.TempDir()
+	out, err := exec.Command(python, filepath.Join(torchRef(t), "make_case.py"), "--out", dir, "--seed", "12",
+		"--untied", "--kv-heads", "2", "--targets", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj").CombinedOutput()
+	require.NoError(t, err, "make_case: %s", out)
+	m, err := model.Load(filepath.Join(dir, "model"))
+	require.NoError(t, err)
+	ad, err := lora.Load(filepath.Join(dir, "adapter"), m)
+	require.NoError(t, err)
+
+	const B, T, seed = 2, 32, 3
+	rows := packRows(t, m.Config.VocabSize)
+	b, err := sft.NewBatcher(rows, B, T, seed)
+	require.NoError(t, err)
+	b.Pack()
+	loss, grads := packedStep(t, m, ad, b, B, T, false)
+	ex := packedExamples(t, b, rows, seed)
+	require.Greater(t, len(ex), B, "nothing packed")
+
+	ref := struct {
+		InputIDs [][]int32 `json:"input_ids"`
+		Labels   [][]int32 `json:"labels"`
+	}{}
+	for _, r := range ex {
+		hf := make([]int32, len(r.Labels))
+		for i, l := range r.Labels {
+			hf[i] = l
+			if l < 0 {
+				hf[i] = -100
+			}
+		}
+		ref.InputIDs, ref.Labels = append(ref.InputIDs, r.Tokens), append(ref.Labels, hf)
+	}
+	js, err := json.Marshal(ref)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "examples.json"), js, 0o644))
+	refOut := filepath.Join(dir, "ref.safetensors")
+	out, err = exec.Command(python, filepath.Join(torchRef(t), "sft_ref.py"), "--model", filepath.Join(dir, "model"),
+		"--adapter", filepath.Join(dir, "adapter"), "--examples", filepath.Join(dir, "examples.json"), "--out", refOut).CombinedOutput()
+	require.NoError(t, err, "sft_ref: %s", out)
+	want, err := safetensors.ReadFile(refOut)
+	require.NoError(t, err)
+	wl, _, err := want.Float32("loss")
+	require.NoError(t, err)
+	require.InEpsilon(t, float64(wl[0]), loss, 1e-4, "loss")
+	require.Len(t, grads, 2*len(ad.Modules))
+	for name, g := range grads {
+		mod, which, _ := strings.Cut(name, ".lora_")
+		wg, _, err := want.Float32("base_model.model." + mod + ".lora_" + which + ".weight")
+		require.NoError(t, err, "reference gradient of %s", name)
+		require.Greater(t, relErr(wg, make([]float32, len(wg))), 0.0, "reference gradient %s is zero", name)
+		e := relErr(g, wg)
+		require.Less(t, e, 1e-4, "gradient %s: relative error %.2g", name, e)
+	}
+	t.Logf("%d examples in %d packed rows: loss %.6f (torch %.6f), %d gradients match", len(ex), B, loss, wl[0], len(grads))
+}
