@@ -14,6 +14,30 @@ import "math"
 type Attn struct {
 	B, T, NH, NKV, D int
 	Seg              []int32
+	// Window, when positive, is a sliding window: a query sees itself and
+	// the Window−1 keys before it (Mistral, Gemma's local layers).
+	Window int
+	// Scale multiplies q·kᵀ; 0 means 1/√D (Gemma uses
+	// query_pre_attn_scalar^-½).
+	Scale float64
+}
+
+// scale is the factor of q·kᵀ.
+func (a Attn) scale() float64 {
+	if a.Scale != 0 {
+		return a.Scale
+	}
+	return 1 / math.Sqrt(float64(a.D))
+}
+
+// from is the first key query i sees: its segment's start (start from
+// segStart, nil without segments), cut by the sliding window.
+func (a Attn) from(start []int, i int) int {
+	s := first(start, i)
+	if a.Window > 0 {
+		s = max(s, i-a.Window+1)
+	}
+	return s
 }
 
 // segStart returns, for row b, the first key each query may see: the start
@@ -62,7 +86,7 @@ func AttnScratchLen(c Cores, a Attn) int { return min(c.Workers(), max(1, a.B*a.
 func Attention[T Float](c Cores, a Attn, q, k, v, out, P []T) {
 	qw, kw := a.NH*a.D, a.NKV*a.D
 	group := a.NH / a.NKV
-	scale := 1 / math.Sqrt(float64(a.D))
+	scale := a.scale()
 	c.ParallelFor(a.B*a.NH, 1, func(_, lo, hi int) {
 		var sbuf []int // allocated only for segments: plain runs stay allocation-free
 		if a.Seg != nil {
@@ -81,7 +105,7 @@ func Attention[T Float](c Cores, a Attn, q, k, v, out, P []T) {
 			}
 			for i := range a.T {
 				row := p[i*a.T : (i+1)*a.T]
-				s0 := first(start, i)
+				s0 := a.from(start, i)
 				softmaxRow(row[s0 : i+1])
 				clear(row[:s0])
 				clear(row[i+1:])
@@ -102,7 +126,7 @@ func Attention[T Float](c Cores, a Attn, q, k, v, out, P []T) {
 func AttentionBack[T Float](c Cores, a Attn, q, k, v, P, dout, dq, dk, dv, ds []T) {
 	qw, kw := a.NH*a.D, a.NKV*a.D
 	group := a.NH / a.NKV
-	scale := T(1 / math.Sqrt(float64(a.D)))
+	scale := T(a.scale())
 	// Work is split by (batch, kv head): the query heads of a group add
 	// into the same dk and dv, so a group stays in one goroutine.
 	c.ParallelFor(a.B*a.NKV, 1, func(w, lo, hi int) {
@@ -132,7 +156,7 @@ func AttentionBack[T Float](c Cores, a Attn, q, k, v, P, dout, dq, dk, dv, ds []
 				}
 				for i := range a.T {
 					dr := ds[i*a.T : (i+1)*a.T]
-					s0 := first(start, i)
+					s0 := a.from(start, i)
 					softmaxBackRow(p[i*a.T+s0:i*a.T+i+1], dr[s0:i+1])
 					clear(dr[:s0])
 					clear(dr[i+1:])

@@ -46,7 +46,7 @@ func Build[T nn.Float](g *nn.Graph[T], m *Model, adapters map[string]Adapter, tr
 	if err := m.check(); err != nil {
 		return nil, err
 	}
-	if g.Feed.T > c.MaxPositionEmbeddings {
+	if g.Feed.T > c.MaxPositionEmbeddings && c.RopeScaling.Kind() != "dynamic" {
 		return nil, fmt.Errorf("sequence length %d exceeds max_position_embeddings %d", g.Feed.T, c.MaxPositionEmbeddings)
 	}
 	for path := range adapters {
@@ -64,45 +64,104 @@ func Build[T nn.Float](g *nn.Graph[T], m *Model, adapters map[string]Adapter, tr
 	}
 	w := func(name string) *G.Node { return param(name, m.Weights[name], trainBase) }
 	hd := c.Head()
-	cos, sin := nn.RopeTable(g.Feed.T, hd, c.RopeTheta)
+	// One RoPE table per distinct kind (Gemma's local and global layers).
+	type table struct{ cos, sin []float32 }
+	ropes := map[string]table{}
+	rope := func(i int) ([]float32, []float32) {
+		key := c.LayerRopeKey(i)
+		t, ok := ropes[key]
+		if !ok {
+			t.cos, t.sin = c.LayerRope(i, g.Feed.T)
+			ropes[key] = t
+		}
+		return t.cos, t.sin
+	}
+	norm := func(x *G.Node, name string) *G.Node {
+		if off := c.NormOffset(); off != 0 {
+			return g.HeadRMSNorm(x, w(name), c.RMSNormEps, off)
+		}
+		return g.RMSNorm(x, w(name), c.RMSNormEps)
+	}
+	// 0 keeps the kernel's 1/√head_dim; Gemma has query_pre_attn_scalar^-½.
+	attnScale := 0.0
+	if c.Gemma() {
+		attnScale = c.AttnScale()
+	}
 
 	// Every linear module's input and output are hooks named by module path
 	// (model.layers.0.self_attn.q_proj.hook_in/hook_out), for collectors.
 	lin := func(x *G.Node, path string) *G.Node {
 		g.Hook(path+".hook_in", x)
 		wn := w(path + ".weight")
-		ad, ok := adapters[path]
-		if !ok {
-			return g.Hook(path+".hook_out", g.Linear(x, wn))
+		var y *G.Node
+		if ad, ok := adapters[path]; ok {
+			a := param(path+".lora_A", ad.A, true)
+			b := param(path+".lora_B", ad.B, true)
+			y = g.LoRALinear(path, x, wn, a, b, ad.Scale)
+		} else {
+			y = g.Linear(x, wn)
 		}
-		a := param(path+".lora_A", ad.A, true)
-		b := param(path+".lora_B", ad.B, true)
-		return g.Hook(path+".hook_out", g.LoRALinear(path, x, wn, a, b, ad.Scale))
+		if _, ok := m.Weights[path+".bias"]; ok {
+			y = g.Bias(y, w(path+".bias"))
+		}
+		return g.Hook(path+".hook_out", y)
 	}
 
 	embed := w("model.embed_tokens.weight")
-	x := g.Hook("hook_embed", g.Embed(embed))
+	x := g.Embed(embed)
+	if s := c.EmbedScale(); s != 0 {
+		x = g.Scale(x, s)
+	}
+	x = g.Hook("hook_embed", x)
 	for i := range c.NumHiddenLayers {
 		p := fmt.Sprintf("model.layers.%d.", i)
 		h := fmt.Sprintf("blocks.%d.", i)
 		g.Hook(h+"hook_resid_pre", x)
-		n := g.RMSNorm(x, w(p+"input_layernorm.weight"), c.RMSNormEps)
+		cos, sin := rope(i)
+		n := norm(x, p+"input_layernorm.weight")
 		q := g.Hook(h+"attn.hook_q", lin(n, p+"self_attn.q_proj"))
 		k := g.Hook(h+"attn.hook_k", lin(n, p+"self_attn.k_proj"))
 		v := g.Hook(h+"attn.hook_v", lin(n, p+"self_attn.v_proj"))
+		if c.QKNorm() {
+			q = g.HeadRMSNorm(q, w(p+"self_attn.q_norm.weight"), c.RMSNormEps, c.NormOffset())
+			k = g.HeadRMSNorm(k, w(p+"self_attn.k_norm.weight"), c.RMSNormEps, c.NormOffset())
+		}
 		q = g.Hook(h+"attn.hook_rot_q", g.RoPE(q, hd, cos, sin))
 		k = g.Hook(h+"attn.hook_rot_k", g.RoPE(k, hd, cos, sin))
-		z := g.Hook(h+"attn.hook_z", g.Attention(i, q, k, v, c.NumAttentionHeads, c.NumKeyValueHeads, hd))
+		var z *G.Node
+		if win := c.LayerWindow(i); win > 0 || attnScale != 0 {
+			z = g.WindowedAttention(i, q, k, v, c.NumAttentionHeads, c.NumKeyValueHeads, hd, win, attnScale)
+		} else {
+			z = g.Attention(i, q, k, v, c.NumAttentionHeads, c.NumKeyValueHeads, hd)
+		}
+		z = g.Hook(h+"attn.hook_z", z)
 		o := g.Hook(h+"hook_attn_out", lin(z, p+"self_attn.o_proj"))
+		if c.Gemma() {
+			o = norm(o, p+"post_attention_layernorm.weight")
+		}
 		x = g.Hook(h+"hook_resid_mid", g.Add(x, o))
-		n = g.RMSNorm(x, w(p+"post_attention_layernorm.weight"), c.RMSNormEps)
+		if c.Gemma() {
+			n = norm(x, p+"pre_feedforward_layernorm.weight")
+		} else {
+			n = norm(x, p+"post_attention_layernorm.weight")
+		}
 		gate := g.Hook(h+"mlp.hook_pre", lin(n, p+"mlp.gate_proj"))
 		up := g.Hook(h+"mlp.hook_pre_linear", lin(n, p+"mlp.up_proj"))
-		act := g.Hook(h+"mlp.hook_post", g.SwiGLU(gate, up))
-		d := g.Hook(h+"hook_mlp_out", lin(act, p+"mlp.down_proj"))
+		var act *G.Node
+		if c.Gemma() {
+			act = g.GeGLU(gate, up)
+		} else {
+			act = g.SwiGLU(gate, up)
+		}
+		act = g.Hook(h+"mlp.hook_post", act)
+		d := lin(act, p+"mlp.down_proj")
+		if c.Gemma() {
+			d = norm(d, p+"post_feedforward_layernorm.weight")
+		}
+		d = g.Hook(h+"hook_mlp_out", d)
 		x = g.Hook(h+"hook_resid_post", g.Add(x, d))
 	}
-	x = g.Hook("ln_final.hook_normalized", g.RMSNorm(x, w("model.norm.weight"), c.RMSNormEps))
+	x = g.Hook("ln_final.hook_normalized", norm(x, "model.norm.weight"))
 	head := embed
 	if !c.TieWordEmbeddings {
 		head = w("lm_head.weight")

@@ -31,6 +31,20 @@ type Config struct {
 	HiddenAct             string   `json:"hidden_act,omitempty"`
 	InitializerRange      float64  `json:"initializer_range,omitempty"`
 	TorchDtype            string   `json:"torch_dtype,omitempty"`
+
+	// Family fields (family.go), each under its HF name.
+	AttentionBias         bool         `json:"attention_bias,omitempty"`
+	MLPBias               bool         `json:"mlp_bias,omitempty"`
+	RopeScaling           *RopeScaling `json:"rope_scaling,omitempty"`
+	SlidingWindow         int          `json:"sliding_window,omitempty"`
+	UseSlidingWindow      bool         `json:"use_sliding_window,omitempty"`
+	HiddenActivation      string       `json:"hidden_activation,omitempty"`
+	QueryPreAttnScalar    float64      `json:"query_pre_attn_scalar,omitempty"`
+	RopeLocalBaseFreq     float64      `json:"rope_local_base_freq,omitempty"`
+	LayerTypes            []string     `json:"layer_types,omitempty"`
+	SlidingWindowPattern  int          `json:"sliding_window_pattern,omitempty"`
+	AttnLogitSoftcapping  *float64     `json:"attn_logit_softcapping,omitempty"`
+	FinalLogitSoftcapping *float64     `json:"final_logit_softcapping,omitempty"`
 }
 
 // Tiny is the embedded default: a byte-level model small enough to pretrain
@@ -46,7 +60,14 @@ func Tiny() Config {
 }
 
 // withDefaults fills the fields HF treats as optional.
-func (c Config) withDefaults() Config {
+func (c Config) withDefaults() Config { return c.withDefaultsFrom(nil) }
+
+// withDefaultsFrom is withDefaults knowing which keys config.json had.
+func (c Config) withDefaultsFrom(present map[string]bool) Config {
+	if c.ModelType == "" {
+		c.ModelType = "llama"
+	}
+	c = c.familyDefaults(present)
 	if c.NumKeyValueHeads == 0 {
 		c.NumKeyValueHeads = c.NumAttentionHeads
 	}
@@ -62,7 +83,7 @@ func (c Config) withDefaults() Config {
 	if c.ModelType == "" {
 		c.ModelType = "llama"
 	}
-	if c.HiddenAct == "" {
+	if c.HiddenAct == "" && !c.Gemma() {
 		c.HiddenAct = "silu"
 	}
 	if len(c.Architectures) == 0 {
@@ -117,13 +138,7 @@ func (c Config) Validate() error {
 	if c.RopeTheta <= 0 {
 		return fmt.Errorf("config field rope_theta = %g: must be positive", c.RopeTheta)
 	}
-	if c.HiddenAct != "silu" {
-		return fmt.Errorf("config field hidden_act = %q: only silu is supported", c.HiddenAct)
-	}
-	if c.ModelType != "llama" && c.ModelType != "mistral" && c.ModelType != "qwen2" {
-		return fmt.Errorf("config field model_type = %q: only the Llama layout is supported", c.ModelType)
-	}
-	return nil
+	return c.validateFamily()
 }
 
 // paramEstimate counts parameters in float64 (no overflow), roughly: the
@@ -159,7 +174,7 @@ func ParseConfig(b []byte) (Config, error) {
 	if err := json.Unmarshal(b, &c); err != nil {
 		return Config{}, err
 	}
-	c = c.withDefaults()
+	c = c.withDefaultsFrom(presentKeys(b))
 	if err := c.Validate(); err != nil {
 		return Config{}, err
 	}
@@ -174,6 +189,18 @@ func (c Config) ParamCount() int {
 	h, kv := c.HiddenSize, c.NumKeyValueHeads*c.Head()
 	q := c.NumAttentionHeads * c.Head()
 	layer := 2*h + h*q + 2*h*kv + q*h + 3*h*c.IntermediateSize
+	if c.QKVBias() {
+		layer += q + 2*kv
+	}
+	if c.OBias() {
+		layer += h
+	}
+	if c.QKNorm() {
+		layer += 2 * c.Head()
+	}
+	if c.Gemma() {
+		layer += 2 * h
+	}
 	n := c.VocabSize*h + c.NumHiddenLayers*layer + h
 	if !c.TieWordEmbeddings {
 		n += c.VocabSize * h

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
+	"strings"
 )
 
 // Tensor is a named float32 array in row-major order.
@@ -78,6 +79,22 @@ func (c Config) Shapes() map[string][]int {
 		s[p+"mlp.gate_proj.weight"] = []int{c.IntermediateSize, h}
 		s[p+"mlp.up_proj.weight"] = []int{c.IntermediateSize, h}
 		s[p+"mlp.down_proj.weight"] = []int{h, c.IntermediateSize}
+		if c.QKVBias() {
+			s[p+"self_attn.q_proj.bias"] = []int{q}
+			s[p+"self_attn.k_proj.bias"] = []int{kv}
+			s[p+"self_attn.v_proj.bias"] = []int{kv}
+		}
+		if c.OBias() {
+			s[p+"self_attn.o_proj.bias"] = []int{h}
+		}
+		if c.QKNorm() {
+			s[p+"self_attn.q_norm.weight"] = []int{hd}
+			s[p+"self_attn.k_norm.weight"] = []int{hd}
+		}
+		if c.Gemma() {
+			s[p+"pre_feedforward_layernorm.weight"] = []int{h}
+			s[p+"post_feedforward_layernorm.weight"] = []int{h}
+		}
 	}
 	return s
 }
@@ -110,11 +127,15 @@ func New(cfg Config, seed uint64) (*Model, error) {
 	for _, n := range names {
 		shape := shapes[n]
 		t := &Tensor{Shape: shape, Data: make([]float32, Size(shape))}
-		if len(shape) == 1 {
+		switch {
+		case strings.HasSuffix(n, ".bias"):
+			// zero, as HF initialises linear biases
+		case len(shape) == 1:
+			// norm weights: 1, or 0 under Gemma's (1 + w)
 			for i := range t.Data {
-				t.Data[i] = 1
+				t.Data[i] = float32(1 - cfg.NormOffset())
 			}
-		} else {
+		default:
 			for i := range t.Data {
 				t.Data[i] = float32(rng.NormFloat64() * cfg.InitializerRange)
 			}

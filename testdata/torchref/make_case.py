@@ -24,6 +24,54 @@ _MLP = ("gate_proj", "up_proj", "down_proj")
 _ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
+def add_family(a, cfg, w, normal, d):
+    """The family's config fields and extra tensors (HF names)."""
+    fam = a.family
+    cfg["model_type"] = "gemma3_text" if fam == "gemma3" else fam
+    cfg["architectures"] = [{"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
+                             "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+                             "gemma3": "Gemma3ForCausalLM"}[fam]]
+    if a.attention_bias:
+        cfg["attention_bias"] = True
+    if a.rope_scaling:
+        cfg["rope_scaling"] = json.loads(a.rope_scaling)
+    if a.sliding_window is not None:
+        cfg["sliding_window"] = a.sliding_window
+    H = a.hidden
+    qkv_bias = fam == "qwen2" or (a.attention_bias and fam != "mistral")
+    o_bias = a.attention_bias and fam not in ("qwen2", "mistral")
+    for i in range(a.layers):
+        pre = "model.layers.%d." % i
+        if qkv_bias:
+            w[pre + "self_attn.q_proj.bias"] = normal((a.heads * d,), 0.2)
+            w[pre + "self_attn.k_proj.bias"] = normal((a.kv_heads * d,), 0.2)
+            w[pre + "self_attn.v_proj.bias"] = normal((a.kv_heads * d,), 0.2)
+        if o_bias:
+            w[pre + "self_attn.o_proj.bias"] = normal((H,), 0.2)
+        if fam in ("qwen3", "gemma3"):
+            off = 0 if fam == "gemma3" else 1
+            w[pre + "self_attn.q_norm.weight"] = off + normal((d,), 0.1)
+            w[pre + "self_attn.k_norm.weight"] = off + normal((d,), 0.1)
+    if fam == "gemma3":
+        # Gemma's norms scale by (1 + w): centre their weights on 0
+        for n in list(w):
+            if n.endswith("layernorm.weight") or n == "model.norm.weight":
+                w[n] = w[n] - 1
+        for i in range(a.layers):
+            pre = "model.layers.%d." % i
+            w[pre + "pre_feedforward_layernorm.weight"] = normal((H,), 0.1)
+            w[pre + "post_feedforward_layernorm.weight"] = normal((H,), 0.1)
+        del cfg["hidden_act"]
+        cfg["hidden_activation"] = "gelu_pytorch_tanh"
+        cfg["head_dim"] = d
+        cfg["query_pre_attn_scalar"] = a.query_pre_attn_scalar or d
+        cfg["rope_local_base_freq"] = 10000.0
+        cfg["sliding_window_pattern"] = a.sliding_window_pattern or 2
+        cfg["final_logit_softcapping"] = None
+        cfg["attn_logit_softcapping"] = None
+        cfg.setdefault("sliding_window", 4096)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", required=True)
@@ -52,12 +100,19 @@ def main():
     ap.add_argument("--no-adapter", action="store_true")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--seq", type=int, default=8)
+    ap.add_argument("--family", choices=("llama", "mistral", "qwen2", "qwen3", "gemma3"), default="llama",
+                    help="model_type and the family's extra tensors (gemma3 writes gemma3_text)")
+    ap.add_argument("--attention-bias", action="store_true", help="attention_bias: true")
+    ap.add_argument("--rope-scaling", default=None, help="rope_scaling as JSON")
+    ap.add_argument("--sliding-window", type=int, default=None)
+    ap.add_argument("--query-pre-attn-scalar", type=float, default=None)
+    ap.add_argument("--sliding-window-pattern", type=int, default=None)
     a = ap.parse_args()
 
     assert a.heads % a.kv_heads == 0, "heads must be a multiple of kv-heads"
     d = a.head_dim if a.head_dim else a.hidden // a.heads
     assert d % 2 == 0, "head_dim must be even"
-    assert a.seq <= a.max_pos
+    assert a.seq <= a.max_pos or "dynamic" in (a.rope_scaling or ""), "seq beyond max_pos needs dynamic rope_scaling"
     g = torch.Generator().manual_seed(a.seed)
 
     def normal(shape, std):
@@ -104,6 +159,7 @@ def main():
     }
     if a.head_dim:
         cfg["head_dim"] = a.head_dim
+    add_family(a, cfg, w, normal, d)
 
     mdir = os.path.join(a.out, "model")
     os.makedirs(mdir, exist_ok=True)
