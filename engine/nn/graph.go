@@ -32,6 +32,8 @@ type Graph[T Float] struct {
 	// over (0: runtime.GOMAXPROCS). Set it before adding ops. Results do
 	// not depend on it.
 	Cores int
+
+	scratch *scratch[T] // the widening buffer of packed weights
 }
 
 // LoRAProbe reads the LoRA path's middle activation after a forward run.
