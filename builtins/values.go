@@ -180,40 +180,7 @@ func (r *Run) config() (starlark.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	flat := map[string]any{}
-	merge := func(v any) {
-		b, _ := json.Marshal(v)
-		var m map[string]any
-		json.Unmarshal(b, &m)
-		for k, x := range m {
-			flat[k] = x
-		}
-	}
-	merge(spec.Train)
-	if spec.LoRA != nil {
-		merge(spec.LoRA)
-		flat["lora_seed"] = float64(spec.LoRASeed)
-	}
-	flat["data"] = spec.Data.Source
-	flat["checkpoint_every"] = float64(spec.CheckpointEvery)
-	if spec.Init != nil {
-		init := map[string]any{"hash": spec.Init.Hash}
-		if spec.Init.Run != "" {
-			init["run"], init["step"] = spec.Init.Run, float64(spec.Init.Step)
-		} else {
-			init["dir"] = spec.Init.Dir
-		}
-		flat["init"] = init
-	}
-	flat["device"] = spec.Device
-	if spec.Device == "" {
-		flat["device"] = "cpu" // runs from before devices were recorded
-	}
-	b, _ := json.Marshal(spec.ModelConfig)
-	var mc map[string]any
-	json.Unmarshal(b, &mc)
-	flat["model"] = mc
-	return fromGo(flat), nil
+	return fromGo(runs.FlatConfig(spec)), nil
 }
 
 func (r *Run) metrics(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {

@@ -69,45 +69,13 @@ func row(st *kv.Store, m kv.RunMeta) Row {
 // init, device, and the model config under "model". Runs whose config is not
 // a runs.Spec (imported from elsewhere) give their raw JSON object.
 func FlatConfig(m kv.RunMeta) map[string]any {
-	flat := map[string]any{}
 	spec, err := runs.SpecOf(m)
 	if err != nil {
+		flat := map[string]any{}
 		_ = json.Unmarshal(m.Config, &flat)
 		return flat
 	}
-	merge := func(v any) {
-		b, _ := json.Marshal(v)
-		var x map[string]any
-		_ = json.Unmarshal(b, &x)
-		for k, v := range x {
-			flat[k] = v
-		}
-	}
-	merge(spec.Train)
-	if spec.LoRA != nil {
-		merge(spec.LoRA)
-		flat["lora_seed"] = float64(spec.LoRASeed)
-	}
-	flat["data"] = spec.Data.Source
-	flat["checkpoint_every"] = float64(spec.CheckpointEvery)
-	if spec.Init != nil {
-		init := map[string]any{"hash": spec.Init.Hash}
-		if spec.Init.Run != "" {
-			init["run"], init["step"] = spec.Init.Run, float64(spec.Init.Step)
-		} else {
-			init["dir"] = spec.Init.Dir
-		}
-		flat["init"] = init
-	}
-	flat["device"] = spec.Device
-	if spec.Device == "" {
-		flat["device"] = "cpu"
-	}
-	b, _ := json.Marshal(spec.ModelConfig)
-	var mc map[string]any
-	_ = json.Unmarshal(b, &mc)
-	flat["model"] = mc
-	return flat
+	return runs.FlatConfig(spec)
 }
 
 // fields is what a Filter sees of a run.
