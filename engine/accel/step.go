@@ -9,7 +9,6 @@ import (
 
 	"lens/engine/kern"
 	"lens/engine/model"
-	"lens/engine/nn"
 )
 
 // Step is one model laid out on a device for training batches of B×T
@@ -115,6 +114,9 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 	}
 	if B <= 0 {
 		return nil, fmt.Errorf("accel: batch size %d", B)
+	}
+	if err := c.LlamaBlock(T); err != nil {
+		return nil, fmt.Errorf("accel: %w", err)
 	}
 	s = &Step{dev: dev, cfg: c, B: B, T: T, N: B * T, hd: c.Head(), weights: map[string]Buf{},
 		mods: map[string]*module{}, params: map[string]*param{}, full: full, forwardOnly: share != nil}
@@ -249,7 +251,7 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 		s.ds = alloc(B * c.NumAttentionHeads * T * T)
 		s.dh, s.dxl = alloc(N*max(maxR, 1)), alloc(N*max(maxIn, 1))
 	}
-	cos, sin := nn.RopeTable(T, s.hd, c.RopeTheta)
+	cos, sin := c.LayerRope(0, T) // every layer's table: LlamaBlock holds
 	s.hcos, s.hsin = cos, sin
 	s.cos, s.sin = alloc(len(cos)), alloc(len(sin))
 	if err != nil {

@@ -88,6 +88,9 @@ func New(m *model.Model, ad *lora.Adapter) (*Generator, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("generate: %w", err)
 	}
+	if err := c.LlamaBlock(c.MaxPositionEmbeddings); err != nil {
+		return nil, fmt.Errorf("generate: %w", err)
+	}
 	for name, shape := range c.Shapes() {
 		t, ok := m.Weights[name]
 		if !ok {
@@ -111,10 +114,9 @@ func New(m *model.Model, ad *lora.Adapter) (*Generator, error) {
 	if !c.TieWordEmbeddings {
 		g.head = m.Weights["lm_head.weight"].Data
 	}
-	// The same inverse frequencies as the training graph (nn.RopeTable).
-	for i := range g.hd / 2 {
-		g.invFreq = append(g.invFreq, float32(1/math.Pow(c.RopeTheta, float64(2*i)/float64(g.hd))))
-	}
+	// The same inverse frequencies as the training graph, rope_scaling
+	// included (dynamic is unscaled up to max_position_embeddings).
+	g.invFreq = model.RopeInvFreq(g.hd, c.RopeTheta, c.MaxPositionEmbeddings, c.RopeScaling, 0)
 	lin := func(path string) linear {
 		w := m.Weights[path+".weight"]
 		return linear{w: w.Data, out: w.Shape[0], in: w.Shape[1]}
