@@ -54,6 +54,9 @@ func Build[T nn.Float](g *nn.Graph[T], m *Model, adapters map[string]Adapter, tr
 			return nil, fmt.Errorf("adapter for %s: no such linear module in the model", path)
 		}
 	}
+	if trainBase && len(m.Packed) > 0 {
+		return nil, fmt.Errorf("full training needs float32 base weights; %d are packed (base_quant)", len(m.Packed))
+	}
 	net := &Net[T]{Graph: g, Params: map[string]*G.Node{}, Data: map[string][]T{}}
 	param := func(name string, t *Tensor, trainable bool) *G.Node {
 		d := view[T](t.Data)
@@ -92,12 +95,23 @@ func Build[T nn.Float](g *nn.Graph[T], m *Model, adapters map[string]Adapter, tr
 	// (model.layers.0.self_attn.q_proj.hook_in/hook_out), for collectors.
 	lin := func(x *G.Node, path string) *G.Node {
 		g.Hook(path+".hook_in", x)
-		wn := w(path + ".weight")
+		// A packed base weight (QLoRA, bf16) is no node: it is widened per use.
+		pw, packed := m.Packed[path+".weight"]
+		var wn *G.Node
+		if !packed {
+			wn = w(path + ".weight")
+		}
 		var y *G.Node
 		if ad, ok := adapters[path]; ok {
 			a := param(path+".lora_A", ad.A, true)
 			b := param(path+".lora_B", ad.B, true)
-			y = g.LoRALinear(path, x, wn, a, b, ad.Scale)
+			if packed {
+				y = g.PackedLoRALinear(path, x, pw, a, b, ad.Scale)
+			} else {
+				y = g.LoRALinear(path, x, wn, a, b, ad.Scale)
+			}
+		} else if packed {
+			y = g.PackedLinear(x, pw)
 		} else {
 			y = g.Linear(x, wn)
 		}

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strings"
+
+	"lens/engine/nn"
 )
 
 // Tensor is a named float32 array in row-major order.
@@ -27,6 +29,9 @@ func Size(shape []int) int {
 type Model struct {
 	Config  Config
 	Weights map[string]*Tensor
+	// Packed holds base weights kept in a compact form (see Quantized);
+	// their Weights entries keep the shape and have no Data.
+	Packed map[string]nn.Packed
 }
 
 // Linear modules of a layer, in HF's order: the names LoRA targets use.
@@ -151,6 +156,7 @@ func (m *Model) Clone() *Model {
 	for n, t := range m.Weights {
 		c.Weights[n] = &Tensor{Shape: append([]int(nil), t.Shape...), Data: append([]float32(nil), t.Data...)}
 	}
+	c.Packed = m.Packed // read-only: shared
 	return c
 }
 
@@ -164,6 +170,9 @@ func (m *Model) check() error {
 		}
 		if !equalShape(t.Shape, shape) {
 			return fmt.Errorf("weight %s has shape %v, config wants %v", n, t.Shape, shape)
+		}
+		if _, ok := m.Packed[n]; ok && t.Data == nil {
+			continue
 		}
 		if len(t.Data) != Size(shape) {
 			return fmt.Errorf("weight %s has %d values, shape %v needs %d", n, len(t.Data), shape, Size(shape))

@@ -1,0 +1,63 @@
+package model
+
+import (
+	"fmt"
+	"strings"
+
+	"lens/engine/nn"
+	"lens/engine/quant"
+)
+
+// Base weight forms Quantized accepts.
+const (
+	QuantNF4   = "nf4"    // 4-bit NormalFloat, blocks of 64 (bitsandbytes)
+	QuantNF4DQ = "nf4-dq" // NF4 with double-quantized block scales
+	QuantBF16  = "bf16"   // bfloat16, float32 compute
+)
+
+// QuantKinds lists the accepted forms, for error messages.
+var QuantKinds = []string{QuantNF4, QuantNF4DQ, QuantBF16}
+
+// Quantized returns a model sharing m's other weights whose linear-module
+// weights (the q/k/v/o and MLP projections, what QLoRA quantizes; never
+// the embedding, head or norms) are held in the compact form kind and
+// widened to float32 per use by the graph. m is left as it was. The form
+// is a pure function of the float32 weights, so a run that records kind
+// rebuilds the same base on resume.
+func (m *Model) Quantized(kind string) (*Model, error) {
+	q := &Model{Config: m.Config, Weights: make(map[string]*Tensor, len(m.Weights)), Packed: map[string]nn.Packed{}}
+	for n, t := range m.Weights {
+		q.Weights[n] = t
+	}
+	for n, p := range m.Packed {
+		q.Packed[n] = p
+	}
+	for _, path := range m.Config.LinearModules() {
+		name := path + ".weight"
+		t, ok := m.Weights[name]
+		if !ok {
+			return nil, fmt.Errorf("quantize %s: weight %s is missing", kind, name)
+		}
+		if _, done := m.Packed[name]; done {
+			return nil, fmt.Errorf("quantize %s: weight %s is already packed", kind, name)
+		}
+		var (
+			p   nn.Packed
+			err error
+		)
+		switch kind {
+		case QuantNF4, QuantNF4DQ:
+			p, err = quant.QuantizeNF4(t.Data, t.Shape, kind == QuantNF4DQ)
+		case QuantBF16:
+			p, err = quant.ToBF16(t.Data, t.Shape)
+		default:
+			return nil, fmt.Errorf("base_quant %q: want one of %s", kind, strings.Join(QuantKinds, ", "))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("quantize %s: %w", name, err)
+		}
+		q.Packed[name] = p
+		q.Weights[name] = &Tensor{Shape: t.Shape}
+	}
+	return q, nil
+}
