@@ -89,6 +89,8 @@ func trainParams() []Param {
 		{Name: "nan_policy", Type: "string", Default: `"skip"`, Shown: true, Doc: `on a non-finite loss or gradient: "skip" drops the step, "rollback" restores the last checkpoint and multiplies the learning rate by lr_backoff; recorded as events nan_skip / nan_rollback`},
 		{Name: "lr_backoff", Type: "float", Default: "0.5", Shown: true, Doc: "learning-rate factor after a rollback, in (0, 1); kept in later checkpoints"},
 		{Name: "max_bad_steps", Type: "int", Default: "5", Shown: true, Doc: "this many non-finite steps in a row fail the run with the step and reason"},
+		{Name: "base_quant", Type: "string", Default: lit(d.BaseQuant), Shown: true, Doc: `hold the frozen linear-module base weights as "nf4" (QLoRA: 4-bit NormalFloat, blocks of 64, bitsandbytes' layout), "nf4-dq" (NF4 with double-quantized scales) or "bf16", widened to float32 per use; "" keeps float32. LoRA on the CPU only`},
+		{Name: "head_chunk", Type: "int", Default: lit(d.HeadChunk), Shown: true, Doc: "compute the head and the loss this many token rows at a time, never holding all the logits (0: all at once); same loss and gradients"},
 	}
 }
 

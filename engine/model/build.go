@@ -15,7 +15,8 @@ type Adapter struct {
 	Scale float64
 }
 
-// Net is a built forward graph: its loss, logits and the parameter nodes
+// Net is a built forward graph: its loss, logits (nil when the graph's
+// HeadChunk computes the loss in chunks) and the parameter nodes
 // by name (HF names for base weights, "<module>.lora_A"/"<module>.lora_B"
 // for adapters).
 type Net[T nn.Float] struct {
@@ -180,8 +181,12 @@ func Build[T nn.Float](g *nn.Graph[T], m *Model, adapters map[string]Adapter, tr
 	if !c.TieWordEmbeddings {
 		head = w("lm_head.weight")
 	}
-	net.Logits = g.Linear(x, head)
-	net.Loss = g.CrossEntropy(net.Logits)
+	if g.HeadChunk > 0 { // Logits stays nil: they are never whole
+		net.Loss = g.HeadLoss(x, head, g.HeadChunk)
+	} else {
+		net.Logits = g.Linear(x, head)
+		net.Loss = g.CrossEntropy(net.Logits)
+	}
 	if err := g.Err(); err != nil {
 		return nil, fmt.Errorf("build model graph: %w", err)
 	}

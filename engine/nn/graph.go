@@ -33,6 +33,10 @@ type Graph[T Float] struct {
 	// not depend on it.
 	Cores int
 
+	// HeadChunk, when positive, makes model.Build compute the head and
+	// the loss HeadChunk rows at a time (HeadLoss): no N×V logits node.
+	HeadChunk int
+
 	scratch *scratch[T] // the widening buffer of packed weights
 }
 

@@ -223,3 +223,40 @@ func TestMatchesTorch(t *testing.T) {
 		}
 	}
 }
+
+// TestBF16 rounds to nearest even (ties included) and keeps values that
+// are already bf16 exactly.
+func TestBF16(t *testing.T) {
+	for _, tc := range []struct {
+		in   uint32
+		want uint16
+	}{
+		{0x3F800000, 0x3F80}, // 1
+		{0x3F808000, 0x3F80}, // tie, even stays
+		{0x3F818000, 0x3F82}, // tie, odd rounds up
+		{0x3F808001, 0x3F81}, // above the tie
+		{0xBF80FFFF, 0xBF81}, // negative rounds away in magnitude
+		{0x7F7FFFFF, 0x7F80}, // max float rounds to +Inf, as torch does
+	} {
+		b, err := ToBF16([]float32{math.Float32frombits(tc.in)}, []int{1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Bits[0] != tc.want {
+			t.Errorf("%#x → %#x, want %#x", tc.in, b.Bits[0], tc.want)
+		}
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	x := randn(r, 256, 1)
+	for i := range x {
+		x[i] = math.Float32frombits(math.Float32bits(x[i]) &^ 0xFFFF)
+	}
+	b, _ := ToBF16(x, []int{16, 16})
+	y := make([]float32, len(x))
+	b.Widen(y)
+	for i := range x {
+		if x[i] != y[i] {
+			t.Fatalf("bf16 value %v came back as %v", x[i], y[i])
+		}
+	}
+}

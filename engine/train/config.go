@@ -8,6 +8,10 @@ package train
 import (
 	"fmt"
 	"math"
+	"slices"
+	"strings"
+
+	"lens/engine/model"
 )
 
 // Config holds every training setting. Zero values take the defaults of
@@ -39,6 +43,13 @@ type Config struct {
 	NaNPolicy   NaNPolicy `json:"nan_policy,omitempty"`
 	LRBackoff   float64   `json:"lr_backoff,omitempty"`
 	MaxBadSteps int       `json:"max_bad_steps,omitempty"`
+	// BaseQuant holds the frozen linear-module base weights as "nf4",
+	// "nf4-dq" or "bf16" (model.Quantized), widened per use; "" keeps
+	// float32. LoRA only, on the CPU.
+	BaseQuant string `json:"base_quant,omitempty"`
+	// HeadChunk computes the head and the loss this many token rows at a
+	// time (0: all at once); the loss and gradients are the same.
+	HeadChunk int `json:"head_chunk,omitempty"`
 }
 
 // NaNPolicy is what a non-finite loss or gradient does (Config.NaNPolicy).
@@ -151,6 +162,17 @@ func (c Config) Validate() error {
 	}
 	if math.IsNaN(c.LRBackoff) || c.LRBackoff < 0 || c.LRBackoff >= 1 {
 		return fmt.Errorf("train field lr_backoff = %g: want a factor in (0, 1)", c.LRBackoff)
+	}
+	if c.HeadChunk < 0 {
+		return fmt.Errorf("train field head_chunk = %d: must not be negative", c.HeadChunk)
+	}
+	if c.BaseQuant != "" {
+		if !slices.Contains(model.QuantKinds, c.BaseQuant) {
+			return fmt.Errorf("train field base_quant = %q: want one of %s (or empty)", c.BaseQuant, strings.Join(model.QuantKinds, ", "))
+		}
+		if c.Full {
+			return fmt.Errorf("train field base_quant = %q: full training needs float32 base weights", c.BaseQuant)
+		}
 	}
 	if c.MaxBadSteps < 0 {
 		return fmt.Errorf("train field max_bad_steps = %d: must not be negative", c.MaxBadSteps)

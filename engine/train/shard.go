@@ -68,6 +68,7 @@ func (t *Trainer) buildShards() error {
 		}
 		g := nn.NewGraph[float32](f)
 		g.Cores = cores
+		g.HeadChunk = cfg.HeadChunk
 		net, err := model.Build(g, t.Model, ads, cfg.Full)
 		if err != nil {
 			return err

@@ -131,6 +131,13 @@ func New(m *model.Model, ad *lora.Adapter, train Batches, evals []EvalSet, cfg C
 	if cfg.SeqLen > m.Config.MaxPositionEmbeddings {
 		return nil, fmt.Errorf("train field seq_len = %d exceeds the model's max_position_embeddings %d", cfg.SeqLen, m.Config.MaxPositionEmbeddings)
 	}
+	if cfg.BaseQuant != "" {
+		q, err := m.Quantized(cfg.BaseQuant)
+		if err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
+		m = q
+	}
 	t := &Trainer{Config: cfg, Model: m, Adapter: ad, Evals: evals, train: train, MaxBadSteps: cfg.MaxBadSteps, lrScale: 1,
 		drop: rand.NewPCG(cfg.Seed, 0x64726f70), probes: map[int]forwardShards{}, joined: map[int]*joinCache{}}
 	t.feed = &nn.Feed{B: cfg.BatchSize, T: cfg.SeqLen,

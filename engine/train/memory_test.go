@@ -1,0 +1,102 @@
+package train
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"lens/engine/accel"
+	"lens/engine/accel/acceltest"
+	"lens/engine/lora"
+	"lens/engine/model"
+)
+
+// memRun trains steps steps of LoRA from ad's copy and returns each step's
+// loss and the final adapter tensors, A then B by module.
+func memRun(t *testing.T, m *model.Model, ad *lora.Adapter, cfg Config, steps int) ([]float64, [][]float32) {
+	t.Helper()
+	toks := make([]int32, 4096)
+	rng := rand.New(rand.NewPCG(2, 3))
+	for i := range toks {
+		toks[i] = int32(rng.IntN(m.Config.VocabSize))
+	}
+	cfg.Steps, cfg.LR = steps, 1e-2
+	tr, err := New(m, ad.Clone(), &randBatches{rng: rand.New(rand.NewPCG(4, 5)), toks: toks, seq: cfg.SeqLen}, nil, cfg)
+	require.NoError(t, err)
+	defer tr.Close()
+	var losses []float64
+	for range steps {
+		info, err := tr.TrainStep()
+		require.NoError(t, err)
+		losses = append(losses, info.Loss)
+	}
+	var w [][]float32
+	for _, mod := range tr.Adapter.Modules {
+		w = append(w, append([]float32(nil), tr.Adapter.A[mod].Data...), append([]float32(nil), tr.Adapter.B[mod].Data...))
+	}
+	return losses, w
+}
+
+func requireBitEqual(t *testing.T, what string, l0, l1 []float64, w0, w1 [][]float32) {
+	t.Helper()
+	require.Equal(t, l0, l1, "%s: losses", what)
+	for i := range w0 {
+		for j := range w0[i] {
+			if math.Float32bits(w0[i][j]) != math.Float32bits(w1[i][j]) {
+				t.Fatalf("%s: adapter tensor %d[%d] = %v, want %v", what, i, j, w1[i][j], w0[i][j])
+			}
+		}
+	}
+}
+
+// TestHeadChunkChangesNothing: three LoRA steps with the head and loss in
+// chunks of 5 and 64 rows (uneven, and several sequences) give the same
+// losses and adapter weights, bit for bit, as without chunking.
+func TestHeadChunkChangesNothing(t *testing.T) {
+	m, ad := acceltest.Model(t)
+	cfg := Config{BatchSize: 4, SeqLen: 32}
+	l0, w0 := memRun(t, m, ad, cfg, 3)
+	for _, chunk := range []int{5, 64} {
+		cfg.HeadChunk = chunk
+		l1, w1 := memRun(t, m, ad, cfg, 3)
+		requireBitEqual(t, "head_chunk", l0, l1, w0, w1)
+	}
+}
+
+// TestBaseQuantTrains: LoRA training with base_quant gives, bit for bit,
+// the run on a float32 base holding the widened weights (so the trainer
+// uses the packed base, and nothing else changes), for nf4, nf4-dq and
+// bf16; the device step refuses a packed base, and full training refuses
+// base_quant.
+func TestBaseQuantTrains(t *testing.T) {
+	m, ad := acceltest.Model(t)
+	cfg := Config{BatchSize: 2, SeqLen: 16}
+	for _, kind := range model.QuantKinds {
+		q, err := m.Quantized(kind)
+		require.NoError(t, err)
+		dense := m.Clone()
+		for n, p := range q.Packed {
+			p.Widen(dense.Weights[n].Data)
+		}
+		l0, w0 := memRun(t, dense, ad, cfg, 3)
+		qc := cfg
+		qc.BaseQuant = kind
+		l1, w1 := memRun(t, m, ad, qc, 3)
+		requireBitEqual(t, kind, l0, l1, w0, w1)
+		if kind != model.QuantBF16 {
+			lf, _ := memRun(t, m, ad, cfg, 1)
+			require.NotEqual(t, lf[0], l1[0], "%s: the quantized base gave the float32 loss", kind)
+		}
+	}
+	tr, err := New(m, ad.Clone(), &randBatches{rng: rand.New(rand.NewPCG(1, 1)), toks: make([]int32, 64), seq: 16}, nil,
+		Config{BatchSize: 2, SeqLen: 16, BaseQuant: "nf4"})
+	require.NoError(t, err)
+	defer tr.Close()
+	require.ErrorContains(t, tr.UseDevice(accel.Host{}), "CPU only")
+	_, err = New(m, nil, nil, nil, Config{Full: true, BaseQuant: "nf4"})
+	require.ErrorContains(t, err, "full training needs float32")
+	_, err = New(m, ad.Clone(), nil, nil, Config{BaseQuant: "int4"})
+	require.ErrorContains(t, err, "nf4, nf4-dq, bf16")
+}
