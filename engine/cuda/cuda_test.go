@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"math"
+	"os"
 	"strings"
 	"testing"
 	"unsafe"
@@ -34,6 +35,19 @@ func TestStep(t *testing.T) { acceltest.Step(t, open(t), 1e-3) }
 func TestFullStep(t *testing.T) { acceltest.FullStep(t, open(t), 1e-3) }
 
 func TestProbe(t *testing.T) { acceltest.Probe(t, open(t), 1e-3) }
+
+func TestDecodeKernels(t *testing.T) { acceltest.DecodeKernels(t, open(t), 1e-4) }
+
+// TestDecode: engine/generate on the device gives the CPU generator's
+// greedy tokens and logits within 1e-4 (fewer steps and prompts under the
+// emulator, whose launches cost milliseconds).
+func TestDecode(t *testing.T) {
+	if os.Getenv("LENS_CUDA_EMULATED") != "" {
+		acceltest.Decode(t, open(t), 1e-4, 4, 2, 19)
+		return
+	}
+	acceltest.Decode(t, open(t), 1e-4, 40, 1, 6, 19)
+}
 
 // TestZeroSize: empty buffers and zero-size kernels launch nothing.
 func TestZeroSize(t *testing.T) {
@@ -133,6 +147,8 @@ func TestChecks(t *testing.T) {
 	freed := &buf{dev: d, n: 100, freed: true}
 	at := accel.Attn{B: 2, T: 5, NH: 4, NKV: 2, D: 8}
 	qn, kn, pn := 2*5*4*8, 2*5*2*8, 2*4*5*5
+	ca := accel.CacheAttn{M: 2, Pos: 3, NH: 4, NKV: 2, D: 8}
+	cq, ck, cp := 2*4*8, 5*2*8, 4*2*5 // q and out, each cache, p
 	for _, c := range []struct {
 		what string
 		err  error
@@ -180,6 +196,14 @@ func TestChecks(t *testing.T) {
 		{"sum", d.Sum(f(0), f(10), 10), "sum: dst has 0 elements"},
 		{"sum n=0", d.Sum(f(1), f(0), 0), ""},
 		{"adamw", d.AdamW(f(5), f(5), f(5), f(4), 5, accel.AdamParams{}), "adamw: v has 4"},
+		{"copy ok", d.Copy(f(10), 2, f(10), 3, 7), ""},
+		{"copy dst", d.Copy(f(10), 4, f(10), 0, 7), "copy_f32: dst has 10 elements, the kernel touches 11"},
+		{"copy src", d.Copy(f(10), 0, f(8), 2, 7), "copy_f32: src has 8 elements, the kernel touches 9"},
+		{"copy offset", d.Copy(f(10), -1, f(10), 0, 1), "copy_f32: dstOff = -1"},
+		{"cached_attention ok", d.CachedAttention(f(cq), f(cp), f(cq), f(ck), f(ck), ca), ""},
+		{"cached_attention k", d.CachedAttention(f(cq), f(cp), f(cq), f(ck-1), f(ck), ca), "cached_attention: k has 79 elements, the kernel touches 80"},
+		{"cached_attention p", d.CachedAttention(f(cq), f(cp-1), f(cq), f(ck), f(ck), ca), "cached_attention: p has 39"},
+		{"cached_attention groups", d.CachedAttention(f(1e3), f(1e3), f(1e3), f(1e3), f(1e3), accel.CacheAttn{M: 1, NH: 3, NKV: 2, D: 8}), "NH 3 is not a multiple of NKV 2"},
 	} {
 		switch {
 		case c.want == "":
@@ -195,6 +219,8 @@ func TestChecks(t *testing.T) {
 	require.NoError(t, d.CrossEntropy(f(0), f(0), f(0), i(0), 0, 10, 1))
 	require.NoError(t, d.Attention(f(0), f(0), f(0), f(0), f(0), accel.Attn{B: 0, T: 5, NH: 4, NKV: 2, D: 8}))
 	require.NoError(t, d.RoPE(f(0), f(0), f(0), f(0), 0, 12, 4, 4, false))
+	require.NoError(t, d.Copy(f(0), 0, f(0), 0, 0))
+	require.NoError(t, d.CachedAttention(f(0), f(0), f(0), f(0), f(0), accel.CacheAttn{M: 0, Pos: 3, NH: 4, NKV: 2, D: 8}))
 	require.NoError(t, d.Close())
 	require.ErrorContains(t, d.Add(f(10), f(10), f(10), 10), "closed")
 }

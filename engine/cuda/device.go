@@ -40,13 +40,15 @@ const (
 	kAdamW
 	kEmbedBack
 	kRMSNormDW
+	kCopy
+	kSoftmaxCached
 	numKernels
 )
 
 var kernelNames = [numKernels]string{
 	"sgemm", "sgemm_reduce", "embed", "rmsnorm", "rmsnorm_back", "rope", "sgemm_batched", "softmax_causal",
 	"softmax_back", "swiglu", "swiglu_back", "add", "mul", "cross_entropy", "sum", "adamw",
-	"embed_back", "rmsnorm_dw",
+	"embed_back", "rmsnorm_dw", "copy_f32", "softmax_cached",
 }
 
 const (
@@ -725,12 +727,12 @@ func (c *call) attn(a accel.Attn) (qn, kn, pn int) {
 		c.fail("NH %d, NKV %d and D %d must be positive", a.NH, a.NKV, a.D)
 	case a.NH%a.NKV != 0:
 		c.fail("NH %d is not a multiple of NKV %d", a.NH, a.NKV)
-	case c.size(a.B, a.NH) > maxGridY:
-		c.fail("B·NH = %d products exceed the grid's %d", c.size(a.B, a.NH), maxGridY)
 	case a.Seg != nil:
 		// The causal softmax kernels know no segments yet: refuse rather
 		// than let a packed row attend across its examples.
 		c.fail("packed rows (segment ids) are not supported by the CUDA kernels yet; train with packing=False on this device")
+	case c.size(a.B, a.NH) > maxGridY:
+		c.fail("B·NH = %d products exceed the grid's %d", c.size(a.B, a.NH), maxGridY)
 	}
 	if !c.grid((a.T+tile-1)/tile, (a.T+tile-1)/tile) {
 		return 0, 0, 0

@@ -366,3 +366,31 @@ extern "C" __global__ void adamw(float* p, const float* g, float* m, float* v, l
     v[i] = vi;
     p[i] = p[i] * decay - step * mi / (sqrtf(vi) * sq + eps);
 }
+
+// ---- decoding (engine/generate on a device) ----
+
+// copy_f32 copies n floats; offsets are applied to the pointers by the
+// caller (new rows into the key/value cache, rows of the RoPE tables).
+extern "C" __global__ void copy_f32(float* dst, const float* src, long long n) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = src[i];
+}
+
+// softmax_cached is softmax_causal for M query rows at positions pos…
+// against L = pos+M cached keys: row r is query i = r mod M, which sees
+// keys j ≤ pos+i; the rest become 0.
+extern "C" __global__ void softmax_cached(float* P, long long rows, long long M, long long L, long long pos) {
+    long long r = (long long)blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
+    int lane = threadIdx.x % WARP;
+    if (r >= rows) return;
+    long long last = pos + r % M;
+    float* row = P + r * L;
+    float mx = -INFINITY;
+    for (long long j = lane; j <= last; j += WARP) mx = fmaxf(mx, row[j]);
+    mx = warp_max(mx);
+    float sum = 0.f;
+    for (long long j = lane; j <= last; j += WARP) sum += expf(row[j] - mx);
+    sum = warp_sum(sum);
+    float inv = 1.f / sum;
+    for (long long j = lane; j < L; j += WARP) row[j] = j <= last ? expf(row[j] - mx) * inv : 0.f;
+}

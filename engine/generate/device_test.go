@@ -19,7 +19,7 @@ func TestHostDecodeKernels(t *testing.T) { acceltest.DecodeKernels(t, accel.Host
 // TestOnHost: decoding through the device path on accel.Host gives the
 // CPU generator's tokens, with logits within 1e-4, for GQA and MQA models
 // with and without an adapter.
-func TestOnHost(t *testing.T) { acceltest.Decode(t, accel.Host{}, 1e-4, 40) }
+func TestOnHost(t *testing.T) { acceltest.Decode(t, accel.Host{}, 1e-4, 40, 1, 6, 19) }
 
 // closeCounter is accel.Host, counting Close calls.
 type closeCounter struct {

@@ -135,7 +135,9 @@ func DecodeModel(t testing.TB, c model.Config, rank int, targets []string, seed 
 // a tied head and an adapter on q and v, and GQA without an adapter. It
 // also appends a prompt to a device session in chunks (a prefill after a
 // prefix), which must give the logits of the whole prompt at once.
-func Decode(t testing.TB, dev accel.Device, tol float64, newTokens int) {
+// newTokens and the prompt lengths size the run (the CUDA emulator takes
+// milliseconds a launch).
+func Decode(t testing.TB, dev accel.Device, tol float64, newTokens int, promptLens ...int) {
 	for i, c := range []struct {
 		name    string
 		cfg     model.Config
@@ -155,7 +157,7 @@ func Decode(t testing.TB, dev accel.Device, tol float64, newTokens int) {
 		on, err := generate.NewOn(dev, m, ad)
 		require.NoError(t, err, c.name)
 		rng := rand.New(rand.NewPCG(uint64(i), 9))
-		for _, n := range []int{1, 6, 19} {
+		for _, n := range promptLens {
 			p := make([]int32, n)
 			for j := range p {
 				p[j] = int32(rng.IntN(c.cfg.VocabSize))

@@ -98,6 +98,8 @@ Fn fns[] = {
     {"adamw", [](void **p) { adamw(F(0), F(1), F(2), F(3), L(4), R(5), R(6), R(7), R(8), R(9), R(10), R(11)); }},
     {"embed_back", [](void **p) { embed_back(F(0), I(1), F(2), L(3), L(4)); }},
     {"rmsnorm_dw", [](void **p) { rmsnorm_dw(F(0), F(1), F(2), F(3), L(4), L(5)); }},
+    {"copy_f32", [](void **p) { copy_f32(F(0), F(1), L(2)); }},
+    {"softmax_cached", [](void **p) { softmax_cached(F(0), L(1), L(2), L(3), L(4)); }},
 };
 int ctx_token, mod_token;
 }  // namespace
