@@ -65,7 +65,7 @@ func TestREPLTerminal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	expect("Modules: analyze, collect, data, hf, lens, lora, model, report, tb, wandb.")
+	expect("Modules: analyze, collect, data, evaluate, hf, lens, lora, model, report, tb, wandb.")
 	expect(">>> ")
 
 	send("model.ti\t")
