@@ -48,6 +48,11 @@ func NewOn(dev accel.Device, m *model.Model, ad *lora.Adapter) (*Generator, erro
 	if !ok {
 		return nil, fmt.Errorf("generate: device %s has no decoding kernels (accel.Decoder)", dev.Name())
 	}
+	// The device pass is the plain Llama block (rope_scaling comes with
+	// the session's RoPE tables); refuse here whatever else New may learn.
+	if err := m.Config.LlamaBlock(m.Config.MaxPositionEmbeddings); err != nil {
+		return nil, fmt.Errorf("generate: on %s: %w", dev.Name(), err)
+	}
 	g, err := New(m, ad)
 	if err != nil {
 		return nil, err

@@ -132,7 +132,8 @@ func DecodeModel(t testing.TB, c model.Config, rank int, targets []string, seed 
 // plain-Go path, itself checked against PyTorch) from the same prompts:
 // the tokens must be identical and every step's logits within tol. Models:
 // GQA with an untied head and an adapter on every linear module, MQA with
-// a tied head and an adapter on q and v, and GQA without an adapter. It
+// a tied head and an adapter on q and v, and GQA without an adapter and
+// with linear rope_scaling. It
 // also appends a prompt to a device session in chunks (a prefill after a
 // prefix), which must give the logits of the whole prompt at once.
 // newTokens and the prompt lengths size the run (the CUDA emulator takes
@@ -148,8 +149,9 @@ func Decode(t testing.TB, dev accel.Device, tol float64, newTokens int, promptLe
 			NumAttentionHeads: 6, NumKeyValueHeads: 2, MaxPositionEmbeddings: 96}, 4, []string{"all-linear"}},
 		{"mqa tied, adapter on q and v", model.Config{VocabSize: 61, HiddenSize: 32, IntermediateSize: 40, NumHiddenLayers: 2,
 			NumAttentionHeads: 4, NumKeyValueHeads: 1, MaxPositionEmbeddings: 80, TieWordEmbeddings: true}, 2, []string{"q_proj", "v_proj"}},
-		{"gqa, no adapter", model.Config{VocabSize: 80, HiddenSize: 32, IntermediateSize: 48, NumHiddenLayers: 1,
-			NumAttentionHeads: 4, NumKeyValueHeads: 2, MaxPositionEmbeddings: 80}, 0, nil},
+		{"gqa, no adapter, linear rope_scaling", model.Config{VocabSize: 80, HiddenSize: 32, IntermediateSize: 48, NumHiddenLayers: 1,
+			NumAttentionHeads: 4, NumKeyValueHeads: 2, MaxPositionEmbeddings: 80,
+			RopeScaling: &model.RopeScaling{RopeType: "linear", Factor: 2}}, 0, nil},
 	} {
 		m, ad := DecodeModel(t, c.cfg, c.rank, c.targets, uint64(20+i))
 		cpu, err := generate.New(m, ad)
