@@ -34,7 +34,10 @@
 // kernel written in Go assembly (12 YMM accumulators), with a 12×8 variant
 // for products with n ≤ 8 (LoRA ranks) and, for n ≤ 4 with A not
 // transposed, a dot-product kernel vectorised along k (dot.go). Each path
-// is chosen from the shape alone. Elsewhere, or after Use("generic")
+// is chosen from the shape alone. On arm64 the micro-kernels are NEON ones
+// in Go assembly (gemm_arm64.go: 8×12, and 12×8 for n ≤ 8, 24 accumulators
+// each) which replay the generic kernel's fused operations, so there the two
+// give bit-identical results. Elsewhere, or after Use("generic")
 // (LENS_GEMM=generic for the lens command), a portable Go 4×4 micro-kernel is used
 // with the same driver. Tiny products (m·n·k ≤ 512) use a direct loop.
 //
@@ -126,7 +129,7 @@ func selectKernel() *microKernel {
 }
 
 // Use makes Sgemm use the kernel named: "generic", the architecture
-// kernel's name ("avx2") or the external BLAS's ("openblas"); "" restores
+// kernel's name ("avx2", "neon") or the external BLAS's ("openblas"); "" restores
 // the default (the external BLAS when linked, else the fastest kernel).
 // cmd/lens calls it with LENS_GEMM at start-up; it must not be called
 // while products run.
@@ -176,7 +179,7 @@ func activeDot() dotKernel {
 	return archDot()
 }
 
-// Kernel reports what Sgemm uses: "avx2" or "generic" (lens's kernels),
+// Kernel reports what Sgemm uses: "avx2", "neon" or "generic" (lens's kernels),
 // or "openblas" in builds with the openblas tag.
 func Kernel() string {
 	if useExternal {
