@@ -10,6 +10,8 @@
 // The arithmetic follows Hugging Face's LlamaForCausalLM and PEFT's
 // lora.Linear (unmerged: y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ), and the tests compare it
 // with an independent PyTorch loop in testdata/torchref/generate_ref.py.
+// NewOn runs the same pass on an engine/accel device (the CUDA backend),
+// with the cache in device memory; see device.go.
 //
 // Token choice follows transformers' generate: greedy (argmax, ties to the
 // lowest id as torch.argmax) when Temperature is 0, else temperature, then
