@@ -436,7 +436,7 @@ var _ = func() int {
 	for _, f := range []*Func{
 		{Name: "model.save", Returns: "None", Doc: "Writes the model as a Hugging Face directory (config.json + model.safetensors).",
 			Params: []Param{{Name: "dir", Type: "string", Doc: "the directory"}}},
-		{Name: "run.metrics", Returns: "list of (int, float)", Doc: "A metric's series as (step, value) pairs: loss, lr, grad_norm, tokens_per_s, step_time_s, memory_bytes every step; eval/<set> at each evaluation.",
+		{Name: "run.metrics", Returns: "list of (int, float)", Doc: "A metric's series as (step, value) pairs: loss, lr, grad_norm, tokens_per_s, step_time_s, memory_bytes, peak_rss (the process's peak resident set size, bytes; 0 off Linux) every step; eval/<set> at each evaluation.",
 			Params: []Param{{Name: "name", Type: "string", Doc: "the metric (see .metric_names)"}}},
 		{Name: "run.checkpoints", Returns: "list of checkpoint", Doc: "The run's checkpoints: structs with step, eval_loss (a dict by eval set) and time."},
 		{Name: "run.eval_loss", Returns: "float", Doc: "An eval loss of the run: the last evaluation, or the one at step.",

@@ -32,7 +32,7 @@ def train(steps = 12, lr = 1e-2, r = 4, **kw):
 `
 
 // wallClock metrics differ between any two runs.
-var wallClock = map[string]bool{"tokens_per_s": true, "step_time_s": true, "memory_bytes": true}
+var wallClock = map[string]bool{"tokens_per_s": true, "step_time_s": true, "memory_bytes": true, "peak_rss": true}
 
 // sameRun checks that run a in store sa and run b in store sb trained the
 // same: every metric at every step and the final adapter, bit for bit.

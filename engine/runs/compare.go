@@ -11,7 +11,7 @@ import (
 
 // clockMetrics are measurements of the machine, not of training: they
 // differ between any two runs.
-var clockMetrics = map[string]bool{"tokens_per_s": true, "step_time_s": true, "memory_bytes": true}
+var clockMetrics = map[string]bool{"tokens_per_s": true, "step_time_s": true, "memory_bytes": true, "peak_rss": true}
 
 // Differences lists how run b's stored results differ from run a's: every
 // metric but the wall-clock ones, every collector record, the checkpoints

@@ -18,6 +18,7 @@ import (
 	"lens/engine/data"
 	"lens/engine/device"
 	"lens/engine/lora"
+	"lens/engine/memstat"
 	"lens/engine/model"
 	"lens/engine/train"
 	"lens/kv"
@@ -217,7 +218,8 @@ func (j *Job) run(ctx context.Context, st *kv.Store, meta kv.RunMeta, opt Option
 			lastLoss = s.Loss
 			tps := float64(s.Tokens) / s.Duration.Seconds()
 			vals := map[string]float64{"loss": s.Loss, "lr": s.LR, "grad_norm": s.GradNorm,
-				"tokens_per_s": tps, "step_time_s": s.Duration.Seconds(), "memory_bytes": memoryBytes()}
+				"tokens_per_s": tps, "step_time_s": s.Duration.Seconds(), "memory_bytes": memoryBytes(),
+				"peak_rss": float64(memstat.PeakRSS())}
 			if err := st.AddMetrics(id, s.Step, vals); err != nil {
 				return err
 			}
