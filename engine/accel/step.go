@@ -37,6 +37,7 @@ type Step struct {
 	pcos, psin   Buf
 	seg          []int32
 	xf, nf, rf   Buf // final residual, normed, its rinv
+	ones         Buf // N ones: biases are added and summed as products with it
 	logits, dlog Buf
 	rowLoss, sum Buf
 	// backward scratch, shared by the layers
@@ -62,6 +63,7 @@ type hook struct {
 type module struct {
 	w, a, b     Buf
 	gw, ga, gb  Buf
+	bias, gbias Buf // the module's bias (Qwen2, attention_bias) and its gradient, or nil
 	in, out, r  int
 	scale       float32
 	h           Buf  // drop(x)·Aᵀ, N×r
@@ -76,6 +78,7 @@ type param struct {
 
 type layer struct {
 	xin, n1, r1, q, k, v, qr, kr, p, z, o, xmid, n2, r2, gate, up, sig, act, d Buf
+	qn, kn, rq, rk                                                             Buf // q/k after their per-head norms and the norms' rinv (Qwen3)
 }
 
 // NewStep uploads m's weights and the adapters (keyed by module path, as
@@ -115,7 +118,7 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 	if B <= 0 {
 		return nil, fmt.Errorf("accel: batch size %d", B)
 	}
-	if err := c.LlamaBlock(T); err != nil {
+	if err := c.StepBlock(T); err != nil {
 		return nil, fmt.Errorf("accel: %w", err)
 	}
 	s = &Step{dev: dev, cfg: c, B: B, T: T, N: B * T, hd: c.Head(), weights: map[string]Buf{},
@@ -177,7 +180,7 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 	linear := func(path string) {
 		if share != nil {
 			from := share.mods[path]
-			md := &module{w: from.w, a: from.a, b: from.b, in: from.in, out: from.out, r: from.r, scale: from.scale}
+			md := &module{w: from.w, a: from.a, b: from.b, bias: from.bias, in: from.in, out: from.out, r: from.r, scale: from.scale}
 			if md.a != nil {
 				md.h = alloc(N * md.r)
 			}
@@ -192,6 +195,9 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 			return
 		}
 		md := &module{w: weight(path + ".weight"), out: wt.Shape[0], in: wt.Shape[1]}
+		if _, ok := m.Weights[path+".bias"]; ok {
+			md.bias = weight(path + ".bias")
+		}
 		s.mods[path] = md
 		ad, ok := ads[path]
 		if !ok {
@@ -213,7 +219,13 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 		for _, mod := range []string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"} {
 			linear(p + mod)
 		}
-		s.layers = append(s.layers, &layer{
+		var qn, kn, rq, rk Buf
+		if c.QKNorm() {
+			weight(p + "self_attn.q_norm.weight")
+			weight(p + "self_attn.k_norm.weight")
+			qn, kn, rq, rk = alloc(N*qw), alloc(N*kw), alloc(N*c.NumAttentionHeads), alloc(N*c.NumKeyValueHeads)
+		}
+		s.layers = append(s.layers, &layer{qn: qn, kn: kn, rq: rq, rk: rk,
 			xin: alloc(N * H), n1: alloc(N * H), r1: alloc(N),
 			q: alloc(N * qw), k: alloc(N * kw), v: alloc(N * kw), qr: alloc(N * qw), kr: alloc(N * kw),
 			p: alloc(B * c.NumAttentionHeads * T * T), z: alloc(N * qw), o: alloc(N * H),
@@ -234,6 +246,9 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 			if p := s.params[path+".weight"]; p != nil {
 				md.gw = p.grad
 			}
+			if p := s.params[path+".bias"]; p != nil {
+				md.gbias = p.grad
+			}
 		}
 	}
 	for path := range ads {
@@ -242,6 +257,13 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 		}
 	}
 	s.xf, s.nf, s.rf = alloc(N*H), alloc(N*H), alloc(N)
+	if c.QKVBias() || c.OBias() {
+		ones := make([]float32, N)
+		for i := range ones {
+			ones[i] = 1
+		}
+		s.ones = upload(&model.Tensor{Shape: []int{N}, Data: ones})
+	}
 	s.logits, s.dlog, s.rowLoss, s.sum = alloc(N*V), alloc(N*V), alloc(N), alloc(1)
 	if share == nil {
 		s.dx, s.dt, s.dn, s.dmid = alloc(N*H), alloc(N*H), alloc(N*H), alloc(N*H)
@@ -524,8 +546,14 @@ func (s *Step) forward() error {
 		e(s.linFwd(p+"self_attn.q_proj", l.n1, l.q))
 		e(s.linFwd(p+"self_attn.k_proj", l.n1, l.k))
 		e(s.linFwd(p+"self_attn.v_proj", l.n1, l.v))
-		e(k.RoPE(l.qr, l.q, cos, sin, s.N, qw, period, s.hd, false))
-		e(k.RoPE(l.kr, l.k, cos, sin, s.N, kw, period, s.hd, false))
+		q, kk := l.q, l.k
+		if l.qn != nil {
+			e(k.RMSNorm(l.qn, l.rq, l.q, s.weights[p+"self_attn.q_norm.weight"], s.N*at.NH, s.hd, eps))
+			e(k.RMSNorm(l.kn, l.rk, l.k, s.weights[p+"self_attn.k_norm.weight"], s.N*at.NKV, s.hd, eps))
+			q, kk = l.qn, l.kn
+		}
+		e(k.RoPE(l.qr, q, cos, sin, s.N, qw, period, s.hd, false))
+		e(k.RoPE(l.kr, kk, cos, sin, s.N, kw, period, s.hd, false))
 		e(k.Attention(l.z, l.p, l.qr, l.kr, l.v, at))
 		e(s.linFwd(p+"self_attn.o_proj", l.z, l.o))
 		e(k.Add(l.xmid, x, l.o, s.N*H))
@@ -560,6 +588,11 @@ func (s *Step) linFwd(path string, x, out Buf) error {
 	if err := k.Gemm(false, true, s.N, md.out, md.in, 1, x, md.in, md.w, md.in, 0, out, md.out); err != nil {
 		return err
 	}
+	if md.bias != nil { // out += ones·biasᵀ
+		if err := k.Gemm(false, false, s.N, md.out, 1, 1, s.ones, 1, md.bias, md.out, 1, out, md.out); err != nil {
+			return err
+		}
+	}
 	if md.a == nil {
 		return nil
 	}
@@ -591,6 +624,9 @@ func (s *Step) linBack(path string, x, dy, dx Buf, acc bool) error {
 	e(k.Gemm(false, false, s.N, md.in, md.out, 1, dy, md.out, md.w, md.in, beta, dx, md.in))
 	if md.gw != nil {
 		e(k.Gemm(true, false, md.out, md.in, s.N, 1, dy, md.out, x, md.in, 0, md.gw, md.in))
+	}
+	if md.gbias != nil { // dbias = onesᵀ·dy
+		e(k.Gemm(true, false, 1, md.out, s.N, 1, s.ones, 1, dy, md.out, 0, md.gbias, md.out))
 	}
 	if md.a == nil {
 		return errors.Join(errs...)
@@ -642,8 +678,14 @@ func (s *Step) backward() error {
 		e(k.AttentionBack(s.dqr, s.dkr, s.dv, s.ds, l.qr, l.kr, l.v, l.p, l.z, s.dz, at))
 		e(k.RoPE(s.dq, s.dqr, cos, sin, s.N, qw, period, s.hd, true))
 		e(k.RoPE(s.dk, s.dkr, cos, sin, s.N, kw, period, s.hd, true))
-		e(s.linBack(p+"self_attn.q_proj", l.n1, s.dq, s.dn, false))
-		e(s.linBack(p+"self_attn.k_proj", l.n1, s.dk, s.dn, true))
+		dq, dk := s.dq, s.dk
+		if l.qn != nil { // through the per-head norms, into the now free dqr, dkr
+			e(k.RMSNormBack(s.dqr, s.grad(p+"self_attn.q_norm.weight"), l.q, s.weights[p+"self_attn.q_norm.weight"], l.rq, s.dq, s.N*at.NH, s.hd))
+			e(k.RMSNormBack(s.dkr, s.grad(p+"self_attn.k_norm.weight"), l.k, s.weights[p+"self_attn.k_norm.weight"], l.rk, s.dk, s.N*at.NKV, s.hd))
+			dq, dk = s.dqr, s.dkr
+		}
+		e(s.linBack(p+"self_attn.q_proj", l.n1, dq, s.dn, false))
+		e(s.linBack(p+"self_attn.k_proj", l.n1, dk, s.dn, true))
 		e(s.linBack(p+"self_attn.v_proj", l.n1, s.dv, s.dn, true))
 		e(k.RMSNormBack(s.dt, s.grad(p+"input_layernorm.weight"), l.xin, s.weights[p+"input_layernorm.weight"], l.r1, s.dn, s.N, H))
 		e(k.Add(s.dx, s.dmid, s.dt, s.N*H))
