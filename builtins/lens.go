@@ -212,6 +212,15 @@ func specOptions(t *starlark.Thread, env *Env, fn *starlark.Builtin, a map[strin
 	if err != nil {
 		return runs.SpecOptions{}, nil, nil, err
 	}
+	// A model loaded quantized trains with that base_quant, which the run
+	// records (its base is rebuilt from the directory and quantized again).
+	if q := mv.m.Quant; q != "" {
+		if tc.BaseQuant == "" {
+			tc.BaseQuant = q
+		} else if tc.BaseQuant != q {
+			return runs.SpecOptions{}, nil, nil, fmt.Errorf("%s: base_quant = %q, but the model was loaded with quantize = %q", fn.Name(), tc.BaseQuant, q)
+		}
+	}
 	o.Train = tc
 	return o, mv, scripted, nil
 }

@@ -70,8 +70,8 @@ func modelNew(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwa
 }
 
 func modelLoad(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var dir string
-	if err := unpack(fn, args, kwargs, &dir); err != nil {
+	var dir, quantize string
+	if err := unpack(fn, args, kwargs, &dir, &quantize); err != nil {
 		return nil, err
 	}
 	if env, err := envOf(t); err == nil {
@@ -95,6 +95,13 @@ func modelLoad(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	}
 	if tok.VocabSize() > m.Config.VocabSize {
 		return nil, fmt.Errorf("%s: %s: the tokenizer has %d tokens but config.json vocab_size is %d", fn.Name(), dir, tok.VocabSize(), m.Config.VocabSize)
+	}
+	if quantize != "" {
+		// Hashed above as float32: the run rebuilds that from dir and
+		// quantizes it again. The float32 linear weights are dropped here.
+		if m, err = m.Quantized(quantize); err != nil {
+			return nil, fmt.Errorf("%s: for parameter \"quantize\": %w", fn.Name(), err)
+		}
 	}
 	return &Model{m: m, ref: ref}, nil
 }

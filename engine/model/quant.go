@@ -25,21 +25,18 @@ var QuantKinds = []string{QuantNF4, QuantNF4DQ, QuantBF16}
 // is a pure function of the float32 weights, so a run that records kind
 // rebuilds the same base on resume.
 func (m *Model) Quantized(kind string) (*Model, error) {
-	q := &Model{Config: m.Config, Weights: make(map[string]*Tensor, len(m.Weights)), Packed: map[string]nn.Packed{}}
+	if m.Quant != "" {
+		return nil, fmt.Errorf("quantize %s: the model is already held as %s", kind, m.Quant)
+	}
+	q := &Model{Config: m.Config, Weights: make(map[string]*Tensor, len(m.Weights)), Packed: map[string]nn.Packed{}, Quant: kind}
 	for n, t := range m.Weights {
 		q.Weights[n] = t
-	}
-	for n, p := range m.Packed {
-		q.Packed[n] = p
 	}
 	for _, path := range m.Config.LinearModules() {
 		name := path + ".weight"
 		t, ok := m.Weights[name]
 		if !ok {
 			return nil, fmt.Errorf("quantize %s: weight %s is missing", kind, name)
-		}
-		if _, done := m.Packed[name]; done {
-			return nil, fmt.Errorf("quantize %s: weight %s is already packed", kind, name)
 		}
 		var (
 			p   nn.Packed

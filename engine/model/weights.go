@@ -32,6 +32,8 @@ type Model struct {
 	// Packed holds base weights kept in a compact form (see Quantized);
 	// their Weights entries keep the shape and have no Data.
 	Packed map[string]nn.Packed
+	// Quant names the form of the packed weights ("" when none are).
+	Quant string
 }
 
 // Linear modules of a layer, in HF's order: the names LoRA targets use.
@@ -156,7 +158,7 @@ func (m *Model) Clone() *Model {
 	for n, t := range m.Weights {
 		c.Weights[n] = &Tensor{Shape: append([]int(nil), t.Shape...), Data: append([]float32(nil), t.Data...)}
 	}
-	c.Packed = m.Packed // read-only: shared
+	c.Packed, c.Quant = m.Packed, m.Quant // read-only: shared
 	return c
 }
 

@@ -131,7 +131,12 @@ func New(m *model.Model, ad *lora.Adapter, train Batches, evals []EvalSet, cfg C
 	if cfg.SeqLen > m.Config.MaxPositionEmbeddings {
 		return nil, fmt.Errorf("train field seq_len = %d exceeds the model's max_position_embeddings %d", cfg.SeqLen, m.Config.MaxPositionEmbeddings)
 	}
-	if cfg.BaseQuant != "" {
+	// A model already held packed (model.from_dir(quantize=)) must say so
+	// in the config, which runs record, so a resume rebuilds the same base.
+	if m.Quant != cfg.BaseQuant {
+		if m.Quant != "" {
+			return nil, fmt.Errorf("train: the model is held as %s but base_quant is %q", m.Quant, cfg.BaseQuant)
+		}
 		q, err := m.Quantized(cfg.BaseQuant)
 		if err != nil {
 			return nil, fmt.Errorf("train: %w", err)
