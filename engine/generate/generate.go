@@ -27,6 +27,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 
+	"lens/engine/kern"
 	"lens/engine/lora"
 	"lens/engine/model"
 )
@@ -61,6 +62,7 @@ type linear struct {
 	w       []float32 // out×in
 	out, in int
 	a, b    []float32 // LoRA A (r×in) and B (out×r), nil without an adapter
+	bias    []float32 // nil without one (Qwen2, attention_bias)
 	r       int
 	scale   float32
 }
@@ -68,6 +70,10 @@ type linear struct {
 type layer struct {
 	inNorm, postNorm           []float32
 	q, k, v, o, gate, up, down linear
+	qNorm, kNorm               []float32 // per-head q/k norms (Qwen3, Gemma), or nil
+	preFF, postFF              []float32 // Gemma's norms around the MLP, or nil
+	window                     int       // sliding window, 0 for none
+	local                      bool      // Gemma's local RoPE table
 }
 
 // Generator holds a model's weights (shared, not copied) and an adapter,
@@ -79,6 +85,10 @@ type Generator struct {
 	embed, head, norm        []float32
 	layers                   []layer
 	invFreq                  []float32
+	invLocal                 []float32 // Gemma's local layers' frequencies, or nil
+	normOff                  float32   // added to every norm weight: 1 for Gemma's (1 + w)
+	embedScale               float32   // 0, or Gemma's √hidden
+	attnScale                float32   // factor of q·kᵀ
 	threads                  int
 	dev                      *onDevice // nil: the CPU
 }
@@ -88,9 +98,6 @@ type Generator struct {
 func New(m *model.Model, ad *lora.Adapter) (*Generator, error) {
 	c := m.Config
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("generate: %w", err)
-	}
-	if err := c.LlamaBlock(c.MaxPositionEmbeddings); err != nil {
 		return nil, fmt.Errorf("generate: %w", err)
 	}
 	for name, shape := range c.Shapes() {
@@ -119,17 +126,34 @@ func New(m *model.Model, ad *lora.Adapter) (*Generator, error) {
 	// The same inverse frequencies as the training graph, rope_scaling
 	// included (dynamic is unscaled up to max_position_embeddings).
 	g.invFreq = model.RopeInvFreq(g.hd, c.RopeTheta, c.MaxPositionEmbeddings, c.RopeScaling, 0)
+	if c.Gemma() {
+		g.invLocal = kern.RopeInvFreq(g.hd, c.RopeLocalBaseFreq)
+	}
+	g.normOff, g.embedScale, g.attnScale = float32(c.NormOffset()), float32(c.EmbedScale()), float32(c.AttnScale())
 	lin := func(path string) linear {
 		w := m.Weights[path+".weight"]
-		return linear{w: w.Data, out: w.Shape[0], in: w.Shape[1]}
+		l := linear{w: w.Data, out: w.Shape[0], in: w.Shape[1]}
+		if b, ok := m.Weights[path+".bias"]; ok {
+			l.bias = b.Data
+		}
+		return l
 	}
 	for i := range c.NumHiddenLayers {
 		p := fmt.Sprintf("model.layers.%d.", i)
-		g.layers = append(g.layers, layer{
+		ly := layer{
 			inNorm: m.Weights[p+"input_layernorm.weight"].Data, postNorm: m.Weights[p+"post_attention_layernorm.weight"].Data,
 			q: lin(p + "self_attn.q_proj"), k: lin(p + "self_attn.k_proj"), v: lin(p + "self_attn.v_proj"), o: lin(p + "self_attn.o_proj"),
 			gate: lin(p + "mlp.gate_proj"), up: lin(p + "mlp.up_proj"), down: lin(p + "mlp.down_proj"),
-		})
+		}
+		if c.QKNorm() {
+			ly.qNorm, ly.kNorm = m.Weights[p+"self_attn.q_norm.weight"].Data, m.Weights[p+"self_attn.k_norm.weight"].Data
+		}
+		if c.Gemma() {
+			ly.preFF, ly.postFF = m.Weights[p+"pre_feedforward_layernorm.weight"].Data, m.Weights[p+"post_feedforward_layernorm.weight"].Data
+			ly.local = c.LayerRopeKey(i) == "local"
+		}
+		ly.window = c.LayerWindow(i)
+		g.layers = append(g.layers, ly)
 	}
 	if ad != nil {
 		if err := g.attach(ad); err != nil {

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"lens/engine/gemm"
+	"lens/engine/kern"
 )
 
 // Session is one sequence being decoded: its key/value cache and scratch
@@ -16,6 +17,8 @@ type Session struct {
 	// [kv head][position][head_dim], so one head's keys are one matrix.
 	k, v                                 [][]float32
 	cos, sin                             []float32 // [position][head_dim]
+	cosL, sinL                           []float32 // Gemma's local layers' tables, or nil
+	th                                   []float32 // GeGLU scratch
 	rows                                 int       // rows the scratch buffers hold
 	x, xn, q, kk, vv, z, o, gate, up, lr []float32
 	scores                               [][]float32 // one per head
@@ -41,15 +44,9 @@ func (g *Generator) NewSession(capacity int) (*Session, error) {
 		s.k = append(s.k, make([]float32, kvSize))
 		s.v = append(s.v, make([]float32, kvSize))
 	}
-	half := g.hd / 2
-	s.cos, s.sin = make([]float32, capacity*g.hd), make([]float32, capacity*g.hd)
-	for p := range capacity {
-		for i, inv := range g.invFreq {
-			a := float64(float32(p) * inv)
-			c, sn := float32(math.Cos(a)), float32(math.Sin(a))
-			s.cos[p*g.hd+i], s.cos[p*g.hd+i+half] = c, c
-			s.sin[p*g.hd+i], s.sin[p*g.hd+i+half] = sn, sn
-		}
+	s.cos, s.sin = kern.RopeTableFreq(capacity, g.hd, g.invFreq)
+	if g.invLocal != nil {
+		s.cosL, s.sinL = kern.RopeTableFreq(capacity, g.hd, g.invLocal)
 	}
 	s.scores = make([][]float32, g.nh)
 	if g.dev != nil {
@@ -101,17 +98,31 @@ func (s *Session) Append(tokens []int32) ([]float32, error) {
 	for i, id := range tokens {
 		copy(x[i*h:(i+1)*h], g.embed[int(id)*h:int(id+1)*h])
 	}
+	if g.embedScale != 0 {
+		for i := range x {
+			x[i] *= g.embedScale
+		}
+	}
 	eps := float32(g.cfg.RMSNormEps)
+	off := g.normOff
 	for l := range g.layers {
 		ly := &g.layers[l]
 		xn := s.xn[:m*h]
-		rmsNorm(xn, x, ly.inNorm, m, h, eps)
+		normOff(xn, x, ly.inNorm, m, h, eps, off)
 		q, k, v := s.q[:m*ly.q.out], s.kk[:m*ly.k.out], s.vv[:m*ly.v.out]
 		s.apply(&ly.q, xn, q, m)
 		s.apply(&ly.k, xn, k, m)
 		s.apply(&ly.v, xn, v, m)
-		s.rope(q, m, g.nh)
-		s.rope(k, m, g.nkv)
+		if ly.qNorm != nil {
+			normOff(q, q, ly.qNorm, m*g.nh, g.hd, eps, off)
+			normOff(k, k, ly.kNorm, m*g.nkv, g.hd, eps, off)
+		}
+		cos, sin := s.cos, s.sin
+		if ly.local {
+			cos, sin = s.cosL, s.sinL
+		}
+		s.rope(q, m, g.nh, cos, sin)
+		s.rope(k, m, g.nkv, cos, sin)
 		// Scatter the new keys and values into the per-head cache.
 		for i := range m {
 			p := s.n + i
@@ -125,19 +136,33 @@ func (s *Session) Append(tokens []int32) ([]float32, error) {
 		s.attention(l, q, z, m)
 		o := s.o[:m*h]
 		s.apply(&ly.o, z, o, m)
-		add(x, o)
-		rmsNorm(xn, x, ly.postNorm, m, h, eps)
+		if ly.preFF != nil { // Gemma: the norm after attention, then the one before the MLP
+			normOff(o, o, ly.postNorm, m, h, eps, off)
+			add(x, o)
+			normOff(xn, x, ly.preFF, m, h, eps, off)
+		} else {
+			add(x, o)
+			normOff(xn, x, ly.postNorm, m, h, eps, off)
+		}
 		gate, up := s.gate[:m*ly.gate.out], s.up[:m*ly.up.out]
 		s.apply(&ly.gate, xn, gate, m)
 		s.apply(&ly.up, xn, up, m)
-		swiGLU(gate, up)
+		if g.cfg.Gemma() {
+			s.th = grow(s.th, len(gate))
+			kern.GeGLU(kern.Cores(g.threads), gate, up, gate, s.th)
+		} else {
+			swiGLU(gate, up)
+		}
 		s.apply(&ly.down, gate, o, m)
+		if ly.postFF != nil {
+			normOff(o, o, ly.postFF, m, h, eps, off)
+		}
 		add(x, o)
 	}
 	s.n += m
 	// Only the last position's logits are needed.
 	last := s.xn[:h]
-	rmsNorm(last, x[(m-1)*h:m*h], g.norm, 1, h, eps)
+	normOff(last, x[(m-1)*h:m*h], g.norm, 1, h, eps, off)
 	g.matVec(g.head, g.voc, h, last, s.logits)
 	return s.logits, nil
 }
@@ -175,6 +200,13 @@ func (s *Session) apply(p *linear, x, y []float32, m int) {
 	} else {
 		gemm.Sgemm(false, true, m, p.out, p.in, 1, x, p.in, p.w, p.in, 0, y, p.out)
 	}
+	if p.bias != nil {
+		for i := range m {
+			for j, b := range p.bias {
+				y[i*p.out+j] += b
+			}
+		}
+	}
 	if p.a == nil {
 		return
 	}
@@ -201,11 +233,11 @@ func (g *Generator) matVec(w []float32, rows, cols int, x, y []float32) {
 
 // rope rotates each of the heads of m rows at positions s.n.. in place
 // (HF's rotate-half convention).
-func (s *Session) rope(x []float32, m, heads int) {
+func (s *Session) rope(x []float32, m, heads int, cos, sin []float32) {
 	hd, half := s.g.hd, s.g.hd/2
 	for i := range m {
 		p := s.n + i
-		c, sn := s.cos[p*hd:(p+1)*hd], s.sin[p*hd:(p+1)*hd]
+		c, sn := cos[p*hd:(p+1)*hd], sin[p*hd:(p+1)*hd]
 		for j := range heads {
 			r := x[(i*heads+j)*hd : (i*heads+j+1)*hd]
 			for d := range half {
@@ -224,7 +256,8 @@ func (s *Session) attention(l int, q, z []float32, m int) {
 	g := s.g
 	hd, nh, L := g.hd, g.nh, s.n+m
 	rep := nh / g.nkv
-	alpha := float32(1 / math.Sqrt(float64(hd)))
+	alpha := g.attnScale
+	win := g.layers[l].window
 	gemm.ParallelFor(nh, 1, g.threads, func(_, lo, hi int) {
 		for h := lo; h < hi; h++ {
 			kv := h / rep
@@ -236,7 +269,13 @@ func (s *Session) attention(l int, q, z []float32, m int) {
 			sc := s.scores[h][:m*L]
 			gemm.SgemmThreads(1, false, true, m, L, hd, alpha, q[h*hd:], nh*hd, K, hd, 0, sc, L)
 			for i := range m {
-				softmaxCausal(sc[i*L:(i+1)*L], s.n+i+1)
+				row, n := sc[i*L:(i+1)*L], s.n+i+1
+				lo := 0
+				if win > 0 { // keys within the sliding window only
+					lo = max(0, n-win)
+					clear(row[:lo])
+				}
+				softmaxCausal(row[lo:], n-lo)
 			}
 			gemm.SgemmThreads(1, false, false, m, hd, L, 1, sc, L, V, hd, 0, z[h*hd:], nh*hd)
 		}
@@ -276,6 +315,29 @@ func rmsNorm(y, x, w []float32, m, h int, eps float32) {
 			out[j] = v * inv * w[j]
 		}
 	}
+}
+
+// normOff is rmsNorm scaled by w + off (Gemma's (1 + w) with off 1); y
+// may be x.
+func normOff(y, x, w []float32, m, h int, eps, off float32) {
+	for i := range m {
+		r, out := x[i*h:(i+1)*h], y[i*h:(i+1)*h]
+		var ss float64
+		for _, v := range r {
+			ss += float64(v) * float64(v)
+		}
+		inv := float32(1 / math.Sqrt(float64(float32(ss/float64(h))+eps)))
+		for j, v := range r {
+			out[j] = v * inv * (w[j] + off)
+		}
+	}
+}
+
+func grow(b []float32, n int) []float32 {
+	if cap(b) >= n {
+		return b[:n]
+	}
+	return make([]float32, n)
 }
 
 // swiGLU sets gate = silu(gate)·up.
