@@ -1,4 +1,4 @@
-// Package generate produces text from a Llama-layout model, optionally with
+// Package generate produces text from a model of any family, optionally with
 // a LoRA adapter: a prompt is run through the model once (prefill), then
 // tokens are decoded one at a time against a per-layer cache of the keys
 // (after RoPE) and values of every earlier position, so each new token costs
@@ -7,7 +7,7 @@
 // The forward pass is written directly over float32 slices with
 // engine/gemm for the products: the training graph (engine/nn) rebuilds
 // and runs a whole sequence at a time, which would make decoding quadratic.
-// The arithmetic follows Hugging Face's LlamaForCausalLM and PEFT's
+// The arithmetic follows Hugging Face's modeling code of each family and PEFT's
 // lora.Linear (unmerged: y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ), and the tests compare it
 // with an independent PyTorch loop in testdata/torchref/generate_ref.py.
 // NewOn runs the same pass on an engine/accel device (the CUDA backend),
