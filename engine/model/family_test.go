@@ -66,42 +66,13 @@ func TestFamiliesMatchPyTorch(t *testing.T) {
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tok := familyTokenizer(t, tc.tok)
-			ids := tok.Encode(familyText)
-			require.Greater(t, len(ids), tc.seq+2, "text too short for the case")
-			dir := t.TempDir()
-			args := append([]string{filepath.Join(torchDir(t), "make_case.py"), "--out", dir, "--seed", strconv.Itoa(100 + i),
-				"--vocab", strconv.Itoa(tok.VocabSize()), "--seq", strconv.Itoa(tc.seq), "--hidden", "32", "--inter", "48"}, tc.args...)
-			if out, err := exec.Command(python, args...).CombinedOutput(); err != nil {
-				t.Fatalf("make_case: %v\n%s", err, out)
-			}
-			// Two rows of real text: the start and an offset; targets are the
-			// next tokens, a few ignored.
-			var batch struct {
-				Inputs  [][]int32 `json:"inputs"`
-				Targets [][]int32 `json:"targets"`
-			}
-			for _, off := range []int{0, 2} {
-				in := append([]int32(nil), ids[off:off+tc.seq]...)
-				tg := append([]int32(nil), ids[off+1:off+tc.seq+1]...)
-				tg[3+off] = -1
-				batch.Inputs = append(batch.Inputs, in)
-				batch.Targets = append(batch.Targets, tg)
-			}
-			bj, err := json.Marshal(batch)
-			require.NoError(t, err)
-			require.NoError(t, os.WriteFile(filepath.Join(dir, "batch.json"), bj, 0o644))
-
+			dir, feed := familyCase(t, tok, tc.seq, 100+i, tc.args)
 			m, err := model.Load(filepath.Join(dir, "model"))
 			require.NoError(t, err)
 			ad, err := lora.Load(filepath.Join(dir, "adapter"), m)
 			require.NoError(t, err)
 
 			ref := runFamilyRef(t, dir, filepath.Join(dir, "adapter"))
-			feed := &nn.Feed{B: len(batch.Inputs), T: tc.seq}
-			for r := range batch.Inputs {
-				feed.Inputs = append(feed.Inputs, batch.Inputs[r]...)
-				feed.Targets = append(feed.Targets, batch.Targets[r]...)
-			}
 			g := nn.NewGraph[float32](feed)
 			net, err := model.Build(g, m, ad.GraphAdapters(), false)
 			require.NoError(t, err)
@@ -156,11 +127,102 @@ func TestFamiliesMatchPyTorch(t *testing.T) {
 	}
 }
 
+// familyCase writes make_case.py's model and adapter for args at the
+// tokenizer's vocabulary into a new directory, with batch.json holding two
+// rows of familyText encoded by tok (the start and an offset; targets the
+// next tokens, a few ignored), and returns the directory and that feed.
+func familyCase(t *testing.T, tok *tokenize.BPE, seq, seed int, args []string) (string, *nn.Feed) {
+	t.Helper()
+	ids := tok.Encode(familyText)
+	require.Greater(t, len(ids), seq+2, "text too short for the case")
+	dir := t.TempDir()
+	args = append([]string{filepath.Join(torchDir(t), "make_case.py"), "--out", dir, "--seed", strconv.Itoa(seed),
+		"--vocab", strconv.Itoa(tok.VocabSize()), "--seq", strconv.Itoa(seq), "--hidden", "32", "--inter", "48"}, args...)
+	if out, err := exec.Command(python, args...).CombinedOutput(); err != nil {
+		t.Fatalf("make_case: %v\n%s", err, out)
+	}
+	var batch struct {
+		Inputs  [][]int32 `json:"inputs"`
+		Targets [][]int32 `json:"targets"`
+	}
+	feed := &nn.Feed{B: 2, T: seq}
+	for _, off := range []int{0, 2} {
+		in := append([]int32(nil), ids[off:off+seq]...)
+		tg := append([]int32(nil), ids[off+1:off+seq+1]...)
+		tg[3+off] = -1
+		batch.Inputs = append(batch.Inputs, in)
+		batch.Targets = append(batch.Targets, tg)
+		feed.Inputs = append(feed.Inputs, in...)
+		feed.Targets = append(feed.Targets, tg...)
+	}
+	bj, err := json.Marshal(batch)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "batch.json"), bj, 0o644))
+	return dir, feed
+}
+
+// TestFamiliesFullMatchPyTorch: full fine-tuning of the families with
+// their own tensors (biases, q/k norms, Gemma's (1 + w) norms): the loss
+// and the gradient of every weight within 1e-4 of family_ref.py --full.
+func TestFamiliesFullMatchPyTorch(t *testing.T) {
+	needTorch(t)
+	cases := []struct {
+		name, tok string
+		args      []string
+	}{
+		{"qwen2", "qwen3", []string{"--family", "qwen2", "--untied", "--heads", "4", "--kv-heads", "2", "--no-adapter"}},
+		{"llama attention_bias", "llama3_1", []string{"--family", "llama", "--tied", "--attention-bias", "--no-adapter"}},
+		{"qwen3", "qwen3", []string{"--family", "qwen3", "--tied", "--head-dim", "16", "--eps", "0.01", "--no-adapter"}},
+		{"gemma3", "gemma3", []string{"--family", "gemma3", "--tied", "--kv-heads", "1", "--head-dim", "16", "--query-pre-attn-scalar", "24", "--sliding-window", "5", "--sliding-window-pattern", "2", "--eps", "0.01", "--no-adapter"}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := familyTokenizer(t, tc.tok)
+			dir, feed := familyCase(t, tok, 16, 200+i, tc.args)
+			ref := runFamilyRef(t, dir, "")
+			m, err := model.Load(filepath.Join(dir, "model"))
+			require.NoError(t, err)
+			g := nn.NewGraph[float32](feed)
+			net, err := model.Build(g, m, nil, true)
+			require.NoError(t, err)
+			names := m.Names()
+			var wrt []*G.Node
+			for _, n := range names {
+				wrt = append(wrt, net.Params[n])
+			}
+			mach, err := g.Compile(net.Loss, wrt...)
+			require.NoError(t, err)
+			defer mach.Close()
+			loss, err := mach.Run()
+			require.NoError(t, err)
+			wl, _, err := ref.Float32("loss")
+			require.NoError(t, err)
+			require.InEpsilon(t, float64(wl[0]), loss, 1e-4, "loss")
+			for n, name := range names {
+				wg, _, err := ref.Float32(name)
+				require.NoError(t, err, "reference has no gradient %s", name)
+				gg, err := mach.Grad(n)
+				require.NoError(t, err)
+				e := relErr(gg, wg)
+				require.Less(t, e, 1e-4, "gradient %s: relative error %.2g", name, e)
+			}
+			t.Logf("loss %.6f (torch %.6f), %d weight gradients within 1e-4", loss, wl[0], len(names))
+		})
+	}
+}
+
 func runFamilyRef(t *testing.T, dir, adapter string) *safetensors.File {
 	t.Helper()
-	out := filepath.Join(dir, "ref-"+filepath.Base(adapter)+".safetensors")
+	out := filepath.Join(dir, "ref-full.safetensors")
 	args := []string{filepath.Join(torchDir(t), "family_ref.py"), "--model", filepath.Join(dir, "model"),
-		"--batch", filepath.Join(dir, "batch.json"), "--adapter", adapter, "--out", out}
+		"--batch", filepath.Join(dir, "batch.json"), "--out", out}
+	if adapter == "" {
+		args = append(args, "--full")
+	} else {
+		out = filepath.Join(dir, "ref-"+filepath.Base(adapter)+".safetensors")
+		args[len(args)-1] = out
+		args = append(args, "--adapter", adapter)
+	}
 	if b, err := exec.Command(python, args...).CombinedOutput(); err != nil {
 		t.Fatalf("family_ref: %v\n%s", err, b)
 	}
