@@ -759,6 +759,18 @@ func (d *Device) batched(ta, tb bool, m, n, k int, alpha float32, a, b operand, 
 // rowBlocks is the grid of the one-warp-per-row kernels.
 func rowBlocks(rows int) int { return (rows + threads/32 - 1) / (threads / 32) }
 
+// attnScale is the factor of q·kᵀ (a.Scale, or 1/√D). A sliding window
+// shorter than the sequence is refused: softmax_causal masks causally only.
+func attnScale(a accel.Attn) (float32, error) {
+	if a.Window > 0 && a.Window < a.T {
+		return 0, fmt.Errorf("cuda: attention with a sliding window of %d over %d positions is not implemented", a.Window, a.T)
+	}
+	if a.Scale != 0 {
+		return float32(a.Scale), nil
+	}
+	return float32(1 / math.Sqrt(float64(a.D))), nil
+}
+
 // Attention is three launches: the scores S = Q·Kᵀ/√D of every batch and
 // head into p, the causal softmax of p's rows in place, and out = P·V.
 func (d *Device) Attention(out, p, q, k, v accel.Buf, a accel.Attn) error {
@@ -771,7 +783,10 @@ func (d *Device) Attention(out, p, q, k, v accel.Buf, a accel.Attn) error {
 	}
 	T, D, NH, G := a.T, a.D, a.NH, a.NH/a.NKV
 	qw, kw, nz := NH*D, a.NKV*D, a.B*NH
-	scale := float32(1 / math.Sqrt(float64(D)))
+	scale, err := attnScale(a)
+	if err != nil {
+		return err
+	}
 	ps := operand{P, T, NH * T * T, T * T, 1}
 	return d.do("attention", func() error {
 		if err := d.batched(false, true, T, T, D, scale, operand{Q, qw, T * qw, D, 1}, operand{K, kw, T * kw, D, G}, 0, ps, nz, NH); err != nil {
@@ -799,7 +814,10 @@ func (d *Device) AttentionBack(dq, dk, dv, ds, q, k, v, p, out, dout accel.Buf, 
 	}
 	T, D, NH, NKV, G := a.T, a.D, a.NH, a.NKV, a.NH/a.NKV
 	qw, kw, nz := NH*D, NKV*D, a.B*NH
-	scale := float32(1 / math.Sqrt(float64(D)))
+	scale, err := attnScale(a)
+	if err != nil {
+		return err
+	}
 	dss := operand{DS, T, NH * T * T, T * T, 1}
 	dos := operand{DO, qw, T * qw, D, 1}
 	return d.do("attention_back", func() error {
