@@ -53,10 +53,6 @@ func NewOn(dev accel.Device, m *model.Model, ad *lora.Adapter) (*Generator, erro
 	if err := m.Config.LlamaBlock(m.Config.MaxPositionEmbeddings); err != nil {
 		return nil, fmt.Errorf("generate: on %s: %w", dev.Name(), err)
 	}
-	// The device pass is the plain Llama block; the CPU decoder has the rest.
-	if err := m.Config.LlamaBlock(m.Config.MaxPositionEmbeddings); err != nil {
-		return nil, fmt.Errorf("generate on %s: %w", dev.Name(), err)
-	}
 	g, err := New(m, ad)
 	if err != nil {
 		return nil, err
