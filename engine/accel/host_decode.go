@@ -55,7 +55,7 @@ func (Host) CachedAttention(out, p, q, k, v Buf, a CacheAttn) error {
 			sc := P[h*M*L : (h+1)*M*L]
 			kern.Gemm(1, false, true, M, L, D, alpha, Q[h*D:], qw, K[g*D:], kw, 0, sc, L)
 			for i := range M {
-				softmaxPrefix(sc[i*L:(i+1)*L], a.Pos+i+1)
+				kern.SoftmaxPrefix(sc[i*L:(i+1)*L], a.Pos+i+1)
 			}
 			kern.Gemm(1, false, false, M, D, L, 1, sc, L, V[g*D:], kw, 0, O[h*D:], qw)
 		}
@@ -73,24 +73,4 @@ func checkCacheAttn(a CacheAttn) error {
 		return fmt.Errorf("cached attention: NH %d is not a multiple of NKV %d", a.NH, a.NKV)
 	}
 	return nil
-}
-
-// softmaxPrefix normalises the first n entries of row and zeroes the rest
-// (positions after the query).
-func softmaxPrefix(row []float32, n int) {
-	mx := row[0]
-	for _, v := range row[1:n] {
-		mx = max(mx, v)
-	}
-	var sum float64
-	for j := range n {
-		e := math.Exp(float64(row[j] - mx))
-		row[j] = float32(e)
-		sum += e
-	}
-	inv := 1 / sum
-	for j := range n {
-		row[j] = float32(float64(row[j]) * inv)
-	}
-	clear(row[n:])
 }

@@ -275,31 +275,11 @@ func (s *Session) attention(l int, q, z []float32, m int) {
 					lo = max(0, n-win)
 					clear(row[:lo])
 				}
-				softmaxCausal(row[lo:], n-lo)
+				kern.SoftmaxPrefix(row[lo:], n-lo)
 			}
 			gemm.SgemmThreads(1, false, false, m, hd, L, 1, sc, L, V, hd, 0, z[h*hd:], nh*hd)
 		}
 	})
-}
-
-// softmaxCausal normalises the first n scores of row and zeroes the rest
-// (keys after the query).
-func softmaxCausal(row []float32, n int) {
-	mx := row[0]
-	for _, v := range row[1:n] {
-		mx = max(mx, v)
-	}
-	var sum float64
-	for j := range n {
-		e := math.Exp(float64(row[j] - mx))
-		row[j] = float32(e)
-		sum += e
-	}
-	inv := 1 / sum
-	for j := range n {
-		row[j] = float32(float64(row[j]) * inv)
-	}
-	clear(row[n:])
 }
 
 // rmsNorm sets y = x·rsqrt(mean(x²)+eps)·w row by row.
