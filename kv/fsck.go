@@ -42,6 +42,7 @@ type fsckState struct {
 	tags       []parsedKey            // idx/tag entries
 	statuses   []parsedKey            // idx/status entries
 	progress   []string               // runs with a prog/ key
+	summaries  map[string][]byte      // sum/<id> values that decode
 	manifests  map[string]manifestAt  // chunked tensors by the display form of their t/ key
 	chunks     map[string][]chunkSeen // chunks by the display form of their tensor's t/ key
 }
@@ -187,7 +188,7 @@ func (f *fsckState) check(k, v []byte) {
 	p := parseKey(k)
 	dk := displayKey(k)
 	if p.run != "" && p.kind != kindIdxName && p.kind != kindIdxTag && p.kind != kindIdxStatus &&
-		p.kind != kindRec && p.kind != kindProgress {
+		p.kind != kindRec && p.kind != kindProgress && p.kind != kindSummary {
 		f.runKeys[p.run]++
 	}
 	switch p.kind {
@@ -214,6 +215,15 @@ func (f *fsckState) check(k, v []byte) {
 		if _, err := decodeBlock(k, v, int(p.step)); err != nil {
 			f.add(dk, "%v", err)
 		}
+	case kindSummary:
+		if _, err := decodeSummary(k, v); err != nil {
+			f.add(dk, "%v", err)
+			v = nil // reported; not compared with the record
+		}
+		if f.summaries == nil {
+			f.summaries = map[string][]byte{}
+		}
+		f.summaries[p.run] = bytes.Clone(v)
 	case kindProgress:
 		var pr Progress
 		if err := decodeJSON(k, v, &pr); err != nil {
@@ -384,6 +394,21 @@ func (f *fsckState) crossCheck() {
 		}
 		if !indexed["status\x00"+m.Status+"\x00"+id] {
 			f.add("rec/"+id, "status %q is missing from the status index", m.Status)
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(f.summaries)) {
+		m, ok := f.runs[id]
+		v := f.summaries[id]
+		switch {
+		case !ok:
+			f.add(prefixSum+id, "summary of a run that does not exist")
+		case m != nil && v != nil && !summaryMatches(*m, v):
+			f.add(prefixSum+id, "summary is stale: it differs from the record (listing shows it; the next update of the run rewrites it)")
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(f.runs)) {
+		if _, ok := f.summaries[id]; !ok && f.runs[id] != nil {
+			f.add("rec/"+id, "the run has no summary at %s%s: listing does not show it", prefixSum, id)
 		}
 	}
 	for _, id := range f.progress {

@@ -5,8 +5,9 @@ package kv
 // numeric order (step 256 sorts after step 2), and the common reads are
 // prefix scans.
 //
-//	store/version                                  format version, decimal ASCII ("2")
-//	rec/<id>                                       JSON RunMeta, apart from the run's data so listing is one short scan
+//	store/version                                  format version, decimal ASCII ("3")
+//	rec/<id>                                       JSON RunMeta, apart from the run's data
+//	sum/<id>                                       binary RunSummary (summary.go), written with the record: listing reads only these
 //	prog/<id>                                      JSON Progress of a running run (see progress.go)
 //	run/<id>/metric/<name>/<block>                 metric block: the points of steps block..block+255 (see metrics.go)
 //	run/<id>/ckpt/<step>/meta                      JSON CheckpointMeta (written last: a checkpoint exists only once it is there)
@@ -25,7 +26,7 @@ package kv
 //
 // Format version 1 kept the record at run/<id>/meta, among the run's own
 // keys, one 8-byte value per metric step, no status index and no chunks;
-// Open migrates it (migrate.go).
+// version 2 had no sum/ keys. Open migrates both (migrate.go).
 //
 // Parsing relies on these rules, enforced by the validate functions below:
 // run ids, collector names, blob namespaces and blob keys contain no "/";
@@ -46,6 +47,7 @@ import (
 const (
 	keyVersion   = "store/version"
 	prefixRec    = "rec/"
+	prefixSum    = "sum/"
 	prefixProg   = "prog/"
 	prefixRun    = "run/"
 	prefixIdxNam = "idx/name/"
@@ -80,6 +82,7 @@ func cat(parts ...any) []byte {
 func runPrefix(id string) []byte    { return cat(prefixRun, id, "/") }
 func runMetaKey(id string) []byte   { return cat(prefixRec, id) }
 func progressKey(id string) []byte  { return cat(prefixProg, id) }
+func summaryKey(id string) []byte   { return cat(prefixSum, id) }
 func v1RunMetaKey(id string) []byte { return cat(prefixRun, id, "/meta") }
 func metricPrefix(id string) []byte { return cat(prefixRun, id, "/metric/") }
 func metricSeriesPrefix(id, name string) []byte {
@@ -206,6 +209,7 @@ const (
 	kindBlobChunk
 	kindIntentBlob
 	kindV1RunMeta // run/<id>/meta of format version 1
+	kindSummary   // sum/<id>
 )
 
 // parsedKey is a key split into its parts; which fields are set depends on kind.
@@ -229,6 +233,11 @@ func parseKey(k []byte) parsedKey {
 	case strings.HasPrefix(s, prefixRec):
 		if id := s[len(prefixRec):]; validateRunID(id) == nil {
 			return parsedKey{kind: kindRec, run: id}
+		}
+		return parsedKey{kind: kindUnknown}
+	case strings.HasPrefix(s, prefixSum):
+		if id := s[len(prefixSum):]; validateRunID(id) == nil {
+			return parsedKey{kind: kindSummary, run: id}
 		}
 		return parsedKey{kind: kindUnknown}
 	case strings.HasPrefix(s, prefixProg):

@@ -10,11 +10,13 @@ import (
 	badger "github.com/dgraph-io/badger/v4"
 )
 
-// Migration from format version 1 (see keys.go), run by a writable Open:
+// Migration from format versions 1 and 2 (see keys.go), run by a writable
+// Open:
 //
-//  1. each run/<id>/meta moves to rec/<id>, with its idx/status entry;
-//  2. each series' 8-byte points are gathered into blocks (metrics.go);
-//  3. store/version becomes 2.
+//  1. (from 1) each run/<id>/meta moves to rec/<id>, with its idx/status entry;
+//  2. (from 1) each series' 8-byte points are gathered into blocks (metrics.go);
+//  3. (from 1 and 2) each record's summary is written at sum/<id>;
+//  4. store/version becomes 3.
 //
 // Each part writes its new keys before deleting the old ones, and the
 // version is written last, so a migration cut short is simply run again
@@ -28,17 +30,22 @@ import (
 const migrateBatch = 1 << 20
 
 func (s *Store) migrate(from int) error {
-	if from != 1 {
+	if from != 1 && from != 2 {
 		return &VersionError{Dir: s.dir, Found: from, Want: FormatVersion}
 	}
 	s.log.Warn("migrating store to the current format", "dir", s.dir, "from", from, "to", FormatVersion)
-	runs, err := s.migrateRecords()
-	if err != nil {
-		return fmt.Errorf("open store %s: migrate from format %d: run records: %w", s.dir, from, err)
+	var runs, points int
+	var err error
+	if from == 1 {
+		if _, err = s.migrateRecords(); err != nil {
+			return fmt.Errorf("open store %s: migrate from format %d: run records: %w", s.dir, from, err)
+		}
+		if points, err = s.migrateMetrics(); err != nil {
+			return fmt.Errorf("open store %s: migrate from format %d: metrics: %w", s.dir, from, err)
+		}
 	}
-	points, err := s.migrateMetrics()
-	if err != nil {
-		return fmt.Errorf("open store %s: migrate from format %d: metrics: %w", s.dir, from, err)
+	if runs, err = s.migrateSummaries(); err != nil {
+		return fmt.Errorf("open store %s: migrate from format %d: run summaries: %w", s.dir, from, err)
 	}
 	if err := s.db.Update(func(txn *badger.Txn) error {
 		return txn.Set([]byte(keyVersion), []byte(strconv.Itoa(FormatVersion)))
@@ -109,6 +116,32 @@ func (s *Store) migrateRecords() (int, error) {
 		}
 	}
 	return len(recs), nil
+}
+
+// migrateSummaries writes the summary of every readable rec/<id> (an
+// unreadable record gets none; Fsck reports the record). Running it again
+// rewrites the same values.
+func (s *Store) migrateSummaries() (int, error) {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	n := 0
+	err := s.db.View(func(txn *badger.Txn) error {
+		return scan(txn, []byte(prefixRec), func(k, v []byte) error {
+			var m RunMeta
+			if decodeRunMeta(k, v, &m) != nil || m.ID != string(k[len(prefixRec):]) {
+				return nil
+			}
+			n++
+			return wb.Set(summaryKey(m.ID), encodeSummary(m.Summary()))
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	if err := wb.Flush(); err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // migrateMetrics turns format-1 points (one 8-byte value per step) into

@@ -7,6 +7,7 @@ import (
 	"math"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -85,8 +86,8 @@ func v1Store(t *testing.T) (dir string, runs []RunMeta, series map[string][]Poin
 // checkMigrated compares a migrated store with what v1Store wrote.
 func checkMigrated(t *testing.T, s *Store, runs []RunMeta, series map[string][]Point) {
 	t.Helper()
-	if v := rawGet(t, s, []byte(keyVersion)); string(v) != "2" {
-		t.Errorf("store/version = %q, want 2", v)
+	if v := rawGet(t, s, []byte(keyVersion)); string(v) != strconv.Itoa(FormatVersion) {
+		t.Errorf("store/version = %q, want %d", v, FormatVersion)
 	}
 	got, err := s.ListRuns()
 	if err != nil || len(got) != len(runs) {
@@ -122,6 +123,15 @@ func checkMigrated(t *testing.T, s *Store, runs []RunMeta, series map[string][]P
 	}
 	if byTag, err := s.RunsByTag("a/b"); err != nil || len(byTag) != 1 {
 		t.Errorf("RunsByTag: %v %v", byTag, err)
+	}
+	sums, err := s.ListSummaries()
+	if err != nil || len(sums) != len(got) {
+		t.Fatalf("ListSummaries: %d runs, %v", len(sums), err)
+	}
+	for i, r := range sums {
+		if !sameSummary(r, got[i].Summary()) {
+			t.Errorf("summary %d: %+v, want %+v", i, r, got[i].Summary())
+		}
 	}
 	if _, ts, err := s.LoadCheckpoint(runs[0].ID, 600); err != nil || !sameTensors(ts, []Tensor{testTensor("lora_A", 4, 8)}) {
 		t.Errorf("LoadCheckpoint: %v", err)

@@ -209,9 +209,13 @@ func (s *Store) CreateRun(m RunMeta) error {
 	return nil
 }
 
-// setIndex moves the index entries of a run from old to new in txn. A
-// zero new record (a delete) removes them all.
+// setIndex moves the index entries of a run from old to new in txn and
+// writes its summary. A new record with no status (a delete) removes them
+// all.
 func setIndex(txn *badger.Txn, old, m RunMeta) error {
+	if err := setSummary(txn, m); err != nil {
+		return err
+	}
 	if old.Status != m.Status {
 		if old.Status != "" {
 			if err := txn.Delete(idxStatusKey(old.Status, old.ID)); err != nil {

@@ -37,7 +37,7 @@ import (
 
 // FormatVersion is the store format this package reads and writes, kept at
 // store/version.
-const FormatVersion = 2
+const FormatVersion = 3
 
 // MaxValueBytes is Badger's value log file size, over which no single
 // value can go. Tensors of any size are stored in chunks of chunkBytes

@@ -281,7 +281,7 @@ func TestOpenVersion(t *testing.T) {
 		version string // "" leaves store/version out
 		want    string
 	}{
-		{name: "newer", version: "3", want: "format version 3 but this lens reads version 2: it was written by a newer lens"},
+		{name: "newer", version: "4", want: "format version 4 but this lens reads version 3: it was written by a newer lens"},
 		{name: "no version", want: "no format version"},
 		{name: "garbage", version: "x", want: "not a positive integer"},
 	}
