@@ -25,6 +25,22 @@ type Net[T nn.Float] struct {
 	Logits *G.Node
 	Params map[string]*G.Node
 	Data   map[string][]T // each parameter's backing data in the graph
+	// In and Out are a Part's residual stream (N×hidden) where it begins
+	// without the embedding (a trainable input, "resid") and where it ends
+	// without the head; nil otherwise.
+	In, Out *G.Node
+}
+
+// Part selects a piece of the model for BuildPart; activation
+// checkpointing builds the model as an embedding, block and head part.
+type Part struct {
+	// Embed begins with the embedding; otherwise at Net.In.
+	Embed bool
+	// Lo and Hi are the transformer layers [Lo, Hi) the part holds.
+	Lo, Hi int
+	// Head ends with the final norm, the head and the loss; otherwise at
+	// Net.Out, with no loss.
+	Head bool
 }
 
 // view returns d as []T, sharing memory when T is float32.
@@ -43,7 +59,16 @@ func view[T nn.Float](d []float32) []T {
 // are trainable only when trainBase is set (full fine-tuning and
 // pretraining); adapters, keyed by module path, are always trainable.
 func Build[T nn.Float](g *nn.Graph[T], m *Model, adapters map[string]Adapter, trainBase bool) (*Net[T], error) {
+	return BuildPart(g, m, adapters, trainBase, Part{Embed: true, Hi: m.Config.NumHiddenLayers, Head: true})
+}
+
+// BuildPart is Build of one piece of the model: the same ops, in the same
+// order, as the whole graph has for it.
+func BuildPart[T nn.Float](g *nn.Graph[T], m *Model, adapters map[string]Adapter, trainBase bool, part Part) (*Net[T], error) {
 	c := m.Config
+	if part.Lo < 0 || part.Hi > c.NumHiddenLayers || part.Lo > part.Hi {
+		return nil, fmt.Errorf("build model part: layers [%d, %d) of %d", part.Lo, part.Hi, c.NumHiddenLayers)
+	}
 	if err := m.check(); err != nil {
 		return nil, err
 	}
@@ -122,13 +147,20 @@ func Build[T nn.Float](g *nn.Graph[T], m *Model, adapters map[string]Adapter, tr
 		return g.Hook(path+".hook_out", y)
 	}
 
-	embed := w("model.embed_tokens.weight")
-	x := g.Embed(embed)
-	if s := c.EmbedScale(); s != 0 {
-		x = g.Scale(x, s)
+	var embed, x *G.Node
+	if part.Embed {
+		embed = w("model.embed_tokens.weight")
+		x = g.Embed(embed)
+		if s := c.EmbedScale(); s != 0 {
+			x = g.Scale(x, s)
+		}
+		x = g.Hook("hook_embed", x)
+	} else {
+		n := g.Feed.N() * c.HiddenSize
+		x = g.Param("resid", []int{g.Feed.N(), c.HiddenSize}, make([]T, n), true)
+		net.In = x
 	}
-	x = g.Hook("hook_embed", x)
-	for i := range c.NumHiddenLayers {
+	for i := part.Lo; i < part.Hi; i++ {
 		p := fmt.Sprintf("model.layers.%d.", i)
 		h := fmt.Sprintf("blocks.%d.", i)
 		g.Hook(h+"hook_resid_pre", x)
@@ -176,10 +208,19 @@ func Build[T nn.Float](g *nn.Graph[T], m *Model, adapters map[string]Adapter, tr
 		d = g.Hook(h+"hook_mlp_out", d)
 		x = g.Hook(h+"hook_resid_post", g.Add(x, d))
 	}
+	if !part.Head {
+		net.Out = x
+		if err := g.Err(); err != nil {
+			return nil, fmt.Errorf("build model graph: %w", err)
+		}
+		return net, nil
+	}
 	x = g.Hook("ln_final.hook_normalized", norm(x, "model.norm.weight"))
 	head := embed
 	if !c.TieWordEmbeddings {
 		head = w("lm_head.weight")
+	} else if head == nil { // a head part: the tied table is its own node
+		head = w("model.embed_tokens.weight")
 	}
 	if g.HeadChunk > 0 { // Logits stays nil: they are never whole
 		net.Loss = g.HeadLoss(x, head, g.HeadChunk)

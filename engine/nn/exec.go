@@ -87,8 +87,33 @@ func (o *op[T]) ownsBuffers()     {}
 func (g *gradOp[T]) ownsBuffers() {}
 
 // run executes every step once.
-func (e *executor[T]) run() error {
+func (e *executor[T]) run() error { return e.runOnly(nil) }
+
+// upTo marks the steps n depends on (n's included): the forward pass to n
+// without the backward steps and other outputs. It reports false when n is
+// not in the graph.
+func (e *executor[T]) upTo(n *G.Node) ([]bool, bool) {
+	need := make([]bool, len(e.steps))
+	found := false
+	for i := len(e.steps) - 1; i >= 0; i-- {
+		if e.steps[i].node == n {
+			need[i], found = true, true
+		}
+		if need[i] {
+			for _, p := range e.steps[i].in {
+				need[p] = true
+			}
+		}
+	}
+	return need, found
+}
+
+// runOnly executes the steps marked in only (every step when nil).
+func (e *executor[T]) runOnly(only []bool) error {
 	for i := range e.steps {
+		if only != nil && !only[i] {
+			continue
+		}
 		s := &e.steps[i]
 		if s.op == nil {
 			v := s.node.Value()

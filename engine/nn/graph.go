@@ -187,6 +187,7 @@ type Machine[T Float] struct {
 	Loss  *G.Node
 	Grads []*G.Node
 	grads views[T]
+	upTo  map[*G.Node][]bool // Forward's steps by target
 }
 
 // Compile adds the backward graph for wrt (none for a forward-only machine)

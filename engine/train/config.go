@@ -50,6 +50,12 @@ type Config struct {
 	// HeadChunk computes the head and the loss this many token rows at a
 	// time (0: all at once); the loss and gradients are the same.
 	HeadChunk int `json:"head_chunk,omitempty"`
+	// Checkpointing keeps only each transformer layer's input in the
+	// forward pass and recomputes the layer's forward in backward (one
+	// more forward pass of the blocks, about one layer's activations held
+	// instead of every layer's); losses and gradients are the same bit for
+	// bit. LoRA only, on the CPU.
+	Checkpointing bool `json:"checkpointing,omitempty"`
 }
 
 // NaNPolicy is what a non-finite loss or gradient does (Config.NaNPolicy).
@@ -173,6 +179,9 @@ func (c Config) Validate() error {
 		if c.Full {
 			return fmt.Errorf("train field base_quant = %q: full training needs float32 base weights", c.BaseQuant)
 		}
+	}
+	if c.Checkpointing && c.Full {
+		return fmt.Errorf("train field checkpointing: activation checkpointing supports LoRA training only, not full fine-tuning")
 	}
 	if c.MaxBadSteps < 0 {
 		return fmt.Errorf("train field max_bad_steps = %d: must not be negative", c.MaxBadSteps)

@@ -29,12 +29,30 @@ import (
 // sequences.
 type shard struct {
 	feed  *nn.Feed
-	net   *model.Net[float32]
-	mach  *nn.Machine[float32]
+	net   *model.Net[float32] // nil when checkpointed
+	ck    *ckptStep           // the checkpointed step, or nil
+	mach  stepMachine
 	names []string // trainable parameters, sorted: the order of mach's gradients
 	loss  float64
 	count int // targets counted in the loss (not ignored)
 	err   error
+}
+
+// stepMachine runs a shard's forward and backward pass: the whole-model
+// graph's machine, or a checkpointed step.
+type stepMachine interface {
+	Run() (float64, error)
+	Grad(i int) ([]float32, error)
+	Close() error
+}
+
+// param returns a trainable parameter's shape and the data the shard's
+// graphs read (the adapter's or model's own memory).
+func (s *shard) param(name string) ([]int, []float32) {
+	if s.ck != nil {
+		return s.ck.shapes[name], s.ck.data[name]
+	}
+	return s.net.Params[name].Shape().Clone(), s.net.Data[name]
 }
 
 // numShards is how many shards a micro-batch of batch sequences is split
@@ -65,6 +83,14 @@ func (t *Trainer) buildShards() error {
 			Inputs: t.feed.Inputs[i*per : (i+1)*per], Targets: t.feed.Targets[i*per : (i+1)*per]}
 		if t.feed.Segments != nil {
 			f.Positions, f.Segments = t.feed.Positions[i*per:(i+1)*per], t.feed.Segments[i*per:(i+1)*per]
+		}
+		if cfg.Checkpointing {
+			ck, err := newCkptStep(t.Model, ads, f, cores, cfg.HeadChunk)
+			if err != nil {
+				return fmt.Errorf("checkpointed step: %w", err)
+			}
+			t.shards = append(t.shards, &shard{feed: f, ck: ck, mach: ck, names: ck.names})
+			continue
 		}
 		g := nn.NewGraph[float32](f)
 		g.Cores = cores

@@ -153,11 +153,9 @@ func New(m *model.Model, ad *lora.Adapter, train Batches, evals []EvalSet, cfg C
 	if err := t.buildShards(); err != nil {
 		return nil, err
 	}
-	net := t.shards[0].net
 	for _, name := range t.shards[0].names {
-		n := net.Params[name]
-		d := net.Data[name]
-		p := &Param{Name: name, Shape: n.Shape().Clone(), Data: d, Grad: make([]float32, len(d)),
+		shape, d := t.shards[0].param(name)
+		p := &Param{Name: name, Shape: shape, Data: d, Grad: make([]float32, len(d)),
 			M: make([]float32, len(d)), V: make([]float32, len(d)), LRScale: 1}
 		if strings.HasSuffix(name, ".lora_B") {
 			p.LRScale = cfg.LoRAPlusRatio

@@ -1,0 +1,183 @@
+package train
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"lens/engine/accel"
+	"lens/engine/accel/acceltest"
+	"lens/engine/lora"
+	"lens/engine/model"
+	"lens/engine/sft"
+)
+
+// ckptRun trains steps LoRA steps from a copy of ad and returns each
+// step's loss and every gradient (by step, then parameter name) and the
+// final adapter tensors, and how many block graphs a checkpointed shard
+// has (0: none, the step is not checkpointed).
+func ckptRun(t *testing.T, m *model.Model, ad *lora.Adapter, b Batches, cfg Config, steps int) ([]float64, []map[string][]float32, [][]float32, int) {
+	t.Helper()
+	cfg.Steps, cfg.LR = steps, 1e-2
+	tr, err := New(m, ad.Clone(), b, nil, cfg)
+	require.NoError(t, err)
+	defer tr.Close()
+	var grads []map[string][]float32
+	tr.AddHooks(Hooks{AfterBackward: func(tr *Trainer, _ *StepInfo) error {
+		g := map[string][]float32{}
+		for _, p := range tr.Params {
+			g[p.Name] = append([]float32(nil), p.Grad...)
+		}
+		grads = append(grads, g)
+		return nil
+	}})
+	var losses []float64
+	for range steps {
+		info, err := tr.TrainStep()
+		require.NoError(t, err)
+		losses = append(losses, info.Loss)
+	}
+	var w [][]float32
+	for _, mod := range tr.Adapter.Modules {
+		w = append(w, append([]float32(nil), tr.Adapter.A[mod].Data...), append([]float32(nil), tr.Adapter.B[mod].Data...))
+	}
+	blocks := 0
+	if ck := tr.shards[0].ck; ck != nil {
+		blocks = len(ck.blocks)
+	}
+	return losses, grads, w, blocks
+}
+
+// familyTiny is a small model of a family, its 1-D weights (norms,
+// biases) moved away from their initial values so they matter.
+func familyTiny(t *testing.T, layers int, edit func(*model.Config)) *model.Model {
+	c := model.Tiny()
+	c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.VocabSize = 32, 48, layers, 64
+	c.NumAttentionHeads, c.NumKeyValueHeads, c.TieWordEmbeddings = 4, 2, false
+	edit(&c)
+	m, err := model.New(c, 11)
+	require.NoError(t, err)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, w := range m.Weights {
+		if len(w.Shape) == 1 {
+			for i := range w.Data {
+				w.Data[i] += float32(rng.NormFloat64() * 0.3)
+			}
+		}
+	}
+	return m
+}
+
+// TestCheckpointingChangesNothing: LoRA runs with checkpointing give the
+// same losses, every gradient of every step and the final adapter, bit
+// for bit, as without: with dropout, gradient accumulation, two shards,
+// a chunked head, packed rows, packed bases (nf4, bf16), tied embeddings
+// and the families whose blocks differ (Qwen2 biases, Qwen3 q/k norms,
+// Gemma 3's local and global layers, which take two block graphs).
+func TestCheckpointingChangesNothing(t *testing.T) {
+	tiny, tinyAd := acceltest.Model(t)
+	adapter := func(m *model.Model, dropout float64) *lora.Adapter {
+		ad, err := lora.New(m, lora.Config{Rank: 4, Alpha: 8, Dropout: dropout, Targets: []string{"all-linear"}}, 3)
+		require.NoError(t, err)
+		rng := rand.New(rand.NewPCG(5, 6))
+		for _, bt := range ad.B {
+			for i := range bt.Data {
+				bt.Data[i] = float32(rng.NormFloat64() * 0.05)
+			}
+		}
+		return ad
+	}
+	random := func(m *model.Model, seq int) func() Batches {
+		toks := make([]int32, 4096)
+		rng := rand.New(rand.NewPCG(2, 3))
+		for i := range toks {
+			toks[i] = int32(rng.IntN(m.Config.VocabSize))
+		}
+		return func() Batches { return &randBatches{rng: rand.New(rand.NewPCG(4, 5)), toks: toks, seq: seq} }
+	}
+	gemma := familyTiny(t, 4, func(c *model.Config) {
+		c.ModelType, c.HeadDim, c.QueryPreAttnScalar = "gemma3_text", 8, 12
+		c.SlidingWindow, c.SlidingWindowPattern, c.TieWordEmbeddings = 5, 2, true
+	})
+	qwen2 := familyTiny(t, 3, func(c *model.Config) { c.ModelType = "qwen2" })
+	qwen3 := familyTiny(t, 3, func(c *model.Config) { c.ModelType = "qwen3"; c.HeadDim = 16 })
+	tied := familyTiny(t, 3, func(c *model.Config) { c.TieWordEmbeddings = true })
+	quant := func(kind string) *model.Model {
+		q, err := tiny.Quantized(kind)
+		require.NoError(t, err)
+		return q
+	}
+	rows := packRows(t, tiny.Config.VocabSize)
+	packed := func() Batches {
+		b, err := sft.NewBatcher(rows, 2, 32, 5)
+		require.NoError(t, err)
+		b.Pack()
+		return b
+	}
+	for _, tc := range []struct {
+		name    string
+		m       *model.Model
+		ad      *lora.Adapter
+		batches func() Batches
+		cfg     Config
+		blocks  int // block graphs a checkpointed step builds
+	}{
+		{"lora", tiny, tinyAd, random(tiny, 16), Config{BatchSize: 1, SeqLen: 16}, 1},
+		{"two shards, dropout", tiny, adapter(tiny, 0.1), random(tiny, 16), Config{BatchSize: 4, SeqLen: 16}, 1},
+		{"grad_accum, clip", tiny, adapter(tiny, 0.2), random(tiny, 16), Config{BatchSize: 2, SeqLen: 16, GradAccum: 2, ClipNorm: 0.5}, 1},
+		{"head_chunk", tiny, tinyAd, random(tiny, 24), Config{BatchSize: 2, SeqLen: 24, HeadChunk: 7}, 1},
+		{"packed rows", tiny, adapter(tiny, 0.1), packed, Config{BatchSize: 2, SeqLen: 32}, 1},
+		{"nf4 base", quant(model.QuantNF4), tinyAd, random(tiny, 16), Config{BatchSize: 2, SeqLen: 16, BaseQuant: model.QuantNF4}, 1},
+		{"bf16 base, dropout", quant(model.QuantBF16), adapter(tiny, 0.1), random(tiny, 16), Config{BatchSize: 2, SeqLen: 16, BaseQuant: model.QuantBF16}, 1},
+		{"tied", tied, adapter(tied, 0.1), random(tied, 16), Config{BatchSize: 2, SeqLen: 16}, 1},
+		{"qwen2", qwen2, adapter(qwen2, 0.1), random(qwen2, 16), Config{BatchSize: 2, SeqLen: 16}, 1},
+		{"qwen3", qwen3, adapter(qwen3, 0), random(qwen3, 16), Config{BatchSize: 2, SeqLen: 16}, 1},
+		{"gemma3 local and global", gemma, adapter(gemma, 0.1), random(gemma, 16), Config{BatchSize: 2, SeqLen: 16, HeadChunk: 5}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const steps = 3
+			l0, g0, w0, b0 := ckptRun(t, tc.m, tc.ad, tc.batches(), tc.cfg, steps)
+			cfg := tc.cfg
+			cfg.Checkpointing = true
+			l1, g1, w1, b1 := ckptRun(t, tc.m, tc.ad, tc.batches(), cfg, steps)
+			require.Equal(t, 0, b0)
+			require.Equal(t, tc.blocks, b1, "block graphs")
+			requireBitEqual(t, tc.name, l0, l1, w0, w1)
+			require.Len(t, g1, steps)
+			for s := range g0 {
+				require.Len(t, g1[s], len(g0[s]))
+				nonzero := false
+				for name, want := range g0[s] {
+					got := g1[s][name]
+					require.Len(t, got, len(want), "step %d gradient %s", s+1, name)
+					for j := range want {
+						nonzero = nonzero || want[j] != 0
+						if math.Float32bits(want[j]) != math.Float32bits(got[j]) {
+							t.Fatalf("step %d: gradient %s[%d] = %v with checkpointing, %v without", s+1, name, j, got[j], want[j])
+						}
+					}
+				}
+				require.True(t, nonzero, "step %d: every gradient is zero", s+1)
+			}
+			require.NotEqual(t, l0[0], l0[steps-1], "the adapter did not train")
+		})
+	}
+}
+
+// TestCheckpointingRefusals: full fine-tuning and the device step refuse
+// checkpointing by name.
+func TestCheckpointingRefusals(t *testing.T) {
+	m, ad := acceltest.Model(t)
+	_, err := New(m, nil, nil, nil, Config{Full: true, Checkpointing: true})
+	require.ErrorContains(t, err, "checkpointing")
+	require.ErrorContains(t, err, "full fine-tuning")
+	tr, err := New(m, ad.Clone(), &randBatches{rng: rand.New(rand.NewPCG(1, 1)), toks: make([]int32, 64), seq: 16}, nil,
+		Config{BatchSize: 2, SeqLen: 16, Checkpointing: true})
+	require.NoError(t, err)
+	defer tr.Close()
+	err = tr.UseDevice(accel.Host{})
+	require.ErrorContains(t, err, "checkpointing")
+	require.ErrorContains(t, err, `device="cpu"`)
+}
