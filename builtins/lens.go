@@ -259,24 +259,26 @@ func lensRuns(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwa
 	if err := unpack(fn, args, kwargs, &name, &tag, &where, &orderBy, &limit); err != nil {
 		return nil, err
 	}
-	var metas []kv.RunMeta
+	// Summaries, not records: where= and order_by= on the common fields
+	// read no config; a run's record is read when a script asks for it.
+	var sums []kv.RunSummary
 	switch {
 	case name != "":
-		metas, err = st.RunsByName(name)
+		sums, err = st.SummariesByName(name)
 	case tag != "":
-		metas, err = st.RunsByTag(tag)
+		sums, err = st.SummariesByTag(tag)
 	default:
-		metas, err = st.ListRuns()
+		sums, err = st.ListSummaries()
 	}
 	if err != nil {
 		return nil, err
 	}
 	var out []*Run
-	for _, m := range metas {
+	for _, m := range sums {
 		if tag != "" && name != "" && !contains(m.Tags, tag) {
 			continue
 		}
-		r := &Run{st: st, meta: m}
+		r := &Run{st: st, meta: m.Meta(), partial: true}
 		if where != nil {
 			ok, err := starlark.Call(t, where, starlark.Tuple{r}, nil)
 			if err != nil {

@@ -110,9 +110,25 @@ func (d *dataValue) Attr(name string) (starlark.Value, error) {
 
 // Run is a stored run, holding the record it was made from; a running
 // run's record (with its live progress) is read again on each attribute.
+// lens.runs makes runs from summaries (kv.RunSummary): partial is set and
+// the full record (config) is read once, when an attribute needs it.
 type Run struct {
-	st   *kv.Store
-	meta kv.RunMeta
+	st      *kv.Store
+	meta    kv.RunMeta
+	partial bool
+}
+
+// full returns the run's whole record, reading it the first time a run
+// made from a summary needs it.
+func (r *Run) full() (kv.RunMeta, error) {
+	if r.partial {
+		m, err := r.st.GetRun(r.meta.ID)
+		if err != nil {
+			return kv.RunMeta{}, err
+		}
+		r.meta, r.partial = m, false
+	}
+	return r.meta, nil
 }
 
 func (r *Run) String() string {
@@ -132,7 +148,7 @@ func (r *Run) Attr(name string) (starlark.Value, error) {
 	// over finished runs reads each record once.
 	if r.meta.Status == kv.StatusRunning {
 		if m, err := r.st.GetRun(r.meta.ID); err == nil {
-			r.meta = m
+			r.meta, r.partial = m, false
 		}
 	}
 	switch name {
@@ -176,7 +192,11 @@ func (r *Run) Attr(name string) (starlark.Value, error) {
 // config flattens the run's spec into the dict scripts filter on:
 // training settings, LoRA settings (r, alpha, ...) and the data source.
 func (r *Run) config() (starlark.Value, error) {
-	spec, err := runs.SpecOf(r.meta)
+	m, err := r.full()
+	if err != nil {
+		return nil, err
+	}
+	spec, err := runs.SpecOf(m)
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +226,11 @@ func (r *Run) evalLoss(t *starlark.Thread, fn *starlark.Builtin, args starlark.T
 		return nil, err
 	}
 	if name == "" {
-		spec, err := runs.SpecOf(r.meta)
+		m, err := r.full()
+		if err != nil {
+			return nil, err
+		}
+		spec, err := runs.SpecOf(m)
 		if err != nil {
 			return nil, err
 		}
