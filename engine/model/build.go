@@ -149,8 +149,7 @@ func BuildPart[T nn.Float](g *nn.Graph[T], m *Model, adapters map[string]Adapter
 
 	var embed, x *G.Node
 	if part.Embed {
-		embed = w("model.embed_tokens.weight")
-		x = g.Embed(embed)
+		embed, x = embedTokens(g, m, w)
 		if s := c.EmbedScale(); s != 0 {
 			x = g.Scale(x, s)
 		}
@@ -216,18 +215,7 @@ func BuildPart[T nn.Float](g *nn.Graph[T], m *Model, adapters map[string]Adapter
 		return net, nil
 	}
 	x = g.Hook("ln_final.hook_normalized", norm(x, "model.norm.weight"))
-	head := embed
-	if !c.TieWordEmbeddings {
-		head = w("lm_head.weight")
-	} else if head == nil { // a head part: the tied table is its own node
-		head = w("model.embed_tokens.weight")
-	}
-	if g.HeadChunk > 0 { // Logits stays nil: they are never whole
-		net.Loss = g.HeadLoss(x, head, g.HeadChunk)
-	} else {
-		net.Logits = g.Linear(x, head)
-		net.Loss = g.CrossEntropy(net.Logits)
-	}
+	net.Logits, net.Loss = headLoss(g, m, x, embed, w)
 	if err := g.Err(); err != nil {
 		return nil, fmt.Errorf("build model graph: %w", err)
 	}

@@ -157,6 +157,12 @@ func TestPackedBaseIsDense(t *testing.T) {
 	for _, kind := range []string{model.QuantBF16, model.QuantNF4} {
 		q, err := c.m.Quantized(kind)
 		require.NoError(t, err)
+		// The vocabulary tables are held in bf16 too (the case is untied).
+		for _, n := range []string{model.EmbedName, model.HeadName} {
+			_, ok := q.Packed[n].(*quant.BF16Tensor)
+			require.True(t, ok, "%s: %s is not held in bf16", kind, n)
+			require.Nil(t, q.Weights[n].Data, "%s: %s keeps a float32 copy", kind, n)
+		}
 		dense := c.m
 		if kind != model.QuantBF16 {
 			dense = c.m.Clone()

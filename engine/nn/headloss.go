@@ -32,11 +32,19 @@ type headLoss[T Float] struct {
 	buf          []T // chunk×V logits, then probabilities, then dlogits
 	rowLoss      []float64
 	dx, dw       []T
+	// A frozen head held compactly (PackedHeadLoss): W is no input and is
+	// widened a block at a time (tableLogits, tableBack).
+	p PackedTable
+	s *scratch[T]
 }
 
 func (k *headLoss[T]) name() string { return "HeadLoss" }
 
 func (k *headLoss[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
+	if k.p != nil {
+		o, i := k.p.Dims()
+		in = append(in[:1:1], tensor.Shape{o, i})
+	}
 	if err := wantRank(k.name(), in, 2, 2); err != nil {
 		return nil, err
 	}
@@ -49,7 +57,11 @@ func (k *headLoss[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
 }
 
 func (k *headLoss[T]) forward(in [][]T, out []T) (float64, error) {
-	x, w := in[0], in[1]
+	x := in[0]
+	var w []T
+	if k.p == nil {
+		w = in[1]
+	}
 	targets := k.feed.Targets
 	if len(targets) != k.n {
 		return 0, fmt.Errorf("feed has %d targets, want %d", len(targets), k.n)
@@ -81,7 +93,11 @@ func (k *headLoss[T]) forward(in [][]T, out []T) (float64, error) {
 		c := min(chunk, k.n-r0)
 		logits := k.buf[:c*k.v]
 		xs := x[r0*k.h : (r0+c)*k.h]
-		kern.Gemm(k.c, false, true, c, k.v, k.h, 1, xs, k.h, w, k.h, 0, logits, k.v)
+		if k.p != nil {
+			tableLogits(k.c, k.s, k.p, c, xs, logits, k.v)
+		} else {
+			kern.Gemm(k.c, false, true, c, k.v, k.h, 1, xs, k.h, w, k.h, 0, logits, k.v)
+		}
 		// Probabilities overwrite the logits (each row is read first).
 		if _, err := kern.CrossEntropy(logits, k.v, targets[r0:r0+c], logits, rows[r0:r0+c]); err != nil {
 			return 0, err
@@ -90,7 +106,9 @@ func (k *headLoss[T]) forward(in [][]T, out []T) (float64, error) {
 			continue
 		}
 		kern.CrossEntropyBack(logits, k.v, targets[r0:r0+c], scale, logits)
-		if k.needX {
+		if k.needX && k.p != nil {
+			tableBack(k.c, k.s, k.p, c, logits, k.dx[r0*k.h:(r0+c)*k.h], k.h)
+		} else if k.needX {
 			kern.Gemm(k.c, false, false, c, k.h, k.v, 1, logits, k.v, w, k.h, 0, k.dx[r0*k.h:(r0+c)*k.h], k.h)
 		}
 		if k.needW {
@@ -115,7 +133,7 @@ func (k *headLoss[T]) forward(in [][]T, out []T) (float64, error) {
 
 func (k *headLoss[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 	for i, d := range [][]T{k.dx, k.dw} {
-		if g[i] == nil {
+		if i >= len(g) || g[i] == nil {
 			continue
 		}
 		if d == nil {
@@ -146,4 +164,19 @@ func (g *Graph[T]) HeadLoss(x, w *G.Node, chunk int) *G.Node {
 	}
 	k := &headLoss[T]{c: g.cores(), feed: g.Feed, chunk: chunk, needX: g.requires[x], needW: g.requires[w]}
 	return g.apply(k, 0, x, w)
+}
+
+// PackedHeadLoss is HeadLoss with the frozen table p as the head: the
+// logits' columns and dx are computed a vocabulary block (a column slab)
+// at a time, so neither the logits nor the head are ever whole in float32.
+func (g *Graph[T]) PackedHeadLoss(x *G.Node, p PackedTable, chunk int) *G.Node {
+	if g.err == nil && chunk <= 0 {
+		g.err = fmt.Errorf("head loss: chunk of %d rows", chunk)
+		return nil
+	}
+	k := &headLoss[T]{c: g.cores(), feed: g.Feed, chunk: chunk, p: p, s: g.packedScratch()}
+	if x != nil {
+		k.needX = g.requires[x]
+	}
+	return g.apply(k, 0, x)
 }

@@ -112,3 +112,162 @@ func TestPackedLinearEqualsDense(t *testing.T) {
 		t.Errorf("weights widened %d times in one step, want 6", uses)
 	}
 }
+
+// tableBF16 is roundBF16 with the row and column widening of PackedTable;
+// widest records the most values one call widened.
+type tableBF16 struct {
+	roundBF16
+	widest *int
+}
+
+func (p tableBF16) WidenRows(r0, r1 int, dst []float32) {
+	*p.widest = max(*p.widest, (r1-r0)*p.i)
+	for j, b := range p.bits[r0*p.i : r1*p.i] {
+		dst[j] = math.Float32frombits(uint32(b) << 16)
+	}
+}
+
+func (p tableBF16) WidenCols(c0, c1 int, dst []float32) {
+	*p.widest = max(*p.widest, p.o*(c1-c0))
+	w := c1 - c0
+	for r := range p.o {
+		for j := range w {
+			dst[r*w+j] = math.Float32frombits(uint32(p.bits[r*p.i+c0+j]) << 16)
+		}
+	}
+}
+
+// TestPackedTableEqualsDense: a token embedding and head held as a
+// PackedTable (tied, and untied), widened a few hundred values at a time,
+// give bit-identical loss, logits and gradients to dense nodes holding the
+// same values, with the whole head (PackedHead) and in chunks
+// (PackedHeadLoss), and never widen more than a block.
+func TestPackedTableEqualsDense(t *testing.T) {
+	defer func(b int) { tableBlock = b }(tableBlock)
+	// Vocabulary blocks of 53 rows; column slabs of 16, the last one 24
+	// (an 8-wide rest is merged).
+	tableBlock = 3010
+	const B, T, H, V = 2, 20, 56, 301
+	rng := rand.New(rand.NewPCG(3, 4))
+	vals := func(n int, s float64) []float32 {
+		d := make([]float32, n)
+		for i := range d {
+			d[i] = float32(rng.NormFloat64() * s)
+		}
+		return d
+	}
+	var widest int
+	table := func() tableBF16 {
+		p := tableBF16{roundBF16{o: V, i: H, bits: make([]uint16, V*H), uses: new(int)}, &widest}
+		for j := range p.bits {
+			p.bits[j] = uint16(math.Float32bits(float32(rng.NormFloat64())) >> 16)
+		}
+		return p
+	}
+	emb, head := table(), table()
+	ws := vals(H*H, 0.2)
+	feed := &Feed{B: B, T: T, Inputs: make([]int32, B*T), Targets: make([]int32, B*T)}
+	for i := range feed.Targets {
+		feed.Inputs[i], feed.Targets[i] = int32(rng.IntN(V)), int32(rng.IntN(V))
+	}
+	feed.Targets[5] = -100
+	type result struct {
+		loss          float64
+		logits, grad  []float32
+		widest, chunk int
+	}
+	run := func(packed, tied bool, chunk int) result {
+		widest = 0
+		g := NewGraph[float32](feed)
+		w := g.Param("w", []int{H, H}, append([]float32(nil), ws...), true)
+		hd := head
+		if tied {
+			hd = emb
+		}
+		dense := func(name string, p tableBF16) *G.Node {
+			d := make([]float32, V*H)
+			p.Widen(d)
+			return g.Param(name, []int{V, H}, d, false)
+		}
+		var x, e *G.Node
+		if packed {
+			x = g.PackedEmbed("embed", emb)
+		} else {
+			e = dense("embed", emb)
+			x = g.Embed(e)
+		}
+		x = g.Linear(x, w)
+		var loss, logits *G.Node
+		switch {
+		case packed && chunk > 0:
+			loss = g.PackedHeadLoss(x, hd, chunk)
+		case packed:
+			logits = g.PackedHead(x, hd)
+		default:
+			hn := e
+			if !tied {
+				hn = dense("head", hd)
+			}
+			if chunk > 0 {
+				loss = g.HeadLoss(x, hn, chunk)
+			} else {
+				logits = g.Linear(x, hn)
+			}
+		}
+		if logits != nil {
+			loss = g.CrossEntropy(logits)
+		}
+		m, err := g.Compile(loss, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		l, err := m.Run()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := result{loss: l, widest: widest}
+		if logits != nil {
+			d, _ := Data[float32](logits)
+			r.logits = append([]float32(nil), d...)
+		}
+		d, err := m.Grad(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.grad = append([]float32(nil), d...)
+		return r
+	}
+	same := func(a, b []float32) bool {
+		if len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, c := range []struct {
+		tied  bool
+		chunk int
+	}{{false, 0}, {true, 0}, {false, 7}, {true, 16}, {true, 64}} {
+		d, p := run(false, c.tied, c.chunk), run(true, c.tied, c.chunk)
+		if d.loss != p.loss {
+			t.Errorf("tied %v chunk %d: loss %v packed, %v dense", c.tied, c.chunk, p.loss, d.loss)
+		}
+		if !same(d.logits, p.logits) {
+			t.Errorf("tied %v chunk %d: logits differ", c.tied, c.chunk)
+		}
+		if !same(d.grad, p.grad) {
+			t.Errorf("tied %v chunk %d: gradient of w differs", c.tied, c.chunk)
+		}
+		if p.widest > max(tableBlock, 16*V)+8*V {
+			t.Errorf("tied %v chunk %d: %d values widened at once, block is %d", c.tied, c.chunk, p.widest, tableBlock)
+		}
+		if p.widest == 0 {
+			t.Errorf("tied %v chunk %d: the packed table was never widened", c.tied, c.chunk)
+		}
+	}
+}

@@ -50,3 +50,39 @@ func (t *BF16Tensor) Widen(dst []float32) {
 
 // Bytes is the memory the bf16 form holds.
 func (t *BF16Tensor) Bytes() int { return 2 * len(t.Bits) }
+
+// BF16FromBits holds bits (bfloat16 values, as a BF16 safetensors tensor
+// stores them) as a tensor of the given shape without rounding anything.
+func BF16FromBits(bits []uint16, shape []int) (*BF16Tensor, error) {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	if n != len(bits) {
+		return nil, fmt.Errorf("bf16 tensor: shape %v needs %d values, have %d", shape, n, len(bits))
+	}
+	return &BF16Tensor{Shape: append([]int(nil), shape...), Bits: bits}, nil
+}
+
+// WidenRows writes rows r0..r1 of a 2-D tensor (row-major) to dst.
+func (t *BF16Tensor) WidenRows(r0, r1 int, dst []float32) {
+	_, in := t.Dims()
+	src := t.Bits[r0*in : r1*in]
+	dst = dst[:len(src)]
+	for i, b := range src {
+		dst[i] = math.Float32frombits(uint32(b) << 16)
+	}
+}
+
+// WidenCols writes columns c0..c1 of every row of a 2-D tensor to dst,
+// row-major (rows × (c1-c0)).
+func (t *BF16Tensor) WidenCols(c0, c1 int, dst []float32) {
+	out, in := t.Dims()
+	w := c1 - c0
+	for r := range out {
+		src, d := t.Bits[r*in+c0:r*in+c1], dst[r*w:(r+1)*w]
+		for i, b := range src {
+			d[i] = math.Float32frombits(uint32(b) << 16)
+		}
+	}
+}

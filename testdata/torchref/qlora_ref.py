@@ -2,7 +2,9 @@
 """QLoRA reference: llama_ref.py's forward/backward with the linear-module
 weights (q/k/v/o, gate/up/down) quantized to NF4 by nf4_ref.py and
 dequantized before use, as bitsandbytes' Linear4bit does (the product runs
-on NF4[code]*absmax in float32).
+on NF4[code]*absmax in float32). The token embedding and an untied lm_head
+are rounded to bfloat16 (to nearest even, torch's .to(torch.bfloat16)), as
+QLoRA keeps them in 16 bits.
 
     python3 qlora_ref.py --model DIR --batch B.json --adapter DIR --out ref.safetensors \
         [--double] [--codes-out codes.safetensors]
@@ -22,6 +24,7 @@ import llama_ref  # noqa: E402
 import nf4_ref  # noqa: E402
 
 LINEAR = re.compile(r"\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$")
+TABLES = ("model.embed_tokens.weight", "lm_head.weight")
 
 
 def main():
@@ -41,6 +44,9 @@ def main():
         if os.path.basename(path) != "model.safetensors":
             return t
         for name in list(t):
+            if name in TABLES:
+                t[name] = t[name].to(torch.bfloat16).float()
+                continue
             if not LINEAR.search(name):
                 continue
             packed, absmax, dq = nf4_ref.quantize_nf4(t[name])
