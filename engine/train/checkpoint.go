@@ -34,6 +34,7 @@ import (
 // the shard's whole-graph machine: Run, then Grad(i) by sorted name.
 type ckptStep struct {
 	m      *model.Model
+	train  bool     // forward and backward; else forward only
 	feed   *nn.Feed // the shard's feed
 	embed  *ckptPart
 	head   *ckptPart
@@ -97,11 +98,12 @@ func blockKey(m *model.Model, ads map[string]model.Adapter, i int) string {
 }
 
 // newCkptStep builds the graphs of one shard's checkpointed step over its
-// feed. Only LoRA training is supported.
-func newCkptStep(m *model.Model, ads map[string]model.Adapter, feed *nn.Feed, cores, headChunk int) (*ckptStep, error) {
+// feed: a training step (LoRA only), or with train unset a forward pass
+// to the loss (evaluation), one layer's activations at a time.
+func newCkptStep(m *model.Model, ads map[string]model.Adapter, feed *nn.Feed, cores, headChunk int, train bool) (*ckptStep, error) {
 	c := m.Config
 	L := c.NumHiddenLayers
-	s := &ckptStep{m: m, feed: feed, layer: make([]*ckptBlock, L), kept: make([][]float32, L+1),
+	s := &ckptStep{m: m, train: train, feed: feed, layer: make([]*ckptBlock, L), kept: make([][]float32, L+1),
 		data: map[string][]float32{}, shapes: map[string][]int{}}
 	n := feed.N() * c.HiddenSize
 	for i := range s.kept {
@@ -138,7 +140,11 @@ func newCkptStep(m *model.Model, ads map[string]model.Adapter, feed *nn.Feed, co
 	if net, g, err = part(model.Part{Lo: L, Hi: L, Head: true}, headChunk); err != nil {
 		return nil, err
 	}
-	if mach, err = g.Compile(net.Loss, net.In); err != nil {
+	var wrt []*gorgonia.Node
+	if train {
+		wrt = append(wrt, net.In)
+	}
+	if mach, err = g.Compile(net.Loss, wrt...); err != nil {
 		return nil, err
 	}
 	s.head = &ckptPart{net: net, mach: mach}
@@ -155,7 +161,7 @@ func newCkptStep(m *model.Model, ads map[string]model.Adapter, feed *nn.Feed, co
 		key := blockKey(m, ads, i)
 		blk := byKey[key]
 		if blk == nil {
-			if blk, err = newCkptBlock(m, ads, feed, cores, i, s.dy); err != nil {
+			if blk, err = newCkptBlock(m, ads, feed, cores, i, s.dy, train); err != nil {
 				return nil, fmt.Errorf("block graph of layer %d: %w", i, err)
 			}
 			byKey[key] = blk
@@ -169,8 +175,9 @@ func newCkptStep(m *model.Model, ads map[string]model.Adapter, feed *nn.Feed, co
 	return s, nil
 }
 
-// newCkptBlock builds the block graph of layer rep, its loss the seed dy.
-func newCkptBlock(m *model.Model, ads map[string]model.Adapter, feed *nn.Feed, cores, rep int, dy []float32) (*ckptBlock, error) {
+// newCkptBlock builds the block graph of layer rep, its loss the seed dy
+// when it trains.
+func newCkptBlock(m *model.Model, ads map[string]model.Adapter, feed *nn.Feed, cores, rep int, dy []float32, train bool) (*ckptBlock, error) {
 	p := layerPrefix(rep)
 	blk := &ckptBlock{rep: rep, feed: &nn.Feed{}, packed: map[string]*swapPacked{},
 		bind: map[int][]nn.Binding{}, grad: map[int][]int{}}
@@ -199,6 +206,10 @@ func newCkptBlock(m *model.Model, ads map[string]model.Adapter, feed *nn.Feed, c
 		return nil, err
 	}
 	blk.net = net
+	if !train {
+		blk.mach, err = g.Compile(net.Out)
+		return blk, err
+	}
 	for name := range net.Params {
 		if strings.HasSuffix(name, ".lora_A") || strings.HasSuffix(name, ".lora_B") {
 			blk.wrt = append(blk.wrt, name)
@@ -299,6 +310,9 @@ func (s *ckptStep) Run() (float64, error) {
 	loss, err := s.head.mach.Run()
 	if err != nil {
 		return 0, fmt.Errorf("head: %w", err)
+	}
+	if !s.train {
+		return loss, nil
 	}
 	dx, err := s.head.mach.Grad(0)
 	if err != nil {

@@ -16,12 +16,19 @@ import (
 
 // ckptRun trains steps LoRA steps from a copy of ad and returns each
 // step's loss and every gradient (by step, then parameter name) and the
-// final adapter tensors, and how many block graphs a checkpointed shard
-// has (0: none, the step is not checkpointed).
+// final adapter tensors, then the held-out loss of the trained adapter
+// (with checkpointing, evaluated a layer at a time too), and how many
+// block graphs a checkpointed shard has (0: none, the step is not
+// checkpointed).
 func ckptRun(t *testing.T, m *model.Model, ad *lora.Adapter, b Batches, cfg Config, steps int) ([]float64, []map[string][]float32, [][]float32, int) {
 	t.Helper()
 	cfg.Steps, cfg.LR = steps, 1e-2
-	tr, err := New(m, ad.Clone(), b, nil, cfg)
+	held := make([]int32, 3*cfg.BatchSize*(cfg.SeqLen+1)+5)
+	rng := rand.New(rand.NewPCG(8, 9))
+	for i := range held {
+		held[i] = int32(rng.IntN(m.Config.VocabSize))
+	}
+	tr, err := New(m, ad.Clone(), b, []EvalSet{{Name: "held", Tokens: held}}, cfg)
 	require.NoError(t, err)
 	defer tr.Close()
 	var grads []map[string][]float32
@@ -46,7 +53,12 @@ func ckptRun(t *testing.T, m *model.Model, ad *lora.Adapter, b Batches, cfg Conf
 	blocks := 0
 	if ck := tr.shards[0].ck; ck != nil {
 		blocks = len(ck.blocks)
+		_, ok := tr.evalNet[0].mach.(*ckptStep)
+		require.True(t, ok, "eval is not checkpointed")
 	}
+	ev, err := tr.Evaluate()
+	require.NoError(t, err)
+	losses = append(losses, ev["held"])
 	return losses, grads, w, blocks
 }
 
@@ -71,8 +83,8 @@ func familyTiny(t *testing.T, layers int, edit func(*model.Config)) *model.Model
 }
 
 // TestCheckpointingChangesNothing: LoRA runs with checkpointing give the
-// same losses, every gradient of every step and the final adapter, bit
-// for bit, as without: with dropout, gradient accumulation, two shards,
+// same losses, every gradient of every step, the final adapter and its
+// held-out loss, bit for bit, as without: with dropout, gradient accumulation, two shards,
 // a chunked head, packed rows, packed bases (nf4, bf16), tied embeddings
 // and the families whose blocks differ (Qwen2 biases, Qwen3 q/k norms,
 // Gemma 3's local and global layers, which take two block graphs).
@@ -162,6 +174,7 @@ func TestCheckpointingChangesNothing(t *testing.T) {
 				require.True(t, nonzero, "step %d: every gradient is zero", s+1)
 			}
 			require.NotEqual(t, l0[0], l0[steps-1], "the adapter did not train")
+			require.Len(t, l1, steps+1, "losses and the eval loss")
 		})
 	}
 }

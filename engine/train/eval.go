@@ -18,23 +18,35 @@ type EvalResult struct {
 	Windows int     `json:"windows"`
 }
 
-// forwardNet is a forward-only graph for one batch shape over shared weights.
+// forwardNet is a forward-only graph for one batch shape over shared
+// weights, or with checkpointing its layer-at-a-time form (then net is
+// nil: it has no hook points).
 type forwardNet struct {
 	feed *nn.Feed
 	net  *model.Net[float32]
-	mach *nn.Machine[float32]
+	mach interface {
+		Run() (float64, error)
+		Close() error
+	}
 }
 
 // newForwardNet builds it; its ops split work over cores goroutines (0:
 // GOMAXPROCS).
-func newForwardNet(m *model.Model, ad *lora.Adapter, batch, seqLen, cores int) (*forwardNet, error) {
+func newForwardNet(m *model.Model, ad *lora.Adapter, batch, seqLen, cores int, ckpt bool) (*forwardNet, error) {
 	feed := &nn.Feed{B: batch, T: seqLen}
-	g := nn.NewGraph[float32](feed)
-	g.Cores = cores
 	var ads map[string]model.Adapter
 	if ad != nil {
 		ads = ad.GraphAdapters()
 	}
+	if ckpt {
+		s, err := newCkptStep(m, ads, feed, cores, 0, false)
+		if err != nil {
+			return nil, fmt.Errorf("checkpointed forward: %w", err)
+		}
+		return &forwardNet{feed: feed, mach: s}, nil
+	}
+	g := nn.NewGraph[float32](feed)
+	g.Cores = cores
 	net, err := model.Build(g, m, ads, false)
 	if err != nil {
 		return nil, err
@@ -50,12 +62,13 @@ func newForwardNet(m *model.Model, ad *lora.Adapter, batch, seqLen, cores int) (
 // batch, run concurrently like the training step's shards.
 type forwardShards []*forwardNet
 
-func newForwardShards(m *model.Model, ad *lora.Adapter, batch, seqLen int) (forwardShards, error) {
+// With ckpt they run a layer at a time (Config.Checkpointing).
+func newForwardShards(m *model.Model, ad *lora.Adapter, batch, seqLen int, ckpt bool) (forwardShards, error) {
 	n := numShards(batch)
 	cores := (runtime.GOMAXPROCS(0) + n - 1) / n
 	fs := make(forwardShards, 0, n)
 	for range n {
-		f, err := newForwardNet(m, ad, batch/n, seqLen, cores)
+		f, err := newForwardNet(m, ad, batch/n, seqLen, cores, ckpt)
 		if err != nil {
 			return nil, err
 		}
@@ -157,7 +170,7 @@ func Evaluate(m *model.Model, ad *lora.Adapter, tokens []int32, seqLen, batch in
 	if seqLen <= 0 || batch <= 0 {
 		return EvalResult{}, fmt.Errorf("eval: seq_len %d and batch %d must be positive", seqLen, batch)
 	}
-	fs, err := newForwardShards(m, ad, batch, seqLen)
+	fs, err := newForwardShards(m, ad, batch, seqLen, false)
 	if err != nil {
 		return EvalResult{}, err
 	}

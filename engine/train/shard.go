@@ -85,7 +85,7 @@ func (t *Trainer) buildShards() error {
 			f.Positions, f.Segments = t.feed.Positions[i*per:(i+1)*per], t.feed.Segments[i*per:(i+1)*per]
 		}
 		if cfg.Checkpointing {
-			ck, err := newCkptStep(t.Model, ads, f, cores, cfg.HeadChunk)
+			ck, err := newCkptStep(t.Model, ads, f, cores, cfg.HeadChunk, true)
 			if err != nil {
 				return fmt.Errorf("checkpointed step: %w", err)
 			}
