@@ -2,11 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"maps"
 	"math"
 	"os/exec"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"lens/engine/model"
 )
 
 // TestBenchJSON runs the tiny benchmark briefly and checks that its row is
@@ -38,7 +42,7 @@ func TestBenchJSON(t *testing.T) {
 	require.Greater(t, lensTPS, 100.0)
 	require.Greater(t, num("sgemm_gflops"), 1.0)
 	// lens GFLOP/s is tokens/s times the step's flops per token.
-	require.InEpsilon(t, num("lens_gflops")/lensTPS, stepFlops(benchSizes[0].config(), benchSeq)/1e9, 1e-9)
+	require.InEpsilon(t, num("lens_gflops")/lensTPS, stepFlops(benchSizes[0], benchSizes[0].Seq)/1e9, 1e-9)
 	// The products run slower than the 512³ ceiling at most a little above
 	// it (a noisy machine), and take part of the step's time.
 	require.Greater(t, num("product_gflops"), 1.0)
@@ -73,7 +77,9 @@ func TestBenchBadInput(t *testing.T) {
 		{[]string{"bench", "--device", "gpu"}, `--device "gpu": want cpu or cuda`},
 		{[]string{"bench", "--device", "cuda"}, "built without the CUDA backend"},
 		{[]string{"bench", "--rounds", "0"}, "--steps and --rounds must be positive"},
-		{[]string{"bench", "--sizes", "huge"}, `unknown size "huge"`},
+		{[]string{"bench", "--sizes", "huge"}, `unknown size "huge" (tiny, small, medium, mini, 135m, 1b)`},
+		{[]string{"bench", "--quant", "int8"}, `--quant "int8": want one of nf4, nf4-dq, bf16`},
+		{[]string{"bench", "--head-chunk", "-1"}, "must be positive"},
 	}
 	for _, c := range cases {
 		_, errOut, code := lens(t, t.TempDir(), c.args...)
@@ -89,7 +95,119 @@ func TestBenchTorchOutsideRepo(t *testing.T) {
 		t.Skip("PyTorch is not installed (Debian: apt-get install python3-torch python3-numpy libopenblas0-pthread)")
 	}
 	t.Chdir(t.TempDir())
-	r, err := runTorch(t.Context(), benchSizes[0], 1, torchSplit{1, 1}, "cpu")
+	r, err := runTorch(t.Context(), benchSizes[0], benchVariant{}, 1, 1, torchSplit{1, 1}, "cpu")
 	require.NoError(t, err)
 	require.Greater(t, r.TokensPerS, 0.0)
+}
+
+// TestBenchVariants runs the bench machinery on the mini shape (the 1b's
+// features: grouped KV heads, llama3 rope_scaling, LoRA on all seven
+// modules, one row of 128 tokens) with each memory variant. Both sides
+// build the same weights, adapter and tokens from benchFill's hash, so
+// PyTorch's loss equals lens's at every step: the first proves the base
+// model's shape, the later ones (after AdamW moved the adapter) the LoRA
+// targets, rank, scale and optimizer. Checkpointing and the chunked head
+// change no loss in lens at all. No timing is asserted.
+func TestBenchVariants(t *testing.T) {
+	torch := exec.Command(torchPython(), "-c", "import torch").Run() == nil
+	if !torch {
+		t.Log("PyTorch is not installed (Debian: apt-get install python3-torch python3-numpy libopenblas0-pthread): checking lens's side only")
+	}
+	run := func(flags ...string) map[string]any {
+		args := append([]string{"bench", "--sizes", "mini", "--steps", "2", "--json"}, flags...)
+		if !torch {
+			args = append(args, "--no-torch")
+		}
+		out, errOut, code := lens(t, t.TempDir(), args...)
+		require.Equal(t, 0, code, "%v: %s", flags, errOut)
+		var rows []map[string]any
+		require.NoError(t, json.Unmarshal([]byte(out), &rows), out)
+		require.Len(t, rows, 1)
+		return rows[0]
+	}
+	losses := func(r map[string]any, k string) []float64 {
+		l, ok := r[k].([]any)
+		require.True(t, ok, "%s missing: %v", k, r[k])
+		var out []float64
+		for _, v := range l {
+			out = append(out, v.(float64))
+		}
+		return out
+	}
+	var plain []float64
+	quantized := map[string][]float64{}
+	cases := []struct {
+		flags   []string
+		variant string
+	}{
+		{nil, "float32"},
+		{[]string{"--checkpointing"}, "checkpointing"},
+		{[]string{"--head-chunk", "48"}, "head chunk 48"},
+		{[]string{"--quant", "bf16"}, "bf16"},
+		{[]string{"--quant", "nf4"}, "nf4"},
+		{[]string{"--quant", "nf4-dq", "--checkpointing", "--head-chunk", "48"}, "nf4-dq, checkpointing, head chunk 48"},
+	}
+	for _, c := range cases {
+		r := run(c.flags...)
+		require.Equal(t, "mini", r["size"])
+		require.Equal(t, c.variant, r["variant"])
+		require.Greater(t, r["lens_tokens_per_s"].(float64), 0.0)
+		require.Greater(t, r["lens_peak_rss_bytes"].(float64), 1e6)
+		l := losses(r, "lens_losses")
+		require.Len(t, l, 3, "1 warm-up + 2 timed steps")
+		for _, v := range l {
+			require.InDelta(t, math.Log(1000), v, 0.5, "random weights: loss near ln(vocab)")
+		}
+		// The adapter learns: a step moves the loss by far more than the
+		// tolerance below, so agreement is not an accident of B = 0.
+		require.Greater(t, l[0]-l[2], 1e-3)
+		switch {
+		case len(c.flags) == 0:
+			plain = l
+		case slices.Contains(c.flags, "--quant"):
+			quantized[c.variant] = l
+			require.NotEqual(t, plain, l, "a quantized base changes the loss")
+		default:
+			require.Equal(t, plain, l, "%s changes no number", c.variant)
+		}
+		if !torch {
+			continue
+		}
+		require.Empty(t, r["torch_error"])
+		require.Greater(t, r["torch_peak_rss_bytes"].(float64), 1e6)
+		tl := losses(r, "torch_losses")
+		require.Len(t, tl, len(l))
+		for i := range l {
+			require.InDelta(t, tl[i], l[i], 1e-4, "%s: step %d: lens %v, PyTorch %v", c.variant, i+1, l, tl)
+		}
+	}
+	require.Len(t, quantized, 3)
+}
+
+// TestBenchModelIsQuantized: benchModel packs a quantized base tensor by
+// tensor, so it must hold exactly what Model.Quantized makes of the
+// float32 bench model: the same weights packed, to the same values.
+func TestBenchModelIsQuantized(t *testing.T) {
+	c := sizeByName("mini").config()
+	f32, err := benchModel(c, "")
+	require.NoError(t, err)
+	for _, kind := range model.QuantKinds {
+		want, err := f32.Quantized(kind)
+		require.NoError(t, err)
+		got, err := benchModel(c, kind)
+		require.NoError(t, err)
+		require.Equal(t, kind, got.Quant)
+		require.ElementsMatch(t, slices.Sorted(maps.Keys(want.Packed)), slices.Sorted(maps.Keys(got.Packed)), kind)
+		for name, p := range want.Packed {
+			o, in := p.Dims()
+			w, g := make([]float32, o*in), make([]float32, o*in)
+			p.Widen(w)
+			got.Packed[name].Widen(g)
+			require.Equal(t, w, g, "%s %s", kind, name)
+		}
+		for name, tw := range want.Weights {
+			require.Equal(t, tw.Shape, got.Weights[name].Shape, name)
+			require.Equal(t, tw.Data, got.Weights[name].Data, name)
+		}
+	}
 }
