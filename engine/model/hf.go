@@ -11,37 +11,10 @@ import (
 
 // Load reads an HF model directory: config.json and model.safetensors, or
 // the shards listed in model.safetensors.index.json. Weights in F16 or
-// BF16 are converted to float32.
+// BF16 are converted to float32, a tensor at a time (LoadQuantized).
 func Load(dir string) (*Model, error) {
-	cfg, err := ReadConfig(dir)
-	if err != nil {
-		return nil, err
-	}
-	files, err := weightFiles(dir)
-	if err != nil {
-		return nil, err
-	}
-	m := &Model{Config: cfg, Weights: map[string]*Tensor{}}
-	for _, path := range files {
-		f, err := safetensors.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("load model: %w", err)
-		}
-		for _, name := range f.Names() {
-			if cfg.TieWordEmbeddings && name == "lm_head.weight" {
-				continue // tied checkpoints may still carry a copy
-			}
-			data, shape, err := f.Float32(name)
-			if err != nil {
-				return nil, fmt.Errorf("load model %s: %w", path, err)
-			}
-			m.Weights[name] = &Tensor{Shape: shape, Data: data}
-		}
-	}
-	if err := m.check(); err != nil {
-		return nil, fmt.Errorf("load model %s: %w", dir, err)
-	}
-	return m, nil
+	m, _, err := LoadQuantized(dir, "")
+	return m, err
 }
 
 func weightFiles(dir string) ([]string, error) {

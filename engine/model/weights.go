@@ -3,9 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"sort"
-	"strings"
 
 	"lens/engine/nn"
 )
@@ -117,39 +115,12 @@ func (m *Model) Names() []string {
 }
 
 // New initialises a model as HF's LlamaPreTrainedModel does: linear and
-// embedding weights normal(0, initializer_range), norm weights 1.
+// embedding weights normal(0, initializer_range), norm weights 1 (0 under
+// Gemma's (1 + w)), biases 0; weights drawn in name order from one PCG
+// stream seeded by seed (NewQuantized).
 func New(cfg Config, seed uint64) (*Model, error) {
-	cfg = cfg.withDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	m := &Model{Config: cfg, Weights: map[string]*Tensor{}}
-	shapes := cfg.Shapes()
-	names := make([]string, 0, len(shapes))
-	for n := range shapes {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	rng := rand.New(rand.NewPCG(seed, 0x6c656e73))
-	for _, n := range names {
-		shape := shapes[n]
-		t := &Tensor{Shape: shape, Data: make([]float32, Size(shape))}
-		switch {
-		case strings.HasSuffix(n, ".bias"):
-			// zero, as HF initialises linear biases
-		case len(shape) == 1:
-			// norm weights: 1, or 0 under Gemma's (1 + w)
-			for i := range t.Data {
-				t.Data[i] = float32(1 - cfg.NormOffset())
-			}
-		default:
-			for i := range t.Data {
-				t.Data[i] = float32(rng.NormFloat64() * cfg.InitializerRange)
-			}
-		}
-		m.Weights[n] = t
-	}
-	return m, nil
+	m, _, err := NewQuantized(cfg, seed, "")
+	return m, err
 }
 
 // Clone returns a deep copy.

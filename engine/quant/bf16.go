@@ -86,3 +86,12 @@ func (t *BF16Tensor) WidenCols(c0, c1 int, dst []float32) {
 		}
 	}
 }
+
+// RoundBF16 writes src rounded to bfloat16 (as ToBF16 does) to dst, so a
+// large tensor can be converted a piece at a time.
+func RoundBF16(dst []uint16, src []float32) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] = bf16Bits(v)
+	}
+}

@@ -157,79 +157,98 @@ func Parse(b []byte) (*File, error) {
 	if n > uint64(len(b)-8) {
 		return nil, fmt.Errorf("safetensors: header length %d exceeds the file (%d bytes)", n, len(b))
 	}
-	keys, raw, err := headerObject(b[8 : 8+n])
-	if err != nil {
-		return nil, fmt.Errorf("safetensors: %w", err)
-	}
 	buf := b[8+n:]
-	f := &File{Metadata: map[string]string{}, tensors: map[string]Tensor{}}
-	type span struct {
-		name       string
-		begin, end int64
+	meta, spans, err := parseHeader(b[8:8+n], int64(len(buf)))
+	if err != nil {
+		return nil, err
 	}
+	f := &File{Metadata: meta, tensors: make(map[string]Tensor, len(spans))}
+	for _, s := range spans {
+		f.tensors[s.Name] = Tensor{Name: s.Name, DType: s.DType, Shape: s.Shape, Data: buf[s.Begin:s.End:s.End]}
+	}
+	return f, nil
+}
+
+// span is one tensor's header entry: its bytes are [Begin, End) of the
+// data buffer.
+type span struct {
+	Name       string
+	DType      DType
+	Shape      []int
+	Begin, End int64
+}
+
+// parseHeader validates a JSON header against a data buffer of dataLen
+// bytes: known dtypes, shapes matching byte ranges, and ranges that tile
+// the buffer exactly.
+func parseHeader(hdr []byte, dataLen int64) (map[string]string, []span, error) {
+	keys, raw, err := headerObject(hdr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("safetensors: %w", err)
+	}
+	meta := map[string]string{}
 	var spans []span
 	for _, name := range keys {
 		v := raw[name]
 		if name == metadataKey {
-			if err := json.Unmarshal(v, &f.Metadata); err != nil {
-				return nil, fmt.Errorf("safetensors: %s must map strings to strings: %w", metadataKey, err)
+			if err := json.Unmarshal(v, &meta); err != nil {
+				return nil, nil, fmt.Errorf("safetensors: %s must map strings to strings: %w", metadataKey, err)
 			}
-			if f.Metadata == nil { // "__metadata__": null
-				f.Metadata = map[string]string{}
+			if meta == nil { // "__metadata__": null
+				meta = map[string]string{}
 			}
 			continue
 		}
 		if name == "" {
-			return nil, fmt.Errorf("safetensors: empty tensor name in header")
+			return nil, nil, fmt.Errorf("safetensors: empty tensor name in header")
 		}
 		var e headerEntry
 		if err := json.Unmarshal(v, &e); err != nil {
-			return nil, fmt.Errorf("safetensors: tensor %s: %w", name, err)
+			return nil, nil, fmt.Errorf("safetensors: tensor %s: %w", name, err)
 		}
 		size, ok := dtypeSize[e.DType]
 		if !ok {
-			return nil, fmt.Errorf("safetensors: tensor %s: unknown dtype %q", name, e.DType)
+			return nil, nil, fmt.Errorf("safetensors: tensor %s: unknown dtype %q", name, e.DType)
 		}
 		if e.Shape == nil {
-			return nil, fmt.Errorf("safetensors: tensor %s: missing shape", name)
+			return nil, nil, fmt.Errorf("safetensors: tensor %s: missing shape", name)
 		}
 		count, err := numel(e.Shape, size)
 		if err != nil {
-			return nil, fmt.Errorf("safetensors: tensor %s: %w", name, err)
+			return nil, nil, fmt.Errorf("safetensors: tensor %s: %w", name, err)
 		}
 		if len(e.Offsets) != 2 {
-			return nil, fmt.Errorf("safetensors: tensor %s: data_offsets must hold two numbers, got %d", name, len(e.Offsets))
+			return nil, nil, fmt.Errorf("safetensors: tensor %s: data_offsets must hold two numbers, got %d", name, len(e.Offsets))
 		}
 		begin, end := e.Offsets[0], e.Offsets[1]
-		if begin < 0 || end < begin || end > int64(len(buf)) {
-			return nil, fmt.Errorf("safetensors: tensor %s: data_offsets [%d, %d] outside the %d-byte data buffer", name, begin, end, len(buf))
+		if begin < 0 || end < begin || end > dataLen {
+			return nil, nil, fmt.Errorf("safetensors: tensor %s: data_offsets [%d, %d] outside the %d-byte data buffer", name, begin, end, dataLen)
 		}
 		if end-begin != count*int64(size) {
-			return nil, fmt.Errorf("safetensors: tensor %s: data_offsets span %d bytes, but %s%v needs %d", name, end-begin, e.DType, e.Shape, count*int64(size))
+			return nil, nil, fmt.Errorf("safetensors: tensor %s: data_offsets span %d bytes, but %s%v needs %d", name, end-begin, e.DType, e.Shape, count*int64(size))
 		}
-		f.tensors[name] = Tensor{Name: name, DType: e.DType, Shape: append([]int{}, e.Shape...), Data: buf[begin:end:end]}
-		spans = append(spans, span{name, begin, end})
+		spans = append(spans, span{Name: name, DType: e.DType, Shape: append([]int{}, e.Shape...), Begin: begin, End: end})
 	}
 	sort.SliceStable(spans, func(i, j int) bool {
-		if spans[i].begin != spans[j].begin {
-			return spans[i].begin < spans[j].begin
+		if spans[i].Begin != spans[j].Begin {
+			return spans[i].Begin < spans[j].Begin
 		}
-		return spans[i].end < spans[j].end
+		return spans[i].End < spans[j].End
 	})
 	var at int64
 	for _, s := range spans {
-		if s.begin < at {
-			return nil, fmt.Errorf("safetensors: tensor %s: data_offsets [%d, %d] overlap the tensor before it", s.name, s.begin, s.end)
+		if s.Begin < at {
+			return nil, nil, fmt.Errorf("safetensors: tensor %s: data_offsets [%d, %d] overlap the tensor before it", s.Name, s.Begin, s.End)
 		}
-		if s.begin > at {
-			return nil, fmt.Errorf("safetensors: tensor %s: gap of %d bytes in the data buffer before it", s.name, s.begin-at)
+		if s.Begin > at {
+			return nil, nil, fmt.Errorf("safetensors: tensor %s: gap of %d bytes in the data buffer before it", s.Name, s.Begin-at)
 		}
-		at = s.end
+		at = s.End
 	}
-	if at != int64(len(buf)) {
-		return nil, fmt.Errorf("safetensors: %d trailing bytes after the last tensor", int64(len(buf))-at)
+	if at != dataLen {
+		return nil, nil, fmt.Errorf("safetensors: %d trailing bytes after the last tensor", dataLen-at)
 	}
-	return f, nil
+	return meta, spans, nil
 }
 
 // Names returns the tensor names, sorted.
@@ -264,33 +283,38 @@ func (f *File) Float32(name string) ([]float32, []int, error) {
 	if !ok {
 		return nil, nil, fmt.Errorf("safetensors: tensor %s not found", name)
 	}
-	b := t.Data
-	var out []float32
-	switch t.DType {
+	size, _ := t.DType.Size()
+	out := make([]float32, len(t.Data)/size)
+	if err := decodeFloat32(t.DType, t.Data, out); err != nil {
+		return nil, nil, fmt.Errorf("safetensors: tensor %s %w", name, err)
+	}
+	return out, append([]int{}, t.Shape...), nil
+}
+
+// decodeFloat32 converts the little-endian values in b (of dtype dt) to
+// float32 in out, F64 rounding to nearest.
+func decodeFloat32(dt DType, b []byte, out []float32) error {
+	switch dt {
 	case F32:
-		out = make([]float32, len(b)/4)
 		for i := range out {
 			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 		}
 	case F64:
-		out = make([]float32, len(b)/8)
 		for i := range out {
 			out[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:])))
 		}
 	case BF16:
-		out = make([]float32, len(b)/2)
 		for i := range out {
 			out[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(b[2*i:])) << 16)
 		}
 	case F16:
-		out = make([]float32, len(b)/2)
 		for i := range out {
 			out[i] = HalfToFloat32(binary.LittleEndian.Uint16(b[2*i:]))
 		}
 	default:
-		return nil, nil, fmt.Errorf("safetensors: tensor %s has dtype %s, not a floating-point type", name, t.DType)
+		return fmt.Errorf("has dtype %s, not a floating-point type", dt)
 	}
-	return out, append([]int{}, t.Shape...), nil
+	return nil
 }
 
 // HalfToFloat32 converts an IEEE 754 half-precision value exactly.

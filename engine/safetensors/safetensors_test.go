@@ -102,6 +102,24 @@ func TestFloatDecoding(t *testing.T) {
 			for i := range got {
 				require.Equal(t, math.Float32bits(tc.want[i]), math.Float32bits(got[i]), "element %d: got %g want %g", i, got[i], tc.want[i])
 			}
+			// Reader decodes any range of the same values.
+			path := filepath.Join(t.TempDir(), "x.safetensors")
+			require.NoError(t, os.WriteFile(path, img, 0o644))
+			r, err := Open(path)
+			require.NoError(t, err)
+			defer r.Close()
+			dt, rs, ok := r.Info("x")
+			require.True(t, ok)
+			require.Equal(t, tc.dtype, dt)
+			require.Equal(t, shape, rs)
+			for off := range got {
+				part := make([]float32, len(got)-off)
+				require.NoError(t, r.Float32At("x", off, part))
+				for i := range part {
+					require.Equal(t, math.Float32bits(got[off+i]), math.Float32bits(part[i]), "Float32At(%d) element %d", off, i)
+				}
+			}
+			require.ErrorContains(t, r.Float32At("x", 1, make([]float32, len(got))), "outside")
 		})
 	}
 	nan := HalfToFloat32(0x7e00)
@@ -167,6 +185,12 @@ func TestParseRejects(t *testing.T) {
 			_, err := Parse(tc.img)
 			require.Error(t, err)
 			require.ErrorContains(t, err, tc.want)
+			// Open validates the same header against the file's size.
+			path := filepath.Join(t.TempDir(), "x.safetensors")
+			require.NoError(t, os.WriteFile(path, tc.img, 0o644))
+			_, err = Open(path)
+			require.ErrorContains(t, err, tc.want)
+			require.ErrorContains(t, err, path)
 		})
 	}
 }
