@@ -79,7 +79,10 @@ func modelLoad(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 			return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 		}
 	}
-	m, err := model.Load(dir)
+	// With quantize, each weight is packed as it is read (the float32
+	// model never exists); the hash is the float32 weights' either way, and
+	// the run rebuilds the same base from dir.
+	m, hash, err := model.LoadQuantized(dir, quantize)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}
@@ -88,20 +91,13 @@ func modelLoad(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
-	ref := runs.BaseRef{Dir: dir, Hash: runs.HashModel(m)}
+	ref := runs.BaseRef{Dir: dir, Hash: hash}
 	tok, err := runs.Spec{Base: ref}.Tokenizer()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}
 	if tok.VocabSize() > m.Config.VocabSize {
 		return nil, fmt.Errorf("%s: %s: the tokenizer has %d tokens but config.json vocab_size is %d", fn.Name(), dir, tok.VocabSize(), m.Config.VocabSize)
-	}
-	if quantize != "" {
-		// Hashed above as float32: the run rebuilds that from dir and
-		// quantizes it again. The float32 linear weights are dropped here.
-		if m, err = m.Quantized(quantize); err != nil {
-			return nil, fmt.Errorf("%s: for parameter \"quantize\": %w", fn.Name(), err)
-		}
 	}
 	return &Model{m: m, ref: ref}, nil
 }

@@ -83,7 +83,7 @@ type fillFunc func(name string, off int, dst []float32) error
 // an NF4 weight is quantized from one float32 buffer reused for all).
 func build(cfg Config, kind string, fill fillFunc) (*Model, string, error) {
 	if kind != "" && !slices.Contains(QuantKinds, kind) {
-		return nil, "", fmt.Errorf("base_quant %q: want one of %s", kind, strings.Join(QuantKinds, ", "))
+		return nil, "", fmt.Errorf("quantize %q: want one of %s (or none)", kind, strings.Join(QuantKinds, ", "))
 	}
 	shapes := cfg.Shapes()
 	names := make([]string, 0, len(shapes))
@@ -207,6 +207,9 @@ func NewQuantized(cfg Config, seed uint64, kind string) (m *Model, hash string, 
 // the float32 model are ever whole in memory. hash is Hash(Load(dir)).
 // kind "" gives Load's float32 model.
 func LoadQuantized(dir, kind string) (m *Model, hash string, err error) {
+	if kind != "" && !slices.Contains(QuantKinds, kind) {
+		return nil, "", fmt.Errorf("quantize %q: want one of %s (or none)", kind, strings.Join(QuantKinds, ", "))
+	}
 	cfg, err := ReadConfig(dir)
 	if err != nil {
 		return nil, "", err

@@ -43,8 +43,18 @@ func StoreBase(st *kv.Store, m *model.Model) (BaseRef, error) {
 	return BaseRef{Blob: h, Hash: h}, nil
 }
 
-// LoadBase rebuilds a run's base model from its reference.
-func LoadBase(st *kv.Store, spec Spec) (*model.Model, error) {
+// LoadBase rebuilds a run's base model from its reference, in float32.
+func LoadBase(st *kv.Store, spec Spec) (*model.Model, error) { return loadBase(st, spec, "") }
+
+// LoadTrainingBase is LoadBase held as the run trains it: with base_quant,
+// a base from a directory or a seed is packed weight by weight as it is
+// read or drawn (model.LoadQuantized, NewQuantized), so a resume never
+// holds the float32 model; one from a blob is quantized after reading.
+func LoadTrainingBase(st *kv.Store, spec Spec) (*model.Model, error) {
+	return loadBase(st, spec, spec.Train.BaseQuant)
+}
+
+func loadBase(st *kv.Store, spec Spec, quant string) (*model.Model, error) {
 	ref := spec.Base
 	switch {
 	case ref.Blob != "":
@@ -60,18 +70,24 @@ func LoadBase(st *kv.Store, spec Spec) (*model.Model, error) {
 		for _, t := range ts {
 			m.Weights[t.Name] = &model.Tensor{Shape: t.Shape, Data: t.Data}
 		}
+		if quant != "" {
+			return m.Quantized(quant)
+		}
 		return m, nil
 	case ref.Dir != "":
-		m, err := model.Load(ref.Dir)
+		// A quantized base is packed tensor by tensor as it is read; the
+		// hash is the float32 weights' all the same.
+		m, h, err := model.LoadQuantized(ref.Dir, quant)
 		if err != nil {
 			return nil, err
 		}
-		if h := HashModel(m); ref.Hash != "" && h != ref.Hash {
+		if ref.Hash != "" && h != ref.Hash {
 			return nil, fmt.Errorf("base model %s changed since the run (hash %s, recorded %s)", ref.Dir, h, ref.Hash)
 		}
 		return m, nil
 	case ref.Init:
-		return model.New(spec.ModelConfig, ref.Seed)
+		m, _, err := model.NewQuantized(spec.ModelConfig, ref.Seed, quant)
+		return m, err
 	}
 	return nil, fmt.Errorf("run has no base model reference")
 }

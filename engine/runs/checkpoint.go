@@ -286,7 +286,7 @@ func Resume(ctx context.Context, st *kv.Store, runID string, opt Options) (kv.Ru
 		}
 		spec.Device = got
 	}
-	base, err := LoadBase(st, spec)
+	base, err := LoadTrainingBase(st, spec)
 	if err != nil {
 		return kv.RunMeta{}, err
 	}

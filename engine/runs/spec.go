@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"math"
 
 	"lens/engine/collect"
 	"lens/engine/data"
@@ -103,23 +102,9 @@ func LoadDataWith(tok tokenize.Tokenizer, ref DataRef) (trainSet, evalSet data.C
 	return data.Split(c, frac)
 }
 
-// HashModel is a content hash of a model's config and weights.
-func HashModel(m *model.Model) string {
-	h := sha256.New()
-	b, _ := json.Marshal(m.Config)
-	h.Write(b)
-	for _, n := range m.Names() {
-		t := m.Weights[n]
-		fmt.Fprintf(h, "%s%v", n, t.Shape)
-		buf := make([]byte, 4*len(t.Data))
-		for i, v := range t.Data {
-			u := math.Float32bits(v)
-			buf[4*i], buf[4*i+1], buf[4*i+2], buf[4*i+3] = byte(u), byte(u>>8), byte(u>>16), byte(u>>24)
-		}
-		h.Write(buf)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:24]
-}
+// HashModel is a content hash of a model's config and weights
+// (model.Hash, which says what it covers).
+func HashModel(m *model.Model) string { return model.Hash(m) }
 
 // hashJSON hashes any JSON-able value, for cache keys.
 func hashJSON(v any) string {

@@ -1,0 +1,69 @@
+package runs
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"lens/engine/lora"
+	"lens/engine/model"
+	"lens/engine/train"
+	"lens/kv"
+)
+
+// TestQuantizedResumeIsExact: a LoRA run on a quantized base drawn from a
+// seed (the bench's case), cancelled after its step-3 checkpoint and
+// resumed, ends with the adapter of a run that went straight through; the
+// resume rebuilds the packed base weight by weight (LoadTrainingBase), and
+// LoadBase still gives the float32 one.
+func TestQuantizedResumeIsExact(t *testing.T) {
+	cfg := model.Tiny()
+	cfg.HiddenSize, cfg.IntermediateSize, cfg.NumHiddenLayers, cfg.TieWordEmbeddings = 64, 128, 2, false
+	for _, kind := range []string{model.QuantNF4, model.QuantBF16} {
+		t.Run(kind, func(t *testing.T) {
+			base, hash, err := model.NewQuantized(cfg, 4, kind)
+			require.NoError(t, err)
+			st := openStore(t)
+			spec := Spec{Name: "q", Base: BaseRef{Init: true, Seed: 4, Hash: hash}, ModelConfig: base.Config,
+				LoRA:  &lora.Config{Rank: 4, Alpha: 8, Targets: []string{"all-linear"}},
+				Train: train.Config{Steps: 6, BatchSize: 2, SeqLen: 16, LR: 1e-2, Seed: 5, BaseQuant: kind, HeadChunk: 8},
+				Data:  DataRef{Source: "opticks"}, CheckpointEvery: 3}
+			straight, err := Prepare(spec, base)
+			require.NoError(t, err)
+			m1, err := straight.Run(context.Background(), st, Options{})
+			require.NoError(t, err)
+
+			ctx, cancel := context.WithCancel(context.Background())
+			cut, err := Prepare(spec, base)
+			require.NoError(t, err)
+			m2, err := cut.Run(ctx, st, Options{Hooks: []train.Hooks{{AfterStep: func(_ *train.Trainer, s *train.StepInfo) error {
+				if s.Step == 3 {
+					cancel()
+				}
+				return nil
+			}}}})
+			require.NoError(t, err)
+			require.Equal(t, kv.StatusCancelled, m2.Status)
+			m2, err = Resume(context.Background(), st, m2.ID, Options{})
+			require.NoError(t, err)
+			require.Equal(t, kv.StatusDone, m2.Status)
+			_, a1, _, err := Weights(st, m1.ID, -1)
+			require.NoError(t, err)
+			_, a2, _, err := Weights(st, m2.ID, -1)
+			require.NoError(t, err)
+			for _, mod := range a1.Modules {
+				require.Equal(t, a1.A[mod].Data, a2.A[mod].Data, mod)
+				require.Equal(t, a1.B[mod].Data, a2.B[mod].Data, mod)
+			}
+			rb, err := LoadTrainingBase(st, spec)
+			require.NoError(t, err)
+			require.Equal(t, kind, rb.Quant)
+			require.Equal(t, base.Packed, rb.Packed)
+			fb, err := LoadBase(st, spec)
+			require.NoError(t, err)
+			require.Empty(t, fb.Packed)
+			require.Equal(t, hash, HashModel(fb))
+		})
+	}
+}
