@@ -33,8 +33,12 @@
 // On amd64 with AVX2 and FMA the micro-kernel is a 6×16 register-blocked
 // kernel written in Go assembly (12 YMM accumulators), with a 12×8 variant
 // for products with n ≤ 8 (LoRA ranks) and, for n ≤ 4 with A not
-// transposed, a dot-product kernel vectorised along k (dot.go). Each path
-// is chosen from the shape alone. On arm64 the micro-kernels are NEON ones
+// transposed, a dot-product kernel vectorised along k (dot.go). With
+// AVX-512 a 12×32 kernel (gemm512_amd64.s, 24 ZMM accumulators) takes the
+// products with n > 16; it performs each element's fused operations in the
+// AVX2 kernel's order, so the two give bit-identical results and a run
+// does not change with the CPU it lands on. Each path is chosen from the
+// shape alone. On arm64 the micro-kernels are NEON ones
 // in Go assembly (gemm_arm64.go: 8×12, and 12×8 for n ≤ 8, 24 accumulators
 // each) which replay the generic kernel's fused operations, so there the two
 // give bit-identical results. Elsewhere, or after Use("generic")
@@ -129,7 +133,7 @@ func selectKernel() *microKernel {
 }
 
 // Use makes Sgemm use the kernel named: "generic", the architecture
-// kernel's name ("avx2", "neon") or the external BLAS's ("openblas"); "" restores
+// kernel's name ("avx512", "avx2", "neon") or the external BLAS's ("openblas"); "" restores
 // the default (the external BLAS when linked, else the fastest kernel).
 // cmd/lens calls it with LENS_GEMM at start-up; it must not be called
 // while products run.
@@ -140,8 +144,10 @@ func Use(name string) error {
 	}
 	if _, ok := setKernel(name); !ok {
 		have := []string{"generic"}
-		if k := archKernel(); k != nil {
-			have = append(have, k.name)
+		for k := archKernel(); k != nil; k = k.narrow {
+			if k.name != have[len(have)-1] {
+				have = append(have, k.name)
+			}
 		}
 		if external != nil {
 			have = append(have, external.name)
@@ -160,14 +166,26 @@ func setKernel(name string) (restore func(), ok bool) {
 	switch {
 	case name == "generic":
 		active, useExternal = genericKernel, false
-	case archKernel() != nil && archKernel().name == name:
-		active, useExternal = archKernel(), false
+	case archNamed(name) != nil:
+		active, useExternal = archNamed(name), false
 	case external != nil && external.name == name:
 		useExternal = true
 	default:
 		return restore, false
 	}
 	return restore, true
+}
+
+// archNamed returns the first kernel named name in the architecture
+// kernel's chain of narrower kernels (on amd64 with AVX-512, "avx2" is the
+// AVX2 kernel it falls back to), or nil.
+func archNamed(name string) *microKernel {
+	for k := archKernel(); k != nil; k = k.narrow {
+		if k.name == name {
+			return k
+		}
+	}
+	return nil
 }
 
 // activeDot returns the dot-product kernel that goes with the active
@@ -179,7 +197,7 @@ func activeDot() dotKernel {
 	return archDot()
 }
 
-// Kernel reports what Sgemm uses: "avx2", "neon" or "generic" (lens's kernels),
+// Kernel reports what Sgemm uses: "avx512", "avx2", "neon" or "generic" (lens's kernels),
 // or "openblas" in builds with the openblas tag.
 func Kernel() string {
 	if useExternal {
@@ -262,7 +280,7 @@ func SgemmThreads(threads int, tA, tB bool, m, n, k int, alpha float32, a []floa
 	}
 
 	kern := active
-	if kern.narrow != nil && n <= kern.narrow.nr {
+	for kern.narrow != nil && n <= kern.narrow.nr {
 		kern = kern.narrow
 	}
 	p.kern = kern
