@@ -2,6 +2,7 @@ package kv
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -22,10 +23,20 @@ import (
 // that finds the store locked loads that snapshot into an in-memory store:
 // `lens runs`, `lens show` and scripts that only read work while a run
 // trains. What they see is the store as of the moment they opened it.
+//
+// A reader that only lists runs (Options.RunsOnly) asks for the run
+// records, summaries, progress and indexes alone: a store of 10⁸ metric
+// points is ~1 GB of snapshot, its runs a few MB. The reader sends its
+// request line ("LENS-SNAPSHOT-REQ runs\n" or "... all\n") first; a
+// reader that sends none (an older lens) gets everything.
 
 const (
 	socketFile  = "reader.sock"
 	snapshotHdr = "LENS-SNAPSHOT 1\n"
+	snapshotReq = "LENS-SNAPSHOT-REQ "
+	// requestWait bounds how long the writer waits for a request line
+	// before serving a full snapshot.
+	requestWait = 2 * time.Second
 	// maxSocketPath is the longest unix socket path Linux accepts (108
 	// bytes with the terminating NUL); deeper stores serve no snapshots.
 	maxSocketPath = 107
@@ -74,7 +85,7 @@ func (s *Store) share() {
 			go func() {
 				defer sh.wg.Done()
 				defer c.Close()
-				if err := s.serveSnapshot(c); err != nil {
+				if err := s.serveSnapshot(c, readRequest(c)); err != nil {
 					s.log.Debug("snapshot for a reader failed", "err", err)
 				}
 			}()
@@ -82,7 +93,27 @@ func (s *Store) share() {
 	}()
 }
 
-func (s *Store) serveSnapshot(w io.Writer) error {
+// readRequest reads a reader's request line and says whether it asks for
+// the runs only; no line within requestWait means everything.
+func readRequest(c net.Conn) (runsOnly bool) {
+	_ = c.SetReadDeadline(time.Now().Add(requestWait))
+	defer c.SetReadDeadline(time.Time{})
+	line, err := bufio.NewReaderSize(c, 64).ReadString('\n')
+	return err == nil && line == snapshotReq+"runs\n"
+}
+
+// runsOnlyKey says whether a key belongs in a runs-only snapshot: what
+// listing runs reads, none of the runs' data or the blobs.
+func runsOnlyKey(k []byte) bool {
+	for _, p := range []string{keyVersion, prefixRec, prefixSum, prefixProg, "idx/"} {
+		if bytes.HasPrefix(k, []byte(p)) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Store) serveSnapshot(w io.Writer, runsOnly bool) error {
 	if err := s.Flush(); err != nil {
 		return err
 	}
@@ -90,7 +121,14 @@ func (s *Store) serveSnapshot(w io.Writer) error {
 	if _, err := io.WriteString(bw, snapshotHdr); err != nil {
 		return err
 	}
-	if _, err := s.db.Backup(bw, 0); err != nil {
+	// One stream, so one read timestamp: the records, summaries and
+	// indexes a reader gets agree.
+	stream := s.db.NewStream()
+	stream.LogPrefix = "lens snapshot"
+	if runsOnly {
+		stream.ChooseKey = func(item *badger.Item) bool { return runsOnlyKey(item.Key()) }
+	}
+	if _, err := stream.Backup(bw, 0); err != nil {
 		return err
 	}
 	return bw.Flush()
@@ -122,6 +160,13 @@ func openSnapshot(dir string, opts Options) (*Store, error) {
 	// A snapshot of a big store takes a while; a stuck writer must not hang
 	// the reader forever.
 	_ = c.SetDeadline(time.Now().Add(10 * time.Minute))
+	req := snapshotReq + "all\n"
+	if opts.RunsOnly {
+		req = snapshotReq + "runs\n"
+	}
+	if _, err := io.WriteString(c, req); err != nil {
+		return nil, fmt.Errorf("snapshot from the writer: send the request: %w", err)
+	}
 	r := bufio.NewReaderSize(c, 1<<20)
 	hdr := make([]byte, len(snapshotHdr))
 	if _, err := io.ReadFull(r, hdr); err != nil || string(hdr) != snapshotHdr {

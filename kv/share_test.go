@@ -1,12 +1,16 @@
 package kv
 
 import (
+	"bufio"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	badger "github.com/dgraph-io/badger/v4"
 )
 
 // While another process writes the store, a read-only Open gets a snapshot
@@ -46,6 +50,54 @@ func TestReadersWhileWriterHolds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A reader that only lists runs gets the records, summaries and
+	// indexes, none of the run's data.
+	s, err := Open(dir, Options{ReadOnly: true, RunsOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sums, err := s.ListSummaries(); err != nil || len(sums) != 1 || sums[0].ID != h.runID {
+		t.Fatalf("runs-only snapshot: summaries %+v, %v", sums, err)
+	}
+	if m, err := s.GetRun(h.runID); err != nil || m.Name != "crashy" {
+		t.Fatalf("runs-only snapshot: GetRun %+v, %v", m, err)
+	}
+	if byName, err := s.SummariesByName("crashy"); err != nil || len(byName) != 1 {
+		t.Fatalf("runs-only snapshot: by name %+v, %v", byName, err)
+	}
+	if pts, _ := s.ReadMetric(h.runID, "loss"); len(pts) != 0 {
+		t.Fatalf("runs-only snapshot holds %d metric points, want none", len(pts))
+	}
+	if _, _, err := s.LoadCheckpoint(h.runID, 9); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("runs-only snapshot: checkpoint read %v, want ErrNotFound", err)
+	}
+	s.Close()
+	// A reader that sends no request line (an older lens) still gets
+	// everything, after the writer's wait.
+	c, err := net.Dial("unix", filepath.Join(dir, socketFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[keyKind]int{}
+	r := bufio.NewReader(c)
+	if hdr, err := r.ReadString('\n'); err != nil || hdr != snapshotHdr {
+		t.Fatalf("header %q, %v", hdr, err)
+	}
+	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Load(r, 16); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	db.View(func(txn *badger.Txn) error {
+		return scanKeys(txn, nil, func(k []byte) error { keys[parseKey(k).kind]++; return nil })
+	})
+	db.Close()
+	if keys[kindMetric] == 0 || keys[kindCkptTensor] == 0 || keys[kindRec] != 1 {
+		t.Fatalf("a snapshot without a request: keys by kind %v, want metrics, a checkpoint and the record", keys)
+	}
 	if _, err := Open(dir, Options{}); !errors.As(err, new(*LockedError)) {
 		t.Fatalf("second writer: %v, want a LockedError", err)
 	}
@@ -57,7 +109,7 @@ func TestReadersWhileWriterHolds(t *testing.T) {
 		t.Fatalf("reader socket left behind: %v", err)
 	}
 	// After the writer is gone, a read-only open reads the files themselves.
-	s, err := Open(dir, Options{ReadOnly: true})
+	s, err = Open(dir, Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
