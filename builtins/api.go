@@ -189,7 +189,7 @@ var modelModule = newModule(&ModuleDecl{Name: "model", Doc: "Base models: the ti
 			}},
 		{Name: "model.from_dir", Returns: "model", Impl: modelLoad, Doc: "A Hugging Face model directory (config.json, *.safetensors, tokenizer.json); runs record the directory to rebuild their base.",
 			Params: []Param{{Name: "dir", Type: "string", Doc: "the directory (inside the workspace or an --allow-read folder)"},
-				{Name: "quantize", Type: "string", Default: `""`, Doc: `hold the linear-module weights as "nf4", "nf4-dq" or "bf16" from the start, dropping their float32 copies (QLoRA); lens.train then uses that base_quant. Such a model trains LoRA on the CPU but cannot generate`}}},
+				{Name: "quantize", Type: "string", Default: `""`, Doc: `hold the linear-module weights as "nf4", "nf4-dq" or "bf16" (and the embedding and head as bf16) from the start, packing each weight as it is read, never the whole float32 model (QLoRA); lens.train then uses that base_quant. Such a model trains LoRA and generates on the CPU`}}},
 		{Name: "model.pretrain", KwOnly: true, Returns: "model", Impl: modelPretrain,
 			Doc: "A model trained in full from random weights, cached in the store by a hash of everything that made it, so a second call returns the stored one. Takes lens.train's training settings.",
 			Params: concat([]Param{

@@ -61,9 +61,6 @@ func modelGenerate(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	if err != nil {
 		return nil, fmt.Errorf("%s: for parameter \"adapter\": %w", fn.Name(), err)
 	}
-	if mv.m.Quant != "" {
-		return nil, fmt.Errorf("%s: the model was loaded with quantize = %q; generation needs float32 weights (load it without quantize)", fn.Name(), mv.m.Quant)
-	}
 	g, err := generate.NewDevice(where, mv.m, ad)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)

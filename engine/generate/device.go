@@ -53,6 +53,9 @@ func NewOn(dev accel.Device, m *model.Model, ad *lora.Adapter) (*Generator, erro
 	if err := m.Config.LlamaBlock(m.Config.MaxPositionEmbeddings); err != nil {
 		return nil, fmt.Errorf("generate: on %s: %w", dev.Name(), err)
 	}
+	if m.Quant != "" {
+		return nil, fmt.Errorf("generate: on %s: the base is held as %s; decode a quantized base on the CPU", dev.Name(), m.Quant)
+	}
 	g, err := New(m, ad)
 	if err != nil {
 		return nil, err

@@ -30,6 +30,7 @@ import (
 	"lens/engine/kern"
 	"lens/engine/lora"
 	"lens/engine/model"
+	"lens/engine/nn"
 )
 
 // Options says how many tokens to generate and how to choose them.
@@ -59,7 +60,8 @@ var ErrStop = errors.New("generate: stop")
 
 // linear is one projection y = x·Wᵀ (+ s·(x·Aᵀ)·Bᵀ when adapted).
 type linear struct {
-	w       []float32 // out×in
+	w       []float32 // out×in, nil when packed
+	p       nn.Packed // a quantized base's weight, widened per use
 	out, in int
 	a, b    []float32 // LoRA A (r×in) and B (out×r), nil without an adapter
 	bias    []float32 // nil without one (Qwen2, attention_bias)
@@ -83,6 +85,7 @@ type Generator struct {
 	cfg                      model.Config
 	hidden, hd, nh, nkv, voc int
 	embed, head, norm        []float32
+	embedP, headP            nn.PackedTable // tables of a quantized base (embed, head nil)
 	layers                   []layer
 	invFreq                  []float32
 	invLocal                 []float32 // Gemma's local layers' frequencies, or nil
@@ -105,7 +108,8 @@ func New(m *model.Model, ad *lora.Adapter) (*Generator, error) {
 		if !ok {
 			return nil, fmt.Errorf("generate: weight %s is missing", name)
 		}
-		if len(t.Data) != model.Size(shape) || len(t.Shape) != len(shape) {
+		_, packed := m.Packed[name]
+		if (len(t.Data) != model.Size(shape) && !(packed && t.Data == nil)) || len(t.Shape) != len(shape) {
 			return nil, fmt.Errorf("generate: weight %s has shape %v, config wants %v", name, t.Shape, shape)
 		}
 		for i := range shape {
@@ -123,6 +127,12 @@ func New(m *model.Model, ad *lora.Adapter) (*Generator, error) {
 	if !c.TieWordEmbeddings {
 		g.head = m.Weights["lm_head.weight"].Data
 	}
+	// A quantized base (model.Quantized) decodes through the same widening
+	// as training: tables a row or a vocabulary block at a time, linear
+	// weights one at a time into the session's scratch.
+	if err := g.packedTables(m); err != nil {
+		return nil, err
+	}
 	// The same inverse frequencies as the training graph, rope_scaling
 	// included (dynamic is unscaled up to max_position_embeddings).
 	g.invFreq = model.RopeInvFreq(g.hd, c.RopeTheta, c.MaxPositionEmbeddings, c.RopeScaling, 0)
@@ -132,7 +142,7 @@ func New(m *model.Model, ad *lora.Adapter) (*Generator, error) {
 	g.normOff, g.embedScale, g.attnScale = float32(c.NormOffset()), float32(c.EmbedScale()), float32(c.AttnScale())
 	lin := func(path string) linear {
 		w := m.Weights[path+".weight"]
-		l := linear{w: w.Data, out: w.Shape[0], in: w.Shape[1]}
+		l := linear{w: w.Data, out: w.Shape[0], in: w.Shape[1], p: m.Packed[path+".weight"]}
 		if b, ok := m.Weights[path+".bias"]; ok {
 			l.bias = b.Data
 		}

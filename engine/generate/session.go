@@ -23,6 +23,7 @@ type Session struct {
 	x, xn, q, kk, vv, z, o, gate, up, lr []float32
 	scores                               [][]float32 // one per head
 	logits                               []float32
+	wide                                 []float32   // a packed weight widened (quantized bases)
 	dev                                  *devSession // nil on the CPU
 }
 
@@ -96,7 +97,7 @@ func (s *Session) Append(tokens []int32) ([]float32, error) {
 	s.grow(m)
 	x := s.x[:m*h]
 	for i, id := range tokens {
-		copy(x[i*h:(i+1)*h], g.embed[int(id)*h:int(id+1)*h])
+		s.embedRow(id, x[i*h:(i+1)*h])
 	}
 	if g.embedScale != 0 {
 		for i := range x {
@@ -163,7 +164,7 @@ func (s *Session) Append(tokens []int32) ([]float32, error) {
 	// Only the last position's logits are needed.
 	last := s.xn[:h]
 	normOff(last, x[(m-1)*h:m*h], g.norm, 1, h, eps, off)
-	g.matVec(g.head, g.voc, h, last, s.logits)
+	s.headLogits(last)
 	return s.logits, nil
 }
 
@@ -195,10 +196,14 @@ func (s *Session) grow(m int) {
 
 // apply computes y = x·Wᵀ, plus s·(x·Aᵀ)·Bᵀ when adapted, for m rows.
 func (s *Session) apply(p *linear, x, y []float32, m int) {
+	w := p.w
+	if p.p != nil {
+		w = s.widen(p.p)
+	}
 	if m == 1 {
-		s.g.matVec(p.w, p.out, p.in, x, y)
+		s.g.matVec(w, p.out, p.in, x, y)
 	} else {
-		gemm.Sgemm(false, true, m, p.out, p.in, 1, x, p.in, p.w, p.in, 0, y, p.out)
+		gemm.Sgemm(false, true, m, p.out, p.in, 1, x, p.in, w, p.in, 0, y, p.out)
 	}
 	if p.bias != nil {
 		for i := range m {
