@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
@@ -22,7 +23,13 @@ import (
 
 // Env is what builtins need from their host, attached to every thread.
 type Env struct {
-	Store      *kv.Store
+	Store *kv.Store
+	// OpenStore, when Store is nil, opens the store the first time a
+	// builtin needs it, so a script that never touches the store never
+	// opens it (lens run's startup does not grow with the store).
+	OpenStore  func() (*kv.Store, error)
+	storeMu    sync.Mutex
+	storeErr   error
 	Args       map[string]string
 	Script     string // path of the main script, recorded with runs
 	ScriptHash string
@@ -64,6 +71,14 @@ func envOf(t *starlark.Thread) (*Env, error) {
 }
 
 func (e *Env) store() (*kv.Store, error) {
+	e.storeMu.Lock()
+	defer e.storeMu.Unlock()
+	if e.Store == nil && e.OpenStore != nil && e.storeErr == nil {
+		e.Store, e.storeErr = e.OpenStore()
+	}
+	if e.storeErr != nil {
+		return nil, e.storeErr
+	}
 	if e.Store == nil {
 		return nil, fmt.Errorf("no store is open")
 	}

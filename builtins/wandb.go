@@ -66,10 +66,11 @@ func wandbDir(env *Env, dir string) (string, error) {
 	if dir != "" {
 		return filepath.Abs(dir)
 	}
-	if env.Store == nil {
-		return "", fmt.Errorf("no store is open, so give dir")
+	st, err := env.store()
+	if err != nil {
+		return "", fmt.Errorf("%v, so give dir", err)
 	}
-	return filepath.Join(env.Store.Dir(), "wandb"), nil
+	return filepath.Join(st.Dir(), "wandb"), nil
 }
 
 func wandbRunFn(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -117,7 +118,8 @@ func wandbSync(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}
 	o := wandbOptions(env)
-	o.Project, o.Entity, o.Store = project, entity, env.Store
+	o.Project, o.Entity = project, entity
+	o.Store, _ = env.store() // nil when no store opens, as before when none was open
 	res, err := wandb.Sync(ctxOf(t), dir, o)
 	out := make([]starlark.Value, 0, len(res))
 	for _, r := range res {

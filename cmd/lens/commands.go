@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"lens/engine/secret"
 	"log/slog"
 	"maps"
@@ -38,12 +39,14 @@ import (
 )
 
 func openStore(dir string, readOnly bool) (*kv.Store, error) {
-	st, err := kv.Open(dir, kv.Options{ReadOnly: readOnly, Command: "lens " + strings.Join(os.Args[1:], " "),
-		Redact: redactor().Redact})
-	if err != nil {
-		return nil, err
-	}
-	return st, nil
+	return openStoreWith(dir, kv.Options{ReadOnly: readOnly})
+}
+
+// openStoreWith opens the store with opts, adding the command line and the
+// redactor.
+func openStoreWith(dir string, opts kv.Options) (*kv.Store, error) {
+	opts.Command, opts.Redact = "lens "+strings.Join(os.Args[1:], " "), redactor().Redact
+	return kv.Open(dir, opts)
 }
 
 // interruptible returns a context cancelled by the first SIGINT or
@@ -104,22 +107,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if file == "" && *resume == "" {
 		return usagef("no script given")
 	}
-	st, err := openStore(*store, false)
-	if le := (*kv.LockedError)(nil); errors.As(err, &le) && *resume == "" {
-		// Another lens writes the store: a script that only reads runs on
-		// a snapshot; one that trains fails at its first write, naming it.
-		if st, err = openStore(*store, true); err == nil {
-			fmt.Fprintf(stderr, "lens: %v; this script reads a snapshot of it and cannot write\n", le)
-		}
-	}
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	ctx, stop := interruptible(stderr)
 	defer stop()
 	prog := newProgress(stderr)
 	if *resume != "" {
+		st, err := openStore(*store, false)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
 		meta, err := st.FindRun(*resume)
 		if err != nil {
 			return err
@@ -150,7 +146,35 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	abs, _ := filepath.Abs(file)
 	wd, _ := os.Getwd()
 	wd = workspaceOf(abs, wd)
-	env := withIntegrations(&builtins.Env{Store: st, Args: scriptArgs, Script: abs, ScriptHash: hex.EncodeToString(sum[:8]),
+	// The store opens when the script first touches it: one that never
+	// does starts in the same time whatever the store holds.
+	var st *kv.Store
+	openOnce := func() (*kv.Store, error) {
+		var err error
+		st, err = openStore(*store, false)
+		if le := (*kv.LockedError)(nil); errors.As(err, &le) {
+			// Another lens writes the store: a script that only reads runs
+			// on a snapshot; one that trains fails at its first write,
+			// naming it.
+			if st, err = openStore(*store, true); err == nil {
+				fmt.Fprintf(stderr, "lens: %v; this script reads a snapshot of it and cannot write\n", le)
+			}
+		}
+		return st, err
+	}
+	defer func() {
+		if st != nil {
+			st.Close()
+		}
+	}()
+	if _, err := os.Stat(*store); errors.Is(err, iofs.ErrNotExist) {
+		// A first run creates the store (cheap when empty), as it always
+		// has, so that `lens runs` after it finds one.
+		if _, err := openOnce(); err != nil {
+			return err
+		}
+	}
+	env := withIntegrations(&builtins.Env{Store: st, OpenStore: openOnce, Args: scriptArgs, Script: abs, ScriptHash: hex.EncodeToString(sum[:8]),
 		Out: stdout, Progress: prog.update, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Workspace: wd, AllowRead: allow, Device: *dev, SweepBackend: *backend})
 	if _, _, err := device.Resolve(*dev); err != nil {
@@ -233,17 +257,21 @@ func cmdRuns(args []string, stdout, stderr io.Writer) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	st, err := openStore(*store, true)
+	// Listing needs no metrics: from a store a training run holds, ask it
+	// for the runs alone.
+	st, err := openStoreWith(*store, kv.Options{ReadOnly: true, RunsOnly: true})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	list, err := st.ListRuns()
+	// The summaries give the order and the table; --json reads each full
+	// record as it writes it, so the first line leaves at once.
+	list, err := st.ListSummaries()
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return writeRunsJSON(stdout, list)
+		return writeRunsJSON(stdout, list, st.GetRun)
 	}
 	var rows [][]string
 	for _, m := range list {
@@ -253,25 +281,37 @@ func cmdRuns(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// writeRunsJSON writes list as json.Encoder would ([{...},...] and a
-// newline), run by run through a buffer: the encoder would check and
-// compact every record MarshalJSON returns, a second pass over 10,000
-// records' configs.
-func writeRunsJSON(w io.Writer, list []kv.RunMeta) error {
+// writeRunsJSON writes the full records of the runs in list, read by get,
+// as one JSON array with a run a line ("[{...},\n{...},\n{...}]\n"; an
+// empty list is "null", as json.Encoder writes it), flushing after the
+// first run so that `lens runs --json | head -1` gets it without waiting
+// for the rest. It writes each record's MarshalJSON as it is: json.Encoder
+// would check and compact it again, a second pass over every config.
+func writeRunsJSON(w io.Writer, list []kv.RunSummary, get func(id string) (kv.RunMeta, error)) error {
 	if len(list) == 0 {
-		return json.NewEncoder(w).Encode(list) // null or []
+		return json.NewEncoder(w).Encode([]kv.RunMeta(nil))
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
 	bw.WriteByte('[')
-	for i, m := range list {
-		if i > 0 {
-			bw.WriteByte(',')
+	for i, r := range list {
+		m, err := get(r.ID)
+		if err != nil {
+			return err
 		}
 		b, err := m.MarshalJSON()
 		if err != nil {
 			return fmt.Errorf("run %s: %w", m.ID, err)
 		}
 		bw.Write(b)
+		if i == len(list)-1 {
+			break
+		}
+		bw.WriteString(",\n")
+		if i == 0 {
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+		}
 	}
 	bw.WriteString("]\n")
 	return bw.Flush()

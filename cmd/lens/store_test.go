@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"math"
@@ -112,16 +113,33 @@ func TestMigratedStoreThroughCLI(t *testing.T) {
 	require.Equal(t, 1/float64(300), pts[299].Value)
 }
 
-// writeRunsJSON writes exactly what json.Encoder writes for the list.
+// writeRunsJSON writes what json.Encoder writes for the list, a run a
+// line: the first line holds the first run.
 func TestWriteRunsJSON(t *testing.T) {
 	loss, nan := 0.5, math.NaN()
-	for _, list := range [][]kv.RunMeta{nil, {}, {
+	for _, list := range [][]kv.RunMeta{nil, {
 		{ID: "a", Name: "<b>&", Config: json.RawMessage(`{"x": [1, 2], "s": "<&>"}`), FinalLoss: &loss, Tags: []string{"t"}, Args: map[string]string{"k": "v"}},
 		{ID: "b", FinalLoss: &nan, Status: kv.StatusRunning, Progress: &kv.Progress{Step: 3, Loss: math.Inf(1)}},
+		{ID: "c", Status: kv.StatusDone},
 	}} {
 		var want, got strings.Builder
 		require.NoError(t, json.NewEncoder(&want).Encode(list))
-		require.NoError(t, writeRunsJSON(&got, list))
-		require.Equal(t, want.String(), got.String())
+		byID := map[string]kv.RunMeta{}
+		var sums []kv.RunSummary
+		for _, m := range list {
+			byID[m.ID] = m
+			sums = append(sums, m.Summary())
+		}
+		require.NoError(t, writeRunsJSON(&got, sums, func(id string) (kv.RunMeta, error) { return byID[id], nil }))
+		var compact bytes.Buffer
+		require.NoError(t, json.Compact(&compact, []byte(got.String())))
+		require.Equal(t, strings.TrimSuffix(want.String(), "\n"), compact.String())
+		lines := strings.Split(strings.TrimSuffix(got.String(), "\n"), "\n")
+		require.Len(t, lines, max(len(list), 1))
+		if len(list) > 0 {
+			first, err := list[0].MarshalJSON()
+			require.NoError(t, err)
+			require.Equal(t, "["+string(first)+",", lines[0])
+		}
 	}
 }

@@ -268,7 +268,7 @@ func TestMergeBadShards(t *testing.T) {
 	ws := workspace(t, nil)
 	out, stderr, code = lensEnv(t, ws, nil, "merge", newer, corrupt)
 	require.Equal(t, 1, code, out+stderr)
-	require.Contains(t, stderr, "format version 99 but this lens reads version 2")
+	require.Contains(t, stderr, fmt.Sprintf("format version 99 but this lens reads version %d", kv.FormatVersion))
 	require.Contains(t, stderr, "nothing merged")
 	require.Contains(t, stderr, "checksum")
 	require.Contains(t, stderr, "2 of 2 shards not merged")
