@@ -41,6 +41,18 @@ const (
 
 func blockStart(step int) int { return step &^ (blockSteps - 1) }
 
+// valueThreshold is Badger's value threshold: values this long or longer
+// go to the value log, written once, and the LSM tree keeps a pointer.
+// It is the size of a metric block one step short of full, so a block
+// that will not change again (full, or the first block of a series that
+// starts at step 1) goes there and compactions move a pointer of a few
+// bytes instead of its 2.3 KB: at 10⁸ points the LSM tree held every
+// block and Badger's compactions took most of the ingest's CPU and most
+// of its memory (table builders). A block still filling is rewritten
+// at every flush; it stays in the LSM tree, whose compactions discard
+// the old versions (the value log keeps them until a GC).
+const valueThreshold = blockHdr + 9*(blockSteps-1)
+
 // flushAt is how many buffered metric values trigger a write; flushEvery
 // how old the oldest buffered value (or progress) may get before the
 // background flusher writes it.
@@ -52,25 +64,12 @@ const (
 // series buffers the unwritten points of one series, in arrival order.
 type series struct{ pts []Point }
 
-// pendingMetrics is the write buffer: run id -> metric name -> points.
+// pendingMetrics is the write buffer: run id -> metric name -> points. A
+// flush keeps the entries of runs that had points in it (their slices
+// truncated, so a training run's steps reuse them) and drops the others.
 type pendingMetrics struct {
 	runs map[string]map[string]*series
 	n    int
-}
-
-func (p *pendingMetrics) add(runID, name string, step int, v float64) {
-	byName := p.runs[runID]
-	if byName == nil {
-		byName = map[string]*series{}
-		p.runs[runID] = byName
-	}
-	sr := byName[name]
-	if sr == nil {
-		sr = &series{}
-		byName[name] = sr
-	}
-	sr.pts = append(sr.pts, Point{step, v})
-	p.n++
 }
 
 func (p *pendingMetrics) dropRun(runID string) {
@@ -78,6 +77,36 @@ func (p *pendingMetrics) dropRun(runID string) {
 		p.n -= len(sr.pts)
 	}
 	delete(p.runs, runID)
+}
+
+// hasRun reports whether run runID has buffered points.
+func (p *pendingMetrics) hasRun(runID string) bool {
+	for _, sr := range p.runs[runID] {
+		if len(sr.pts) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// written empties the buffer after a flush, keeping what the next steps
+// of the runs just written will reuse.
+func (p *pendingMetrics) written() {
+	for runID, byName := range p.runs {
+		active := false
+		for name, sr := range byName {
+			if len(sr.pts) == 0 {
+				delete(byName, name)
+				continue
+			}
+			active = true
+			sr.pts = sr.pts[:0]
+		}
+		if !active {
+			delete(p.runs, runID)
+		}
+	}
+	p.n = 0
 }
 
 // AddMetric records value v of metric name at step for run runID. Values are
@@ -89,6 +118,13 @@ func (s *Store) AddMetric(runID, name string, step int, v float64) error {
 	return s.AddMetrics(runID, step, map[string]float64{name: v})
 }
 
+// valueRef is one value of an AddMetrics call on its way into the buffer.
+type valueRef struct {
+	name string
+	sr   *series // nil: the series is not buffered yet
+	v    float64
+}
+
 // AddMetrics records several metrics of one step, as AddMetric.
 func (s *Store) AddMetrics(runID string, step int, values map[string]float64) error {
 	if err := s.checkRunForMetrics(runID, step); err != nil {
@@ -96,25 +132,43 @@ func (s *Store) AddMetrics(runID string, step int, values map[string]float64) er
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// One map lookup per value on the common path (a series already in the
+	// buffer); names are validated, before anything is buffered, only the
+	// first time this process sees them.
+	byName := s.pending.runs[runID]
 	known := s.knownNames[runID]
-	for name := range values {
-		if !known[name] {
+	var stack [16]valueRef
+	refs := stack[:0]
+	for name, v := range values {
+		sr := byName[name]
+		if sr == nil && !known[name] {
 			if err := validatePart("metric name", name, true); err != nil {
 				return fmt.Errorf("add metric %s of run %s: %w", name, runID, err)
 			}
 		}
+		refs = append(refs, valueRef{name, sr, v})
 	}
-	if known == nil {
-		known = map[string]bool{}
-		s.knownNames[runID] = known
+	if byName == nil {
+		byName = map[string]*series{}
+		s.pending.runs[runID] = byName
 	}
-	for name, v := range values {
-		known[name] = true
-		s.pending.add(runID, name, step, v)
+	for _, r := range refs {
+		sr := r.sr
+		if sr == nil {
+			if known == nil {
+				known = map[string]bool{}
+				s.knownNames[runID] = known
+			}
+			known[r.name] = true
+			sr = &series{}
+			byName[r.name] = sr
+		}
+		sr.pts = append(sr.pts, Point{step, r.v})
 	}
-	if s.pending.n == len(values) && len(s.progress) == 0 { // the buffer was empty
+	if s.pending.n == 0 && len(s.progress) == 0 { // the buffer was empty
 		s.pendingSince = time.Now()
 	}
+	s.pending.n += len(refs)
 	if s.pending.n >= flushAt {
 		return s.flushLocked()
 	}
@@ -167,14 +221,20 @@ func (s *Store) flushLocked() error {
 		return nil
 	}
 	var keys, vals [][]byte
+	// Blocks are encoded into one buffer per flush rather than one
+	// allocation each; a full buffer is about flushAt*9 bytes.
+	arena := make([]byte, 0, blockHdr*len(s.pending.runs)*8+9*s.pending.n+9*blockSteps)
 	err := s.db.View(func(txn *badger.Txn) error {
 		for runID, byName := range s.pending.runs {
 			for name, sr := range byName {
-				k, v, err := mergeSeries(txn, runID, name, sr.pts)
+				if len(sr.pts) == 0 {
+					continue
+				}
+				var err error
+				keys, vals, arena, err = mergeSeries(txn, runID, name, sr.pts, keys, vals, arena)
 				if err != nil {
 					return err
 				}
-				keys, vals = append(keys, k...), append(vals, v...)
 			}
 		}
 		return nil
@@ -185,15 +245,20 @@ func (s *Store) flushLocked() error {
 	if err != nil {
 		return fmt.Errorf("flush %d metric values to %s: %w", s.pending.n, s.dir, err)
 	}
-	clear(s.pending.runs)
-	s.pending.n = 0
+	s.pending.written()
+	s.notePageOut(len(arena))
 	return nil
 }
 
-// mergeSeries returns the blocks to write for new points of one series.
-func mergeSeries(txn *badger.Txn, runID, name string, pts []Point) (keys, vals [][]byte, err error) {
-	// Stable: of two values for one step, the later one is kept.
-	slices.SortStableFunc(pts, func(a, b Point) int { return a.Step - b.Step })
+// mergeSeries appends to keys and vals the blocks to write for new points
+// of one series, encoding them into arena.
+func mergeSeries(txn *badger.Txn, runID, name string, pts []Point, keys, vals [][]byte, arena []byte) ([][]byte, [][]byte, []byte, error) {
+	// Stable: of two values for one step, the later one is kept. Steps
+	// almost always arrive in order, so check before sorting.
+	if !slices.IsSortedFunc(pts, func(a, b Point) int { return a.Step - b.Step }) {
+		slices.SortStableFunc(pts, func(a, b Point) int { return a.Step - b.Step })
+	}
+	var old, merged []Point
 	for i := 0; i < len(pts); {
 		start := blockStart(pts[i].Step)
 		j := i
@@ -201,31 +266,38 @@ func mergeSeries(txn *badger.Txn, runID, name string, pts []Point) (keys, vals [
 			j++
 		}
 		key := metricKey(runID, name, start)
-		var old []Point
+		old = old[:0]
 		item, gerr := txn.Get(key)
 		switch {
 		case gerr == nil:
 			if err := item.Value(func(v []byte) error {
 				var derr error
-				old, derr = decodeBlock(key, v, start)
+				old, derr = appendBlock(old, key, v, start)
 				return derr
 			}); err != nil {
-				return nil, nil, err
+				return keys, vals, arena, err
 			}
 		case !errors.Is(gerr, badger.ErrKeyNotFound):
-			return nil, nil, gerr
+			return keys, vals, arena, gerr
 		}
+		merged = appendMerged(merged[:0], old, pts[i:j])
+		n := len(arena)
+		arena = appendEncodedBlock(arena, merged, start)
 		keys = append(keys, key)
-		vals = append(vals, encodeBlock(mergePoints(old, pts[i:j]), start))
+		vals = append(vals, arena[n:len(arena):len(arena)])
 		i = j
 	}
-	return keys, vals, nil
+	return keys, vals, arena, nil
 }
 
 // mergePoints merges sorted points, b's value winning on equal steps (and,
 // within b, the last of equal steps).
 func mergePoints(a, b []Point) []Point {
-	out := make([]Point, 0, len(a)+len(b))
+	return appendMerged(make([]Point, 0, len(a)+len(b)), a, b)
+}
+
+// appendMerged is mergePoints appending to out.
+func appendMerged(out, a, b []Point) []Point {
 	i, j := 0, 0
 	for i < len(a) || j < len(b) {
 		switch {
@@ -256,8 +328,14 @@ func blockChecksum(b []byte) uint32 {
 
 // encodeBlock encodes sorted, distinct points of the block starting at start.
 func encodeBlock(pts []Point, start int) []byte {
+	return appendEncodedBlock(nil, pts, start)
+}
+
+// appendEncodedBlock appends the encoding of pts to dst.
+func appendEncodedBlock(dst []byte, pts []Point, start int) []byte {
 	n := len(pts)
-	b := make([]byte, blockHdr+9*n)
+	dst = slices.Grow(dst, blockHdr+9*n)
+	b := dst[len(dst) : len(dst)+blockHdr+9*n]
 	b[0], b[1] = blockMagic, blockVersion
 	binary.LittleEndian.PutUint16(b[2:], uint16(n))
 	for i, p := range pts {
@@ -265,7 +343,7 @@ func encodeBlock(pts []Point, start int) []byte {
 		binary.LittleEndian.PutUint64(b[blockHdr+n+8*i:], math.Float64bits(p.Value))
 	}
 	binary.LittleEndian.PutUint32(b[4:], blockChecksum(b))
-	return b
+	return dst[:len(dst)+len(b)]
 }
 
 // decodeBlock parses a block; errors wrap ErrCorrupt and name the key.
@@ -342,7 +420,7 @@ func (s *Store) flushRun(runID string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.pending.runs[runID] == nil {
+	if !s.pending.hasRun(runID) {
 		return nil
 	}
 	return s.flushLocked()
@@ -372,4 +450,23 @@ func (s *Store) MetricNames(runID string) ([]string, error) {
 	// bytes), so neighbours are not enough to deduplicate.
 	slices.Sort(names)
 	return slices.Compact(names), nil
+}
+
+// pageOut triggers pageOutSealed once per value-log file's worth of
+// flushed metric blocks, about when Badger seals a file.
+type pageOut struct {
+	written int64 // bytes flushed since the last call
+	off     bool  // the kernel refused: stop trying
+}
+
+func (s *Store) notePageOut(n int) {
+	p := &s.pageOut
+	if p.off {
+		return
+	}
+	if p.written += int64(n); p.written < MaxValueBytes {
+		return
+	}
+	p.written = 0
+	p.off = !pageOutSealed(s.dir)
 }
