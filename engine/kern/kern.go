@@ -237,45 +237,76 @@ func Mul[T Float](c Cores, dst, a, m []T, acc bool) {
 // CrossEntropy sets each row of probs to the softmax of that row of logits
 // and rowLoss[n] to its negative log-likelihood of targets[n] (0 where the
 // target is negative, which means ignored). It returns the number of
-// counted rows. probs may be logits itself.
+// counted rows. probs may be logits itself. It runs on one goroutine:
+// CrossEntropyOn splits the rows over cores.
 func CrossEntropy[T Float](logits []T, vocab int, targets []int32, probs []T, rowLoss []float64) (int, error) {
+	return CrossEntropyOn(1, logits, vocab, targets, probs, rowLoss)
+}
+
+// CrossEntropyOn is CrossEntropy with the rows split over c's workers (a
+// 1,024-token batch at a 128k vocabulary is half a gigabyte of logits, too
+// much for one core while the other idles). Rows are independent, so the
+// results do not depend on c.
+func CrossEntropyOn[T Float](c Cores, logits []T, vocab int, targets []int32, probs []T, rowLoss []float64) (int, error) {
 	count := 0
 	for n, t := range targets {
-		row := logits[n*vocab : (n+1)*vocab]
-		pr := probs[n*vocab : (n+1)*vocab]
-		rowLoss[n] = 0
 		if t >= 0 && int(t) >= vocab {
 			return 0, fmt.Errorf("target id %d at position %d outside vocabulary of %d", t, n, vocab)
 		}
-		var picked float64
 		if t >= 0 {
-			picked = float64(row[t])
+			count++
 		}
-		copy(pr, row)
-		m, sum := softmaxRow(pr)
-		if t < 0 {
-			continue
-		}
-		rowLoss[n] = math.Log(sum) + m - picked
-		count++
 	}
+	c.ParallelFor(len(targets), rowsPerPart(vocab), func(_, lo, hi int) {
+		for n := lo; n < hi; n++ {
+			t := targets[n]
+			row := logits[n*vocab : (n+1)*vocab]
+			pr := probs[n*vocab : (n+1)*vocab]
+			var picked float64
+			if t >= 0 {
+				picked = float64(row[t])
+			}
+			if len(pr) > 0 && &pr[0] != &row[0] {
+				copy(pr, row)
+			}
+			m, sum := softmaxRow(pr)
+			rowLoss[n] = 0
+			if t >= 0 {
+				rowLoss[n] = math.Log(sum) + m - picked
+			}
+		}
+	})
 	return count, nil
 }
 
+// rowsPerPart is the least number of rows of n elements worth a goroutine
+// in the row-wise kernels: about 16k elements.
+func rowsPerPart(n int) int { return max(1, (1<<14)/max(1, n)) }
+
 // CrossEntropyBack sets dlogits = (probs − onehot(target))·scale on counted
-// rows and 0 on ignored ones. dlogits may be probs itself.
+// rows and 0 on ignored ones. dlogits may be probs itself. It runs on one
+// goroutine: CrossEntropyBackOn splits the rows over cores.
 func CrossEntropyBack[T Float](probs []T, vocab int, targets []int32, scale T, dlogits []T) {
-	for n, t := range targets {
-		pr, d := probs[n*vocab:(n+1)*vocab], dlogits[n*vocab:(n+1)*vocab]
-		if t < 0 {
-			clear(d)
-			continue
+	CrossEntropyBackOn(1, probs, vocab, targets, scale, dlogits)
+}
+
+// CrossEntropyBackOn is CrossEntropyBack with the rows split over c's
+// workers; the results do not depend on c.
+func CrossEntropyBackOn[T Float](c Cores, probs []T, vocab int, targets []int32, scale T, dlogits []T) {
+	c.ParallelFor(len(targets), rowsPerPart(vocab), func(_, lo, hi int) {
+		for n := lo; n < hi; n++ {
+			t := targets[n]
+			pr, d := probs[n*vocab:(n+1)*vocab], dlogits[n*vocab:(n+1)*vocab]
+			if t < 0 {
+				clear(d)
+				continue
+			}
+			for j := range pr {
+				d[j] = pr[j] * scale
+			}
+			d[t] -= scale
 		}
-		for j := range pr {
-			d[j] = pr[j] * scale
-		}
-		d[t] -= scale
-	}
+	})
 }
 
 // ---- AdamW ----
