@@ -67,6 +67,54 @@ func peakRSS() int64 {
 	return 0
 }
 
+// sampleRSS samples the resident set every 50 ms until the returned
+// function is called, which returns the peaks of its anonymous part and of
+// its pages of mapped files (Badger maps its tables and value log).
+func sampleRSS() func() (anon, file int64) {
+	stop, done := make(chan struct{}), make(chan struct{})
+	var anon, file int64
+	go func() {
+		defer close(done)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			a, f := rssParts()
+			anon, file = max(anon, a), max(file, f)
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() (int64, int64) {
+		close(stop)
+		<-done
+		return anon, file
+	}
+}
+
+// rssParts reads RssAnon and RssFile from /proc/self/status, in bytes.
+func rssParts() (anon, file int64) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 3 {
+			var kb int64
+			fmt.Sscan(f[1], &kb)
+			switch f[0] {
+			case "RssAnon:":
+				anon = kb << 10
+			case "RssFile:":
+				file = kb << 10
+			}
+		}
+	}
+	return anon, file
+}
+
 // rssNow is the current resident set split as the kernel reports it:
 // anonymous memory, and pages of mapped files (Badger maps its tables).
 func rssNow() string {
@@ -170,6 +218,7 @@ func benchStore(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	stopRSS := sampleRSS()
 	start := time.Now()
 	for i := range runs {
 		if err := ingestRun(st, i, steps, benchMetrics, created); err != nil {
@@ -181,6 +230,7 @@ func benchStore(b *testing.B) {
 	}
 	ingest := time.Since(start)
 	rss := peakRSS()
+	anon, file := stopRSS()
 	var mst runtime.MemStats
 	runtime.ReadMemStats(&mst)
 	b.Logf("after ingest: peak RSS %d MB (now: %s), Go heap sys %d MB, heap in use %d MB", rss>>20, rssNow(), mst.HeapSys>>20, mst.HeapInuse>>20)
@@ -205,7 +255,7 @@ func benchStore(b *testing.B) {
 		return f(sq)
 	}
 	row(fmt.Sprintf("ingest %d runs × %d metrics × %d steps", runs, benchMetrics, steps),
-		fmt.Sprintf("%.0fk points/s (%.1f s), peak RSS %d MB", rate/1000, ingest.Seconds(), rss>>20),
+		fmt.Sprintf("%.0fk points/s (%.1f s), peak RSS %d MB (sampled peaks: anonymous %d MB, mapped files %d MB)", rate/1000, ingest.Seconds(), rss>>20, anon>>20, file>>20),
 		sqs(func(r *sqliteResult) string {
 			return fmt.Sprintf("%.0fk points/s (%.1f s), peak RSS %d MB", float64(r.Points)/r.IngestS/1000, r.IngestS, r.PeakRSSBytes>>20)
 		}))
