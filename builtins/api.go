@@ -182,9 +182,9 @@ var modelModule = newModule(&ModuleDecl{Name: "model", Doc: "Base models: the ti
 		{Name: "model.tiny", KwOnly: true, Kwargs: "**config", Returns: "model", Impl: modelTiny,
 			Doc:    "The default tiny byte-level Llama, randomly initialised; keyword arguments override its LlamaConfig fields (hidden_size=, num_hidden_layers=, ...).",
 			Params: []Param{{Name: "seed", Type: "int", Default: "0", Doc: "seed of the initialisation"}}},
-		{Name: "model.new", Returns: "model", Impl: modelNew, Doc: "A randomly initialised model from a dict of LlamaConfig fields.",
+		{Name: "model.new", Returns: "model", Impl: modelNew, Doc: "A randomly initialised model from a dict of config.json fields (model_type llama, mistral, qwen2, qwen3 or gemma3_text); the family's defaults apply to absent keys as when loading a config.json (Mistral's sliding_window 4096, Gemma 3's tied embeddings).",
 			Params: []Param{
-				{Name: "config", Type: "dict", Doc: "LlamaConfig fields (hidden_size, num_hidden_layers, num_attention_heads, vocab_size, ...)"},
+				{Name: "config", Type: "dict", Doc: "config.json fields (model_type, hidden_size, num_hidden_layers, num_attention_heads, vocab_size, ...)"},
 				{Name: "seed", Type: "int", Default: "0", Doc: "seed of the initialisation"},
 			}},
 		{Name: "model.from_dir", Returns: "model", Impl: modelLoad, Doc: "A Hugging Face model directory (config.json, *.safetensors, tokenizer.json); runs record the directory to rebuild their base.",
@@ -468,8 +468,8 @@ var _ = func() int {
 	} {
 		declare(f)
 	}
-	declareType(&TypeDecl{Name: "model", Doc: "A base model (Llama layout, Hugging Face tensor names).", Attrs: []Attr{
-		{Name: "config", Type: "dict", Doc: "its LlamaConfig fields"},
+	declareType(&TypeDecl{Name: "model", Doc: "A base model of a supported family (Hugging Face config fields and tensor names).", Attrs: []Attr{
+		{Name: "config", Type: "dict", Doc: "its config.json fields"},
 		{Name: "params", Type: "int", Doc: "its parameter count"},
 		{Name: "save", Type: "method"},
 	}})

@@ -62,6 +62,16 @@ func modelNew(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwa
 	if err := overlay(fn.Name(), &c, cfg.Items()); err != nil {
 		return nil, err
 	}
+	var keys []string
+	for _, kv := range cfg.Items() {
+		if k, ok := starlark.AsString(kv[0]); ok {
+			keys = append(keys, k)
+		}
+	}
+	c, err := model.ConfigFrom(c, keys)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
 	m, err := model.New(c, uint64(seed))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
