@@ -58,6 +58,9 @@ func sealedVlogRSS(t *testing.T, dir string) (kb int64, files int) {
 // and checks that pageOutSealed releases the sealed files' pages and that
 // every value reads back intact afterwards.
 func TestPageOutSealed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 192 MB")
+	}
 	s := openTemp(t)
 	rng := rand.New(rand.NewPCG(1, 2))
 	vals := map[string][]byte{}
