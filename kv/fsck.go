@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 )
@@ -43,6 +44,7 @@ type fsckState struct {
 	statuses   []parsedKey            // idx/status entries
 	progress   []string               // runs with a prog/ key
 	summaries  map[string][]byte      // sum/<id> values that decode
+	created    map[string][]time.Time // idx/created entries by run
 	manifests  map[string]manifestAt  // chunked tensors by the display form of their t/ key
 	chunks     map[string][]chunkSeen // chunks by the display form of their tensor's t/ key
 }
@@ -188,7 +190,7 @@ func (f *fsckState) check(k, v []byte) {
 	p := parseKey(k)
 	dk := displayKey(k)
 	if p.run != "" && p.kind != kindIdxName && p.kind != kindIdxTag && p.kind != kindIdxStatus &&
-		p.kind != kindRec && p.kind != kindProgress && p.kind != kindSummary {
+		p.kind != kindRec && p.kind != kindProgress && p.kind != kindSummary && p.kind != kindIdxCreated {
 		f.runKeys[p.run]++
 	}
 	switch p.kind {
@@ -224,6 +226,14 @@ func (f *fsckState) check(k, v []byte) {
 			f.summaries = map[string][]byte{}
 		}
 		f.summaries[p.run] = bytes.Clone(v)
+	case kindIdxCreated:
+		if len(v) != 0 {
+			f.add(dk, "index entry has a %d-byte value, want none", len(v))
+		}
+		if f.created == nil {
+			f.created = map[string][]time.Time{}
+		}
+		f.created[p.run] = append(f.created[p.run], createdOf(k[len(prefixIdxCre):]))
 	case kindProgress:
 		var pr Progress
 		if err := decodeJSON(k, v, &pr); err != nil {
@@ -409,6 +419,23 @@ func (f *fsckState) crossCheck() {
 	for _, id := range slices.Sorted(maps.Keys(f.runs)) {
 		if _, ok := f.summaries[id]; !ok && f.runs[id] != nil {
 			f.add("rec/"+id, "the run has no summary at %s%s: listing does not show it", prefixSum, id)
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(f.created)) {
+		m, ok := f.runs[id]
+		for _, c := range f.created[id] {
+			key := displayKey(idxCreatedKey(c, id))
+			switch {
+			case !ok:
+				f.add(key, "index entry for a run that does not exist")
+			case m != nil && !m.Created.Equal(c):
+				f.add(key, "index entry is stale: the run was created %s", m.Created.UTC().Format(time.RFC3339Nano))
+			}
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(f.runs)) {
+		if m := f.runs[id]; m != nil && !slices.ContainsFunc(f.created[id], m.Created.Equal) {
+			f.add("rec/"+id, "the run is missing from the creation-order index: lens runs --json does not show it")
 		}
 	}
 	for _, id := range f.progress {

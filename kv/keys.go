@@ -18,6 +18,7 @@ package kv
 //	idx/name/<name>/<id>                           empty; secondary index of RunMeta.Name
 //	idx/tag/<tag>/<id>                             empty; secondary index of RunMeta.Tags
 //	idx/status/<status>/<id>                       empty; secondary index of RunMeta.Status (Open finds running runs here)
+//	idx/created/<created><id>                      empty; runs in creation order (<created>: 8-byte Unix seconds with the sign bit flipped, 4-byte nanoseconds)
 //	blob/<namespace>/<key>/meta                    JSON blob record (written last, like a checkpoint meta)
 //	blob/<namespace>/<key>/t/<tensor name>         encoded tensor, or the manifest of a chunked one
 //	blob/<namespace>/<key>/x/<tensor name>/<n>     chunk n of a chunked tensor
@@ -41,6 +42,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -53,6 +55,7 @@ const (
 	prefixIdxNam = "idx/name/"
 	prefixIdxTag = "idx/tag/"
 	prefixIdxSt  = "idx/status/"
+	prefixIdxCre = "idx/created/"
 	prefixBlob   = "blob/"
 
 	maxPartLen = 1024
@@ -139,8 +142,24 @@ func idxStatusPrefix(status string) []byte {
 	return cat(prefixIdxSt, status, "/")
 }
 func idxStatusKey(status, id string) []byte { return cat(prefixIdxSt, status, "/", id) }
-func blobPrefix(ns, key string) []byte      { return cat(prefixBlob, ns, "/", key, "/") }
-func blobMetaKey(ns, key string) []byte     { return cat(blobPrefix(ns, key), "meta") }
+
+// idxCreatedKey orders runs by creation time, then id, as sortRuns does:
+// the sign bit of the seconds is flipped so that byte order is numeric
+// order for times before 1970 too (the zero time is year 1).
+func idxCreatedKey(created time.Time, id string) []byte {
+	var b [12]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(created.Unix())^(1<<63))
+	binary.BigEndian.PutUint32(b[8:], uint32(created.Nanosecond()))
+	return cat(prefixIdxCre, b[:], id)
+}
+
+// createdOf decodes the time in an idx/created key's 12 bytes.
+func createdOf(b []byte) time.Time {
+	return time.Unix(int64(binary.BigEndian.Uint64(b[:8])^(1<<63)), int64(binary.BigEndian.Uint32(b[8:12])))
+}
+
+func blobPrefix(ns, key string) []byte  { return cat(prefixBlob, ns, "/", key, "/") }
+func blobMetaKey(ns, key string) []byte { return cat(blobPrefix(ns, key), "meta") }
 func blobTensorKey(ns, key, name string) []byte {
 	return cat(blobPrefix(ns, key), "t/", name)
 }
@@ -210,6 +229,7 @@ const (
 	kindIntentBlob
 	kindV1RunMeta // run/<id>/meta of format version 1
 	kindSummary   // sum/<id>
+	kindIdxCreated
 )
 
 // parsedKey is a key split into its parts; which fields are set depends on kind.
@@ -245,6 +265,12 @@ func parseKey(k []byte) parsedKey {
 			return parsedKey{kind: kindProgress, run: id}
 		}
 		return parsedKey{kind: kindUnknown}
+	case strings.HasPrefix(s, prefixIdxCre):
+		rest := k[len(prefixIdxCre):]
+		if len(rest) <= 12 || validateRunID(string(rest[12:])) != nil {
+			return parsedKey{kind: kindUnknown}
+		}
+		return parsedKey{kind: kindIdxCreated, run: string(rest[12:])}
 	case strings.HasPrefix(s, prefixIdxSt):
 		rest := s[len(prefixIdxSt):]
 		i := strings.IndexByte(rest, '/')
@@ -373,6 +399,8 @@ func displayKey(k []byte) string {
 		return "run/" + p.run + "/ckpt/" + step + "/x/" + p.name + "/" + strconv.Itoa(p.chunk)
 	case kindBlobChunk:
 		return "blob/" + p.ns + "/" + p.bkey + "/x/" + p.name + "/" + strconv.Itoa(p.chunk)
+	case kindIdxCreated:
+		return prefixIdxCre + createdOf(k[len(prefixIdxCre):]).UTC().Format(time.RFC3339Nano) + "/" + p.run
 	}
 	if utf8.Valid(k) && strings.IndexFunc(string(k), func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0 {
 		return string(k)

@@ -15,7 +15,8 @@ import (
 //
 //  1. (from 1) each run/<id>/meta moves to rec/<id>, with its idx/status entry;
 //  2. (from 1) each series' 8-byte points are gathered into blocks (metrics.go);
-//  3. (from 1 and 2) each record's summary is written at sum/<id>;
+//  3. (from 1 and 2) each record's summary is written at sum/<id>, and its
+//     idx/created entry;
 //  4. store/version becomes 3.
 //
 // Each part writes its new keys before deleting the old ones, and the
@@ -118,8 +119,9 @@ func (s *Store) migrateRecords() (int, error) {
 	return len(recs), nil
 }
 
-// migrateSummaries writes the summary of every readable rec/<id> (an
-// unreadable record gets none; Fsck reports the record). Running it again
+// migrateSummaries writes the summary and creation-order entry of every
+// readable rec/<id> (an unreadable record gets none; Fsck reports the
+// record). Running it again
 // rewrites the same values.
 func (s *Store) migrateSummaries() (int, error) {
 	wb := s.db.NewWriteBatch()
@@ -132,6 +134,9 @@ func (s *Store) migrateSummaries() (int, error) {
 				return nil
 			}
 			n++
+			if err := wb.Set(idxCreatedKey(m.Created, m.ID), nil); err != nil {
+				return err
+			}
 			return wb.Set(summaryKey(m.ID), encodeSummary(m.Summary()))
 		})
 	})

@@ -216,6 +216,18 @@ func setIndex(txn *badger.Txn, old, m RunMeta) error {
 	if err := setSummary(txn, m); err != nil {
 		return err
 	}
+	if (old.Status == "") != (m.Status == "") || !old.Created.Equal(m.Created) {
+		if old.Status != "" {
+			if err := txn.Delete(idxCreatedKey(old.Created, old.ID)); err != nil {
+				return err
+			}
+		}
+		if m.Status != "" {
+			if err := txn.Set(idxCreatedKey(m.Created, m.ID), nil); err != nil {
+				return err
+			}
+		}
+	}
 	if old.Status != m.Status {
 		if old.Status != "" {
 			if err := txn.Delete(idxStatusKey(old.Status, old.ID)); err != nil {
@@ -495,6 +507,30 @@ func (s *Store) ListRuns() ([]RunMeta, error) {
 		return nil, fmt.Errorf("list runs: %w", err)
 	}
 	return runs, nil
+}
+
+// EachRun calls fn with the record of every run, oldest first, reading
+// each as it goes (in one read transaction, through the creation-order
+// index), so the first comes at once however many runs there are. An
+// error from fn stops it and is returned.
+func (s *Store) EachRun(fn func(RunMeta) error) error {
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := []byte(prefixIdxCre)
+		return scanKeys(txn, prefix, func(k []byte) error {
+			if len(k) <= len(prefix)+12 {
+				return fmt.Errorf("index entry %s: %w: too short", displayKey(k), ErrCorrupt)
+			}
+			m, err := s.getRun(txn, string(k[len(prefix)+12:]))
+			if err != nil {
+				return fmt.Errorf("index entry %s: %w", displayKey(k), err)
+			}
+			return fn(m)
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("list runs: %w", err)
+	}
+	return nil
 }
 
 // RunsByName returns the runs named name, oldest first.

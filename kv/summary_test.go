@@ -156,6 +156,11 @@ func TestFsckSummaries(t *testing.T) {
 			rawSet(t, s, summaryKey("gone"), encodeSummary(RunSummary{ID: "gone", Status: StatusDone}))
 		}, "sum/gone", "summary of a run that does not exist"},
 		{"garbage", func(t *testing.T, s *Store, m RunMeta) { rawSet(t, s, summaryKey(m.ID), []byte{1, 200}) }, "sum/", "malformed summary"},
+		{"not in creation order", func(t *testing.T, s *Store, m RunMeta) { rawDelete(t, s, idxCreatedKey(m.Created, m.ID)) }, "rec/", "missing from the creation-order index"},
+		{"creation entry stale", func(t *testing.T, s *Store, m RunMeta) {
+			rawDelete(t, s, idxCreatedKey(m.Created, m.ID))
+			rawSet(t, s, idxCreatedKey(m.Created.Add(time.Second), m.ID), nil)
+		}, "idx/created/", "index entry is stale"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -171,6 +176,9 @@ func TestFsckSummaries(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if tt.name == "creation entry stale" && len(p) == 2 {
+				p = p[:1] // the record is also reported missing from the index
+			}
 			if len(p) != 1 || !strings.HasPrefix(p[0].Key, tt.key) || !strings.Contains(p[0].Message, tt.want) {
 				t.Errorf("Fsck = %v, want one problem at %s... saying %q", p, tt.key, tt.want)
 			}
@@ -179,7 +187,7 @@ func TestFsckSummaries(t *testing.T) {
 }
 
 // A store in format 2, the layout the previous code wrote (format 3 less
-// the sum/ keys), opens, migrates once (writable or read-only) and passes
+// the sum/ and idx/created/ keys), opens, migrates once (writable or read-only) and passes
 // Fsck, its summaries equal to its records'.
 func TestMigrateFromV2(t *testing.T) {
 	for _, ro := range []bool{false, true} {
@@ -202,8 +210,10 @@ func TestMigrateFromV2(t *testing.T) {
 		if err := s.SetProgress(ids[2], Progress{Step: 3}); err != nil {
 			t.Fatal(err)
 		}
-		for k := range rawDump(t, s, []byte(prefixSum)) {
-			rawDelete(t, s, []byte(k))
+		for _, prefix := range []string{prefixSum, prefixIdxCre} {
+			for k := range rawDump(t, s, []byte(prefix)) {
+				rawDelete(t, s, []byte(k))
+			}
 		}
 		rawSet(t, s, []byte(keyVersion), []byte("2"))
 		if err := s.Close(); err != nil {
@@ -235,12 +245,77 @@ func TestMigrateFromV2(t *testing.T) {
 		if !ro {
 			before := rawDump(t, s, nil)
 			s = reopen(t, s, Options{})
+			after := rawDump(t, s, nil)
 			for k, v := range before {
-				if after := rawGet(t, s, []byte(k)); string(after) != string(v) {
+				if w, ok := after[k]; !ok || string(w) != string(v) {
 					t.Errorf("reopening changed %s: migrated twice?", k)
 				}
 			}
 		}
 		s.Close()
+	}
+}
+
+// EachRun gives full records oldest first (ties by id, times before 1970
+// and the zero time included), following creation-time changes and
+// deletes, as ListRuns orders them.
+func TestEachRunOrder(t *testing.T) {
+	s := openTemp(t)
+	defer s.Close()
+	base := time.Date(2026, 12, 5, 6, 0, 0, 0, time.UTC)
+	for _, r := range []struct {
+		id      string
+		created time.Time
+	}{
+		{"e", base.Add(time.Nanosecond)},
+		{"d", base},
+		{"c", base},
+		{"old", time.Date(1960, 1, 1, 0, 0, 0, 5, time.UTC)},
+		{"moved", base.Add(-time.Hour)},
+		{"gone", base.Add(time.Hour)},
+	} {
+		if err := s.CreateRun(RunMeta{ID: r.id, Created: r.created, Config: []byte(`{"x":1}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.UpdateRun("moved", func(m *RunMeta) error { m.Created = base.Add(2 * time.Hour); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRun("gone"); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if err := s.EachRun(func(m RunMeta) error {
+		if string(m.Config) != `{"x":1}` {
+			t.Errorf("run %s: config %s, want the full record", m.ID, m.Config)
+		}
+		got = append(got, m.ID)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	runs, err := s.ListRuns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range runs {
+		listed = append(listed, m.ID)
+	}
+	want := []string{"old", "c", "d", "e", "moved"}
+	if !slices.Equal(got, want) || !slices.Equal(listed, want) {
+		t.Errorf("EachRun %v, ListRuns %v; want %v", got, listed, want)
+	}
+	stop := errors.New("stop")
+	n := 0
+	if err := s.EachRun(func(RunMeta) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+		t.Errorf("EachRun stopped by fn: %v after %d runs", err, n)
+	}
+	if p, err := s.Fsck(); err != nil || len(p) != 0 {
+		t.Errorf("Fsck: %v %v", p, err)
+	}
+	// The zero time sorts first and round-trips through the key.
+	if k := idxCreatedKey(time.Time{}, "z"); !createdOf(k[len(prefixIdxCre):]).IsZero() {
+		t.Errorf("zero time from its key: %v", createdOf(k[len(prefixIdxCre):]))
 	}
 }

@@ -264,14 +264,14 @@ func cmdRuns(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	// The summaries give the order and the table; --json reads each full
-	// record as it writes it, so the first line leaves at once.
+	if *asJSON {
+		// Full records in creation order, each written as it is read, so
+		// the first line leaves at once however many runs follow.
+		return writeRunsJSON(stdout, st.EachRun)
+	}
 	list, err := st.ListSummaries()
 	if err != nil {
 		return err
-	}
-	if *asJSON {
-		return writeRunsJSON(stdout, list, st.GetRun)
 	}
 	var rows [][]string
 	for _, m := range list {
@@ -281,37 +281,39 @@ func cmdRuns(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// writeRunsJSON writes the full records of the runs in list, read by get,
-// as one JSON array with a run a line ("[{...},\n{...},\n{...}]\n"; an
-// empty list is "null", as json.Encoder writes it), flushing after the
-// first run so that `lens runs --json | head -1` gets it without waiting
-// for the rest. It writes each record's MarshalJSON as it is: json.Encoder
+// writeRunsJSON writes the records each gives (kv.Store.EachRun) as one
+// JSON array with a run a line ("[{...},\n{...},\n{...}]\n"; no runs is
+// "null", as json.Encoder writes an empty listing), flushing once the
+// first line is complete so that `lens runs --json | head -1` gets the
+// first run without waiting for the rest. Each record's MarshalJSON is written as it is: json.Encoder
 // would check and compact it again, a second pass over every config.
-func writeRunsJSON(w io.Writer, list []kv.RunSummary, get func(id string) (kv.RunMeta, error)) error {
-	if len(list) == 0 {
-		return json.NewEncoder(w).Encode([]kv.RunMeta(nil))
-	}
+func writeRunsJSON(w io.Writer, each func(func(kv.RunMeta) error) error) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
-	bw.WriteByte('[')
-	for i, r := range list {
-		m, err := get(r.ID)
-		if err != nil {
-			return err
-		}
+	n := 0
+	err := each(func(m kv.RunMeta) error {
 		b, err := m.MarshalJSON()
 		if err != nil {
 			return fmt.Errorf("run %s: %w", m.ID, err)
 		}
-		bw.Write(b)
-		if i == len(list)-1 {
-			break
+		if n == 0 {
+			bw.WriteByte('[')
+		} else {
+			bw.WriteString(",\n")
 		}
-		bw.WriteString(",\n")
-		if i == 0 {
+		if n == 1 { // the first line is complete
 			if err := bw.Flush(); err != nil {
 				return err
 			}
 		}
+		bw.Write(b)
+		n++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return json.NewEncoder(w).Encode([]kv.RunMeta(nil))
 	}
 	bw.WriteString("]\n")
 	return bw.Flush()

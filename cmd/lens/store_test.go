@@ -124,13 +124,25 @@ func TestWriteRunsJSON(t *testing.T) {
 	}} {
 		var want, got strings.Builder
 		require.NoError(t, json.NewEncoder(&want).Encode(list))
-		byID := map[string]kv.RunMeta{}
-		var sums []kv.RunSummary
-		for _, m := range list {
-			byID[m.ID] = m
-			sums = append(sums, m.Summary())
+		each := func(fn func(kv.RunMeta) error) error {
+			for _, m := range list {
+				if err := fn(m); err != nil {
+					return err
+				}
+			}
+			return nil
 		}
-		require.NoError(t, writeRunsJSON(&got, sums, func(id string) (kv.RunMeta, error) { return byID[id], nil }))
+		// The first line reaches the writer before the third run is read.
+		firstLine := ""
+		each3 := func(fn func(kv.RunMeta) error) error {
+			return each(func(m kv.RunMeta) error {
+				if len(list) > 2 && m.ID == list[2].ID {
+					firstLine, _, _ = strings.Cut(got.String(), "\n")
+				}
+				return fn(m)
+			})
+		}
+		require.NoError(t, writeRunsJSON(&got, each3))
 		var compact bytes.Buffer
 		require.NoError(t, json.Compact(&compact, []byte(got.String())))
 		require.Equal(t, strings.TrimSuffix(want.String(), "\n"), compact.String())
@@ -140,6 +152,7 @@ func TestWriteRunsJSON(t *testing.T) {
 			first, err := list[0].MarshalJSON()
 			require.NoError(t, err)
 			require.Equal(t, "["+string(first)+",", lines[0])
+			require.Equal(t, lines[0], firstLine, "flushed after the first line")
 		}
 	}
 }
