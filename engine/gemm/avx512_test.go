@@ -13,7 +13,7 @@ import (
 // per-element operations, so switching a machine's kernel changes no bit
 // of any result. Checked on the architecture shapes (the bound against
 // float64 is TestArchKernel's), on the products of a SmolLM2-135M step at
-// T = 1024 and on 32-wide edge tiles, all four transposes, with A in place
+// T = 1024 (rank-16 LoRA products for the 12×16 kernel) and on edge tiles, all four transposes, with A in place
 // and packed, on 1 and 2 threads.
 func TestAVX512MatchesAVX2(t *testing.T) {
 	if !hasAVX512 {
@@ -23,7 +23,8 @@ func TestAVX512MatchesAVX2(t *testing.T) {
 	shapes = append(shapes,
 		[3]int{1024, 576, 576}, [3]int{1024, 1536, 576}, [3]int{1024, 192, 576}, // forward
 		[3]int{960, 64, 64}, [3]int{1024, 64, 1024}, // attention blocks
-		[3]int{33, 65, 600}, [3]int{12, 32, 8}, [3]int{13, 31, 9}, [3]int{25, 97, 300})
+		[3]int{33, 65, 600}, [3]int{12, 32, 8}, [3]int{13, 31, 9}, [3]int{25, 97, 300},
+		[3]int{1024, 16, 576}, [3]int{37, 16, 300}, [3]int{577, 15, 64}, [3]int{25, 9, 1000}) // 12×16 kernel
 	rng := rand.New(rand.NewPCG(5, 12))
 	scalars := [][2]float32{{1, 0}, {-0.5, 1.5}, {1, 1}, {0.125, 0}}
 	for si, sh := range shapes {

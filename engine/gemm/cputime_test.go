@@ -95,8 +95,19 @@ func TestKernelPeak(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	rng := rand.New(rand.NewPCG(1, 1))
-	// The architecture kernel and the narrower ones it falls back to.
-	for k := archKernel(); k != nil; k = k.narrow {
+	// The architecture kernel, its alternatives and the narrower kernels
+	// of each.
+	seen := map[*microKernel]bool{}
+	var all []*microKernel
+	for a := archKernel(); a != nil; a = a.alt {
+		for k := a; k != nil; k = k.narrow {
+			if !seen[k] {
+				seen[k] = true
+				all = append(all, k)
+			}
+		}
+	}
+	for _, k := range all {
 		for _, kc := range []int{32, 128, 256, 384} {
 			a := randSlice(rng, kc*k.mr)
 			b := randSlice(rng, kc*k.nr)

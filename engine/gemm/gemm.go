@@ -35,10 +35,10 @@
 // for products with n ≤ 8 (LoRA ranks) and, for n ≤ 4 with A not
 // transposed, a dot-product kernel vectorised along k (dot.go). With
 // AVX-512 a 12×32 kernel (gemm512_amd64.s, 24 ZMM accumulators) takes the
-// products with n > 16; it performs each element's fused operations in the
-// AVX2 kernel's order, so the two give bit-identical results and a run
-// does not change with the CPU it lands on. Each path is chosen from the
-// shape alone. On arm64 the micro-kernels are NEON ones
+// products with n > 16 and a 12×16 one those with 8 < n ≤ 16; they
+// perform each element's fused operations in the AVX2 kernel's order, so
+// the results are bit-identical to AVX2's and a run does not change with
+// the CPU it lands on. Each path is chosen from the shape alone. On arm64 the micro-kernels are NEON ones
 // in Go assembly (gemm_arm64.go: 8×12, and 12×8 for n ≤ 8, 24 accumulators
 // each) which replay the generic kernel's fused operations, so there the two
 // give bit-identical results. Elsewhere, or after Use("generic")
@@ -101,6 +101,9 @@ type microKernel struct {
 	// narrow, if not nil, is a kernel with a smaller nr used when n ≤
 	// narrow.nr, where the wide tile would mostly multiply padding.
 	narrow *microKernel
+	// alt, if not nil, is a slower kernel with bit-identical results that
+	// Use can still select by name (AVX2 on a CPU with AVX-512).
+	alt *microKernel
 }
 
 var genericKernel = &microKernel{
@@ -144,10 +147,8 @@ func Use(name string) error {
 	}
 	if _, ok := setKernel(name); !ok {
 		have := []string{"generic"}
-		for k := archKernel(); k != nil; k = k.narrow {
-			if k.name != have[len(have)-1] {
-				have = append(have, k.name)
-			}
+		for k := archKernel(); k != nil; k = k.alt {
+			have = append(have, k.name)
 		}
 		if external != nil {
 			have = append(have, external.name)
@@ -176,11 +177,10 @@ func setKernel(name string) (restore func(), ok bool) {
 	return restore, true
 }
 
-// archNamed returns the first kernel named name in the architecture
-// kernel's chain of narrower kernels (on amd64 with AVX-512, "avx2" is the
-// AVX2 kernel it falls back to), or nil.
+// archNamed returns the architecture kernel or one of its alternatives
+// named name (on amd64 with AVX-512, "avx2" is the AVX2 kernel), or nil.
 func archNamed(name string) *microKernel {
-	for k := archKernel(); k != nil; k = k.narrow {
+	for k := archKernel(); k != nil; k = k.alt {
 		if k.name == name {
 			return k
 		}

@@ -120,6 +120,12 @@ var avx2Kernel = &microKernel{
 //go:noescape
 func sgemmKernel12x32(kc int, a *float32, rsa, csa int, b, c *float32, ldc int, alpha, beta float32)
 
+// sgemmKernel12x16 (gemm512_amd64.s) is sgemmKernel12x32 for 16-column
+// tiles, bit-identical to sgemmKernel6x16.
+//
+//go:noescape
+func sgemmKernel12x16(kc int, a *float32, rsa, csa int, b, c *float32, ldc int, alpha, beta float32)
+
 // packBT8s (gemm512_amd64.s) writes src[j*ldb + l] to dst[l*lds + j] for
 // j < 8, l < 8·kb8.
 //
@@ -131,6 +137,13 @@ func kernelAVX512x32(kc int, a []float32, rsa, csa int, b, c []float32, ldc int,
 	_ = b[32*kc-1]
 	_ = c[11*ldc+31]
 	sgemmKernel12x32(kc, &a[0], rsa, csa, &b[0], &c[0], ldc, alpha, beta)
+}
+
+func kernelAVX512x16(kc int, a []float32, rsa, csa int, b, c []float32, ldc int, alpha, beta float32) {
+	_ = a[11*rsa+(kc-1)*csa]
+	_ = b[16*kc-1]
+	_ = c[11*ldc+15]
+	sgemmKernel12x16(kc, &a[0], rsa, csa, &b[0], &c[0], ldc, alpha, beta)
 }
 
 // packPanelT32 packs a full 32-column panel of op(B) = Bᵀ, eight columns
@@ -149,10 +162,8 @@ func packPanelT32(dst, b []float32, ldb, kb int) {
 
 // avx512Kernel is used where the CPU has AVX-512 (Zen 4 and 5, Intel since
 // Skylake-SP): twice the flops per instruction of avx2Kernel with the same
-// results. Products with n ≤ 16 (LoRA ranks, head dims) go to the AVX2
-// kernels, where a 32-wide tile would mostly multiply padding. mc, kc and
-// nc are avx2Kernel's (kc must stay 256: the k blocking fixes the
-// summation order); mc and nc are rounded to the tile.
+// results. mc, kc and nc are avx2Kernel's (kc must stay 256: the k
+// blocking fixes the summation order), rounded to the tile.
 var avx512Kernel = &microKernel{
 	name: "avx512",
 	mr:   12, nr: 32,
@@ -160,7 +171,21 @@ var avx512Kernel = &microKernel{
 	fn:      kernelAVX512x32,
 	strided: true,
 	packBT:  packPanelT32,
-	narrow:  avx2Kernel,
+	narrow:  avx512x16,
+	alt:     avx2Kernel,
+}
+
+// avx512x16 takes the products with 8 < n ≤ 16 (LoRA's x·Aᵀ at rank 16),
+// where a 32-wide tile would mostly multiply padding: one ZMM per row, twice
+// the rows of avx2Kernel.
+var avx512x16 = &microKernel{
+	name: "avx512",
+	mr:   12, nr: 16,
+	mc: 144, kc: 256, nc: 4080,
+	fn:      kernelAVX512x16,
+	strided: true,
+	packBT:  packPanelT16,
+	narrow:  avx2Narrow,
 }
 
 var (
