@@ -70,6 +70,11 @@ type series struct{ pts []Point }
 type pendingMetrics struct {
 	runs map[string]map[string]*series
 	n    int
+	// free holds the point slices of series dropped by written (at most
+	// flushAt points of capacity in all), for the next new series: in a
+	// sweep every run's series would otherwise grow theirs from nothing.
+	free    [][]Point
+	freeCap int
 }
 
 func (p *pendingMetrics) dropRun(runID string) {
@@ -96,6 +101,10 @@ func (p *pendingMetrics) written() {
 		active := false
 		for name, sr := range byName {
 			if len(sr.pts) == 0 {
+				if c := cap(sr.pts); c > 0 && p.freeCap+c <= flushAt {
+					p.free = append(p.free, sr.pts)
+					p.freeCap += c
+				}
 				delete(byName, name)
 				continue
 			}
@@ -161,6 +170,10 @@ func (s *Store) AddMetrics(runID string, step int, values map[string]float64) er
 			}
 			known[r.name] = true
 			sr = &series{}
+			if f := s.pending.free; len(f) > 0 {
+				sr.pts = f[len(f)-1]
+				s.pending.free, s.pending.freeCap = f[:len(f)-1], s.pending.freeCap-cap(sr.pts)
+			}
 			byName[r.name] = sr
 		}
 		sr.pts = append(sr.pts, Point{step, r.v})

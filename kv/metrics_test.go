@@ -99,3 +99,71 @@ func TestMetricsAutoFlush(t *testing.T) {
 		t.Errorf("got %d points (%v)", len(got), err)
 	}
 }
+
+// A sweep's pattern: runs write in turn, each flush leaves the finished
+// runs idle and the next flush recycles their buffers for new series. Every
+// run must read back exactly its own points (a recycled buffer carrying
+// stale points would show up as extra or wrong values), and a call with a
+// bad name must buffer none of its values.
+func TestMetricsBufferReuse(t *testing.T) {
+	s := openTemp(t)
+	want := map[string]map[int]float64{}
+	var ids []string
+	for r := range 6 {
+		id := newRun(t, s, "r").ID
+		ids = append(ids, id)
+		want[id] = map[int]float64{}
+		steps := 600 - 60*r // shorter each time: stale points would stand out
+		for step := 1; step <= steps; step++ {
+			v := float64(r*1000 + step)
+			if err := s.AddMetrics(id, step, map[string]float64{"loss": v, "lr": -v}); err != nil {
+				t.Fatal(err)
+			}
+			want[id][step] = v
+		}
+		// A resumed run writes some steps again: the later value wins.
+		for step := steps - 20; step <= steps; step++ {
+			v := float64(r*1000+step) + 0.5
+			if err := s.AddMetrics(id, step, map[string]float64{"loss": v, "lr": -v}); err != nil {
+				t.Fatal(err)
+			}
+			want[id][step] = v
+		}
+		if err := s.AddMetrics(id, steps+1, map[string]float64{"loss": 1, "": 2}); err == nil {
+			t.Fatal("empty metric name accepted")
+		}
+		if r%2 == 1 { // two runs per flush; each flush drops the idle ones
+			if err := s.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s.mu.Lock()
+	recycled := len(s.pending.free)
+	s.mu.Unlock()
+	if recycled == 0 {
+		t.Error("no buffer was recycled: the test does not exercise reuse")
+	}
+	for _, id := range ids {
+		for _, name := range []string{"loss", "lr"} {
+			got, err := s.ReadMetric(id, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(want[id]) {
+				t.Errorf("run %s %s: %d points, want %d", id, name, len(got), len(want[id]))
+				continue
+			}
+			for _, p := range got {
+				w := want[id][p.Step]
+				if name == "lr" {
+					w = -w
+				}
+				if p.Value != w {
+					t.Errorf("run %s %s step %d = %g, want %g", id, name, p.Step, p.Value, w)
+					break
+				}
+			}
+		}
+	}
+}
