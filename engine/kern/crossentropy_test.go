@@ -151,3 +151,17 @@ func BenchmarkCrossEntropy(b *testing.B) {
 		})
 	}
 }
+
+// TestCrossEntropyNoAllocs: the 1-core functions, which the graph's ops
+// call once per step, allocate nothing.
+func TestCrossEntropyNoAllocs(t *testing.T) {
+	logits, targets, loss := make([]float32, 4*10), []int32{1, -1, 3, 9}, make([]float64, 4)
+	if n := testing.AllocsPerRun(10, func() {
+		if _, err := CrossEntropy(logits, 10, targets, logits, loss); err != nil {
+			t.Fatal(err)
+		}
+		CrossEntropyBack(logits, 10, targets, 0.5, logits)
+	}); n != 0 {
+		t.Fatalf("%v allocations per call", n)
+	}
+}

@@ -257,26 +257,36 @@ func CrossEntropyOn[T Float](c Cores, logits []T, vocab int, targets []int32, pr
 			count++
 		}
 	}
+	if c.Workers() == 1 {
+		// Without the closure: a 1-core call allocates nothing.
+		crossEntropyRows(logits, vocab, targets, probs, rowLoss, 0, len(targets))
+		return count, nil
+	}
 	c.ParallelFor(len(targets), rowsPerPart(vocab), func(_, lo, hi int) {
-		for n := lo; n < hi; n++ {
-			t := targets[n]
-			row := logits[n*vocab : (n+1)*vocab]
-			pr := probs[n*vocab : (n+1)*vocab]
-			var picked float64
-			if t >= 0 {
-				picked = float64(row[t])
-			}
-			if len(pr) > 0 && &pr[0] != &row[0] {
-				copy(pr, row)
-			}
-			m, sum := softmaxRow(pr)
-			rowLoss[n] = 0
-			if t >= 0 {
-				rowLoss[n] = math.Log(sum) + m - picked
-			}
-		}
+		crossEntropyRows(logits, vocab, targets, probs, rowLoss, lo, hi)
 	})
 	return count, nil
+}
+
+// crossEntropyRows is CrossEntropy's work on rows [lo, hi).
+func crossEntropyRows[T Float](logits []T, vocab int, targets []int32, probs []T, rowLoss []float64, lo, hi int) {
+	for n := lo; n < hi; n++ {
+		t := targets[n]
+		row := logits[n*vocab : (n+1)*vocab]
+		pr := probs[n*vocab : (n+1)*vocab]
+		var picked float64
+		if t >= 0 {
+			picked = float64(row[t])
+		}
+		if len(pr) > 0 && &pr[0] != &row[0] {
+			copy(pr, row)
+		}
+		m, sum := softmaxRow(pr)
+		rowLoss[n] = 0
+		if t >= 0 {
+			rowLoss[n] = math.Log(sum) + m - picked
+		}
+	}
 }
 
 // rowsPerPart is the least number of rows of n elements worth a goroutine
@@ -293,20 +303,29 @@ func CrossEntropyBack[T Float](probs []T, vocab int, targets []int32, scale T, d
 // CrossEntropyBackOn is CrossEntropyBack with the rows split over c's
 // workers; the results do not depend on c.
 func CrossEntropyBackOn[T Float](c Cores, probs []T, vocab int, targets []int32, scale T, dlogits []T) {
+	if c.Workers() == 1 {
+		crossEntropyBackRows(probs, vocab, targets, scale, dlogits, 0, len(targets))
+		return
+	}
 	c.ParallelFor(len(targets), rowsPerPart(vocab), func(_, lo, hi int) {
-		for n := lo; n < hi; n++ {
-			t := targets[n]
-			pr, d := probs[n*vocab:(n+1)*vocab], dlogits[n*vocab:(n+1)*vocab]
-			if t < 0 {
-				clear(d)
-				continue
-			}
-			for j := range pr {
-				d[j] = pr[j] * scale
-			}
-			d[t] -= scale
-		}
+		crossEntropyBackRows(probs, vocab, targets, scale, dlogits, lo, hi)
 	})
+}
+
+// crossEntropyBackRows is CrossEntropyBack's work on rows [lo, hi).
+func crossEntropyBackRows[T Float](probs []T, vocab int, targets []int32, scale T, dlogits []T, lo, hi int) {
+	for n := lo; n < hi; n++ {
+		t := targets[n]
+		pr, d := probs[n*vocab:(n+1)*vocab], dlogits[n*vocab:(n+1)*vocab]
+		if t < 0 {
+			clear(d)
+			continue
+		}
+		for j := range pr {
+			d[j] = pr[j] * scale
+		}
+		d[t] -= scale
+	}
 }
 
 // ---- AdamW ----
