@@ -91,7 +91,7 @@ func trainParams() []Param {
 		{Name: "max_bad_steps", Type: "int", Default: "5", Shown: true, Doc: "this many non-finite steps in a row fail the run with the step and reason"},
 		{Name: "base_quant", Type: "string", Default: lit(d.BaseQuant), Shown: true, Doc: `hold the frozen linear-module base weights as "nf4" (QLoRA: 4-bit NormalFloat, blocks of 64, bitsandbytes' layout), "nf4-dq" (NF4 with double-quantized scales) or "bf16", widened to float32 per use; "" keeps float32. LoRA on the CPU only`},
 		{Name: "head_chunk", Type: "int", Default: lit(d.HeadChunk), Shown: true, Doc: "compute the head and the loss this many token rows at a time, never holding all the logits (0: all at once); same loss and gradients"},
-		{Name: "checkpointing", Type: "bool", Default: lit(d.Checkpointing), Shown: true, Doc: "activation checkpointing: keep only each transformer layer's input in the forward pass and recompute the layer in backward (about one extra forward; activations of one layer held instead of all); losses and gradients are bit-identical. LoRA on the CPU only"},
+		{Name: "checkpointing", Type: "bool", Default: lit(d.Checkpointing), Shown: true, Doc: "activation checkpointing: keep only each transformer layer's input in the forward pass and recompute the layer in backward (about one extra forward; activations of one layer held instead of all); losses and gradients are bit-identical. LoRA only"},
 	}
 }
 

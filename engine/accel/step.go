@@ -50,6 +50,13 @@ type Step struct {
 
 	forwardOnly bool            // made by ForwardOnly: no gradients, no backward scratch
 	hooks       map[string]hook // TransformerLens hook points, by name
+
+	// ckpt (NewCheckpointedStep): the layers share one set of activation
+	// buffers (and the modules of one position their LoRA hidden and
+	// masked input); each keeps only its input, xin, and backward
+	// recomputes a layer's forward from it before the layer's backward.
+	ckpt   bool
+	shared map[string]Buf // by module position: "h <pos> r" and "xm <pos> in"
 }
 
 // hook is where a hook point's activation lives after a forward pass.
@@ -66,9 +73,10 @@ type module struct {
 	bias, gbias Buf // the module's bias (Qwen2, attention_bias) and its gradient, or nil
 	in, out, r  int
 	scale       float32
-	h           Buf  // drop(x)·Aᵀ, N×r
-	mask, xmBuf Buf  // dropout mask and masked input, allocated on first use
-	drop        bool // this run has a dropout mask for the module
+	pos         string // the module's path within its layer
+	h           Buf    // drop(x)·Aᵀ, N×r
+	mask, xmBuf Buf    // dropout mask and masked input, allocated on first use
+	drop        bool   // this run has a dropout mask for the module
 }
 
 type param struct {
@@ -87,14 +95,26 @@ func NewStep(dev Device, m *model.Model, ads map[string]model.Adapter, B, T int)
 	if len(ads) == 0 {
 		return nil, errors.New("accel: a LoRA step needs adapters; NewFullStep trains every weight")
 	}
-	return newStep(dev, m, ads, false, B, T, nil)
+	return newStep(dev, m, ads, false, B, T, nil, false)
+}
+
+// NewCheckpointedStep is NewStep with activation checkpointing: the step
+// holds one layer's activations and each layer's input instead of every
+// layer's activations, and its backward pass recomputes each layer's
+// forward first (one more forward pass). Losses and gradients are the
+// same bit for bit. It has no hook points: probes use ForwardOnly.
+func NewCheckpointedStep(dev Device, m *model.Model, ads map[string]model.Adapter, B, T int) (*Step, error) {
+	if len(ads) == 0 {
+		return nil, errors.New("accel: a checkpointed step trains adapters (LoRA) only")
+	}
+	return newStep(dev, m, ads, false, B, T, nil, true)
 }
 
 // NewFullStep uploads m's weights, every one of them trainable under its
 // own name (model.embed_tokens.weight, ...; a tied head trains with the
 // embedding), and allocates the activations for B×T tokens.
 func NewFullStep(dev Device, m *model.Model, B, T int) (*Step, error) {
-	return newStep(dev, m, nil, true, B, T, nil)
+	return newStep(dev, m, nil, true, B, T, nil, false)
 }
 
 // ForwardOnly returns a step over B×T tokens for forward passes (Loss, then
@@ -102,10 +122,10 @@ func NewFullStep(dev Device, m *model.Model, B, T int) (*Step, error) {
 // sees the adapters' current values and adds only activation memory. The
 // collectors' probe batch runs through one. Closing it leaves s intact.
 func (s *Step) ForwardOnly(B int) (*Step, error) {
-	return newStep(s.dev, nil, nil, false, B, s.T, s)
+	return newStep(s.dev, nil, nil, false, B, s.T, s, false)
 }
 
-func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool, B, T int, share *Step) (s *Step, err error) {
+func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool, B, T int, share *Step, ckpt bool) (s *Step, err error) {
 	var c model.Config
 	if share != nil {
 		c = share.cfg
@@ -122,7 +142,8 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 		return nil, fmt.Errorf("accel: %w", err)
 	}
 	s = &Step{dev: dev, cfg: c, B: B, T: T, N: B * T, hd: c.Head(), weights: map[string]Buf{},
-		mods: map[string]*module{}, params: map[string]*param{}, full: full, forwardOnly: share != nil}
+		mods: map[string]*module{}, params: map[string]*param{}, full: full, forwardOnly: share != nil,
+		ckpt: ckpt, shared: map[string]Buf{}}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -206,7 +227,16 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 		md.r, md.scale = ad.A.Shape[0], float32(ad.Scale)
 		md.a, md.b = upload(ad.A), upload(ad.B)
 		md.ga, md.gb = alloc(len(ad.A.Data)), alloc(len(ad.B.Data))
-		md.h = alloc(N * md.r)
+		if ckpt {
+			_, md.pos, _ = strings.Cut(strings.TrimPrefix(path, "model.layers."), ".")
+			key := fmt.Sprintf("h %s %d", md.pos, md.r)
+			if s.shared[key] == nil {
+				s.shared[key] = alloc(N * md.r)
+			}
+			md.h = s.shared[key]
+		} else {
+			md.h = alloc(N * md.r)
+		}
 		maxR, maxIn = max(maxR, md.r), max(maxIn, md.in)
 		s.params[path+".lora_A"] = &param{data: md.a, grad: md.ga, m: alloc(len(ad.A.Data)), v: alloc(len(ad.A.Data)), n: len(ad.A.Data)}
 		s.params[path+".lora_B"] = &param{data: md.b, grad: md.gb, m: alloc(len(ad.B.Data)), v: alloc(len(ad.B.Data)), n: len(ad.B.Data)}
@@ -219,10 +249,18 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 		for _, mod := range []string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"} {
 			linear(p + mod)
 		}
-		var qn, kn, rq, rk Buf
 		if c.QKNorm() {
 			weight(p + "self_attn.q_norm.weight")
 			weight(p + "self_attn.k_norm.weight")
+		}
+		if ckpt && i > 0 { // layer 0's buffers, but for the input
+			l := *s.layers[0]
+			l.xin = alloc(N * H)
+			s.layers = append(s.layers, &l)
+			continue
+		}
+		var qn, kn, rq, rk Buf
+		if c.QKNorm() {
 			qn, kn, rq, rk = alloc(N*qw), alloc(N*kw), alloc(N*c.NumAttentionHeads), alloc(N*c.NumKeyValueHeads)
 		}
 		s.layers = append(s.layers, &layer{qn: qn, kn: kn, rq: rq, rk: rk,
@@ -298,7 +336,9 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 	}
 	sort.Strings(s.names)
 	s.hostSum = make([]float32, 1)
-	s.hookTable()
+	if !ckpt { // the layers' activations are not kept
+		s.hookTable()
+	}
 	return s, nil
 }
 
@@ -487,10 +527,16 @@ func (s *Step) pass(inputs, targets []int32, masks map[string][]float32, backwar
 				return 0, err
 			}
 			s.buffers = append(s.buffers, md.mask)
-			if md.xmBuf, err = s.dev.Alloc(len(m)); err != nil {
-				return 0, err
+			key := fmt.Sprintf("xm %s %d", md.pos, md.in)
+			if md.xmBuf = s.shared[key]; md.xmBuf == nil || !s.ckpt {
+				if md.xmBuf, err = s.dev.Alloc(len(m)); err != nil {
+					return 0, err
+				}
+				s.buffers = append(s.buffers, md.xmBuf)
+				if s.ckpt {
+					s.shared[key] = md.xmBuf
+				}
 			}
-			s.buffers = append(s.buffers, md.xmBuf)
 		}
 		if err := s.dev.Upload(md.mask, m); err != nil {
 			return 0, err
@@ -528,6 +574,36 @@ func (s *Step) pass(inputs, targets []int32, masks map[string][]float32, backwar
 func (s *Step) forward() error {
 	c := s.cfg
 	k := s.dev
+	H := c.HiddenSize
+	eps := float32(c.RMSNormEps)
+	var errs []error
+	e := func(err error) { errs = append(errs, err) }
+	e(k.Embed(s.layers[0].xin, s.weights["model.embed_tokens.weight"], s.ids, s.N, H))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("accel: embedding forward: %w", err)
+	}
+	for i := range s.layers {
+		next := s.xf
+		if i+1 < len(s.layers) {
+			next = s.layers[i+1].xin
+		}
+		if err := s.layerFwd(i, next); err != nil {
+			return err
+		}
+	}
+	e(k.RMSNorm(s.nf, s.rf, s.xf, s.weights["model.norm.weight"], s.N, H, eps))
+	e(k.Gemm(false, true, s.N, c.VocabSize, H, 1, s.nf, H, s.head(), H, 0, s.logits, c.VocabSize))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("accel: head forward: %w", err)
+	}
+	return nil
+}
+
+// layerFwd runs layer i forward from its input l.xin, leaving its output
+// in next (nil: the output is not needed, as when backward recomputes).
+func (s *Step) layerFwd(i int, next Buf) error {
+	c := s.cfg
+	k := s.dev
 	H, I := c.HiddenSize, c.IntermediateSize
 	eps := float32(c.RMSNormEps)
 	at := Attn{B: s.B, T: s.T, NH: c.NumAttentionHeads, NKV: c.NumKeyValueHeads, D: s.hd, Seg: s.seg}
@@ -535,13 +611,10 @@ func (s *Step) forward() error {
 	cos, sin, period := s.rope()
 	var errs []error
 	e := func(err error) { errs = append(errs, err) }
-	x := s.layers[0].xin
-	e(k.Embed(x, s.weights["model.embed_tokens.weight"], s.ids, s.N, H))
-	for i, l := range s.layers {
+	l := s.layers[i]
+	x := l.xin
+	{
 		p := fmt.Sprintf("model.layers.%d.", i)
-		if i > 0 {
-			x = l.xin
-		}
 		e(k.RMSNorm(l.n1, l.r1, x, s.weights[p+"input_layernorm.weight"], s.N, H, eps))
 		e(s.linFwd(p+"self_attn.q_proj", l.n1, l.q))
 		e(s.linFwd(p+"self_attn.k_proj", l.n1, l.k))
@@ -562,19 +635,12 @@ func (s *Step) forward() error {
 		e(s.linFwd(p+"mlp.up_proj", l.n2, l.up))
 		e(k.SwiGLU(l.act, l.sig, l.gate, l.up, s.N*I))
 		e(s.linFwd(p+"mlp.down_proj", l.act, l.d))
-		next := s.xf
-		if i+1 < len(s.layers) {
-			next = s.layers[i+1].xin
+		if next != nil {
+			e(k.Add(next, l.xmid, l.d, s.N*H))
 		}
-		e(k.Add(next, l.xmid, l.d, s.N*H))
 		if err := errors.Join(errs...); err != nil {
 			return fmt.Errorf("accel: layer %d forward: %w", i, err)
 		}
-	}
-	e(k.RMSNorm(s.nf, s.rf, s.xf, s.weights["model.norm.weight"], s.N, H, eps))
-	e(k.Gemm(false, true, s.N, c.VocabSize, H, 1, s.nf, H, s.head(), H, 0, s.logits, c.VocabSize))
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("accel: head forward: %w", err)
 	}
 	return nil
 }
@@ -667,6 +733,14 @@ func (s *Step) backward() error {
 	for i := len(s.layers) - 1; i >= 0; i-- {
 		l := s.layers[i]
 		p := fmt.Sprintf("model.layers.%d.", i)
+		if s.ckpt { // the shared buffers hold another layer's activations
+			if err := errors.Join(errs...); err != nil {
+				return fmt.Errorf("accel: backward: %w", err)
+			}
+			if err := s.layerFwd(i, nil); err != nil {
+				return err
+			}
+		}
 		// s.dx is dL/d(resid_post) = dL/d(xmid) (through the residual) + MLP path.
 		e(s.linBack(p+"mlp.down_proj", l.act, s.dx, s.dact, false))
 		e(k.SwiGLUBack(s.dgate, s.dup, l.gate, l.up, l.sig, s.dact, s.N*I))

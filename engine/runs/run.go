@@ -93,8 +93,8 @@ func Prepare(spec Spec, base *model.Model) (*Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	if spec.Device == device.Auto && (spec.Train.BaseQuant != "" || spec.Train.Checkpointing) {
-		dev = device.CPU // a packed base and checkpointing train on the CPU graph only
+	if spec.Device == device.Auto && spec.Train.BaseQuant != "" {
+		dev = device.CPU // a packed base trains on the CPU graph only
 	}
 	tok, err := spec.Tokenizer()
 	if err != nil {

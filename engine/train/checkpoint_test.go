@@ -22,6 +22,12 @@ import (
 // checkpointed).
 func ckptRun(t *testing.T, m *model.Model, ad *lora.Adapter, b Batches, cfg Config, steps int) ([]float64, []map[string][]float32, [][]float32, int) {
 	t.Helper()
+	return ckptRunOn(t, nil, m, ad, b, cfg, steps)
+}
+
+// ckptRunOn is ckptRun with the step on dev (nil: the CPU graph).
+func ckptRunOn(t *testing.T, dev accel.Device, m *model.Model, ad *lora.Adapter, b Batches, cfg Config, steps int) ([]float64, []map[string][]float32, [][]float32, int) {
+	t.Helper()
 	cfg.Steps, cfg.LR = steps, 1e-2
 	held := make([]int32, 3*cfg.BatchSize*(cfg.SeqLen+1)+5)
 	rng := rand.New(rand.NewPCG(8, 9))
@@ -31,6 +37,9 @@ func ckptRun(t *testing.T, m *model.Model, ad *lora.Adapter, b Batches, cfg Conf
 	tr, err := New(m, ad.Clone(), b, []EvalSet{{Name: "held", Tokens: held}}, cfg)
 	require.NoError(t, err)
 	defer tr.Close()
+	if dev != nil {
+		require.NoError(t, tr.UseDevice(dev))
+	}
 	var grads []map[string][]float32
 	tr.AddHooks(Hooks{AfterBackward: func(tr *Trainer, _ *StepInfo) error {
 		g := map[string][]float32{}
@@ -179,18 +188,95 @@ func TestCheckpointingChangesNothing(t *testing.T) {
 	}
 }
 
-// TestCheckpointingRefusals: full fine-tuning and the device step refuse
-// checkpointing by name.
+// TestCheckpointingRefusals: full fine-tuning refuses checkpointing by
+// name.
 func TestCheckpointingRefusals(t *testing.T) {
-	m, ad := acceltest.Model(t)
+	m, _ := acceltest.Model(t)
 	_, err := New(m, nil, nil, nil, Config{Full: true, Checkpointing: true})
 	require.ErrorContains(t, err, "checkpointing")
 	require.ErrorContains(t, err, "full fine-tuning")
-	tr, err := New(m, ad.Clone(), &randBatches{rng: rand.New(rand.NewPCG(1, 1)), toks: make([]int32, 64), seq: 16}, nil,
-		Config{BatchSize: 2, SeqLen: 16, Checkpointing: true})
-	require.NoError(t, err)
-	defer tr.Close()
-	err = tr.UseDevice(accel.Host{})
-	require.ErrorContains(t, err, "checkpointing")
-	require.ErrorContains(t, err, `device="cpu"`)
+}
+
+// countingHost is accel.Host counting the floats allocated.
+type countingHost struct {
+	accel.Host
+	floats *int
+}
+
+func (h countingHost) Alloc(n int) (accel.Buf, error) {
+	*h.floats += n
+	return h.Host.Alloc(n)
+}
+
+// TestDeviceCheckpointingChangesNothing: on a device (accel.Host) the
+// checkpointed step (accel.NewCheckpointedStep) gives the losses, every
+// gradient, the adapter and the eval loss of the step without it, bit for
+// bit, with dropout, gradient accumulation, packed rows, Qwen2's biases
+// and Qwen3's q/k norms, and allocates less device memory.
+func TestDeviceCheckpointingChangesNothing(t *testing.T) {
+	tiny := familyTiny(t, 3, func(*model.Config) {})
+	qwen2 := familyTiny(t, 3, func(c *model.Config) { c.ModelType = "qwen2" })
+	qwen3 := familyTiny(t, 3, func(c *model.Config) { c.ModelType = "qwen3"; c.HeadDim = 16 })
+	adapter := func(m *model.Model, dropout float64) *lora.Adapter {
+		ad, err := lora.New(m, lora.Config{Rank: 4, Alpha: 8, Dropout: dropout, Targets: []string{"all-linear"}}, 3)
+		require.NoError(t, err)
+		rng := rand.New(rand.NewPCG(5, 6))
+		for _, bt := range ad.B {
+			for i := range bt.Data {
+				bt.Data[i] = float32(rng.NormFloat64() * 0.05)
+			}
+		}
+		return ad
+	}
+	random := func(m *model.Model, seq int) func() Batches {
+		toks := make([]int32, 4096)
+		rng := rand.New(rand.NewPCG(2, 3))
+		for i := range toks {
+			toks[i] = int32(rng.IntN(m.Config.VocabSize))
+		}
+		return func() Batches { return &randBatches{rng: rand.New(rand.NewPCG(4, 5)), toks: toks, seq: seq} }
+	}
+	rows := packRows(t, tiny.Config.VocabSize)
+	packed := func() Batches {
+		b, err := sft.NewBatcher(rows, 2, 32, 5)
+		require.NoError(t, err)
+		b.Pack()
+		return b
+	}
+	for _, tc := range []struct {
+		name    string
+		m       *model.Model
+		ad      *lora.Adapter
+		batches func() Batches
+		cfg     Config
+	}{
+		{"dropout, grad_accum, clip", tiny, adapter(tiny, 0.1), random(tiny, 16), Config{BatchSize: 2, SeqLen: 16, GradAccum: 2, ClipNorm: 0.5}},
+		{"packed rows", tiny, adapter(tiny, 0.1), packed, Config{BatchSize: 2, SeqLen: 32}},
+		{"qwen2", qwen2, adapter(qwen2, 0.1), random(qwen2, 16), Config{BatchSize: 2, SeqLen: 16}},
+		{"qwen3", qwen3, adapter(qwen3, 0), random(qwen3, 16), Config{BatchSize: 2, SeqLen: 16}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const steps = 3
+			var plain, ckpt int
+			l0, g0, w0, _ := ckptRunOn(t, countingHost{floats: &plain}, tc.m, tc.ad, tc.batches(), tc.cfg, steps)
+			cfg := tc.cfg
+			cfg.Checkpointing = true
+			l1, g1, w1, _ := ckptRunOn(t, countingHost{floats: &ckpt}, tc.m, tc.ad, tc.batches(), cfg, steps)
+			requireBitEqual(t, tc.name, l0, l1, w0, w1)
+			require.Len(t, g1, steps)
+			for s := range g0 {
+				for name, want := range g0[s] {
+					got := g1[s][name]
+					require.Len(t, got, len(want), "step %d gradient %s", s+1, name)
+					for j := range want {
+						if math.Float32bits(want[j]) != math.Float32bits(got[j]) {
+							t.Fatalf("step %d: gradient %s[%d] = %v with checkpointing, %v without", s+1, name, j, got[j], want[j])
+						}
+					}
+				}
+			}
+			require.Less(t, ckpt, plain, "device floats allocated with checkpointing")
+			t.Logf("device floats: %d without checkpointing, %d with", plain, ckpt)
+		})
+	}
 }

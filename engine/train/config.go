@@ -54,7 +54,7 @@ type Config struct {
 	// forward pass and recomputes the layer's forward in backward (one
 	// more forward pass of the blocks, about one layer's activations held
 	// instead of every layer's); losses and gradients are the same bit for
-	// bit. LoRA only, on the CPU.
+	// bit. LoRA only, on the CPU graph and on a device.
 	Checkpointing bool `json:"checkpointing,omitempty"`
 }
 

@@ -29,12 +29,11 @@ func (t *Trainer) UseDevice(dev accel.Device) error {
 	if len(t.Model.Packed) > 0 {
 		return fmt.Errorf("train on %s: base_quant %q runs on the CPU only (the device step reads float32 base weights); use device=\"cpu\"", dev.Name(), t.Config.BaseQuant)
 	}
-	if t.Config.Checkpointing {
-		return fmt.Errorf("train on %s: activation checkpointing runs on the CPU only (the device step does not recompute blocks yet); use device=\"cpu\" or checkpointing=False", dev.Name())
-	}
 	var s *accel.Step
 	var err error
-	if t.Adapter == nil {
+	if t.Config.Checkpointing { // LoRA only: Validate refuses it with full
+		s, err = accel.NewCheckpointedStep(dev, t.Model, t.Adapter.GraphAdapters(), t.Config.BatchSize, t.Config.SeqLen)
+	} else if t.Adapter == nil {
 		s, err = accel.NewFullStep(dev, t.Model, t.Config.BatchSize, t.Config.SeqLen)
 	} else {
 		s, err = accel.NewStep(dev, t.Model, t.Adapter.GraphAdapters(), t.Config.BatchSize, t.Config.SeqLen)
