@@ -720,19 +720,18 @@ func torchPython() string {
 }
 
 // writeTorchRef writes the embedded PyTorch side (testdata/torchref's
-// bench.py and the llama_ref.py it imports) into dir and returns bench.py's
-// path, so that lens bench runs outside the repository too.
+// bench.py, which imports nothing of the repository) into dir and returns
+// its path, so that lens bench runs outside the repository too.
 func writeTorchRef(dir string) (string, error) {
-	for _, name := range []string{"bench.py", "llama_ref.py"} {
-		b, err := torchref.FS.ReadFile(name)
-		if err == nil {
-			err = os.WriteFile(filepath.Join(dir, name), b, 0o644)
-		}
-		if err != nil {
-			return "", fmt.Errorf("write the PyTorch benchmark: %w", err)
-		}
+	b, err := torchref.FS.ReadFile("bench.py")
+	path := filepath.Join(dir, "bench.py")
+	if err == nil {
+		err = os.WriteFile(path, b, 0o644)
 	}
-	return filepath.Join(dir, "bench.py"), nil
+	if err != nil {
+		return "", fmt.Errorf("write the PyTorch benchmark: %w", err)
+	}
+	return path, nil
 }
 
 // loadAverage is the 1-minute load average (0 where unavailable).
@@ -831,11 +830,14 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		row := benchRow{Size: s.Name, Variant: v.String(), Params: c.ParamCount(), Batch: s.Batch, Seq: s.Seq, Steps: n,
 			GemmKernel: gemm.Kernel(), Device: *dev, Load: loadAverage()}
 		collectors := !s.Big
-		if collectors {
-			fmt.Fprintf(stderr, "bench %s (%s): lens, PyTorch, lens with collectors...\n", s.Name, row.Variant)
-		} else {
-			fmt.Fprintf(stderr, "bench %s (%s): lens, PyTorch...\n", s.Name, row.Variant)
+		sides := "lens, PyTorch"
+		if *noTorch {
+			sides = "lens"
 		}
+		if collectors {
+			sides += ", lens with collectors"
+		}
+		fmt.Fprintf(stderr, "bench %s (%s): %s...\n", s.Name, row.Variant, sides)
 		steal0, total0 := cpuSteal()
 		child := append([]string{"bench", "--one", s.Name, "--steps", fmt.Sprint(n), "--warmup", fmt.Sprint(w), "--device", *dev}, v.args()...)
 		// Alternate lens and PyTorch and keep each side's best of the

@@ -34,39 +34,37 @@ import os
 import time
 import zlib
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-M32 = 0xFFFFFFFF
-
-
 def mix32(x):
-    """Mueller's 32-bit hash on an int64 tensor of values below 2**32
-    (products stay below 2**59: no overflow)."""
-    x = ((x >> 16) ^ x) * 0x45D9F3B & M32
-    x = ((x >> 16) ^ x) * 0x45D9F3B & M32
-    return (x >> 16) ^ x
+    """Mueller's 32-bit hash on a uint32 array (numpy's uint32 products wrap
+    mod 2**32, as Go's do)."""
+    m = np.uint32(0x45D9F3B)
+    x = ((x >> np.uint32(16)) ^ x) * m
+    x = ((x >> np.uint32(16)) ^ x) * m
+    return (x >> np.uint32(16)) ^ x
 
 
 def hashed(name, start, stop):
-    seed = zlib.crc32(name.encode())
-    return mix32(mix32(torch.arange(start, stop, dtype=torch.int64)) ^ seed)
+    seed = np.uint32(zlib.crc32(name.encode()))
+    return mix32(mix32(np.arange(start, stop, dtype=np.uint32)) ^ seed)
 
 
-def fill(name, shape, bound, chunk=1 << 21):
+def fill(name, shape, bound, chunk=1 << 20):
     """benchFill: uniform in ±bound, computed in float64, rounded once."""
     n = math.prod(shape)
-    out = torch.empty(n, dtype=torch.float32)
+    out = np.empty(n, dtype=np.float32)
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
-        h = hashed(name, s, e)
-        out[s:e] = (((h.double() + 0.5) / 4294967296.0 * 2 - 1) * bound).float()
-    return out.view(*shape)
+        out[s:e] = ((hashed(name, s, e).astype(np.float64) + 0.5) / 4294967296.0 * 2 - 1) * bound
+    return torch.from_numpy(out).view(*shape)
 
 
 def tokens(name, n, vocab):
-    return hashed(name, 0, n) % vocab
+    return torch.from_numpy((hashed(name, 0, n) % np.uint32(vocab)).astype(np.int64))
 
 
 # ---- NF4 (bitsandbytes' layout; the same as nf4_ref.py and engine/quant) ----
@@ -131,8 +129,8 @@ class NF4Weight:
         self.absmax = absmax
 
     def widen(self):
-        w = PAIRS[self.packed.long()].view(-1, 64) * self.absmax.unsqueeze(1)
-        return w.view(self.shape)
+        w = PAIRS.index_select(0, self.packed.int()).view(-1, 64)
+        return w.mul_(self.absmax.unsqueeze(1)).view(self.shape)
 
 
 class BF16Weight:
