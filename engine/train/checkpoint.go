@@ -46,6 +46,10 @@ type ckptStep struct {
 	data   map[string][]float32
 	shapes map[string][]int
 	grads  [][]float32 // by names
+	// mask, when set, fills a module's dropout mask (the shard's rows) as
+	// its layer runs, so only one layer's masks are held; it reports false
+	// when there is none. Unset, masks are read from the feed.
+	mask func(module string, dst []float32) bool
 }
 
 // ckptPart is the embedding or the head graph.
@@ -63,6 +67,7 @@ type ckptBlock struct {
 	wrt    []string               // trainable parameters (rep layer's names) in gradient order; In's gradient comes last
 	mods   []string               // adapted modules, relative to the layer
 	packed map[string]*swapPacked // packed weights, relative
+	masks  map[string][]float32   // dropout masks drawn per layer (ckptStep.mask), relative
 	bind   map[int][]nn.Binding   // by layer: its parameters and kept input
 	grad   map[int][]int          // by layer: the index in ckptStep.names of each wrt
 }
@@ -179,7 +184,7 @@ func newCkptStep(m *model.Model, ads map[string]model.Adapter, feed *nn.Feed, co
 // when it trains.
 func newCkptBlock(m *model.Model, ads map[string]model.Adapter, feed *nn.Feed, cores, rep int, dy []float32, train bool) (*ckptBlock, error) {
 	p := layerPrefix(rep)
-	blk := &ckptBlock{rep: rep, feed: &nn.Feed{}, packed: map[string]*swapPacked{},
+	blk := &ckptBlock{rep: rep, feed: &nn.Feed{}, packed: map[string]*swapPacked{}, masks: map[string][]float32{},
 		bind: map[int][]nn.Binding{}, grad: map[int][]int{}}
 	*blk.feed = *feed
 	blk.feed.Masks = map[string][]float32{}
@@ -277,8 +282,9 @@ func (b *ckptBlock) addLayer(m *model.Model, ads map[string]model.Adapter, i int
 }
 
 // switchTo makes the block graph layer i: its weights, adapters, dropout
-// masks and kept input, and the shard's current batch.
-func (b *ckptBlock) switchTo(m *model.Model, feed *nn.Feed, i int) error {
+// masks (drawn by mask when set, else the feed's) and kept input, and the
+// shard's current batch.
+func (b *ckptBlock) switchTo(m *model.Model, feed *nn.Feed, i int, mask func(string, []float32) bool) error {
 	for _, bd := range b.bind[i] {
 		if err := bd.Bind(); err != nil {
 			return err
@@ -291,6 +297,18 @@ func (b *ckptBlock) switchTo(m *model.Model, feed *nn.Feed, i int) error {
 	b.feed.Inputs, b.feed.Targets = feed.Inputs, feed.Targets
 	b.feed.Positions, b.feed.Segments = feed.Positions, feed.Segments
 	for _, rel := range b.mods {
+		if mask != nil {
+			buf := b.masks[rel]
+			if buf == nil {
+				a := b.net.Params[from+rel+".lora_A"]
+				buf = make([]float32, feed.N()*a.Shape()[1])
+				b.masks[rel] = buf
+			}
+			if mask(to+rel, buf) {
+				b.feed.Masks[from+rel] = buf
+				continue
+			}
+		}
 		if mk := feed.Masks[to+rel]; mk != nil {
 			b.feed.Masks[from+rel] = mk
 		} else {
@@ -321,7 +339,7 @@ func (s *ckptStep) Run() (float64, error) {
 	copy(s.dy, dx)
 	for i := len(s.layer) - 1; i >= 0; i-- {
 		b := s.layer[i]
-		if err := b.switchTo(m, s.feed, i); err != nil {
+		if err := b.switchTo(m, s.feed, i, s.mask); err != nil {
 			return 0, fmt.Errorf("layer %d: %w", i, err)
 		}
 		if _, err := b.mach.Run(); err != nil {
@@ -355,7 +373,7 @@ func (s *ckptStep) forward(m *model.Model) error {
 	}
 	copy(s.kept[0], x)
 	for i, b := range s.layer {
-		if err := b.switchTo(m, s.feed, i); err != nil {
+		if err := b.switchTo(m, s.feed, i, s.mask); err != nil {
 			return fmt.Errorf("layer %d: %w", i, err)
 		}
 		if err := b.mach.Forward(b.net.Out); err != nil {

@@ -89,6 +89,15 @@ func (t *Trainer) buildShards() error {
 			if err != nil {
 				return fmt.Errorf("checkpointed step: %w", err)
 			}
+			if t.Adapter != nil && t.Adapter.Config.Dropout > 0 {
+				row0 := i * b * cfg.SeqLen
+				ck.mask = func(mod string, dst []float32) bool {
+					if t.device != nil {
+						return false
+					}
+					return t.maskFor(mod, dst, row0)
+				}
+			}
 			t.shards = append(t.shards, &shard{feed: f, ck: ck, mach: ck, names: ck.names})
 			continue
 		}

@@ -110,6 +110,7 @@ type Trainer struct {
 	probes  map[int]forwardShards
 	joined  map[int]*joinCache // by probe batch size // probe graphs by batch size, one per shard
 	drop    *rand.PCG
+	maskAt  map[string]rand.PCG // checkpointed CPU step: the dropout stream where each module's mask starts
 	hooks   []Hooks
 	device  *onDevice // nil: the step runs on the CPU
 }
@@ -210,6 +211,22 @@ func (t *Trainer) fillMasks() {
 		t.feed.Masks = map[string][]float32{}
 	}
 	rng := rand.New(t.drop)
+	if t.Config.Checkpointing && t.device == nil {
+		// A checkpointed CPU step draws each layer's masks when it runs
+		// the layer (maskFor): keep where each module's draws start and
+		// move the stream past them, so it draws what is drawn here.
+		if t.maskAt == nil {
+			t.maskAt = map[string]rand.PCG{}
+		}
+		n := p.BatchSize * p.SeqLen
+		for _, mod := range t.Adapter.Modules {
+			t.maskAt[mod] = *t.drop
+			for range n * t.Adapter.A[mod].Shape[1] {
+				rng.Float64()
+			}
+		}
+		return
+	}
 	for _, mod := range t.Adapter.Modules {
 		in := t.Adapter.A[mod].Shape[1]
 		m := t.feed.Masks[mod]
@@ -226,6 +243,30 @@ func (t *Trainer) fillMasks() {
 			}
 		}
 	}
+}
+
+// maskFor fills dst with rows [row0, row0+len(dst)/in) of module mod's
+// dropout mask (N×in) for the current micro-batch, drawn as fillMasks
+// draws it; it reports false when the run has no dropout.
+func (t *Trainer) maskFor(mod string, dst []float32, row0 int) bool {
+	at, ok := t.maskAt[mod]
+	if !ok || t.Adapter == nil || t.Adapter.Config.Dropout == 0 {
+		return false
+	}
+	keep := 1 - t.Adapter.Config.Dropout
+	in := t.Adapter.A[mod].Shape[1]
+	rng := rand.New(&at) // at is a copy: the trainer's stream stays put
+	for range row0 * in {
+		rng.Float64()
+	}
+	for i := range dst {
+		if rng.Float64() < keep {
+			dst[i] = float32(1 / keep)
+		} else {
+			dst[i] = 0
+		}
+	}
+	return true
 }
 
 // TrainStep runs one optimizer step: GradAccum forward/backward passes,
