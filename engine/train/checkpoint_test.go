@@ -9,6 +9,7 @@ import (
 
 	"lens/engine/accel"
 	"lens/engine/accel/acceltest"
+	"lens/engine/data"
 	"lens/engine/lora"
 	"lens/engine/model"
 	"lens/engine/sft"
@@ -278,5 +279,60 @@ func TestDeviceCheckpointingChangesNothing(t *testing.T) {
 			require.Less(t, ckpt, plain, "device floats allocated with checkpointing")
 			t.Logf("device floats: %d without checkpointing, %d with", plain, ckpt)
 		})
+	}
+}
+
+// TestCheckpointingResumes: a checkpointed LoRA run with dropout stopped
+// after two steps and restored into a new trainer (State, tensors and
+// moments) continues bit for bit as the run that did not stop.
+func TestCheckpointingResumes(t *testing.T) {
+	m := familyTiny(t, 3, func(*model.Config) {})
+	ad, err := lora.New(m, lora.Config{Rank: 4, Alpha: 8, Dropout: 0.2, Targets: []string{"all-linear"}}, 3)
+	require.NoError(t, err)
+	toks := make([]int32, 4096)
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := range toks {
+		toks[i] = int32(rng.IntN(m.Config.VocabSize))
+	}
+	cfg := Config{Steps: 4, BatchSize: 2, SeqLen: 16, LR: 1e-2, Checkpointing: true, Seed: 3}
+	trainer := func() *Trainer {
+		b, err := data.NewBatcher(toks, 2, 16, 1)
+		require.NoError(t, err)
+		tr, err := New(m, ad.Clone(), b, nil, cfg)
+		require.NoError(t, err)
+		t.Cleanup(func() { tr.Close() })
+		return tr
+	}
+	steps := func(tr *Trainer, n int) (losses []float64) {
+		for range n {
+			info, err := tr.TrainStep()
+			require.NoError(t, err)
+			losses = append(losses, info.Loss)
+		}
+		return losses
+	}
+	whole := trainer()
+	want := steps(whole, 4)
+
+	first := trainer()
+	got := steps(first, 2)
+	st, err := first.State()
+	require.NoError(t, err)
+	second := trainer()
+	for i, p := range first.Params {
+		q := second.Params[i]
+		copy(q.Data, p.Data)
+		copy(q.M, p.M)
+		copy(q.V, p.V)
+	}
+	require.NoError(t, second.Restore(st))
+	got = append(got, steps(second, 2)...)
+	require.Equal(t, want, got, "losses")
+	for i, p := range whole.Params {
+		for j, v := range p.Data {
+			if math.Float32bits(v) != math.Float32bits(second.Params[i].Data[j]) {
+				t.Fatalf("%s[%d] = %v after resuming, %v without stopping", p.Name, j, second.Params[i].Data[j], v)
+			}
+		}
 	}
 }
