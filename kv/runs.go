@@ -521,6 +521,9 @@ func (s *Store) EachRun(fn func(RunMeta) error) error {
 				return fmt.Errorf("index entry %s: %w: too short", displayKey(k), ErrCorrupt)
 			}
 			m, err := s.getRun(txn, string(k[len(prefix)+12:]))
+			if errors.Is(err, ErrNotFound) {
+				return nil // an entry a delete of a corrupt record left; Fsck reports it
+			}
 			if err != nil {
 				return fmt.Errorf("index entry %s: %w", displayKey(k), err)
 			}
