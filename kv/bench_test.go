@@ -219,6 +219,7 @@ func benchStore(b *testing.B) {
 		b.Fatal(err)
 	}
 	stopRSS := sampleRSS()
+	cpu0 := cpuTime()
 	start := time.Now()
 	for i := range runs {
 		if err := ingestRun(st, i, steps, benchMetrics, created); err != nil {
@@ -231,6 +232,7 @@ func benchStore(b *testing.B) {
 	ingest := time.Since(start)
 	rss := peakRSS()
 	anon, file := stopRSS()
+	cpu := cpuTime() - cpu0
 	var mst runtime.MemStats
 	runtime.ReadMemStats(&mst)
 	b.Logf("after ingest: peak RSS %d MB (now: %s), Go heap sys %d MB, heap in use %d MB", rss>>20, rssNow(), mst.HeapSys>>20, mst.HeapInuse>>20)
@@ -255,7 +257,8 @@ func benchStore(b *testing.B) {
 		return f(sq)
 	}
 	row(fmt.Sprintf("ingest %d runs × %d metrics × %d steps", runs, benchMetrics, steps),
-		fmt.Sprintf("%.0fk points/s (%.1f s), peak RSS %d MB (sampled peaks: anonymous %d MB, mapped files %d MB)", rate/1000, ingest.Seconds(), rss>>20, anon>>20, file>>20),
+		fmt.Sprintf("%.0fk points/s (%.1f s; CPU %.1f s, %.2f s per 10⁶ points), peak RSS %d MB (sampled peaks: anonymous %d MB, mapped files %d MB)",
+			rate/1000, ingest.Seconds(), cpu.Seconds(), cpu.Seconds()*1e6/float64(points), rss>>20, anon>>20, file>>20),
 		sqs(func(r *sqliteResult) string {
 			return fmt.Sprintf("%.0fk points/s (%.1f s), peak RSS %d MB", float64(r.Points)/r.IngestS/1000, r.IngestS, r.PeakRSSBytes>>20)
 		}))
