@@ -303,15 +303,9 @@ func benchModel(c model.Config, quant string) (*model.Model, error) {
 			for off := 0; off < n; off += piece {
 				wide = slices.Grow(wide[:0], min(piece, n-off))[:min(piece, n-off)]
 				benchFill(name, off, wide, weightBound)
-				var b *lquant.BF16Tensor
-				if b, err = lquant.ToBF16(wide, []int{len(wide)}); err != nil {
-					break
-				}
-				copy(bits[off:], b.Bits)
+				lquant.RoundBF16(bits[off:], wide)
 			}
-			if err == nil {
-				p, err = lquant.BF16FromBits(bits, shape)
-			}
+			p, err = lquant.BF16FromBits(bits, shape)
 		default: // nf4, nf4-dq
 			wide = slices.Grow(wide[:0], n)[:n]
 			benchFill(name, 0, wide, weightBound)
