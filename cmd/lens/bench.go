@@ -746,7 +746,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench", "[--sizes tiny,small,medium,135m,1b] [--steps N] [--checkpointing] [--quant nf4|nf4-dq|bf16] [--head-chunk N] [--json] [--no-torch]",
 		"Time the same LoRA training step in lens and in PyTorch, alternating, with the sgemm ceiling, collector overhead and peak memory", stderr)
 	sizes := fs.String("sizes", "tiny,small,medium", "model shapes: tiny (hidden 128, 4 layers), small (256, 6), medium (512, 8): LoRA r=8 on q,k,v,o, batch 4×256; "+
-		"135m (SmolLM2-135M), 1b (Llama-3.2-1B), mini (a 2-layer shape with the 1b's features): LoRA r=16 on every linear module, batch 1×1024")
+		"135m (SmolLM2-135M), 1b (Llama-3.2-1B): LoRA r=16 on every linear module, batch 1×1024; mini: the 1b's features at hidden 64, 2 layers (r=4, batch 1×128)")
 	steps := fs.Int("steps", 0, "timed steps per measurement (default 30 for tiny/small/medium, whose collectors fire every 10; 2 for the real shapes)")
 	warmup := fs.Int("warmup", 0, "untimed steps before them (default 10, or 1 for the real shapes)")
 	rounds := fs.Int("rounds", 0, "alternations of lens and PyTorch per size; each side keeps its best (default 3, or 1 for the real shapes)")
