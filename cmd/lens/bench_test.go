@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"maps"
 	"math"
+	"os"
 	"os/exec"
 	"slices"
 	"testing"
@@ -209,5 +210,39 @@ func TestBenchModelIsQuantized(t *testing.T) {
 			require.Equal(t, tw.Shape, got.Weights[name].Shape, name)
 			require.Equal(t, tw.Data, got.Weights[name].Data, name)
 		}
+	}
+}
+
+// TestBenchFillGolden: benchFill and benchTokens give the values bench.py
+// computed (testdata/bench_fill.golden.json, written by its fill and
+// tokens), so the two sides build the same model even where PyTorch is
+// not installed to compare losses; one weight is read at an offset past
+// 2^28, where a table of the 1b shape ends.
+func TestBenchFillGolden(t *testing.T) {
+	b, err := os.ReadFile("testdata/bench_fill.golden.json")
+	require.NoError(t, err)
+	var g struct {
+		Weights []struct {
+			Name   string
+			Offset int
+			Bound  float64
+			Values []float32
+		}
+		Tokens []struct {
+			Name   string
+			Vocab  int
+			Values []int32
+		}
+	}
+	require.NoError(t, json.Unmarshal(b, &g))
+	require.Len(t, g.Weights, 3)
+	require.Len(t, g.Tokens, 2)
+	for _, w := range g.Weights {
+		got := make([]float32, len(w.Values))
+		benchFill(w.Name, w.Offset, got, w.Bound)
+		require.Equal(t, w.Values, got, w.Name)
+	}
+	for _, tk := range g.Tokens {
+		require.Equal(t, tk.Values, benchTokens(tk.Name, len(tk.Values), tk.Vocab), tk.Name)
 	}
 }
