@@ -216,8 +216,8 @@ func TestBenchModelIsQuantized(t *testing.T) {
 // TestBenchFillGolden: benchFill and benchTokens give the values bench.py
 // computed (testdata/bench_fill.golden.json, written by its fill and
 // tokens), so the two sides build the same model even where PyTorch is
-// not installed to compare losses; one weight is read at an offset past
-// 2^28, where a table of the 1b shape ends.
+// not installed to compare losses; one weight is read at offset
+// 262,000,000, near the end of the 1b shape's embedding.
 func TestBenchFillGolden(t *testing.T) {
 	b, err := os.ReadFile("testdata/bench_fill.golden.json")
 	require.NoError(t, err)
