@@ -20,6 +20,11 @@ type Attn struct {
 	// Scale multiplies q·kᵀ; 0 means 1/√D (Gemma uses
 	// query_pre_attn_scalar^-½).
 	Scale float64
+	// Recompute keeps no probabilities: Attention's P is per-worker scratch
+	// (AttnProbsLen) and AttentionBack recomputes each head's P with the
+	// forward's code before using it, so results are bit-identical and
+	// B·NH×T×T values are never held (activation checkpointing).
+	Recompute bool
 }
 
 // scale is the factor of q·kᵀ.
@@ -76,18 +81,55 @@ func first(start []int, i int) int {
 // Tests change it to check that the blocks agree.
 var AttnBlock = 64
 
-// AttnScratchLen is the length of the scratch AttentionBack needs.
-func AttnScratchLen(c Cores, a Attn) int { return min(c.Workers(), max(1, a.B*a.NKV)) * a.T * a.T }
+// AttnScratchLen is the length of the scratch AttentionBack needs: one
+// T×T block per worker, two with Recompute (dS and the recomputed P).
+func AttnScratchLen(c Cores, a Attn) int {
+	n := min(c.Workers(), max(1, a.B*a.NKV)) * a.T * a.T
+	if a.Recompute {
+		n *= 2
+	}
+	return n
+}
+
+// AttnProbsLen is the length of Attention's P: B·NH×T×T, or one T×T
+// block per worker with Recompute.
+func AttnProbsLen(c Cores, a Attn) int {
+	if a.Recompute {
+		return min(c.Workers(), max(1, a.B*a.NH)) * a.T * a.T
+	}
+	return a.B * a.NH * a.T * a.T
+}
+
+// probs writes head h of row b's probabilities into p (T×T): the scores
+// S = q·kᵀ·scale by column block, then the masked softmax of each row.
+// Forward and Recompute's backward both call it, so P is the same bits.
+func attnProbs[T Float](c Cores, a Attn, q, k, p []T, start []int, b, h int) {
+	qw, kw := a.NH*a.D, a.NKV*a.D
+	g := h / (a.NH / a.NKV)
+	qo, ko := b*a.T*qw+h*a.D, b*a.T*kw+g*a.D
+	// S[c0:T, c0:c1] = q[c0:T]·k[c0:c1]ᵀ
+	for c0 := 0; c0 < a.T; c0 += AttnBlock {
+		c1 := min(a.T, c0+AttnBlock)
+		Gemm(c, false, true, a.T-c0, c1-c0, a.D, T(a.scale()), q[qo+c0*qw:], qw, k[ko+c0*kw:], kw, 0, p[c0*a.T+c0:], a.T)
+	}
+	for i := range a.T {
+		row := p[i*a.T : (i+1)*a.T]
+		s0 := a.from(start, i)
+		softmaxRow(row[s0 : i+1])
+		clear(row[:s0])
+		clear(row[i+1:])
+	}
+}
 
 // Attention computes out = softmax(q·kᵀ/√D + causal)·v per batch and head,
 // keeping the probabilities P (B·NH×T×T, zero above the diagonal and
-// outside the query's segment) for the backward pass. Masked entries are
-// exact zeros, so the products need no other change for segments.
+// outside the query's segment) for the backward pass, or with Recompute
+// using P as per-worker scratch (AttnProbsLen). Masked entries are exact
+// zeros, so the products need no other change for segments.
 func Attention[T Float](c Cores, a Attn, q, k, v, out, P []T) {
 	qw, kw := a.NH*a.D, a.NKV*a.D
 	group := a.NH / a.NKV
-	scale := a.scale()
-	c.ParallelFor(a.B*a.NH, 1, func(_, lo, hi int) {
+	c.ParallelFor(a.B*a.NH, 1, func(w, lo, hi int) {
 		var sbuf []int // allocated only for segments: plain runs stay allocation-free
 		if a.Seg != nil {
 			sbuf = make([]int, a.T)
@@ -96,20 +138,13 @@ func Attention[T Float](c Cores, a Attn, q, k, v, out, P []T) {
 			b, h := bh/a.NH, bh%a.NH
 			start := a.segStart(b, sbuf)
 			g := h / group
-			p := P[(b*a.NH+h)*a.T*a.T : (b*a.NH+h+1)*a.T*a.T]
+			at := b*a.NH + h
+			if a.Recompute {
+				at = w
+			}
+			p := P[at*a.T*a.T : (at+1)*a.T*a.T]
 			qo, ko := b*a.T*qw+h*a.D, b*a.T*kw+g*a.D
-			// S[c0:T, c0:c1] = q[c0:T]·k[c0:c1]ᵀ
-			for c0 := 0; c0 < a.T; c0 += AttnBlock {
-				c1 := min(a.T, c0+AttnBlock)
-				Gemm(c, false, true, a.T-c0, c1-c0, a.D, T(scale), q[qo+c0*qw:], qw, k[ko+c0*kw:], kw, 0, p[c0*a.T+c0:], a.T)
-			}
-			for i := range a.T {
-				row := p[i*a.T : (i+1)*a.T]
-				s0 := a.from(start, i)
-				softmaxRow(row[s0 : i+1])
-				clear(row[:s0])
-				clear(row[i+1:])
-			}
+			attnProbs(c, a, q, k, p, start, b, h)
 			// out[c0:T] += P[c0:T, c0:c1]·v[c0:c1]
 			for c0 := 0; c0 < a.T; c0 += AttnBlock {
 				c1 := min(a.T, c0+AttnBlock)
@@ -122,7 +157,8 @@ func Attention[T Float](c Cores, a Attn, q, k, v, out, P []T) {
 // AttentionBack sets dq, dk and dv from dout: dP = dO·vᵀ,
 // dS = P⊙(dP − rowsum(dP⊙P)), dq = dS·k/√d, dk = Σ dSᵀ·q/√d,
 // dv = Σ Pᵀ·dO over the query heads of a kv head. ds is scratch of at least
-// AttnScratchLen.
+// AttnScratchLen. With Recompute, P is not read: each head's P is
+// recomputed into ds's second half.
 func AttentionBack[T Float](c Cores, a Attn, q, k, v, P, dout, dq, dk, dv, ds []T) {
 	qw, kw := a.NH*a.D, a.NKV*a.D
 	group := a.NH / a.NKV
@@ -130,7 +166,12 @@ func AttentionBack[T Float](c Cores, a Attn, q, k, v, P, dout, dq, dk, dv, ds []
 	// Work is split by (batch, kv head): the query heads of a group add
 	// into the same dk and dv, so a group stays in one goroutine.
 	c.ParallelFor(a.B*a.NKV, 1, func(w, lo, hi int) {
-		ds := ds[w*a.T*a.T : (w+1)*a.T*a.T]
+		tt := a.T * a.T
+		ds, pbuf := ds[w*tt:(w+1)*tt], ds // pbuf is only used with Recompute
+		if a.Recompute {
+			nw := min(c.Workers(), max(1, a.B*a.NKV))
+			pbuf = pbuf[(nw+w)*tt : (nw+w+1)*tt]
+		}
 		var sbuf []int // allocated only for segments: plain runs stay allocation-free
 		if a.Seg != nil {
 			sbuf = make([]int, a.T)
@@ -145,7 +186,13 @@ func AttentionBack[T Float](c Cores, a Attn, q, k, v, P, dout, dq, dk, dv, ds []
 				clear(dv[ko+i*kw : ko+i*kw+a.D])
 			}
 			for h := g * group; h < (g+1)*group; h++ {
-				p := P[(b*a.NH+h)*a.T*a.T : (b*a.NH+h+1)*a.T*a.T]
+				var p []T
+				if a.Recompute {
+					p = pbuf
+					attnProbs(c, a, q, k, p, start, b, h)
+				} else {
+					p = P[(b*a.NH+h)*a.T*a.T : (b*a.NH+h+1)*a.T*a.T]
+				}
 				qo := b*a.T*qw + h*a.D
 				for r0 := 0; r0 < a.T; r0 += AttnBlock {
 					r1 := min(a.T, r0+AttnBlock)

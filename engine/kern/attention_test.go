@@ -203,3 +203,64 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// TestAttentionRecompute checks that Recompute (no kept probabilities:
+// per-worker scratch, recomputed in the backward pass) gives the same bits
+// as keeping P, forward and backward, for plain, segmented, windowed and
+// scaled attention over several worker counts and stale scratch.
+func TestAttentionRecompute(t *testing.T) {
+	seg := make([]int32, 2*29)
+	for i := range seg {
+		seg[i] = int32(i / 11) // segments of 11 that cross the row boundary's ids
+	}
+	for _, tc := range []struct {
+		name string
+		a    Attn
+	}{
+		{"plain", Attn{B: 2, T: 29, NH: 4, NKV: 2, D: 8}},
+		{"segments", Attn{B: 2, T: 29, NH: 4, NKV: 1, D: 8, Seg: seg}},
+		{"window scale", Attn{B: 1, T: 70, NH: 6, NKV: 3, D: 16, Window: 9, Scale: 0.3}},
+		{"one head", Attn{B: 1, T: 130, NH: 1, NKV: 1, D: 64}},
+	} {
+		for _, cores := range []Cores{1, 2, 3, 7} {
+			rng := rand.New(rand.NewPCG(5, 5))
+			rnd := func(n int) []float32 {
+				s := make([]float32, n)
+				for i := range s {
+					s[i] = float32(rng.NormFloat64())
+				}
+				return s
+			}
+			a := tc.a
+			N := a.B * a.T
+			q, k, v, dout := rnd(N*a.NH*a.D), rnd(N*a.NKV*a.D), rnd(N*a.NKV*a.D), rnd(N*a.NH*a.D)
+			run := func(a Attn) [][]float32 {
+				out, P := make([]float32, len(q)), rnd(AttnProbsLen(cores, a))
+				Attention(cores, a, q, k, v, out, P)
+				dq, dk, dv := rnd(len(q)), rnd(len(k)), rnd(len(v))
+				ds := rnd(AttnScratchLen(cores, a))
+				if a.Recompute {
+					// Stale probabilities: the backward pass must not read them.
+					for i := range P {
+						P[i] = float32(math.NaN())
+					}
+				}
+				AttentionBack(cores, a, q, k, v, P, dout, dq, dk, dv, ds)
+				return [][]float32{out, dq, dk, dv}
+			}
+			want := run(a)
+			a.Recompute = true
+			if n, full := AttnProbsLen(cores, a), a.B*a.NH*a.T*a.T; n >= full && full > int(cores)*a.T*a.T {
+				t.Fatalf("%s: Recompute's P is %d values, not less than %d", tc.name, n, full)
+			}
+			got := run(a)
+			for i, name := range []string{"out", "dq", "dk", "dv"} {
+				for j := range want[i] {
+					if math.Float32bits(got[i][j]) != math.Float32bits(want[i][j]) {
+						t.Fatalf("%s, %d cores: %s[%d] = %v with Recompute, %v keeping P", tc.name, cores, name, j, got[i][j], want[i][j])
+					}
+				}
+			}
+		}
+	}
+}
