@@ -149,6 +149,49 @@ func (t *NF4Tensor) Dims() (int, int) { return dims2(t.Shape) }
 // Widen dequantizes into dst, as nn.Packed asks.
 func (t *NF4Tensor) Widen(dst []float32) { t.Dequantize(dst) }
 
+// WidenRows dequantizes rows r0..r1 of a 2-D tensor (row-major) into dst,
+// the same values Dequantize gives them, without the whole tensor's
+// scales (nn.PackedTable).
+func (t *NF4Tensor) WidenRows(r0, r1 int, dst []float32) {
+	_, in := t.Dims()
+	t.widenRange(r0*in, r1*in, dst)
+}
+
+// WidenCols dequantizes columns c0..c1 of every row of a 2-D tensor into
+// dst, row-major (rows × (c1-c0)). Slabs aligned to BlockSize (when the
+// row length is a multiple of it) touch each block once.
+func (t *NF4Tensor) WidenCols(c0, c1 int, dst []float32) {
+	out, in := t.Dims()
+	w := c1 - c0
+	for r := range out {
+		t.widenRange(r*in+c0, r*in+c1, dst[r*w:(r+1)*w])
+	}
+}
+
+// widenRange writes values lo..hi (row-major indices) to dst, each as
+// dequantNF4 computes it: the code book entry times its block's scale.
+func (t *NF4Tensor) widenRange(lo, hi int, dst []float32) {
+	dst = dst[:hi-lo]
+	for b0 := lo; b0 < hi; {
+		b := b0 / BlockSize
+		b1 := min(hi, (b+1)*BlockSize)
+		var s float32
+		if t.Nested == nil {
+			s = t.Absmax[b]
+		} else {
+			s = t.Nested.value(b)
+		}
+		for i := b0; i < b1; i++ {
+			c := t.Codes[i/2]
+			if i%2 == 0 {
+				c >>= 4
+			}
+			dst[i-lo] = NF4[c&0xF] * s
+		}
+		b0 = b1
+	}
+}
+
 // Bytes is the memory the quantized form holds.
 func (t *NF4Tensor) Bytes() int {
 	n := len(t.Codes) + 4*len(t.Absmax)
@@ -282,8 +325,14 @@ func nearest(code *[256]float32, x float32) byte {
 // Dequantize returns Code[Q[i]]·Absmax[block] + Offset for every value.
 func (b *Blockwise8) Dequantize() []float32 {
 	out := make([]float32, len(b.Q))
-	for i, q := range b.Q {
-		out[i] = b.Code[q]*b.Absmax[i/b.BlockSize] + b.Offset
+	for i := range b.Q {
+		out[i] = b.value(i)
 	}
 	return out
+}
+
+// value is value i, one expression for Dequantize and NF4's slabs so both
+// round alike.
+func (b *Blockwise8) value(i int) float32 {
+	return b.Code[b.Q[i]]*b.Absmax[i/b.BlockSize] + b.Offset
 }

@@ -260,3 +260,49 @@ func TestBF16(t *testing.T) {
 		}
 	}
 }
+
+// TestNF4Slabs checks that WidenRows and WidenCols give exactly the bits
+// Dequantize gives those rows and columns, with plain and nested scales,
+// for rows that are and are not whole blocks and slabs that cut blocks.
+func TestNF4Slabs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	for _, tc := range []struct {
+		out, in int
+		double  bool
+	}{
+		{12, 128, false}, {12, 128, true}, {7, 37, false}, {9, 200, true}, {1, 5, false},
+	} {
+		x := make([]float32, tc.out*tc.in)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		q, err := QuantizeNF4(x, []int{tc.out, tc.in}, tc.double)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]float32, len(x))
+		q.Dequantize(want)
+		for _, r := range [][2]int{{0, tc.out}, {0, 1}, {tc.out / 2, tc.out}, {tc.out - 1, tc.out}} {
+			got := make([]float32, (r[1]-r[0])*tc.in)
+			q.WidenRows(r[0], r[1], got)
+			for i, v := range got {
+				if w := want[r[0]*tc.in+i]; math.Float32bits(v) != math.Float32bits(w) {
+					t.Fatalf("%+v: rows %v: value %d = %v, want %v", tc, r, i, v, w)
+				}
+			}
+		}
+		for _, c := range [][2]int{{0, tc.in}, {0, 1}, {tc.in / 3, tc.in/3 + 70}, {tc.in - 3, tc.in}} {
+			c[1] = min(c[1], tc.in)
+			w := c[1] - c[0]
+			got := make([]float32, tc.out*w)
+			q.WidenCols(c[0], c[1], got)
+			for r := range tc.out {
+				for j := range w {
+					if v, u := got[r*w+j], want[r*tc.in+c[0]+j]; math.Float32bits(v) != math.Float32bits(u) {
+						t.Fatalf("%+v: columns %v: [%d,%d] = %v, want %v", tc, c, r, j, v, u)
+					}
+				}
+			}
+		}
+	}
+}
