@@ -159,7 +159,10 @@ func (g *Graph[T]) HeadRMSNorm(x, w *G.Node, eps, offset float64) *G.Node {
 // itself and the window−1 keys before it; 0 for none) and scale as the
 // factor of q·kᵀ (0 for 1/√d).
 func (g *Graph[T]) WindowedAttention(layer int, q, k, v *G.Node, nh, nkv, d, window int, scale float64) *G.Node {
-	a := &attention[T]{c: g.cores(), d: kern.Attn{B: g.Feed.B, T: g.Feed.T, NH: nh, NKV: nkv, D: d, Window: window, Scale: scale}, feed: g.Feed}
-	g.Attn[layer] = &AttnProbe[T]{a}
+	a := &attention[T]{c: g.cores(), d: kern.Attn{B: g.Feed.B, T: g.Feed.T, NH: nh, NKV: nkv, D: d, Window: window, Scale: scale,
+		Recompute: g.RecomputeAttn}, feed: g.Feed}
+	if !g.RecomputeAttn { // recomputed probabilities are never all held
+		g.Attn[layer] = &AttnProbe[T]{a}
+	}
 	return g.apply(a, 2, q, k, v)
 }

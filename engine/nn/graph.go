@@ -37,6 +37,13 @@ type Graph[T Float] struct {
 	// the loss HeadChunk rows at a time (HeadLoss): no N×V logits node.
 	HeadChunk int
 
+	// RecomputeAttn makes attention keep no probabilities (kern.Attn's
+	// Recompute): the backward pass recomputes them, bit for bit, and the
+	// graph's Attn has no probes. Checkpointed block graphs set it: they
+	// would otherwise hold B·heads×T×T values per block. Set it before
+	// adding ops.
+	RecomputeAttn bool
+
 	scratch *scratch[T] // the widening buffer of packed weights
 }
 
@@ -162,9 +169,7 @@ func (g *Graph[T]) RoPE(x *G.Node, headDim int, cos, sin []float32) *G.Node {
 // Attention is causal attention with nh query heads over nkv key/value
 // heads of size d.
 func (g *Graph[T]) Attention(layer int, q, k, v *G.Node, nh, nkv, d int) *G.Node {
-	a := &attention[T]{c: g.cores(), d: kern.Attn{B: g.Feed.B, T: g.Feed.T, NH: nh, NKV: nkv, D: d}, feed: g.Feed}
-	g.Attn[layer] = &AttnProbe[T]{a}
-	return g.apply(a, 2, q, k, v)
+	return g.WindowedAttention(layer, q, k, v, nh, nkv, d, 0, 0)
 }
 
 // SwiGLU is silu(gate)·up.

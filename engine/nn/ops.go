@@ -266,7 +266,7 @@ func (k *attention[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
 	return in[0].Clone(), nil
 }
 func (k *attention[T]) forward(in [][]T, out []T) (float64, error) {
-	k.P = grow(k.P, k.d.B*k.d.NH*k.d.T*k.d.T)
+	k.P = grow(k.P, kern.AttnProbsLen(k.c, k.d))
 	// Backward reuses k.d, so both passes see the segments of this run.
 	k.d.Seg = k.feed.Segments
 	if k.d.Seg != nil && len(k.d.Seg) != k.d.B*k.d.T {
@@ -298,7 +298,7 @@ func (k *attention[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 func (k *attention[T]) overwrites(int) bool { return true }
 
 // Probs returns the attention probabilities of the last forward run,
-// B·heads×T×T.
+// B·heads×T×T (without Recompute, which holds none).
 func (k *attention[T]) Probs() []T { return k.P }
 
 // swiglu is silu(g)·u.

@@ -205,7 +205,9 @@ func newCkptBlock(m *model.Model, ads map[string]model.Adapter, feed *nn.Feed, c
 	}
 	sort.Strings(blk.mods)
 	g := nn.NewGraph[float32](blk.feed)
-	g.Cores = cores
+	// Attention recomputes its probabilities in backward, as the block's
+	// forward is recomputed: no B·heads×T×T held (the same bits).
+	g.Cores, g.RecomputeAttn = cores, true
 	net, err := model.BuildPart(g, &bm, ads, false, model.Part{Lo: rep, Hi: rep + 1})
 	if err != nil {
 		return nil, err
