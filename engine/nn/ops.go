@@ -126,14 +126,19 @@ func (k *linear[T]) dropMask() []float32 {
 func (k *linear[T]) forward(in [][]T, out []T) (float64, error) {
 	x, w := in[0], in[1]
 	kern.Gemm(k.c, false, true, k.n, k.o, k.in, 1, x, k.in, w, k.in, 0, out, k.o)
+	return 0, k.addLoRA(in, out)
+}
+
+// addLoRA adds the LoRA path to out = x·Wᵀ (none without LoRA).
+func (k *linear[T]) addLoRA(in [][]T, out []T) error {
 	if !k.lora {
-		return 0, nil
+		return nil
 	}
-	a, b := in[2], in[3]
+	x, a, b := in[0], in[2], in[3]
 	k.xm = x
 	if m := k.dropMask(); m != nil {
 		if len(m) != len(x) {
-			return 0, fmt.Errorf("dropout mask %s has %d entries, want %d", k.mask, len(m), len(x))
+			return fmt.Errorf("dropout mask %s has %d entries, want %d", k.mask, len(m), len(x))
 		}
 		k.xmBuf = grow(k.xmBuf, len(x))
 		k.xm = k.xmBuf
@@ -144,7 +149,7 @@ func (k *linear[T]) forward(in [][]T, out []T) (float64, error) {
 	k.h = grow(k.h, k.n*k.r)
 	kern.Gemm(k.c, false, true, k.n, k.r, k.in, 1, k.xm, k.in, a, k.in, 0, k.h, k.r)
 	kern.Gemm(k.c, false, true, k.n, k.o, k.r, k.scale, k.h, k.r, b, k.r, 1, out, k.o)
-	return 0, nil
+	return nil
 }
 
 // backward: dx = dy·W (+ (s·dy·B·A)⊙mask), dW = dyᵀ·x, dB = s·dyᵀ·h,
@@ -157,6 +162,13 @@ func (k *linear[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 	if g[1] != nil {
 		kern.Gemm(k.c, true, false, k.o, k.in, k.n, 1, dy, k.o, x, k.in, 0, g[1], k.in)
 	}
+	return k.loraBack(in, dy, g)
+}
+
+// loraBack adds the LoRA path's part of dx to g[0] (which holds dy·W) and
+// sets dA and dB.
+func (k *linear[T]) loraBack(in [][]T, dy []T, g [][]T) error {
+	x := in[0]
 	if !k.lora || (g[0] == nil && g[2] == nil && g[3] == nil) {
 		return nil
 	}

@@ -66,17 +66,33 @@ func (k *packedLinear[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
 	return k.l.outShape(k.full(in))
 }
 
+// A PackedTable weight is widened in slabs of linearBlock values (see
+// slabLogits and slabBack: the same sums as one product with the whole
+// weight), any other Packed whole.
 func (k *packedLinear[T]) forward(in [][]T, out []T) (float64, error) {
-	w := k.s.widen(k.w)
-	return k.l.forward(append([][]T{in[0], w}, in[1:]...), out)
+	t, ok := k.w.(PackedTable)
+	if !ok {
+		w := k.s.widen(k.w)
+		return k.l.forward(append([][]T{in[0], w}, in[1:]...), out)
+	}
+	slabLogits(k.l.c, k.s, t, k.l.n, in[0], out, k.l.o, linearBlock)
+	return 0, k.l.addLoRA(append([][]T{in[0], nil}, in[1:]...), out)
 }
 
 func (k *packedLinear[T]) backward(in [][]T, out, dy []T, g [][]T) error {
-	var w []T
-	if g[0] != nil { // only dx reads the weight
-		w = k.s.widen(k.w)
+	g = append([][]T{g[0], nil}, g[1:]...)
+	t, ok := k.w.(PackedTable)
+	if !ok {
+		var w []T
+		if g[0] != nil { // only dx reads the weight
+			w = k.s.widen(k.w)
+		}
+		return k.l.backward(append([][]T{in[0], w}, in[1:]...), out, dy, g)
 	}
-	return k.l.backward(append([][]T{in[0], w}, in[1:]...), out, dy, append([][]T{g[0], nil}, g[1:]...))
+	if g[0] != nil {
+		slabBack(k.l.c, k.s, t, k.l.n, dy, g[0], k.l.in, linearBlock)
+	}
+	return k.l.loraBack(append([][]T{in[0], nil}, in[1:]...), dy, g)
 }
 
 func (k *packedLinear[T]) overwrites(int) bool { return true }
@@ -115,6 +131,14 @@ type PackedTable interface {
 // tableBlock is how many values a table widens at once (32 MB in float32).
 // A variable so tests can cut small tables into several blocks.
 var tableBlock = 1 << 23
+
+// linearBlock is how many values a packed linear weight widens at once
+// (4 MB in float32; a 2048×8192 weight is 64 MB). A variable for tests.
+var linearBlock = 1 << 20
+
+// quantBlock is the NF4 block (quant.BlockSize): column slabs of at least
+// this many are cut at its multiples, so each slab widens whole blocks.
+const quantBlock = 64
 
 // spanEnd is the end of the part of 0..n starting at at, about size long.
 // A last part of 8 or fewer is merged into this one: products that narrow
@@ -164,9 +188,14 @@ func (s *scratch[T]) cols(p PackedTable, c0, c1 int) []T {
 // whole columns of the product, computed by the same gemm kernel over the
 // same k = H, so out equals one product with the whole W bit for bit.
 func tableLogits[T Float](c kern.Cores, s *scratch[T], p PackedTable, rows int, x, out []T, ldo int) {
+	slabLogits(c, s, p, rows, x, out, ldo, tableBlock)
+}
+
+// slabLogits is tableLogits widening about block values at a time.
+func slabLogits[T Float](c kern.Cores, s *scratch[T], p PackedTable, rows int, x, out []T, ldo, block int) {
 	v, h := p.Dims()
 	for v0 := 0; v0 < v; {
-		v1 := spanEnd(v0, v, tableBlock/h)
+		v1 := spanEnd(v0, v, block/h)
 		kern.Gemm(c, false, true, rows, v1-v0, h, 1, x, h, s.rows(p, v0, v1), h, 0, out[v0:], ldo)
 		v0 = v1
 	}
@@ -177,9 +206,18 @@ func tableLogits[T Float](c kern.Cores, s *scratch[T], p PackedTable, rows int, 
 // full vocabulary as one product with the whole W sums it (cutting the
 // vocabulary instead would change the order of the sums).
 func tableBack[T Float](c kern.Cores, s *scratch[T], p PackedTable, rows int, dy, dx []T, ldx int) {
+	slabBack(c, s, p, rows, dy, dx, ldx, tableBlock)
+}
+
+// slabBack is tableBack widening about block values at a time.
+func slabBack[T Float](c kern.Cores, s *scratch[T], p PackedTable, rows int, dy, dx []T, ldx, block int) {
 	v, h := p.Dims()
+	size := block / v
+	if size >= quantBlock {
+		size -= size % quantBlock
+	}
 	for h0 := 0; h0 < h; {
-		h1 := spanEnd(h0, h, tableBlock/v)
+		h1 := spanEnd(h0, h, size)
 		kern.Gemm(c, false, false, rows, h1-h0, v, 1, dy, v, s.cols(p, h0, h1), h1-h0, 0, dx[h0:], ldx)
 		h0 = h1
 	}

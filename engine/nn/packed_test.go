@@ -27,9 +27,31 @@ func (p roundBF16) Widen(dst []float32) {
 // TestPackedLinearEqualsDense builds the same two-layer LoRA graph twice,
 // once with dense weight nodes and once with packed weights holding the
 // same values, and requires bit-identical loss and gradients (x, A, B):
-// the packed op runs linear's math on the widened copy.
+// the packed op runs linear's math on the widened copy, whole or (a
+// PackedTable) in slabs of W's rows forward and of its columns backward,
+// under 64 columns wide and cut at multiples of 64.
 func TestPackedLinearEqualsDense(t *testing.T) {
-	const B, T, H, O, r = 2, 3, 8, 6, 2
+	defer func(b int) { linearBlock = b }(linearBlock)
+	for _, tc := range []struct {
+		name          string
+		B, T, H, O, r int
+		block         int // linearBlock; 0: a Packed that widens whole
+	}{
+		{"whole", 2, 3, 8, 6, 2, 0},
+		{"one slab", 2, 3, 8, 6, 2, 1 << 20},
+		{"narrow slabs", 2, 9, 96, 150, 4, 3000},
+		{"aligned slabs", 1, 40, 200, 150, 3, 150 * 70},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.block > 0 {
+				linearBlock = tc.block
+			}
+			packedLinearEqualsDense(t, tc.B, tc.T, tc.H, tc.O, tc.r, tc.block > 0)
+		})
+	}
+}
+
+func packedLinearEqualsDense(t *testing.T, B, T, H, O, r int, table bool) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	vals := func(n int) []float32 {
 		d := make([]float32, n)
@@ -46,8 +68,14 @@ func TestPackedLinearEqualsDense(t *testing.T) {
 		}
 		return p
 	}
-	var uses int
+	var uses, widest int
 	w1, w2 := packed(H, H, &uses), packed(O, H, &uses)
+	asPacked := func(p roundBF16) Packed {
+		if table {
+			return tableBF16{p, &widest}
+		}
+		return p
+	}
 	feed := &Feed{B: B, T: T, Inputs: make([]int32, B*T), Targets: make([]int32, B*T)}
 	for i := range feed.Targets {
 		feed.Targets[i] = int32(rng.IntN(O))
@@ -60,9 +88,9 @@ func TestPackedLinearEqualsDense(t *testing.T) {
 		A2, B2 := g.Param("a2", []int{r, H}, cp(a2), true), g.Param("b2", []int{O, r}, cp(b2), true)
 		var y *G.Node
 		if usePacked {
-			y = g.PackedLinear(x, w1)
-			y = g.PackedLoRALinear("l1", y, w1, A1, B1, 2)
-			y = g.PackedLoRALinear("l2", y, w2, A2, B2, 0.5)
+			y = g.PackedLinear(x, asPacked(w1))
+			y = g.PackedLoRALinear("l1", y, asPacked(w1), A1, B1, 2)
+			y = g.PackedLoRALinear("l2", y, asPacked(w2), A2, B2, 0.5)
 		} else {
 			dense := func(name string, p roundBF16) *G.Node {
 				d := make([]float32, p.o*p.i)
@@ -108,8 +136,11 @@ func TestPackedLinearEqualsDense(t *testing.T) {
 		}
 	}
 	// Three forward widenings and three backward ones (each op needs dx).
-	if uses != 6 {
+	if !table && uses != 6 {
 		t.Errorf("weights widened %d times in one step, want 6", uses)
+	}
+	if table && (uses != 0 || widest > max(linearBlock, 16*max(H, O))+8*max(H, O)) {
+		t.Errorf("%d whole widenings, %d values widened at once: want slabs of about %d", uses, widest, linearBlock)
 	}
 }
 

@@ -79,6 +79,17 @@ type swapPacked struct{ p nn.Packed }
 func (s *swapPacked) Dims() (int, int)    { return s.p.Dims() }
 func (s *swapPacked) Widen(dst []float32) { s.p.Widen(dst) }
 
+// swapTable is a swapPacked over nn.PackedTable weights (NF4, bf16), which
+// the block graph widens a slab at a time.
+type swapTable struct{ *swapPacked }
+
+func (s swapTable) WidenRows(r0, r1 int, dst []float32) {
+	s.p.(nn.PackedTable).WidenRows(r0, r1, dst)
+}
+func (s swapTable) WidenCols(c0, c1 int, dst []float32) {
+	s.p.(nn.PackedTable).WidenCols(c0, c1, dst)
+}
+
 func layerPrefix(i int) string { return fmt.Sprintf("model.layers.%d.", i) }
 
 // blockKey names what a layer's block graph is built from: two layers
@@ -196,6 +207,9 @@ func newCkptBlock(m *model.Model, ads map[string]model.Adapter, feed *nn.Feed, c
 			sp := &swapPacked{p: pw}
 			blk.packed[rel] = sp
 			bm.Packed[name] = sp
+			if _, ok := pw.(nn.PackedTable); ok {
+				bm.Packed[name] = swapTable{sp}
+			}
 		}
 	}
 	for path := range ads {
