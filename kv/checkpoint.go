@@ -1,7 +1,6 @@
 package kv
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -127,14 +126,17 @@ func (s *Store) saveCheckpoint(runID string, meta CheckpointMeta, tensors []Tens
 		return err
 	}
 	s.fault(FaultCheckpointBegin, step)
+	var freed int64 // value bytes deleted, for the automatic GC (gc.go)
 	err = s.update(func(txn *badger.Txn) error {
+		freed = 0
 		// Whatever was at this step and the dropped steps goes; deletes
 		// come first, so the new values win where keys repeat.
 		for _, st := range append([]int{step}, drop...) {
-			old, err := stepKeys(txn, runID, st)
+			old, n, err := stepKeys(txn, runID, st)
 			if err != nil {
 				return err
 			}
+			freed += n
 			for _, k := range old {
 				if err := txn.Delete(k); err != nil {
 					return err
@@ -151,12 +153,17 @@ func (s *Store) saveCheckpoint(runID string, meta CheckpointMeta, tensors []Tens
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		err = s.saveInParts(runID, step, keys, vals, mb, drop)
 	} else if err == nil {
+		s.noteDeleted(freed)
 		s.fault(FaultCheckpointSaved, step)
 	}
 	if err != nil {
 		return err
 	}
-	return s.db.Sync()
+	if err := s.db.Sync(); err != nil {
+		return err
+	}
+	s.maybeGC()
+	return nil
 }
 
 // saveInParts is saveCheckpoint for a checkpoint too large for one
@@ -197,14 +204,19 @@ func (s *Store) saveInParts(runID string, step int, keys, vals [][]byte, meta []
 	return nil
 }
 
-// stepKeys lists the keys of one checkpoint step.
-func stepKeys(txn *badger.Txn, runID string, step int) ([][]byte, error) {
+// stepKeys lists the keys of one checkpoint step and the size of their
+// values (read from the keys' entries, not the values).
+func stepKeys(txn *badger.Txn, runID string, step int) ([][]byte, int64, error) {
 	var out [][]byte
-	err := scanKeys(txn, ckptStepPrefix(runID, uint64(step)), func(k []byte) error {
-		out = append(out, bytes.Clone(k))
-		return nil
-	})
-	return out, err
+	var size int64
+	prefix := ckptStepPrefix(runID, uint64(step))
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		out = append(out, it.Item().KeyCopy(nil))
+		size += it.Item().ValueSize()
+	}
+	return out, size, nil
 }
 
 // Checkpoints returns the complete checkpoints of run runID, by step.
@@ -304,6 +316,7 @@ func (s *Store) DeleteCheckpoint(runID string, step int) error {
 	if err := s.deleteCheckpoint(runID, step); err != nil {
 		return fmt.Errorf("delete checkpoint of run %s at step %d: %w", runID, step, err)
 	}
+	s.maybeGC()
 	return nil
 }
 
@@ -312,9 +325,10 @@ func (s *Store) DeleteCheckpoint(runID string, step int) error {
 // then the tensors.
 func (s *Store) deleteCheckpoint(runID string, step int) error {
 	found := false
+	var freed int64
 	err := s.update(func(txn *badger.Txn) error {
-		old, err := stepKeys(txn, runID, step)
-		found = len(old) > 0
+		old, n, err := stepKeys(txn, runID, step)
+		found, freed = len(old) > 0, n
 		for _, k := range old {
 			if err := txn.Delete(k); err != nil {
 				return err
@@ -325,6 +339,9 @@ func (s *Store) deleteCheckpoint(runID string, step int) error {
 	if !errors.Is(err, badger.ErrTxnTooBig) {
 		if err == nil && !found {
 			return ErrNotFound
+		}
+		if err == nil {
+			s.noteDeleted(freed)
 		}
 		return err
 	}
@@ -341,5 +358,6 @@ func (s *Store) deleteCheckpoint(runID string, step int) error {
 	if _, err := s.deletePrefix(ckptStepPrefix(runID, uint64(step))); err != nil {
 		return err
 	}
+	s.noteDeleted(freed) // counted by the transaction that was too big
 	return s.update(func(txn *badger.Txn) error { return txn.Delete(intent) })
 }

@@ -179,6 +179,8 @@ type Store struct {
 	issuedIDs   map[string]bool   // ids handed out by NewRunID
 
 	onFault func(point string, step int) // Options.Fault
+
+	gc gcState // value-log GC (gc.go)
 }
 
 // Open opens the store in dir, creating it (mode 0700) unless opts.ReadOnly.
@@ -198,7 +200,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		WithReadOnly(opts.ReadOnly).
 		WithSyncWrites(false).
 		WithMetricsEnabled(false).
-		WithValueLogFileSize(MaxValueBytes).
+		WithValueLogFileSize(vlogFileBytes).
 		WithValueThreshold(valueThreshold).
 		WithMemTableSize(16 << 20).
 		WithNumMemtables(2).
@@ -563,23 +565,6 @@ func (s *Store) Sync() error {
 	return nil
 }
 
-// GC reclaims space left in Badger's value log by deleted runs and
-// checkpoints. It is slow and optional; call it after large deletes.
-func (s *Store) GC() error {
-	if s.readOnly {
-		return ErrReadOnly
-	}
-	for {
-		err := s.db.RunValueLogGC(0.5)
-		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("gc store %s: %w", s.dir, err)
-		}
-	}
-}
-
 // Close flushes buffered metrics, closes the database and, for a writer,
 // removes holder.json. Closing twice is a no-op.
 func (s *Store) Close() error {
@@ -590,6 +575,7 @@ func (s *Store) Close() error {
 			s.stopOnce.Do(func() { close(s.stopFlusher) })
 			<-s.flusherDone
 		}
+		s.gcAtClose() // after the flusher, before the final flush
 	}
 	s.mu.Lock()
 	if s.closed.Load() {
