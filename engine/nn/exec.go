@@ -2,6 +2,7 @@ package nn
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	G "gorgonia.org/gorgonia"
@@ -20,7 +21,8 @@ import (
 type executor[T Float] struct {
 	c     kern.Cores
 	steps []execStep[T]
-	vals  []G.Value // by position in the order
+	vals  []G.Value   // by position in the order
+	pool  *bufPool[T] // nil: every op allocates its own buffers
 }
 
 type execStep[T Float] struct {
@@ -38,7 +40,10 @@ type execStep[T Float] struct {
 	sumIn    views[T] // the sum's output and operands
 }
 
-func newExecutor[T Float](g *G.ExprGraph, c kern.Cores) (*executor[T], error) {
+// newExecutor orders g's steps. With share, this package's ops place
+// their output and gradient buffers in a bufPool, the values of keep (read
+// after a run) living to the end.
+func newExecutor[T Float](g *G.ExprGraph, c kern.Cores, share bool, keep ...*G.Node) (*executor[T], error) {
 	sorted, err := G.Sort(g)
 	if err != nil {
 		return nil, fmt.Errorf("order graph: %w", err)
@@ -76,7 +81,43 @@ func newExecutor[T Float](g *G.ExprGraph, c kern.Cores) (*executor[T], error) {
 		}
 		e.steps = append(e.steps, s)
 	}
+	if share {
+		e.share(keep)
+	}
 	return e, nil
+}
+
+// share gives the package's ops a bufPool that knows each buffer's last
+// reader: the last step taking its node as an input, or the end for kept
+// nodes and nodes no step reads.
+func (e *executor[T]) share(keep []*G.Node) {
+	last := make([]int, len(e.steps))
+	for i := range last {
+		last[i] = forever
+	}
+	for i, s := range e.steps {
+		for _, p := range s.in {
+			if last[p] == forever || last[p] < i {
+				last[p] = i
+			}
+		}
+	}
+	for i, s := range e.steps {
+		if slices.Contains(keep, s.node) {
+			last[i] = forever
+		}
+	}
+	e.pool = &bufPool[T]{ends: map[poolKey]int{}}
+	for i, s := range e.steps {
+		switch o := s.op.(type) {
+		case *op[T]:
+			o.pool = e.pool
+			e.pool.ends[poolKey{o, -1}] = last[i]
+		case *gradOp[T]:
+			o.fwd.pool = e.pool
+			e.pool.ends[poolKey{o.fwd, o.which}] = last[i]
+		}
+	}
 }
 
 // bufferOwner marks this package's ops, which return the same output
@@ -125,6 +166,9 @@ func (e *executor[T]) runOnly(only []bool) error {
 		}
 		for j, p := range s.in {
 			s.args[j] = e.vals[p]
+		}
+		if e.pool != nil {
+			e.pool.now = i
 		}
 		var v G.Value
 		var err error

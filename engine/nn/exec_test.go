@@ -149,3 +149,81 @@ func TestRunIndependentOfWorkers(t *testing.T) {
 		}()
 	}
 }
+
+// TestShareBuffers checks Graph.ShareBuffers: runs over changing inputs
+// give the loss, gradients and hooked activation bit for bit as without
+// sharing (a buffer written while another user still needed it would show
+// as stale or clobbered values), and the pool holds fewer values than the
+// buffers placed in it.
+func TestShareBuffers(t *testing.T) {
+	type result struct {
+		loss  float64
+		grads [][]float32
+		hook  []float32
+	}
+	run := func(share bool) ([]result, *bufPool[float32]) {
+		rng := rand.New(rand.NewPCG(4, 4))
+		g, loss, wrt, hook := smallModel(t, rng, 2, 24)
+		g.ShareBuffers = share
+		m, err := g.Compile(loss, wrt...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		var out []result
+		for step := range 3 {
+			for i := range g.Feed.Inputs {
+				g.Feed.Inputs[i] = int32((i*7 + step*5) % 13)
+			}
+			l, err := m.Run()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := result{loss: l}
+			for i := range wrt {
+				gr, err := m.Grad(i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.grads = append(r.grads, append([]float32(nil), gr...))
+			}
+			h, err := Data[float32](hook)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.hook = append([]float32(nil), h...)
+			out = append(out, r)
+		}
+		return out, m.ex.pool
+	}
+	want, _ := run(false)
+	got, pool := run(true)
+	for s := range want {
+		if got[s].loss != want[s].loss {
+			t.Fatalf("run %d: loss %v shared, %v not", s, got[s].loss, want[s].loss)
+		}
+		for i := range want[s].grads {
+			for j, w := range want[s].grads[i] {
+				if math.Float32bits(got[s].grads[i][j]) != math.Float32bits(w) {
+					t.Fatalf("run %d: gradient %d[%d] = %v shared, %v not", s, i, j, got[s].grads[i][j], w)
+				}
+			}
+		}
+		for j, w := range want[s].hook {
+			if math.Float32bits(got[s].hook[j]) != math.Float32bits(w) {
+				t.Fatalf("run %d: hook[%d] = %v shared, %v not", s, j, got[s].hook[j], w)
+			}
+		}
+	}
+	held, placed := 0, 0
+	for _, c := range pool.chunks {
+		held += len(c.buf)
+		for _, p := range c.placed {
+			placed += p.n
+		}
+	}
+	if held >= placed {
+		t.Errorf("the pool holds %d values for %d placed: nothing shared", held, placed)
+	}
+	t.Logf("pool holds %d values for %d placed", held, placed)
+}

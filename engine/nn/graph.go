@@ -44,6 +44,13 @@ type Graph[T Float] struct {
 	// adding ops.
 	RecomputeAttn bool
 
+	// ShareBuffers lets ops whose buffers are never live at once share
+	// memory (a liveness pass over the executor's order; see bufPool).
+	// After Run only the loss, the gradients and the hooks keep their
+	// values; after Machine.Forward(n), n's too (no later step runs). Set
+	// it before Compile.
+	ShareBuffers bool
+
 	scratch *scratch[T] // the widening buffer of packed weights
 }
 
@@ -209,7 +216,11 @@ func (g *Graph[T]) Compile(loss *G.Node, wrt ...*G.Node) (*Machine[T], error) {
 		}
 		m.Grads = grads
 	}
-	ex, err := newExecutor[T](g.G, g.cores())
+	keep := append([]*G.Node{loss}, m.Grads...)
+	for _, n := range g.Hooks {
+		keep = append(keep, n)
+	}
+	ex, err := newExecutor[T](g.G, g.cores(), g.ShareBuffers, keep...)
 	if err != nil {
 		return nil, err
 	}

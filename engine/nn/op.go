@@ -47,6 +47,7 @@ type op[T Float] struct {
 	inDims  []int
 	outDims int // 0: scalar
 	need    []bool
+	pool    *bufPool[T] // places out and the gradients; nil: allocate
 
 	// Forward: input views, the input shapes out was sized for, and out.
 	fwdIn    views[T]
@@ -241,7 +242,7 @@ func (o *op[T]) Do(vals ...G.Value) (G.Value, error) {
 		}
 		o.inShapes = shapes
 		if o.outDims > 0 {
-			o.out = tensor.New(tensor.Of(dtypeOf[T]()), tensor.WithShape(shape...))
+			o.out = o.pool.tensor(poolKey{o, -1}, shape)
 			o.outData = o.out.Data().([]T)
 		}
 	}
@@ -363,7 +364,7 @@ func (g *gradOp[T]) Do(vals ...G.Value) (G.Value, error) {
 		o.gradT = make([]*tensor.Dense, n)
 		for i := range n {
 			if o.need[i] {
-				t := tensor.New(tensor.Of(dtypeOf[T]()), tensor.WithShape(vals[i].Shape().Clone()...))
+				t := o.pool.tensor(poolKey{o, i}, vals[i].Shape())
 				o.gradT[i] = t
 				o.grads[i] = t.Data().([]T)
 			}
