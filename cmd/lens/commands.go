@@ -475,7 +475,9 @@ func cmdRm(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "deleted %s (%s)\n", m.ID, m.Name)
 	}
-	return nil
+	// A deleted run's values stay in the value log until a GC pass.
+	_, err = st.GC()
+	return err
 }
 
 func cmdEval(args []string, stdout, stderr io.Writer) error {

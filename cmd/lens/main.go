@@ -47,6 +47,7 @@ func init() {
 		{"report", "RUN [RUN...] [--kind K] [--html FILE]", "standard report of a run, or a comparison of runs", cmdReport},
 		{"bench", "[--sizes S] [--steps N] [--json]", "time a LoRA step in lens and PyTorch side by side", cmdBench},
 		{"fsck", "", "check a store for corrupt or inconsistent data, changing nothing", cmdFsck},
+		{"gc", "[--json]", "give back the disk space of deleted runs and rotated checkpoints now", cmdGC},
 		{"sweep", "status SWEEP", "a sweep's trials: state, steps, best eval loss, backend job", cmdSweep},
 		{"trial", "run SWEEP_DIR TRIAL_ID [--threads N]", "run one sweep trial into its store shard (sweep backends call it)", cmdTrial},
 		{"ui", "[--addr 127.0.0.1:7070] [--token T|random]", "serve a live, read-only web view of the store (runs, run pages, compare, sweeps)", cmdUI},
