@@ -3,8 +3,12 @@ package kv
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -181,4 +185,105 @@ func TestGCAfterDeletingRuns(t *testing.T) {
 	problems, err := s.Fsck()
 	require.NoError(t, err)
 	require.Empty(t, problems)
+}
+
+// The kill test runs this test binary again as TestGCChild, which runs
+// GC on a store with rotated checkpoints and is killed with SIGKILL at a
+// fault point of the pass, or a few milliseconds into the rewrites.
+const (
+	envGCStore = "LENS_TEST_GC_STORE"
+	envGCPoint = "LENS_TEST_GC_POINT"
+)
+
+func TestGCChild(t *testing.T) {
+	dir := os.Getenv(envGCStore)
+	if dir == "" {
+		t.Skip("run by TestKillDuringGC only")
+	}
+	vlogFileBytes = testVlogBytes
+	point := os.Getenv(envGCPoint)
+	kill := func() {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
+	s, err := Open(dir, Options{Fault: func(p string, step int) {
+		switch {
+		case point == "mid" && p == FaultGCCompacted:
+			go func() { time.Sleep(3 * time.Millisecond); kill() }()
+		case p == point && (p == FaultGCCompacted || step == 1):
+			kill()
+		}
+	}})
+	require.NoError(t, err)
+	_, err = s.GC()
+	require.NoError(t, err)
+	if point == "mid" {
+		select {} // the kill may come after the pass
+	}
+	t.Fatalf("GC ended without reaching %s", point)
+}
+
+func TestKillDuringGC(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes ~40 MB per case")
+	}
+	for _, point := range []string{FaultGCCompacted, FaultGCRewrote, "mid"} {
+		t.Run(point, func(t *testing.T) {
+			smallVlog(t)
+			autoGC = false // the child's pass is the first
+			t.Cleanup(func() { autoGC = true })
+			dir := filepath.Join(t.TempDir(), ".lens")
+			s, err := Open(dir, Options{})
+			require.NoError(t, err)
+			base := diskBytes(dir)
+			m := newRun(t, s, "rot")
+			rng := rand.New(rand.NewPCG(3, 3))
+			saved := map[int][]Tensor{}
+			for i := 1; i <= 20; i++ {
+				var drop []int
+				if i > 3 {
+					drop = []int{i - 3}
+					delete(saved, i-3)
+				}
+				saved[i] = gcTensors(rng, 20, 25088)
+				require.NoError(t, s.SaveCheckpoint(m.ID, CheckpointMeta{Step: i}, saved[i], drop...))
+			}
+			require.NoError(t, s.Close())
+
+			cmd := exec.Command(os.Args[0], "-test.run=^TestGCChild$", "-test.count=1")
+			cmd.Env = append(os.Environ(), envGCStore+"="+dir, envGCPoint+"="+point)
+			out, err := cmd.CombinedOutput()
+			ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+			require.True(t, ok && ws.Signaled(), "child was not killed: %v\n%s", err, out)
+
+			check := func(s *Store) {
+				t.Helper()
+				problems, err := s.Fsck()
+				require.NoError(t, err)
+				require.Empty(t, problems)
+				cps, err := s.Checkpoints(m.ID)
+				require.NoError(t, err)
+				require.Len(t, cps, 3)
+				for _, c := range cps {
+					_, got, err := s.LoadCheckpoint(m.ID, c.Step)
+					require.NoError(t, err)
+					require.True(t, sameTensors(saved[c.Step], got), "checkpoint %d differs", c.Step)
+				}
+			}
+			ro, err := Open(dir, Options{ReadOnly: true})
+			require.NoError(t, err)
+			check(ro)
+			require.NoError(t, ro.Close())
+
+			s, err = Open(dir, Options{})
+			require.NoError(t, err)
+			defer s.Close()
+			check(s)
+			st, err := s.GC()
+			require.NoError(t, err)
+			check(s)
+			live := 3 * tensorBytes(saved[20])
+			require.Less(t, st.BytesAfter, diskBound(live, base))
+		})
+	}
 }
