@@ -189,7 +189,7 @@ func (g *Graph[T]) Add(a, b *G.Node) *G.Node { return g.apply(&add[T]{c: g.cores
 
 // CrossEntropy is the mean next-token loss of logits (N×V), a scalar.
 func (g *Graph[T]) CrossEntropy(logits *G.Node) *G.Node {
-	return g.apply(&crossEntropy[T]{feed: g.Feed}, 0, logits)
+	return g.apply(&crossEntropy[T]{c: g.cores(), feed: g.Feed}, 0, logits)
 }
 
 // Machine is a compiled graph: a forward pass to loss and, when built with

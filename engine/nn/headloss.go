@@ -99,13 +99,13 @@ func (k *headLoss[T]) forward(in [][]T, out []T) (float64, error) {
 			kern.Gemm(k.c, false, true, c, k.v, k.h, 1, xs, k.h, w, k.h, 0, logits, k.v)
 		}
 		// Probabilities overwrite the logits (each row is read first).
-		if _, err := kern.CrossEntropy(logits, k.v, targets[r0:r0+c], logits, rows[r0:r0+c]); err != nil {
+		if _, err := kern.CrossEntropyOn(k.c, logits, k.v, targets[r0:r0+c], logits, rows[r0:r0+c]); err != nil {
 			return 0, err
 		}
 		if k.count == 0 || (!k.needX && !k.needW) {
 			continue
 		}
-		kern.CrossEntropyBack(logits, k.v, targets[r0:r0+c], scale, logits)
+		kern.CrossEntropyBackOn(k.c, logits, k.v, targets[r0:r0+c], scale, logits)
 		if k.needX && k.p != nil {
 			tableBack(k.c, k.s, k.p, c, logits, k.dx[r0*k.h:(r0+c)*k.h], k.h)
 		} else if k.needX {

@@ -369,6 +369,7 @@ func (k *add[T]) overwrites(int) bool { return true }
 // crossEntropy is the mean next-token loss of logits (N×V) against the
 // feed's targets.
 type crossEntropy[T Float] struct {
+	c       kern.Cores
 	feed    *Feed
 	probs   []T
 	rowLoss []float64
@@ -396,7 +397,7 @@ func (k *crossEntropy[T]) forward(in [][]T, out []T) (float64, error) {
 		k.rowLoss = make([]float64, k.feed.N())
 	}
 	rows := k.rowLoss[:k.feed.N()]
-	count, err := kern.CrossEntropy(in[0], k.vocab, k.feed.Targets, k.probs, rows)
+	count, err := kern.CrossEntropyOn(k.c, in[0], k.vocab, k.feed.Targets, k.probs, rows)
 	k.count = count
 	if err != nil || count == 0 {
 		return 0, err
@@ -412,7 +413,7 @@ func (k *crossEntropy[T]) backward(in [][]T, out, dy []T, g [][]T) error {
 		clear(g[0])
 		return nil
 	}
-	kern.CrossEntropyBack(k.probs, k.vocab, k.feed.Targets, dy[0]/T(k.count), g[0])
+	kern.CrossEntropyBackOn(k.c, k.probs, k.vocab, k.feed.Targets, dy[0]/T(k.count), g[0])
 	return nil
 }
 
