@@ -98,7 +98,7 @@ func (s *Store) putBlob(ns, key string, tensors []Tensor, meta []byte) error {
 func (s *Store) GetBlob(ns, key string) ([]Tensor, []byte, error) {
 	var rec blobRecord
 	var tensors []Tensor
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		if err := validateBlob(ns, key); err != nil {
 			return err
 		}
@@ -126,7 +126,7 @@ func (s *Store) HasBlob(ns, key string) (bool, error) {
 		return false, fmt.Errorf("has blob: %w", err)
 	}
 	var ok bool
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		var err error
 		ok, err = exists(txn, blobMetaKey(ns, key))
 		return err

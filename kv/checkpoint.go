@@ -107,7 +107,7 @@ func (s *Store) saveCheckpoint(runID string, meta CheckpointMeta, tensors []Tens
 			return fmt.Errorf("drop: step %d is the one being saved", d)
 		}
 	}
-	if err := s.db.View(func(txn *badger.Txn) error { return requireRun(txn, runID) }); err != nil {
+	if err := s.view(func(txn *badger.Txn) error { return requireRun(txn, runID) }); err != nil {
 		return err
 	}
 	keys, vals, names, err := encodeTensors(tensors, func(name string) []byte { return ckptTensorKey(runID, step, name) })
@@ -222,7 +222,7 @@ func stepKeys(txn *badger.Txn, runID string, step int) ([][]byte, int64, error) 
 // Checkpoints returns the complete checkpoints of run runID, by step.
 func (s *Store) Checkpoints(runID string) ([]CheckpointMeta, error) {
 	var out []CheckpointMeta
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		if err := requireRun(txn, runID); err != nil {
 			return err
 		}
@@ -275,7 +275,7 @@ func (s *Store) LatestCheckpoint(runID string) (CheckpointMeta, error) {
 func (s *Store) LoadCheckpoint(runID string, step int) (CheckpointMeta, []Tensor, error) {
 	var meta CheckpointMeta
 	var tensors []Tensor
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		if err := validateRunID(runID); err != nil {
 			return err
 		}

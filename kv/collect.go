@@ -177,7 +177,7 @@ func (s *Store) readCollected(runID, collector string, step int) ([]Collected, e
 		prefix = collectStepPrefix(runID, collector, uint64(step))
 	}
 	var out []Collected
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		if err := requireRun(txn, runID); err != nil {
 			return err
 		}
@@ -200,7 +200,7 @@ func (s *Store) readCollected(runID, collector string, step int) ([]Collected, e
 // GetCollected returns one value recorded by collector at step.
 func (s *Store) GetCollected(runID, collector string, step int, name string) (Collected, error) {
 	var c Collected
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		if err := validatePart("collector", collector, false); err != nil {
 			return err
 		}
@@ -225,7 +225,7 @@ func (s *Store) GetCollected(runID, collector string, step int, name string) (Co
 // run runID, sorted.
 func (s *Store) Collectors(runID string) ([]string, error) {
 	var names []string
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		if err := requireRun(txn, runID); err != nil {
 			return err
 		}
@@ -254,7 +254,7 @@ func (s *Store) Collectors(runID string) ([]string, error) {
 // run runID, ascending.
 func (s *Store) CollectedSteps(runID, collector string) ([]int, error) {
 	var steps []int
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		if err := requireRun(txn, runID); err != nil {
 			return err
 		}

@@ -83,7 +83,7 @@ func lastEventSeq(txn *badger.Txn, runID string) (uint64, error) {
 // Events returns the log of run runID in order.
 func (s *Store) Events(runID string) ([]Event, error) {
 	var out []Event
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		if err := requireRun(txn, runID); err != nil {
 			return err
 		}

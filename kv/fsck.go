@@ -85,7 +85,7 @@ func (s *Store) Fsck() ([]Problem, error) {
 		intents:    map[stepID]bool{},
 	}
 	f.init()
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {

@@ -163,7 +163,7 @@ func (s *Store) checkRun(id string) (*runCopy, error) {
 	}
 	f.init()
 	rc := &runCopy{skipSteps: map[uint64]bool{}}
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		b, err := getValue(txn, runMetaKey(id))
 		if err != nil {
 			return err
@@ -211,7 +211,7 @@ func (s *Store) checkRun(id string) (*runCopy, error) {
 	}
 	h := sha256.New()
 	digestKV(h, runMetaKey(id), rc.metaBytes)
-	err = s.db.View(func(txn *badger.Txn) error {
+	err = s.view(func(txn *badger.Txn) error {
 		return scan(txn, runPrefix(id), func(k, v []byte) error {
 			if !rc.skip(k) {
 				digestKV(h, k, v)
@@ -238,7 +238,7 @@ func (rc *runCopy) skip(k []byte) bool {
 // runDigest hashes every key and value under run id.
 func (s *Store) runDigest(id string) ([]byte, error) {
 	h := sha256.New()
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		b, err := getValue(txn, runMetaKey(id))
 		if err != nil {
 			return err

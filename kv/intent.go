@@ -76,7 +76,7 @@ func (s *Store) finishIntents() error {
 		step int
 	}
 	var todo []pending
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		return scanKeys(txn, intentCkptPrefix(), func(k []byte) error {
 			p := parseKey(k)
 			if p.kind != kindIntentCkpt {
@@ -94,7 +94,7 @@ func (s *Store) finishIntents() error {
 	}
 	for _, p := range todo {
 		var complete bool
-		if err := s.db.View(func(txn *badger.Txn) error {
+		if err := s.view(func(txn *badger.Txn) error {
 			var err error
 			complete, err = exists(txn, ckptMetaKey(p.run, p.step))
 			return err
@@ -120,7 +120,7 @@ func (s *Store) finishIntents() error {
 func (s *Store) finishBlobIntents() error {
 	var todo []parsedKey
 	var keys [][]byte
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		return scanKeys(txn, intentBlobPrefix(), func(k []byte) error {
 			p := parseKey(k)
 			if p.kind != kindIntentBlob {
@@ -135,7 +135,7 @@ func (s *Store) finishBlobIntents() error {
 	}
 	for i, p := range todo {
 		var complete bool
-		err := s.db.View(func(txn *badger.Txn) error {
+		err := s.view(func(txn *badger.Txn) error {
 			var err error
 			complete, err = exists(txn, blobMetaKey(p.ns, p.bkey))
 			return err

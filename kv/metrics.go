@@ -201,7 +201,7 @@ func (s *Store) checkRunForMetrics(runID string, step int) error {
 	if known {
 		return nil
 	}
-	if err := s.db.View(func(txn *badger.Txn) error { return requireRun(txn, runID) }); err != nil {
+	if err := s.view(func(txn *badger.Txn) error { return requireRun(txn, runID) }); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -212,7 +212,7 @@ func (s *Store) checkRunForMetrics(runID string, step int) error {
 
 // Flush writes buffered metric values and progress.
 func (s *Store) Flush() error {
-	if s.readOnly {
+	if s.ro.Load() {
 		return nil
 	}
 	s.mu.Lock()
@@ -237,7 +237,7 @@ func (s *Store) flushLocked() error {
 	// Blocks are encoded into one buffer per flush rather than one
 	// allocation each; a full buffer is about flushAt*9 bytes.
 	arena := make([]byte, 0, blockHdr*len(s.pending.runs)*8+9*s.pending.n+9*blockSteps)
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		for runID, byName := range s.pending.runs {
 			for name, sr := range byName {
 				if len(sr.pts) == 0 {
@@ -407,7 +407,7 @@ func (s *Store) ReadMetric(runID, name string) ([]Point, error) {
 	}
 	prefix := metricSeriesPrefix(runID, name)
 	var pts []Point
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		if err := requireRun(txn, runID); err != nil {
 			return err
 		}
@@ -428,7 +428,7 @@ func (s *Store) ReadMetric(runID, name string) ([]Point, error) {
 
 // flushRun flushes the buffer if it holds points of run runID.
 func (s *Store) flushRun(runID string) error {
-	if s.readOnly {
+	if s.ro.Load() {
 		return nil
 	}
 	s.mu.Lock()
@@ -445,7 +445,7 @@ func (s *Store) MetricNames(runID string) ([]string, error) {
 		return nil, err
 	}
 	var names []string
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		if err := requireRun(txn, runID); err != nil {
 			return err
 		}

@@ -69,7 +69,7 @@ func (s *Store) migrateRecords() (int, error) {
 		ok   bool
 	}
 	var recs []rec
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixRun)})
 		defer it.Close()
 		for it.Seek([]byte(prefixRun)); it.ValidForPrefix([]byte(prefixRun)); {
@@ -127,7 +127,7 @@ func (s *Store) migrateSummaries() (int, error) {
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	n := 0
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		return scan(txn, []byte(prefixRec), func(k, v []byte) error {
 			var m RunMeta
 			if decodeRunMeta(k, v, &m) != nil || m.ID != string(k[len(prefixRec):]) {
@@ -165,7 +165,7 @@ func (s *Store) migrateMetrics() (int, error) {
 			return nil
 		}
 		var keys, vals [][]byte
-		err := s.db.View(func(txn *badger.Txn) error {
+		err := s.view(func(txn *badger.Txn) error {
 			for b, pts := range gathered {
 				key := metricKey(b.run, b.name, b.start)
 				var have []Point
@@ -215,7 +215,7 @@ func (s *Store) migrateMetrics() (int, error) {
 		old, n = old[:0], 0
 		return nil
 	}
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixRun), PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {

@@ -73,7 +73,7 @@ func (s *Store) GetProgress(runID string) (Progress, error) {
 		return Progress{}, err
 	}
 	var p Progress
-	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, progressKey(runID), &p) })
+	err := s.view(func(txn *badger.Txn) error { return getJSON(txn, progressKey(runID), &p) })
 	if err != nil {
 		return Progress{}, fmt.Errorf("progress of run %s: %w", runID, err)
 	}

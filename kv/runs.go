@@ -146,7 +146,7 @@ func (s *Store) NewRunID() string {
 			continue
 		}
 		var used bool
-		s.db.View(func(txn *badger.Txn) error {
+		s.view(func(txn *badger.Txn) error {
 			if ok, _ := exists(txn, runMetaKey(id)); ok {
 				used = true
 				return nil
@@ -286,7 +286,16 @@ func dedup(ss []string) []string {
 // one transaction, updating the name and tag indexes. fn must not change ID;
 // Updated is set to now. An error from fn aborts the update.
 func (s *Store) UpdateRun(id string, fn func(*RunMeta) error) error {
-	err := s.update(func(txn *badger.Txn) error {
+	if err := s.writable(); err != nil {
+		return fmt.Errorf("update run %s: %w", id, err)
+	}
+	return s.updateRun(id, fn)
+}
+
+// updateRun is UpdateRun without the writable check, for Open's own
+// updates (markInterrupted) while it makes the store writable.
+func (s *Store) updateRun(id string, fn func(*RunMeta) error) error {
+	err := s.commit(func(txn *badger.Txn) error {
 		var old RunMeta
 		if err := getJSON(txn, runMetaKey(id), &old); err != nil {
 			return err
@@ -407,7 +416,7 @@ func (s *Store) GetRun(id string) (RunMeta, error) {
 	if err := validateRunID(id); err != nil {
 		return m, fmt.Errorf("get run: %w", err)
 	}
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		var err error
 		m, err = s.getRun(txn, id)
 		return err
@@ -443,7 +452,7 @@ func (s *Store) FindRun(idOrName string) (RunMeta, error) {
 		return RunMeta{}, fmt.Errorf("find run %q: %w", idOrName, ErrNotFound)
 	}
 	var matches []RunMeta
-	err = s.db.View(func(txn *badger.Txn) error {
+	err = s.view(func(txn *badger.Txn) error {
 		var err error
 		matches, err = s.runsUnder(txn, []byte(prefixRec+idOrName), true)
 		return err
@@ -498,7 +507,7 @@ func sortRuns(runs []RunMeta) {
 // ListRuns returns every run, oldest first.
 func (s *Store) ListRuns() ([]RunMeta, error) {
 	var runs []RunMeta
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		var err error
 		runs, err = s.runsUnder(txn, []byte(prefixRec), true)
 		return err
@@ -512,9 +521,10 @@ func (s *Store) ListRuns() ([]RunMeta, error) {
 // EachRun calls fn with the record of every run, oldest first, reading
 // each as it goes (in one read transaction, through the creation-order
 // index), so the first comes at once however many runs there are. An
-// error from fn stops it and is returned.
+// error from fn stops it and is returned. fn must not use the store: it
+// runs inside the read, which a first write (WriteOnDemand) waits for.
 func (s *Store) EachRun(fn func(RunMeta) error) error {
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		prefix := []byte(prefixIdxCre)
 		return scanKeys(txn, prefix, func(k []byte) error {
 			if len(k) <= len(prefix)+12 {
@@ -548,7 +558,7 @@ func (s *Store) RunsByTag(tag string) ([]RunMeta, error) {
 
 func (s *Store) runsByIndex(prefix []byte, what string) ([]RunMeta, error) {
 	var runs []RunMeta
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		return scanKeys(txn, prefix, func(k []byte) error {
 			id := string(k[len(prefix):])
 			if strings.IndexByte(id, '/') >= 0 {

@@ -184,10 +184,25 @@ func openSnapshot(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("snapshot from the writer: %w", err)
 	}
-	return &Store{db: db, dir: dir, readOnly: true, snapshot: true, log: log,
-		pending: pendingMetrics{runs: map[string]map[string]*series{}}, progress: map[string]Progress{}, knownNames: map[string]map[string]bool{}, knownRuns: map[string]bool{}, eventSeq: map[string]uint64{}, issuedIDs: map[string]bool{}}, nil
+	s := &Store{db: db, dir: dir, log: log,
+		pending: pendingMetrics{runs: map[string]map[string]*series{}}, progress: map[string]Progress{}, knownNames: map[string]map[string]bool{}, knownRuns: map[string]bool{}, eventSeq: map[string]uint64{}, issuedIDs: map[string]bool{}}
+	s.ro.Store(true)
+	s.snapshot.Store(true)
+	s.settled.Store(true)
+	return s, nil
 }
 
 // Snapshot says whether this read-only store is a copy handed over by the
 // process that holds the store (see Open).
-func (s *Store) Snapshot() bool { return s.snapshot }
+func (s *Store) Snapshot() bool { return s.snapshot.Load() }
+
+// Holder names the process that holds the store this snapshot was taken
+// from; nil when the store is not a snapshot.
+func (s *Store) Holder() *LockedError {
+	s.upMu.Lock()
+	defer s.upMu.Unlock()
+	if !s.snapshot.Load() {
+		return nil
+	}
+	return s.holder
+}

@@ -68,6 +68,16 @@ type Options struct {
 	// ReadOnly opens without writing anything. It still fails while a writer
 	// holds the store.
 	ReadOnly bool
+	// WriteOnDemand opens an existing store as ReadOnly does (a snapshot
+	// from the writer when another process holds it) and makes it
+	// writable at its first write: that write closes the read-only
+	// database and opens it for writing, running all a writable Open
+	// runs, so a caller that may write but mostly reads (lens run) creates
+	// no file and takes no exclusive lock until it does. A write that
+	// cannot get the store (another process holds it) returns an error
+	// wrapping *LockedError, and the store stays readable. A missing or
+	// empty store is opened writable at once. Ignored with ReadOnly.
+	WriteOnDemand bool
 	// Logger receives Badger's warnings and errors and the store's own notes
 	// (runs marked interrupted). Nil discards them.
 	Logger *slog.Logger
@@ -91,6 +101,11 @@ type Options struct {
 	// writes (the Fault* constants) with the step being written, so that
 	// a test can kill the process exactly there.
 	Fault func(point string, step int)
+
+	// deferStart, for the upgrade of a WriteOnDemand store, stops a
+	// writable Open after the version check: the upgrading store runs the
+	// rest (startWriter) on itself.
+	deferStart bool
 }
 
 // LockedError is returned by Open when another process holds the store.
@@ -150,15 +165,27 @@ type holderInfo struct {
 
 // Store is an open workspace store.
 type Store struct {
+	// db changes once at most, when a WriteOnDemand store upgrades: until
+	// then (settled false) reads hold gate around their use of it.
 	db          *badger.DB
+	gate        dbGate
+	settled     atomic.Bool
 	dir         string
-	readOnly    bool
+	ro          atomic.Bool // no writes now (ReadOnly, or WriteOnDemand before the first write)
 	log         *slog.Logger
 	interrupted []RunMeta
 
 	closed atomic.Bool
 
-	snapshot bool                // read-only copy served by the writer (share.go)
+	// WriteOnDemand (upgrade.go): onDemand is set until the first write
+	// has made the store writable; upMu serializes upgrades with each
+	// other and with Close.
+	onDemand atomic.Bool
+	upMu     sync.Mutex
+	upErr    error   // a failed upgrade that left the store unwritable for good
+	opts     Options // what to upgrade with
+
+	snapshot atomic.Bool         // read-only copy served by the writer (share.go)
 	redact   func(string) string // Options.Redact
 	holder   *LockedError        // for a snapshot: who holds the store
 	sharer   *sharer             // serves snapshots to readers while we write
@@ -183,10 +210,34 @@ type Store struct {
 	gc gcState // value-log GC (gc.go)
 }
 
-// Open opens the store in dir, creating it (mode 0700) unless opts.ReadOnly.
-// A writable open records the holder in holder.json and marks every run left
-// "running" by another process as "interrupted" (see Interrupted).
+// Open opens the store in dir, creating it (mode 0700) unless opts.ReadOnly
+// or opts.WriteOnDemand. A writable open records the holder in holder.json
+// and marks every run left "running" by another process as "interrupted"
+// (see Interrupted).
 func Open(dir string, opts Options) (*Store, error) {
+	opts.deferStart = false
+	if !opts.WriteOnDemand || opts.ReadOnly {
+		opts.WriteOnDemand = false
+		return open(dir, opts)
+	}
+	opts.WriteOnDemand = false
+	ropts := opts
+	ropts.ReadOnly = true
+	s, err := open(dir, ropts)
+	if errors.Is(err, ErrNotFound) {
+		// No store there, or an empty one: only a write can follow.
+		return open(dir, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.opts = opts
+	s.settled.Store(false)
+	s.onDemand.Store(true)
+	return s, nil
+}
+
+func open(dir string, opts Options) (*Store, error) {
 	dir = filepath.Clean(dir)
 	log := opts.Logger
 	if log == nil {
@@ -256,7 +307,6 @@ func Open(dir string, opts Options) (*Store, error) {
 	s := &Store{
 		db:         db,
 		dir:        dir,
-		readOnly:   opts.ReadOnly,
 		log:        log,
 		pending:    pendingMetrics{runs: map[string]map[string]*series{}},
 		progress:   map[string]Progress{},
@@ -267,6 +317,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		onFault:    opts.Fault,
 		redact:     opts.Redact,
 	}
+	s.ro.Store(opts.ReadOnly)
+	s.settled.Store(true)
 	if err := s.checkVersion(); err != nil {
 		db.Close()
 		var ve *VersionError
@@ -276,40 +328,48 @@ func Open(dir string, opts Options) (*Store, error) {
 			log.Warn("store has an older format; migrating it before reading", "dir", dir, "version", ve.Found)
 			wopts := opts
 			wopts.ReadOnly = false
-			w, werr := Open(dir, wopts)
+			w, werr := open(dir, wopts)
 			if werr != nil {
 				return nil, fmt.Errorf("open store %s: migrate: %w", dir, werr)
 			}
 			if werr := w.Close(); werr != nil {
 				return nil, fmt.Errorf("open store %s: migrate: %w", dir, werr)
 			}
-			return Open(dir, opts)
+			return open(dir, opts)
 		}
 		return nil, err
 	}
-	if s.readOnly {
+	if s.ro.Load() || opts.deferStart {
 		return s, nil
 	}
-	if opts.Command == "" {
-		opts.Command = commandLine()
-	}
-	if err := writeHolder(dir, s.redactText(opts.Command)); err != nil {
-		db.Close()
-		return nil, err
-	}
-	restrictFiles(dir)
-	if err := s.finishIntents(); err != nil {
+	if err := s.startWriter(opts.Command); err != nil {
 		s.Close()
 		return nil, err
+	}
+	return s, nil
+}
+
+// startWriter does what a writable open does once Badger has opened the
+// store: holder.json, crash recovery, interrupted runs, the background
+// flusher and the reader socket.
+func (s *Store) startWriter(command string) error {
+	if command == "" {
+		command = commandLine()
+	}
+	if err := writeHolder(s.dir, s.redactText(command)); err != nil {
+		return err
+	}
+	restrictFiles(s.dir)
+	if err := s.finishIntents(); err != nil {
+		return err
 	}
 	if err := s.markInterrupted(); err != nil {
-		s.Close()
-		return nil, err
+		return err
 	}
 	s.stopFlusher, s.flusherDone = make(chan struct{}), make(chan struct{})
 	go s.flusher(s.stopFlusher, s.flusherDone)
 	s.share()
-	return s, nil
+	return nil
 }
 
 // prepareDir creates dir (writable opens) and checks that it is a writable
@@ -444,7 +504,7 @@ func restrictFiles(dir string) {
 func (s *Store) checkVersion() error {
 	var found []byte
 	empty := true
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte(keyVersion))
 		if err == nil {
 			found, err = item.ValueCopy(nil)
@@ -463,7 +523,7 @@ func (s *Store) checkVersion() error {
 		return fmt.Errorf("open store %s: read format version: %w", s.dir, err)
 	}
 	if found == nil {
-		if empty && s.readOnly {
+		if empty && s.ro.Load() {
 			return fmt.Errorf("open store %s read-only: the store is empty: %w", s.dir, ErrNotFound)
 		}
 		if !empty {
@@ -481,7 +541,7 @@ func (s *Store) checkVersion() error {
 	if err != nil || v <= 0 {
 		return fmt.Errorf("open store %s: format version %q is not a positive integer: %w", s.dir, found, ErrCorrupt)
 	}
-	if v < FormatVersion && v >= 1 && !s.readOnly {
+	if v < FormatVersion && v >= 1 && !s.ro.Load() {
 		return s.migrate(v)
 	}
 	if v != FormatVersion {
@@ -496,7 +556,7 @@ func (s *Store) checkVersion() error {
 // status index names the running runs, so this reads only those.
 func (s *Store) markInterrupted() error {
 	var runs []RunMeta
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		prefix := idxStatusPrefix(StatusRunning)
 		return scanKeys(txn, prefix, func(k []byte) error {
 			var m RunMeta
@@ -521,7 +581,9 @@ func (s *Store) markInterrupted() error {
 			reason = fmt.Sprintf("process %d no longer holds the store", r.Owner)
 		}
 		var updated RunMeta
-		err := s.UpdateRun(r.ID, func(m *RunMeta) error {
+		// updateRun, not UpdateRun: during an upgrade (upgrade.go) the
+		// store is not yet writable for anyone else.
+		err := s.updateRun(r.ID, func(m *RunMeta) error {
 			if m.Status != StatusRunning {
 				return nil
 			}
@@ -548,12 +610,14 @@ func (s *Store) Interrupted() []RunMeta { return append([]RunMeta(nil), s.interr
 // Dir returns the store's directory as given to Open (cleaned).
 func (s *Store) Dir() string { return s.dir }
 
-// ReadOnly reports whether the store was opened read-only.
-func (s *Store) ReadOnly() bool { return s.readOnly }
+// ReadOnly reports whether the store cannot be written now: opened
+// read-only, or opened with WriteOnDemand and not written yet.
+func (s *Store) ReadOnly() bool { return s.ro.Load() }
 
-// Sync writes buffered metrics and forces everything to disk.
+// Sync writes buffered metrics and forces everything to disk. A store not
+// written yet (WriteOnDemand) has nothing to sync and stays read-only.
 func (s *Store) Sync() error {
-	if s.readOnly {
+	if s.ro.Load() {
 		return nil
 	}
 	if err := s.Flush(); err != nil {
@@ -568,6 +632,10 @@ func (s *Store) Sync() error {
 // Close flushes buffered metrics, closes the database and, for a writer,
 // removes holder.json. Closing twice is a no-op.
 func (s *Store) Close() error {
+	// Not during an upgrade, which swaps the database and starts the
+	// flusher.
+	s.upMu.Lock()
+	defer s.upMu.Unlock()
 	// Before taking mu: a snapshot in flight and the flusher take it.
 	if !s.closed.Load() {
 		s.sharer.stop()
@@ -583,17 +651,20 @@ func (s *Store) Close() error {
 		return nil
 	}
 	var errs []error
-	if !s.readOnly {
+	readOnly := s.ro.Load()
+	if !readOnly {
 		if err := s.flushLocked(); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	s.closed.Store(true)
 	s.mu.Unlock()
-	if err := s.db.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("close store %s: %w", s.dir, err))
+	if s.db != nil { // nil after an upgrade that could not reopen it
+		if err := s.db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close store %s: %w", s.dir, err))
+		}
 	}
-	if !s.readOnly {
+	if !readOnly {
 		restrictFiles(s.dir)
 		if err := removeHolder(s.dir); err != nil {
 			errs = append(errs, fmt.Errorf("close store %s: %w", s.dir, err))
@@ -602,11 +673,18 @@ func (s *Store) Close() error {
 	return errors.Join(errs...)
 }
 
+// writable says whether a write may go ahead, first making a WriteOnDemand
+// store writable (upgrade.go). Once it returns nil, s.db is settled.
 func (s *Store) writable() error {
-	if s.snapshot {
+	if s.onDemand.Load() {
+		if err := s.upgrade(); err != nil {
+			return err
+		}
+	}
+	if s.snapshot.Load() {
 		return fmt.Errorf("%s; this process reads a snapshot of it: %w", s.holder.Error(), ErrReadOnly)
 	}
-	if s.readOnly {
+	if s.ro.Load() {
 		return fmt.Errorf("store %s: %w", s.dir, ErrReadOnly)
 	}
 	if s.closed.Load() {

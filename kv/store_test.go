@@ -30,6 +30,7 @@ const (
 // cross-process tests, started by startHelper. It opens the store, prints
 // "ready <run id>", and then
 //   - mode "hold": waits for stdin to close, closes the store and exits;
+//   - mode "read": the same with the store opened read-only;
 //   - mode "crash": has written a running run with a checkpoint and
 //     metrics, and waits to be killed.
 func TestHelperProcess(t *testing.T) {
@@ -41,7 +42,7 @@ func TestHelperProcess(t *testing.T) {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		os.Exit(2)
 	}
-	s, err := Open(os.Getenv(helperDirEnv), Options{Command: helperCommand})
+	s, err := Open(os.Getenv(helperDirEnv), Options{Command: helperCommand, ReadOnly: mode == "read"})
 	if err != nil {
 		fail(err)
 	}

@@ -204,7 +204,7 @@ func sortSummaries(runs []RunSummary) {
 // one small value per run and no run record.
 func (s *Store) ListSummaries() ([]RunSummary, error) {
 	var runs []RunSummary
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		prefix := []byte(prefixSum)
 		// Summaries are small, so their values sit in the LSM tree beside
 		// their keys: prefetching would only copy them.
@@ -255,7 +255,7 @@ func (s *Store) SummariesByTag(tag string) ([]RunSummary, error) {
 
 func (s *Store) summariesByIndex(prefix []byte, what string) ([]RunSummary, error) {
 	var runs []RunSummary
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		return scanKeys(txn, prefix, func(k []byte) error {
 			id := string(k[len(prefix):])
 			if strings.IndexByte(id, '/') >= 0 {

@@ -15,6 +15,12 @@ func (s *Store) update(fn func(txn *badger.Txn) error) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
+	return s.commit(fn)
+}
+
+// commit is update without the writable check: the store must be writable
+// and its database settled.
+func (s *Store) commit(fn func(txn *badger.Txn) error) error {
 	var err error
 	for range 8 {
 		err = s.db.Update(fn)
@@ -154,7 +160,7 @@ func (s *Store) deletePrefix(prefix []byte) (int, error) {
 	total := 0
 	for {
 		var keys [][]byte
-		err := s.db.View(func(txn *badger.Txn) error {
+		err := s.view(func(txn *badger.Txn) error {
 			return scanKeys(txn, prefix, func(k []byte) error {
 				keys = append(keys, bytes.Clone(k))
 				if len(keys) == chunk {

@@ -147,18 +147,22 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	wd, _ := os.Getwd()
 	wd = workspaceOf(abs, wd)
 	// The store opens when the script first touches it: one that never
-	// does starts in the same time whatever the store holds.
+	// does starts in the same time whatever the store holds. It opens
+	// read-only until the script's first write (lens.train...), so a
+	// script that only reads (lens.runs, analyzers) creates no file and
+	// waits for no compaction.
 	var st *kv.Store
 	openOnce := func() (*kv.Store, error) {
 		var err error
-		st, err = openStore(*store, false)
-		if le := (*kv.LockedError)(nil); errors.As(err, &le) {
+		st, err = openStoreWith(*store, kv.Options{WriteOnDemand: true})
+		if err != nil {
+			return nil, err
+		}
+		if le := st.Holder(); le != nil {
 			// Another lens writes the store: a script that only reads runs
 			// on a snapshot; one that trains fails at its first write,
 			// naming it.
-			if st, err = openStore(*store, true); err == nil {
-				fmt.Fprintf(stderr, "lens: %v; this script reads a snapshot of it and cannot write\n", le)
-			}
+			fmt.Fprintf(stderr, "lens: %v; this script reads a snapshot of it and cannot write while that process holds it\n", le)
 		}
 		return st, err
 	}
