@@ -14,6 +14,12 @@ import (
 // loss, with the LoRA matrices trainable.
 func smallModel(t *testing.T, rng *rand.Rand, B, T int) (*Graph[float32], *G.Node, []*G.Node, *G.Node) {
 	t.Helper()
+	return smallModelWith(t, rng, B, T, false)
+}
+
+// smallModelWith is smallModel, with Graph.Recompute set as asked.
+func smallModelWith(t *testing.T, rng *rand.Rand, B, T int, recompute bool) (*Graph[float32], *G.Node, []*G.Node, *G.Node) {
+	t.Helper()
 	const V, H, I, r = 13, 8, 12, 2
 	feed := &Feed{B: B, T: T, Inputs: make([]int32, B*T), Targets: make([]int32, B*T)}
 	for i := range feed.Inputs {
@@ -21,6 +27,7 @@ func smallModel(t *testing.T, rng *rand.Rand, B, T int) (*Graph[float32], *G.Nod
 		feed.Targets[i] = int32(rng.IntN(V))
 	}
 	g := NewGraph[float32](feed)
+	g.Recompute = recompute
 	p := func(name string, trainable bool, shape ...int) *G.Node {
 		n := 1
 		for _, d := range shape {
@@ -150,12 +157,15 @@ func TestRunIndependentOfWorkers(t *testing.T) {
 	}
 }
 
-// TestShareBuffers checks Graph.ShareBuffers: runs over changing inputs
-// give the loss, gradients and hooked activation bit for bit as without
-// sharing (a buffer written while another user still needed it would show
-// as stale or clobbered values), and the pool holds fewer values than the
-// buffers placed in it.
+// TestShareBuffers checks Graph.ShareBuffers and Graph.Recompute (SwiGLU
+// in slabs that cut rows, attention without kept probabilities): runs over
+// changing inputs give the loss, gradients and hooked activation bit for
+// bit as without them (a buffer written while another user still needed
+// it would show as stale or clobbered values), and the pool holds fewer
+// values than the buffers placed in it.
 func TestShareBuffers(t *testing.T) {
+	defer func(n int) { swigluSlab = n }(swigluSlab)
+	swigluSlab = 7
 	type result struct {
 		loss  float64
 		grads [][]float32
@@ -163,7 +173,7 @@ func TestShareBuffers(t *testing.T) {
 	}
 	run := func(share bool) ([]result, *bufPool[float32]) {
 		rng := rand.New(rand.NewPCG(4, 4))
-		g, loss, wrt, hook := smallModel(t, rng, 2, 24)
+		g, loss, wrt, hook := smallModelWith(t, rng, 2, 24, share)
 		g.ShareBuffers = share
 		m, err := g.Compile(loss, wrt...)
 		if err != nil {

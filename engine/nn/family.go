@@ -160,8 +160,8 @@ func (g *Graph[T]) HeadRMSNorm(x, w *G.Node, eps, offset float64) *G.Node {
 // factor of q·kᵀ (0 for 1/√d).
 func (g *Graph[T]) WindowedAttention(layer int, q, k, v *G.Node, nh, nkv, d, window int, scale float64) *G.Node {
 	a := &attention[T]{c: g.cores(), d: kern.Attn{B: g.Feed.B, T: g.Feed.T, NH: nh, NKV: nkv, D: d, Window: window, Scale: scale,
-		Recompute: g.RecomputeAttn}, feed: g.Feed}
-	if !g.RecomputeAttn { // recomputed probabilities are never all held
+		Recompute: g.Recompute}, feed: g.Feed}
+	if !g.Recompute { // recomputed probabilities are never all held
 		g.Attn[layer] = &AttnProbe[T]{a}
 	}
 	return g.apply(a, 2, q, k, v)

@@ -37,12 +37,13 @@ type Graph[T Float] struct {
 	// the loss HeadChunk rows at a time (HeadLoss): no N×V logits node.
 	HeadChunk int
 
-	// RecomputeAttn makes attention keep no probabilities (kern.Attn's
-	// Recompute): the backward pass recomputes them, bit for bit, and the
-	// graph's Attn has no probes. Checkpointed block graphs set it: they
-	// would otherwise hold B·heads×T×T values per block. Set it before
-	// adding ops.
-	RecomputeAttn bool
+	// Recompute makes kernels keep no large state that their backward
+	// pass can recompute bit for bit with the forward's code: attention's
+	// probabilities (kern.Attn's Recompute; the graph's Attn then has no
+	// probes) and SwiGLU's sigmoids. Checkpointed block graphs set it: they
+	// would otherwise hold B·heads×T×T and N×intermediate values per
+	// block. Set it before adding ops.
+	Recompute bool
 
 	// ShareBuffers lets ops whose buffers are never live at once share
 	// memory (a liveness pass over the executor's order; see bufPool).
@@ -181,7 +182,7 @@ func (g *Graph[T]) Attention(layer int, q, k, v *G.Node, nh, nkv, d int) *G.Node
 
 // SwiGLU is silu(gate)·up.
 func (g *Graph[T]) SwiGLU(gate, up *G.Node) *G.Node {
-	return g.apply(&swiglu[T]{c: g.cores()}, 2, gate, up)
+	return g.apply(&swiglu[T]{c: g.cores(), recompute: g.Recompute}, 2, gate, up)
 }
 
 // Add is a + b.

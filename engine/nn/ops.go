@@ -278,7 +278,13 @@ func (k *attention[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
 	return in[0].Clone(), nil
 }
 func (k *attention[T]) forward(in [][]T, out []T) (float64, error) {
-	k.P = grow(k.P, kern.AttnProbsLen(k.c, k.d))
+	if k.d.Recompute {
+		// P is per-worker scratch, not read by backward: share ds's memory.
+		k.ds = grow(k.ds, max(kern.AttnProbsLen(k.c, k.d), kern.AttnScratchLen(k.c, k.d)))
+		k.P = k.ds
+	} else {
+		k.P = grow(k.P, kern.AttnProbsLen(k.c, k.d))
+	}
 	// Backward reuses k.d, so both passes see the segments of this run.
 	k.d.Seg = k.feed.Segments
 	if k.d.Seg != nil && len(k.d.Seg) != k.d.B*k.d.T {
@@ -313,11 +319,19 @@ func (k *attention[T]) overwrites(int) bool { return true }
 // B·heads×T×T (without Recompute, which holds none).
 func (k *attention[T]) Probs() []T { return k.P }
 
-// swiglu is silu(g)·u.
+// swiglu is silu(g)·u. With recompute it keeps no sigmoids: forward and
+// backward run the kernels a slab of swigluSlab values at a time, the
+// backward recomputing the slab's sigmoids with the forward's code
+// (element-wise, so the same bits), into scratch of two slabs.
 type swiglu[T Float] struct {
-	c   kern.Cores
-	sig []T
+	c         kern.Cores
+	sig       []T
+	recompute bool
+	y         []T // recompute: the forward's output for a slab, discarded
 }
+
+// swigluSlab is the slab of recompute mode (1 MB of float32).
+var swigluSlab = 1 << 18
 
 func (k *swiglu[T]) name() string { return "SwiGLU" }
 func (k *swiglu[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
@@ -330,12 +344,38 @@ func (k *swiglu[T]) outShape(in []tensor.Shape) (tensor.Shape, error) {
 	return in[0].Clone(), nil
 }
 func (k *swiglu[T]) forward(in [][]T, out []T) (float64, error) {
-	k.sig = grow(k.sig, len(out))
-	kern.SwiGLU(k.c, in[0], in[1], out, k.sig)
+	if !k.recompute {
+		k.sig = grow(k.sig, len(out))
+		kern.SwiGLU(k.c, in[0], in[1], out, k.sig)
+		return 0, nil
+	}
+	k.sig = grow(k.sig, min(len(out), swigluSlab))
+	for lo := 0; lo < len(out); lo += swigluSlab {
+		hi := min(len(out), lo+swigluSlab)
+		kern.SwiGLU(k.c, in[0][lo:hi], in[1][lo:hi], out[lo:hi], k.sig[:hi-lo])
+	}
 	return 0, nil
 }
 func (k *swiglu[T]) backward(in [][]T, out, dy []T, g [][]T) error {
-	kern.SwiGLUBack(k.c, in[0], in[1], k.sig, dy, g[0], g[1])
+	if !k.recompute {
+		kern.SwiGLUBack(k.c, in[0], in[1], k.sig, dy, g[0], g[1])
+		return nil
+	}
+	n := len(dy)
+	k.sig = grow(k.sig, min(n, swigluSlab))
+	k.y = grow(k.y, min(n, swigluSlab))
+	part := func(d []T, lo, hi int) []T {
+		if d == nil {
+			return nil
+		}
+		return d[lo:hi]
+	}
+	for lo := 0; lo < n; lo += swigluSlab {
+		hi := min(n, lo+swigluSlab)
+		sig := k.sig[:hi-lo]
+		kern.SwiGLU(k.c, in[0][lo:hi], in[1][lo:hi], k.y[:hi-lo], sig)
+		kern.SwiGLUBack(k.c, in[0][lo:hi], in[1][lo:hi], sig, dy[lo:hi], part(g[0], lo, hi), part(g[1], lo, hi))
+	}
 	return nil
 }
 

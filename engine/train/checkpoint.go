@@ -219,12 +219,13 @@ func newCkptBlock(m *model.Model, ads map[string]model.Adapter, feed *nn.Feed, c
 	}
 	sort.Strings(blk.mods)
 	g := nn.NewGraph[float32](blk.feed)
-	// Attention recomputes its probabilities in backward, as the block's
-	// forward is recomputed: no B·heads×T×T held (the same bits); buffers
+	// Attention recomputes its probabilities in backward and SwiGLU its
+	// sigmoids, as the block's forward is recomputed: no B·heads×T×T or
+	// N×intermediate state held (the same bits); buffers
 	// never live at once share memory (the MLP's dead ones hold the
 	// attention's gradients). The step reads only Out after Forward and
 	// the gradients after Run.
-	g.Cores, g.RecomputeAttn, g.ShareBuffers = cores, true, true
+	g.Cores, g.Recompute, g.ShareBuffers = cores, true, true
 	net, err := model.BuildPart(g, &bm, ads, false, model.Part{Lo: rep, Hi: rep + 1})
 	if err != nil {
 		return nil, err
