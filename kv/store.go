@@ -266,6 +266,13 @@ func open(dir string, opts Options) (*Store, error) {
 	// while each table builder held its own compression buffers: at 10⁸
 	// points the peak RSS was 2 GB, most of it those buffers.
 	bopts = bopts.WithCompression(options.None)
+	if opts.ReadOnly {
+		// Uncompressed, unencrypted blocks and indexes are read straight
+		// from the mapped tables; the caches would only copy them, and
+		// setting them up cost a read-only open at 10,000 runs ~8 ms of
+		// its ~90 ms CPU (median of 15 processes, open + list + close).
+		bopts = bopts.WithBlockCacheSize(0).WithIndexCacheSize(0)
+	}
 	// Tables of every level are BaseTableSize (2 MB) instead of doubling
 	// level by level: a compaction runs up to ten table builders at once,
 	// each holding about twice its table in memory, and at 10⁸ points the
