@@ -26,7 +26,9 @@ type Env struct {
 	Store *kv.Store
 	// OpenStore, when Store is nil, opens the store the first time a
 	// builtin needs it, so a script that never touches the store never
-	// opens it (lens run's startup does not grow with the store).
+	// opens it (lens run's startup does not grow with the store). lens run
+	// opens it with kv.Options.WriteOnDemand: read-only until the first
+	// write (lens.train), so a script that only reads writes nothing.
 	OpenStore  func() (*kv.Store, error)
 	storeMu    sync.Mutex
 	storeErr   error
