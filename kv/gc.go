@@ -24,8 +24,12 @@ package kv
 // Passes run by themselves: after SaveCheckpoint or DeleteCheckpoint once
 // 2·vlogFileBytes have been deleted since the last pass (enough for a
 // sealed file to qualify), and at Close when anything was deleted.
-// DropPrefix makes Badger refuse other writes while it runs, so a pass
-// holds s.mu, which the metric buffer and the background flusher take.
+// DropPrefix makes Badger refuse other writes while it runs (they fail
+// with badger.ErrBlockedWrites), so a pass holds s.mu, which the metric
+// buffer and the background flusher take, and runs from the goroutine
+// that saved or deleted: lens writes a store from one goroutine plus the
+// flusher. A write from yet another goroutine during those milliseconds
+// would fail; commit retrying ErrBlockedWrites would close that gap.
 //
 // A kill during a pass loses nothing: the sentinel carries a TTL (a crash
 // leaves nothing visible after gcSentinelTTL), compactions commit through
@@ -93,7 +97,8 @@ func (s *Store) noteDeleted(n int64) {
 // GC reclaims the disk space of deleted runs and checkpoints now: it
 // compacts the whole tree, so that Badger sees every delete, and rewrites
 // each sealed value-log file that is at least half garbage. It can take a
-// while on a large store; writes wait for its compaction step.
+// while on a large store; metric writes wait for its compaction step,
+// other writes must not run concurrently with it (see the top of gc.go).
 func (s *Store) GC() (GCStats, error) {
 	if err := s.writable(); err != nil {
 		return GCStats{}, err
