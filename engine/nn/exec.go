@@ -116,8 +116,25 @@ func (e *executor[T]) share(keep []*G.Node) {
 		case *gradOp[T]:
 			o.fwd.pool = e.pool
 			e.pool.ends[poolKey{o.fwd, o.which}] = last[i]
+		default:
+			if s.sum { // gradient sums: their buffer too (see sumBuffer)
+				e.pool.ends[poolKey{s.node, -1}] = last[i]
+			}
 		}
 	}
+}
+
+// sumBuffer gives a gradient sum its buffer from the pool before its first
+// run (gorgonia's op would allocate its own), shaped like its first
+// operand when both are dense tensors of T of one shape; addInto then
+// fills it as for a buffer of gorgonia's.
+func (e *executor[T]) sumBuffer(s *execStep[T]) {
+	x, ok1 := s.args[0].(*tensor.Dense)
+	y, ok2 := s.args[1].(*tensor.Dense)
+	if !ok1 || !ok2 || x.Dtype() != dtypeOf[T]() || y.Dtype() != x.Dtype() || !x.Shape().Eq(y.Shape()) {
+		return
+	}
+	s.prealloc = e.pool.tensor(poolKey{s.node, -1}, x.Shape())
 }
 
 // bufferOwner marks this package's ops, which return the same output
@@ -169,6 +186,9 @@ func (e *executor[T]) runOnly(only []bool) error {
 		}
 		if e.pool != nil {
 			e.pool.now = i
+			if s.sum && s.prealloc == nil {
+				e.sumBuffer(s)
+			}
 		}
 		var v G.Value
 		var err error
