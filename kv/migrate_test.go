@@ -177,6 +177,32 @@ func TestMigrateFromV1(t *testing.T) {
 		defer s.Close()
 		checkMigrated(t, s, runs, series)
 	})
+	t.Run("write on demand", func(t *testing.T) {
+		// Migrated as a read-only open does, then read, then written.
+		dir, runs, series := v1Store(t)
+		s, err := Open(dir, Options{WriteOnDemand: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if !s.ReadOnly() {
+			t.Error("not read-only before the first write")
+		}
+		checkMigrated(t, s, runs, series)
+		if err := s.AddEvent(runs[0].ID, Event{Kind: "note", Message: "after"}); err != nil {
+			t.Fatal(err)
+		}
+		if s.ReadOnly() {
+			t.Error("read-only after the first write")
+		}
+		// The migrating open marked the dead writer's run.
+		if m, err := s.GetRun(runs[1].ID); err != nil || m.Status != StatusInterrupted {
+			t.Errorf("the running run after the write: %s, %v", m.Status, err)
+		}
+		if ev, err := s.Events(runs[0].ID); err != nil || len(ev) == 0 || ev[len(ev)-1].Message != "after" {
+			t.Errorf("events: %v, %v", ev, err)
+		}
+	})
 	t.Run("cut short", func(t *testing.T) {
 		dir, runs, series := v1Store(t)
 		db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithValueLogFileSize(MaxValueBytes))
