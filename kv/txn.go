@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 )
@@ -22,9 +23,18 @@ func (s *Store) update(fn func(txn *badger.Txn) error) error {
 // and its database settled.
 func (s *Store) commit(fn func(txn *badger.Txn) error) error {
 	var err error
-	for range 8 {
+	for conflicts, blocked := 0, 0; conflicts < 8 && blocked < 400; {
 		err = s.db.Update(fn)
-		if !errors.Is(err, badger.ErrConflict) {
+		switch {
+		case errors.Is(err, badger.ErrConflict):
+			conflicts++
+		case errors.Is(err, badger.ErrBlockedWrites):
+			// A GC pass (gc.go) is forcing a compaction through
+			// DropPrefix, which refuses writes for milliseconds: wait it
+			// out (at most 2 s) instead of failing another goroutine's write.
+			blocked++
+			time.Sleep(5 * time.Millisecond)
+		default:
 			return err
 		}
 	}
