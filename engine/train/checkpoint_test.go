@@ -100,25 +100,8 @@ func familyTiny(t *testing.T, layers int, edit func(*model.Config)) *model.Model
 // Gemma 3's local and global layers, which take two block graphs).
 func TestCheckpointingChangesNothing(t *testing.T) {
 	tiny, tinyAd := acceltest.Model(t)
-	adapter := func(m *model.Model, dropout float64) *lora.Adapter {
-		ad, err := lora.New(m, lora.Config{Rank: 4, Alpha: 8, Dropout: dropout, Targets: []string{"all-linear"}}, 3)
-		require.NoError(t, err)
-		rng := rand.New(rand.NewPCG(5, 6))
-		for _, bt := range ad.B {
-			for i := range bt.Data {
-				bt.Data[i] = float32(rng.NormFloat64() * 0.05)
-			}
-		}
-		return ad
-	}
-	random := func(m *model.Model, seq int) func() Batches {
-		toks := make([]int32, 4096)
-		rng := rand.New(rand.NewPCG(2, 3))
-		for i := range toks {
-			toks[i] = int32(rng.IntN(m.Config.VocabSize))
-		}
-		return func() Batches { return &randBatches{rng: rand.New(rand.NewPCG(4, 5)), toks: toks, seq: seq} }
-	}
+	adapter := func(m *model.Model, dropout float64) *lora.Adapter { return ckptAdapter(t, m, dropout) }
+	random := ckptBatches
 	gemma := familyTiny(t, 4, func(c *model.Config) {
 		c.ModelType, c.HeadDim, c.QueryPreAttnScalar = "gemma3_text", 8, 12
 		c.SlidingWindow, c.SlidingWindowPattern, c.TieWordEmbeddings = 5, 2, true
@@ -218,25 +201,8 @@ func TestDeviceCheckpointingChangesNothing(t *testing.T) {
 	tiny := familyTiny(t, 3, func(*model.Config) {})
 	qwen2 := familyTiny(t, 3, func(c *model.Config) { c.ModelType = "qwen2" })
 	qwen3 := familyTiny(t, 3, func(c *model.Config) { c.ModelType = "qwen3"; c.HeadDim = 16 })
-	adapter := func(m *model.Model, dropout float64) *lora.Adapter {
-		ad, err := lora.New(m, lora.Config{Rank: 4, Alpha: 8, Dropout: dropout, Targets: []string{"all-linear"}}, 3)
-		require.NoError(t, err)
-		rng := rand.New(rand.NewPCG(5, 6))
-		for _, bt := range ad.B {
-			for i := range bt.Data {
-				bt.Data[i] = float32(rng.NormFloat64() * 0.05)
-			}
-		}
-		return ad
-	}
-	random := func(m *model.Model, seq int) func() Batches {
-		toks := make([]int32, 4096)
-		rng := rand.New(rand.NewPCG(2, 3))
-		for i := range toks {
-			toks[i] = int32(rng.IntN(m.Config.VocabSize))
-		}
-		return func() Batches { return &randBatches{rng: rand.New(rand.NewPCG(4, 5)), toks: toks, seq: seq} }
-	}
+	adapter := func(m *model.Model, dropout float64) *lora.Adapter { return ckptAdapter(t, m, dropout) }
+	random := ckptBatches
 	rows := packRows(t, tiny.Config.VocabSize)
 	packed := func() Batches {
 		b, err := sft.NewBatcher(rows, 2, 32, 5)
@@ -335,4 +301,28 @@ func TestCheckpointingResumes(t *testing.T) {
 			}
 		}
 	}
+}
+
+// ckptAdapter is an all-linear rank-4 adapter with non-zero B, so every
+// gradient of the checkpointing comparisons is exercised.
+func ckptAdapter(t *testing.T, m *model.Model, dropout float64) *lora.Adapter {
+	ad, err := lora.New(m, lora.Config{Rank: 4, Alpha: 8, Dropout: dropout, Targets: []string{"all-linear"}}, 3)
+	require.NoError(t, err)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, bt := range ad.B {
+		for i := range bt.Data {
+			bt.Data[i] = float32(rng.NormFloat64() * 0.05)
+		}
+	}
+	return ad
+}
+
+// ckptBatches returns a maker of identical random-token batch streams.
+func ckptBatches(m *model.Model, seq int) func() Batches {
+	toks := make([]int32, 4096)
+	rng := rand.New(rand.NewPCG(2, 3))
+	for i := range toks {
+		toks[i] = int32(rng.IntN(m.Config.VocabSize))
+	}
+	return func() Batches { return &randBatches{rng: rand.New(rand.NewPCG(4, 5)), toks: toks, seq: seq} }
 }
