@@ -7,6 +7,7 @@ import (
 
 	"go.starlark.net/starlark"
 
+	"lens/engine/model"
 	"lens/engine/runs"
 	"lens/engine/sft"
 )
@@ -67,7 +68,10 @@ func evaluateGenerate(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tu
 	case *Run:
 		res, err = runs.GenerateEvalRun(ctx, s.st, s.meta.ID, held, o)
 	case *Model:
-		res, err = runs.GenerateEval(ctx, s.m, nil, s.ref, held, o)
+		var base *model.Model
+		if base, err = s.model(); err == nil {
+			res, err = runs.GenerateEval(ctx, base, nil, s.ref, held, o)
+		}
 	default:
 		return nil, fmt.Errorf("%s: for parameter \"subject\": want run or model, got %s", fn.Name(), subject.Type())
 	}

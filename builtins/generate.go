@@ -49,6 +49,13 @@ func modelGenerate(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 			stops = append(stops, s)
 		}
 	}
+	// Generation reads the float32 weights (a model from from_dir(quantize=)
+	// as loaded); drawing a seeded model also sets the hash a run's adapter
+	// is checked against.
+	base, err := mv.model()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+	}
 	tok, err := runs.Spec{Base: mv.ref}.Tokenizer()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
@@ -61,7 +68,7 @@ func modelGenerate(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 	if err != nil {
 		return nil, fmt.Errorf("%s: for parameter \"adapter\": %w", fn.Name(), err)
 	}
-	g, err := generate.NewDevice(where, mv.m, ad)
+	g, err := generate.NewDevice(where, base, ad)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}
@@ -165,7 +172,11 @@ func generateAdapter(t *starlark.Thread, mv *Model, v starlark.Value) (*lora.Ada
 				return nil, err
 			}
 		}
-		return lora.Load(dir, mv.m)
+		base, err := mv.model()
+		if err != nil {
+			return nil, err
+		}
+		return lora.Load(dir, base)
 	case *Run:
 		_, st, err := storeOf(t)
 		if err != nil {

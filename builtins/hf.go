@@ -61,7 +61,11 @@ func hfLoadAdapter(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}
 	if mv != nil {
-		if _, err := lora.Load(dir, mv.m); err != nil {
+		base, err := mv.model()
+		if err == nil {
+			_, err = lora.Load(dir, base)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 		}
 	}

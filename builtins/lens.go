@@ -56,7 +56,7 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}
 	mv.ref = spec.Base
-	job, err := runs.Prepare(spec, mv.m)
+	job, err := runs.Prepare(spec, o.Model)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}
@@ -81,7 +81,7 @@ func specOptions(t *starlark.Thread, env *Env, fn *starlark.Builtin, a map[strin
 	if !ok {
 		return fail("for parameter \"data\": want data, got %s", typeName(a["data"]))
 	}
-	o := runs.SpecOptions{Model: mv.m, Base: mv.ref, Data: dv.ref, Script: env.Script, ScriptHash: env.ScriptHash, Args: env.Args}
+	o := runs.SpecOptions{Data: dv.ref, Script: env.Script, ScriptHash: env.ScriptHash, Args: env.Args}
 	if v, ok := a["lora"]; ok && v != starlark.None {
 		lv, ok := v.(*loraValue)
 		if !ok {
@@ -214,14 +214,21 @@ func specOptions(t *starlark.Thread, env *Env, fn *starlark.Builtin, a map[strin
 	}
 	// A model loaded quantized trains with that base_quant, which the run
 	// records (its base is rebuilt from the directory and quantized again).
-	if q := mv.m.Quant; q != "" {
-		if tc.BaseQuant == "" {
+	if mv.m != nil && mv.m.Quant != "" {
+		if q := mv.m.Quant; tc.BaseQuant == "" {
 			tc.BaseQuant = q
 		} else if tc.BaseQuant != q {
 			return runs.SpecOptions{}, nil, nil, fmt.Errorf("%s: base_quant = %q, but the model was loaded with quantize = %q", fn.Name(), tc.BaseQuant, q)
 		}
 	}
 	o.Train = tc
+	// A seeded model not drawn yet is drawn as the run holds it: packed
+	// with base_quant, so the float32 model never exists.
+	base, err := mv.trainingBase(tc.BaseQuant)
+	if err != nil {
+		return fail("for parameter \"model\": %w", err)
+	}
+	o.Model, o.Base = base, mv.ref
 	return o, mv, scripted, nil
 }
 

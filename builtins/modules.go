@@ -45,11 +45,11 @@ func modelTiny(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	if err := overlay(fn.Name(), &c, rest); err != nil {
 		return nil, err
 	}
-	m, err := model.New(c, uint64(seed))
+	c, err = model.ConfigFrom(c, nil) // model.New's defaults and checks
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}
-	return &Model{m: m, ref: runs.BaseRef{Init: true, Seed: uint64(seed), Hash: runs.HashModel(m)}}, nil
+	return drawn(c, uint64(seed)), nil
 }
 
 func modelNew(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -72,11 +72,9 @@ func modelNew(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwa
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}
-	m, err := model.New(c, uint64(seed))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
-	}
-	return &Model{m: m, ref: runs.BaseRef{Init: true, Seed: uint64(seed), Hash: runs.HashModel(m)}}, nil
+	// Drawn when first needed, packed if that is for lens.train with
+	// base_quant (see Model).
+	return drawn(c, uint64(seed)), nil
 }
 
 func modelLoad(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {

@@ -97,8 +97,12 @@ func (p *planner) train(_ *starlark.Thread, fn *starlark.Builtin, job *runs.Job,
 		return nil, fmt.Errorf("%s: log_to= (%s) cannot follow a trial process: use backend=\"inline\", or export the merged runs afterwards", fn.Name(), sinks[0].Name())
 	}
 	p.specs = append(p.specs, job.Spec)
-	if h := job.Spec.Base.Blob; h != "" {
-		p.bases[h] = mv.m
+	if h := job.Spec.Base.Blob; h != "" { // a pretrained base; a seeded one is drawn again in the trial
+		base, err := mv.model()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+		}
+		p.bases[h] = base
 	}
 	return plannedRun{job.Spec.Name}, nil
 }

@@ -14,16 +14,86 @@ import (
 	"lens/kv"
 )
 
-// Model is a base model in a script.
+// Model is a base model in a script. One from model.new or model.tiny is
+// drawn from its config and seed only when something needs its weights,
+// and then in the form it needs: lens.train with base_quant draws it
+// packed (model.NewQuantized), so a QLoRA run of a 1B model never holds
+// the 5 GB float32 model; generation and model.save draw the float32 one.
+// Both give the same hash (that of the float32 weights), which the run
+// records with Init and Seed to rebuild the same base on resume.
 type Model struct {
-	m   *model.Model
-	ref runs.BaseRef // zero until stored or loaded from a directory
+	m   *model.Model // as loaded; for a drawn model, the float32 weights once drawn
+	ref runs.BaseRef // Init (Hash set once drawn), Dir or Blob
+	cfg model.Config // a drawn model's config, defaults applied
+	// packed is a drawn model as lens.train last held it packed (m nil).
+	packed *model.Model
+}
+
+// drawn returns a model value that model.new or model.tiny made: cfg
+// (complete and valid) drawn from seed when first needed.
+func drawn(cfg model.Config, seed uint64) *Model {
+	return &Model{cfg: cfg, ref: runs.BaseRef{Init: true, Seed: seed}}
+}
+
+// config is the model's config, without drawing it.
+func (m *Model) config() model.Config {
+	if m.m != nil {
+		return m.m.Config
+	}
+	return m.cfg
+}
+
+// model returns the model as loaded, drawing a seeded one in float32.
+func (m *Model) model() (*model.Model, error) {
+	if m.m == nil {
+		fm, h, err := model.NewQuantized(m.cfg, m.ref.Seed, "")
+		if err != nil {
+			return nil, err
+		}
+		if err := m.setHash(h); err != nil {
+			return nil, err
+		}
+		m.m, m.packed = fm, nil // trainingBase packs m from now on
+	}
+	return m.m, nil
+}
+
+// trainingBase returns the model to train with base_quant kind: a seeded
+// model not yet drawn in float32 is drawn packed as kind (and kept for the
+// next run); any other is returned as held (train.New packs a float32
+// one).
+func (m *Model) trainingBase(kind string) (*model.Model, error) {
+	if m.m != nil || !m.ref.Init || kind == "" {
+		return m.model()
+	}
+	if m.packed == nil || m.packed.Quant != kind {
+		m.packed = nil // one packed form at a time
+		pm, h, err := model.NewQuantized(m.cfg, m.ref.Seed, kind)
+		if err != nil {
+			return nil, err
+		}
+		if err := m.setHash(h); err != nil {
+			return nil, err
+		}
+		m.packed = pm
+	}
+	return m.packed, nil
+}
+
+// setHash records a drawn model's hash; drawn again, in any form, it must
+// be the same.
+func (m *Model) setHash(h string) error {
+	if m.ref.Hash != "" && m.ref.Hash != h {
+		return fmt.Errorf("model drawn from seed %d has hash %s, drawn before as %s", m.ref.Seed, h, m.ref.Hash)
+	}
+	m.ref.Hash = h
+	return nil
 }
 
 var _ starlark.HasAttrs = (*Model)(nil)
 
 func (m *Model) String() string {
-	c := m.m.Config
+	c := m.config()
 	return fmt.Sprintf("<model hidden=%d layers=%d heads=%d vocab=%d params=%d>", c.HiddenSize, c.NumHiddenLayers, c.NumAttentionHeads, c.VocabSize, c.ParamCount())
 }
 func (m *Model) Type() string          { return "model" }
@@ -34,17 +104,21 @@ func (m *Model) AttrNames() []string   { return []string{"config", "params", "sa
 func (m *Model) Attr(name string) (starlark.Value, error) {
 	switch name {
 	case "config":
-		b, _ := json.Marshal(m.m.Config)
+		b, _ := json.Marshal(m.config())
 		return jsonToStarlark(b)
 	case "params":
-		return starlark.MakeInt(m.m.Config.ParamCount()), nil
+		return starlark.MakeInt(m.config().ParamCount()), nil
 	case "save":
 		return method("model.save", func(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 			var dir string
 			if err := unpack(fn, args, kwargs, &dir); err != nil {
 				return nil, err
 			}
-			return starlark.None, m.m.Save(dir)
+			fm, err := m.model()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", fn.Name(), err)
+			}
+			return starlark.None, fm.Save(dir)
 		}), nil
 	}
 	return nil, nil

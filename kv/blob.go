@@ -120,6 +120,48 @@ func (s *Store) GetBlob(ns, key string) ([]Tensor, []byte, error) {
 	return tensors, rec.Meta, nil
 }
 
+// BlobInfo returns the names of the tensors cached under ns and key (in
+// the order put) and its meta bytes, reading no tensor; with BlobTensor a
+// caller holds one tensor of a large blob at a time. An error wraps
+// ErrNotFound if there is no blob.
+func (s *Store) BlobInfo(ns, key string) (names []string, meta []byte, err error) {
+	var rec blobRecord
+	err = s.view(func(txn *badger.Txn) error {
+		if err := validateBlob(ns, key); err != nil {
+			return err
+		}
+		return getJSON(txn, blobMetaKey(ns, key), &rec)
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("get blob %s/%s: %w", ns, key, err)
+	}
+	return rec.Tensors, rec.Meta, nil
+}
+
+// BlobTensor returns tensor name of the blob under ns and key, verifying
+// its checksum, as GetBlob would return it.
+func (s *Store) BlobTensor(ns, key, name string) (Tensor, error) {
+	var t Tensor
+	err := s.view(func(txn *badger.Txn) error {
+		if err := validateBlob(ns, key); err != nil {
+			return err
+		}
+		ok, err := exists(txn, blobMetaKey(ns, key))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("blob meta: %w", ErrNotFound)
+		}
+		t, err = readTensor(txn, blobTensorKey(ns, key, name), name)
+		return err
+	})
+	if err != nil {
+		return Tensor{}, fmt.Errorf("get blob %s/%s tensor %s: %w", ns, key, name, err)
+	}
+	return t, nil
+}
+
 // HasBlob reports whether a complete blob is cached under ns and key.
 func (s *Store) HasBlob(ns, key string) (bool, error) {
 	if err := validateBlob(ns, key); err != nil {

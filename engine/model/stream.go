@@ -201,6 +201,19 @@ func NewQuantized(cfg Config, seed uint64, kind string) (m *Model, hash string, 
 	})
 }
 
+// Assemble makes a model of cfg from weights another store holds (a
+// run's base kept as a blob) as LoadQuantized makes one from files: fill
+// writes the float32 values off..off+len(dst) of weight name, asked for
+// weight by weight in name order and a piece at a time, and each weight is
+// packed as kind at once. hash is the float32 model's Hash. cfg is used as
+// given (it is part of the hash).
+func Assemble(cfg Config, kind string, fill func(name string, off int, dst []float32) error) (m *Model, hash string, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, "", err
+	}
+	return build(cfg, kind, fill)
+}
+
 // LoadQuantized reads an HF model directory as Load does, then holds it as
 // Quantized(kind) would, bit for bit, converting each tensor as it is read
 // from the safetensors files (a piece at a time): neither the files nor

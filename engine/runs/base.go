@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"lens/engine/model"
 	"lens/engine/train"
@@ -47,49 +48,80 @@ func StoreBase(st *kv.Store, m *model.Model) (BaseRef, error) {
 func LoadBase(st *kv.Store, spec Spec) (*model.Model, error) { return loadBase(st, spec, "") }
 
 // LoadTrainingBase is LoadBase held as the run trains it: with base_quant,
-// a base from a directory or a seed is packed weight by weight as it is
-// read or drawn (model.LoadQuantized, NewQuantized), so a resume never
-// holds the float32 model; one from a blob is quantized after reading.
+// the base is packed weight by weight as it is read from its directory
+// (model.LoadQuantized) or the store, or drawn from its seed
+// (NewQuantized), so a resume never holds the float32 model.
 func LoadTrainingBase(st *kv.Store, spec Spec) (*model.Model, error) {
 	return loadBase(st, spec, spec.Train.BaseQuant)
 }
 
 func loadBase(st *kv.Store, spec Spec, quant string) (*model.Model, error) {
 	ref := spec.Base
+	var (
+		m    *model.Model
+		h    string
+		err  error
+		what string
+	)
 	switch {
 	case ref.Blob != "":
-		ts, meta, err := st.GetBlob(nsModel, ref.Blob)
+		what = "base model " + ref.Blob
+		m, h, err = blobBase(st, ref.Blob, quant)
 		if err != nil {
-			return nil, fmt.Errorf("base model %s: %w", ref.Blob, err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		var mb modelBlob
-		if err := json.Unmarshal(meta, &mb); err != nil {
-			return nil, fmt.Errorf("base model %s: %w", ref.Blob, err)
-		}
-		m := &model.Model{Config: mb.Config, Weights: map[string]*model.Tensor{}}
-		for _, t := range ts {
-			m.Weights[t.Name] = &model.Tensor{Shape: t.Shape, Data: t.Data}
-		}
-		if quant != "" {
-			return m.Quantized(quant)
-		}
-		return m, nil
 	case ref.Dir != "":
-		// A quantized base is packed tensor by tensor as it is read; the
-		// hash is the float32 weights' all the same.
-		m, h, err := model.LoadQuantized(ref.Dir, quant)
-		if err != nil {
+		// The hash is the float32 weights' whatever the form.
+		what = "base model " + ref.Dir
+		if m, h, err = model.LoadQuantized(ref.Dir, quant); err != nil {
 			return nil, err
 		}
-		if ref.Hash != "" && h != ref.Hash {
-			return nil, fmt.Errorf("base model %s changed since the run (hash %s, recorded %s)", ref.Dir, h, ref.Hash)
-		}
-		return m, nil
 	case ref.Init:
-		m, _, err := model.NewQuantized(spec.ModelConfig, ref.Seed, quant)
-		return m, err
+		what = fmt.Sprintf("base model drawn from seed %d", ref.Seed)
+		if m, h, err = model.NewQuantized(spec.ModelConfig, ref.Seed, quant); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+	default:
+		return nil, fmt.Errorf("run has no base model reference")
 	}
-	return nil, fmt.Errorf("run has no base model reference")
+	if ref.Hash != "" && h != ref.Hash {
+		return nil, fmt.Errorf("%s changed since the run (hash %s, recorded %s)", what, h, ref.Hash)
+	}
+	return m, nil
+}
+
+// blobBase reads a base model stored by StoreBase one tensor at a time,
+// each packed as quant as it is read (model.Assemble): the float32 model
+// is never whole in memory when quant is set.
+func blobBase(st *kv.Store, key, quant string) (*model.Model, string, error) {
+	names, meta, err := st.BlobInfo(nsModel, key)
+	if err != nil {
+		return nil, "", err
+	}
+	var mb modelBlob
+	if err := json.Unmarshal(meta, &mb); err != nil {
+		return nil, "", err
+	}
+	shapes := mb.Config.Shapes()
+	if len(names) != len(shapes) {
+		return nil, "", fmt.Errorf("%d tensors, the config has %d weights", len(names), len(shapes))
+	}
+	var cur kv.Tensor // the weight being read
+	return model.Assemble(mb.Config, quant, func(name string, off int, dst []float32) error {
+		if cur.Name != name {
+			cur = kv.Tensor{} // let the last one go before reading the next
+			t, err := st.BlobTensor(nsModel, key, name)
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(t.Shape, shapes[name]) {
+				return fmt.Errorf("weight %s has shape %v, config wants %v", name, t.Shape, shapes[name])
+			}
+			cur = t
+		}
+		copy(dst, cur.Data[off:off+len(dst)])
+		return nil
+	})
 }
 
 // PretrainSpec is a recipe for a base model: a fresh model of Config

@@ -15,8 +15,11 @@ import (
 // lens.train receives them; zero fields take the defaults NewSpec applies.
 type SpecOptions struct {
 	Model *model.Model
-	// Base is where Model comes from; when it names neither a blob nor a
-	// directory, NewSpec stores Model in the store.
+	// Base is where Model comes from; when it names no blob, directory or
+	// seed (Init), NewSpec stores Model in the store. A seeded base is
+	// drawn again from its seed (loadBase), never stored: Model may then
+	// be held packed (model.NewQuantized) and the float32 model never
+	// exist.
 	Base  BaseRef
 	Data  DataRef
 	Evals map[string]DataRef // extra held-out sets by name
@@ -46,7 +49,7 @@ var ErrLoRAAndFull = errors.New("give either lora= or full=True, not both")
 
 // NewSpec builds and checks a run's spec: the default adapter and name,
 // the training settings' ranges, and the base model's place in the store
-// (stored once under its hash unless it comes from a directory).
+// (stored once under its hash unless it comes from a directory or a seed).
 func NewSpec(st *kv.Store, o SpecOptions) (Spec, error) {
 	if o.Model == nil {
 		return Spec{}, fmt.Errorf("new run: no base model")
@@ -70,7 +73,10 @@ func NewSpec(st *kv.Store, o SpecOptions) (Spec, error) {
 	if spec.Name == "" {
 		spec.Name = DefaultName(spec)
 	}
-	if spec.Base.Blob == "" && spec.Base.Dir == "" {
+	if spec.Base.Init && spec.Base.Hash == "" {
+		return Spec{}, fmt.Errorf("new run: a base drawn from seed %d without its hash", spec.Base.Seed)
+	}
+	if spec.Base.Blob == "" && spec.Base.Dir == "" && !spec.Base.Init {
 		ref, err := StoreBase(st, o.Model)
 		if err != nil {
 			return Spec{}, err

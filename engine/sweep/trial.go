@@ -173,9 +173,10 @@ func SlurmJob(getenv func(string) string) string {
 // createRun records the trial's run in its shard without training it, with
 // the normalised spec lens.train would store; runs.Resume then trains it
 // from step 0. The id joins the time to the trial id, so runs of different
-// shards never collide when merged.
+// shards never collide when merged. The base is held as the run trains
+// it (with base_quant packed as it is read or drawn, never in float32).
 func createRun(shard *kv.Store, tf *TrialFile) (string, error) {
-	base, err := runs.LoadBase(shard, tf.Spec)
+	base, err := runs.LoadTrainingBase(shard, tf.Spec)
 	if err != nil {
 		return "", err
 	}
@@ -203,7 +204,7 @@ func createRun(shard *kv.Store, tf *TrialFile) (string, error) {
 func ensureBase(shard *kv.Store, dir string, spec runs.Spec) error {
 	hash := spec.Base.Blob
 	if hash == "" {
-		return nil // an HF directory or a seeded init: runs.LoadBase finds it
+		return nil // an HF directory or a seeded init: runs.LoadTrainingBase finds it
 	}
 	if ok, err := shard.HasBlob(baseNS, hash); err != nil || ok {
 		return err
