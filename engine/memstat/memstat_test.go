@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"testing"
 )
 
@@ -48,5 +49,28 @@ func TestPeakRSSGrows(t *testing.T) {
 	runtime.KeepAlive(buf)
 	if after < before+64<<20 {
 		t.Errorf("peak RSS %d after touching %d bytes, was %d", after, len(buf), before)
+	}
+}
+
+// TestResetPeak: after ResetPeak the peak is near the current RSS, below a
+// peak reached earlier and given back since.
+func TestResetPeak(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("VmHWM is Linux's")
+	}
+	buf := make([]byte, 256<<20)
+	for i := 0; i < len(buf); i += 4096 {
+		buf[i] = 1
+	}
+	runtime.KeepAlive(buf)
+	buf = nil
+	debug.FreeOSMemory()
+	high := PeakRSS()
+	if err := ResetPeak(); err != nil {
+		t.Skipf("cannot reset the peak here: %v", err)
+	}
+	now, peak := RSS(), PeakRSS()
+	if now <= 0 || peak > high-128<<20 || peak > now+16<<20 {
+		t.Errorf("after the reset: peak %d, RSS %d, peak before %d", peak, now, high)
 	}
 }

@@ -67,3 +67,47 @@ func TestQuantizedResumeIsExact(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadBaseForms: a base kept as a blob, read back tensor by tensor,
+// packs to exactly what drawing it packed gives, and reads back in float32
+// as stored; a base from a blob or a seed whose recorded hash differs is
+// refused, naming it.
+func TestLoadBaseForms(t *testing.T) {
+	cfg := model.Tiny()
+	cfg.HiddenSize, cfg.IntermediateSize, cfg.NumHiddenLayers = 64, 128, 2
+	fm, err := model.New(cfg, 7)
+	require.NoError(t, err)
+	st := openStore(t)
+	blob, err := StoreBase(st, fm)
+	require.NoError(t, err)
+	seeded := BaseRef{Init: true, Seed: 7, Hash: blob.Hash}
+	for _, tc := range []struct {
+		name  string
+		ref   BaseRef
+		quant string
+		err   string
+	}{
+		{"blob nf4", blob, model.QuantNF4, ""},
+		{"blob bf16", blob, model.QuantBF16, ""},
+		{"blob float32", blob, "", ""},
+		{"seed nf4", seeded, model.QuantNF4, ""},
+		{"blob, other hash", BaseRef{Blob: blob.Blob, Hash: "0123"}, model.QuantNF4, "base model " + blob.Blob + " changed since the run"},
+		{"seed, other hash", BaseRef{Init: true, Seed: 8, Hash: blob.Hash}, "", "drawn from seed 8 changed since the run"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := Spec{Base: tc.ref, ModelConfig: fm.Config, Train: train.Config{BaseQuant: tc.quant}}
+			m, err := LoadTrainingBase(st, spec)
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			want, hash, err := model.NewQuantized(cfg, 7, tc.quant)
+			require.NoError(t, err)
+			require.Equal(t, blob.Hash, hash)
+			require.Equal(t, want.Quant, m.Quant)
+			require.Equal(t, want.Packed, m.Packed)
+			require.Equal(t, want.Weights, m.Weights)
+		})
+	}
+}
