@@ -182,7 +182,7 @@ var modelModule = newModule(&ModuleDecl{Name: "model", Doc: "Base models: the ti
 		{Name: "model.tiny", KwOnly: true, Kwargs: "**config", Returns: "model", Impl: modelTiny,
 			Doc:    "The default tiny byte-level Llama, randomly initialised; keyword arguments override its LlamaConfig fields (hidden_size=, num_hidden_layers=, ...).",
 			Params: []Param{{Name: "seed", Type: "int", Default: "0", Doc: "seed of the initialisation"}}},
-		{Name: "model.new", Returns: "model", Impl: modelNew, Doc: "A randomly initialised model from a dict of config.json fields (model_type llama, mistral, qwen2, qwen3 or gemma3_text); the family's defaults apply to absent keys as when loading a config.json (Mistral's sliding_window 4096, Gemma 3's tied embeddings).",
+		{Name: "model.new", Returns: "model", Impl: modelNew, Doc: "A randomly initialised model from a dict of config.json fields (model_type llama, mistral, qwen2, qwen3 or gemma3_text); the family's defaults apply to absent keys as when loading a config.json (Mistral's sliding_window 4096, Gemma 3's tied embeddings). The weights are drawn when first needed: lens.train(base_quant=) draws them packed, never in float32; runs record the seed and hash, not a copy.",
 			Params: []Param{
 				{Name: "config", Type: "dict", Doc: "config.json fields (model_type, hidden_size, num_hidden_layers, num_attention_heads, vocab_size, ...)"},
 				{Name: "seed", Type: "int", Default: "0", Doc: "seed of the initialisation"},
