@@ -123,6 +123,12 @@ func newCkptStep(m *model.Model, ads map[string]model.Adapter, feed *nn.Feed, co
 		data: map[string][]float32{}, shapes: map[string][]int{}}
 	n := feed.N() * c.HiddenSize
 	for i := range s.kept {
+		if !train && i >= 2 {
+			// A forward pass reads only the layer before's output: two
+			// buffers in turn (134 MB less at 1B, 1024 tokens).
+			s.kept[i] = s.kept[i%2]
+			continue
+		}
 		s.kept[i] = make([]float32, n)
 	}
 	s.dy = make([]float32, n)
@@ -134,7 +140,9 @@ func newCkptStep(m *model.Model, ads map[string]model.Adapter, feed *nn.Feed, co
 	s.grads = make([][]float32, len(s.names))
 	index := map[string]int{}
 	for i, name := range s.names {
-		s.grads[i] = make([]float32, len(s.data[name]))
+		if train {
+			s.grads[i] = make([]float32, len(s.data[name]))
+		}
 		index[name] = i
 	}
 

@@ -31,22 +31,24 @@ type forwardNet struct {
 }
 
 // newForwardNet builds it; its ops split work over cores goroutines (0:
-// GOMAXPROCS).
-func newForwardNet(m *model.Model, ad *lora.Adapter, batch, seqLen, cores int, ckpt bool) (*forwardNet, error) {
+// GOMAXPROCS); headChunk is Config.HeadChunk (the loss is the same, the
+// batch×vocabulary logits are never whole: 525 MB at 1024 tokens of a 128k
+// vocabulary).
+func newForwardNet(m *model.Model, ad *lora.Adapter, batch, seqLen, cores int, ckpt bool, headChunk int) (*forwardNet, error) {
 	feed := &nn.Feed{B: batch, T: seqLen}
 	var ads map[string]model.Adapter
 	if ad != nil {
 		ads = ad.GraphAdapters()
 	}
 	if ckpt {
-		s, err := newCkptStep(m, ads, feed, cores, 0, false)
+		s, err := newCkptStep(m, ads, feed, cores, headChunk, false)
 		if err != nil {
 			return nil, fmt.Errorf("checkpointed forward: %w", err)
 		}
 		return &forwardNet{feed: feed, mach: s}, nil
 	}
 	g := nn.NewGraph[float32](feed)
-	g.Cores = cores
+	g.Cores, g.HeadChunk = cores, headChunk
 	net, err := model.Build(g, m, ads, false)
 	if err != nil {
 		return nil, err
@@ -63,12 +65,12 @@ func newForwardNet(m *model.Model, ad *lora.Adapter, batch, seqLen, cores int, c
 type forwardShards []*forwardNet
 
 // With ckpt they run a layer at a time (Config.Checkpointing).
-func newForwardShards(m *model.Model, ad *lora.Adapter, batch, seqLen int, ckpt bool) (forwardShards, error) {
+func newForwardShards(m *model.Model, ad *lora.Adapter, batch, seqLen int, ckpt bool, headChunk int) (forwardShards, error) {
 	n := numShards(batch)
 	cores := (runtime.GOMAXPROCS(0) + n - 1) / n
 	fs := make(forwardShards, 0, n)
 	for range n {
-		f, err := newForwardNet(m, ad, batch/n, seqLen, cores, ckpt)
+		f, err := newForwardNet(m, ad, batch/n, seqLen, cores, ckpt, headChunk)
 		if err != nil {
 			return nil, err
 		}
@@ -170,7 +172,7 @@ func Evaluate(m *model.Model, ad *lora.Adapter, tokens []int32, seqLen, batch in
 	if seqLen <= 0 || batch <= 0 {
 		return EvalResult{}, fmt.Errorf("eval: seq_len %d and batch %d must be positive", seqLen, batch)
 	}
-	fs, err := newForwardShards(m, ad, batch, seqLen, false)
+	fs, err := newForwardShards(m, ad, batch, seqLen, false, 0)
 	if err != nil {
 		return EvalResult{}, err
 	}

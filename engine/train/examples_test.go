@@ -66,7 +66,7 @@ func TestEvalExampleBatches(t *testing.T) {
 	var count int
 	for _, r := range rows {
 		n := len(r.Tokens) - 1
-		f, err := newForwardNet(m, ad, 1, n, 1, false)
+		f, err := newForwardNet(m, ad, 1, n, 1, false, 0)
 		require.NoError(t, err)
 		f.feed.Inputs, f.feed.Targets = r.Tokens[:n], r.Labels[1:]
 		l, err := f.mach.Run()

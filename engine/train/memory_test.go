@@ -65,6 +65,45 @@ func TestHeadChunkChangesNothing(t *testing.T) {
 	}
 }
 
+// TestEvalHeadChunk: the evaluation graphs take the run's head_chunk (so
+// an eval at a 128k vocabulary never holds the batch's whole logits) and
+// give the loss of the whole graph without chunks bit for bit, layer at a
+// time (checkpointing, two layer buffers in turn) or not.
+func TestEvalHeadChunk(t *testing.T) {
+	cfg := model.Tiny()
+	cfg.HiddenSize, cfg.IntermediateSize, cfg.NumHiddenLayers = 32, 64, 5 // layers share the two buffers
+	m, err := model.New(cfg, 2)
+	require.NoError(t, err)
+	ad, err := lora.New(m, lora.Config{Rank: 4, Alpha: 8, Targets: []string{"all-linear"}}, 3)
+	require.NoError(t, err)
+	for _, mod := range ad.Modules { // B is zero at initialisation: make the adapter count
+		for i := range ad.B[mod].Data {
+			ad.B[mod].Data[i] = 0.01 * float32(i%7-3)
+		}
+	}
+	const B, T = 4, 32
+	rng := rand.New(rand.NewPCG(3, 4))
+	tokens := make([]int32, 5*T+1)
+	for i := range tokens {
+		tokens[i] = int32(rng.IntN(m.Config.VocabSize))
+	}
+	var want EvalResult
+	for _, ckpt := range []bool{false, true} {
+		for _, chunk := range []int{0, 5, 64} {
+			fs, err := newForwardShards(m, ad, B, T, ckpt, chunk)
+			require.NoError(t, err)
+			got, err := fs.eval(tokens, 0)
+			fs.close()
+			require.NoError(t, err)
+			if !ckpt && chunk == 0 {
+				want = got
+				continue
+			}
+			require.Equal(t, want, got, "checkpointing %v, head_chunk %d", ckpt, chunk)
+		}
+	}
+}
+
 // TestBaseQuantTrains: LoRA training with base_quant gives, bit for bit,
 // the run on a float32 base holding the widened weights (so the trainer
 // uses the packed base, and nothing else changes), for nf4, nf4-dq and

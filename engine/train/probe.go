@@ -41,7 +41,7 @@ func (t *Trainer) Probe(inputs, targets []int32, batch int) (Activations, error)
 	fs := t.probes[batch]
 	if fs == nil {
 		var err error
-		if fs, err = newForwardShards(t.Model, t.Adapter, batch, T, false); err != nil {
+		if fs, err = newForwardShards(t.Model, t.Adapter, batch, T, false, 0); err != nil {
 			return nil, err
 		}
 		t.probes[batch] = fs

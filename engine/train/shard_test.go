@@ -196,7 +196,7 @@ func TestEvalShardsMatchWholeBatch(t *testing.T) {
 		}
 		got, err := Evaluate(m, nil, tokens, T, B)
 		require.NoError(t, err)
-		whole, err := newForwardNet(m, nil, B, T, 0, false)
+		whole, err := newForwardNet(m, nil, B, T, 0, false, 0)
 		require.NoError(t, err)
 		in, tg := make([]int32, B*T), make([]int32, B*T)
 		whole.feed.Inputs, whole.feed.Targets = in, tg

@@ -166,7 +166,7 @@ func New(m *model.Model, ad *lora.Adapter, train Batches, evals []EvalSet, cfg C
 	}
 	if len(evals) > 0 {
 		var err error
-		if t.evalNet, err = newForwardShards(m, ad, cfg.BatchSize, cfg.SeqLen, cfg.Checkpointing); err != nil {
+		if t.evalNet, err = newForwardShards(m, ad, cfg.BatchSize, cfg.SeqLen, cfg.Checkpointing, cfg.HeadChunk); err != nil {
 			return nil, err
 		}
 	}
