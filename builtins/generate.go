@@ -193,7 +193,7 @@ func generateAdapter(t *starlark.Thread, mv *Model, v starlark.Value) (*lora.Ada
 		if mv.ref.Hash != "" && spec.Base.Hash != "" && mv.ref.Hash != spec.Base.Hash {
 			return nil, fmt.Errorf("run %s was trained on another base model (hash %.12s, this model %.12s)", a.meta.ID, spec.Base.Hash, mv.ref.Hash)
 		}
-		_, ad, _, err := runs.Weights(st, a.meta.ID, -1)
+		ad, _, err := runs.Adapter(st, a.meta.ID, -1)
 		if err != nil {
 			return nil, err
 		}

@@ -472,11 +472,11 @@ func activation(st *kv.Store, ids ...string) (*Result, error) {
 // adapters, module by module.
 func similarity(st *kv.Store, ids ...string) (*Result, error) {
 	r := newResult("similarity")
-	_, a1, _, err := runs.Weights(st, ids[0], -1)
+	a1, _, err := runs.Adapter(st, ids[0], -1)
 	if err != nil {
 		return nil, err
 	}
-	_, a2, _, err := runs.Weights(st, ids[1], -1)
+	a2, _, err := runs.Adapter(st, ids[1], -1)
 	if err != nil {
 		return nil, err
 	}
@@ -586,11 +586,11 @@ func f64(x []float32) []float64 {
 // the same run at two steps compares checkpoints), and the random baseline
 // max(i,j)/in.
 func Subspace(st *kv.Store, id1, id2, module string, step1, step2 int) (grid, baseline [][]float64, err error) {
-	_, a1, _, err := runs.Weights(st, id1, step1)
+	a1, _, err := runs.Adapter(st, id1, step1)
 	if err != nil {
 		return nil, nil, err
 	}
-	_, a2, _, err := runs.Weights(st, id2, step2)
+	a2, _, err := runs.Adapter(st, id2, step2)
 	if err != nil {
 		return nil, nil, err
 	}

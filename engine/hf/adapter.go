@@ -23,7 +23,7 @@ const (
 // (step < 0: the latest) to dir in PEFT's format, exactly as `lens export`
 // does, and returns the checkpoint it came from.
 func ExportAdapter(st *kv.Store, runID string, step int, dir string) (kv.CheckpointMeta, error) {
-	_, ad, cm, err := runs.Weights(st, runID, step)
+	ad, cm, err := runs.Adapter(st, runID, step)
 	if err != nil {
 		return kv.CheckpointMeta{}, fmt.Errorf("export adapter of run %s: %w", runID, err)
 	}

@@ -127,8 +127,8 @@ func Compare(st *kv.Store, ids []string) (*report.Document, error) {
 		}
 	}
 	if len(lr) >= 2 {
-		_, a1, _, err1 := runs.Weights(st, ids[lr[0]], -1)
-		_, a2, _, err2 := runs.Weights(st, ids[lr[1]], -1)
+		a1, _, err1 := runs.Adapter(st, ids[lr[0]], -1)
+		a2, _, err2 := runs.Adapter(st, ids[lr[1]], -1)
 		if err1 == nil && err2 == nil {
 			var common []string
 			for _, m := range a1.Modules {

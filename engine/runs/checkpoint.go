@@ -186,28 +186,12 @@ func SpecOf(m kv.RunMeta) (Spec, error) {
 // Weights returns the model and adapter of a run at a checkpoint (step < 0:
 // the latest). For a LoRA run the model is the base and the adapter holds
 // the trained A and B; for a full run the model holds the trained weights
-// and the adapter is nil.
+// and the adapter is nil. A caller that needs only the adapter calls
+// Adapter, which reads no base model.
 func Weights(st *kv.Store, runID string, step int) (*model.Model, *lora.Adapter, kv.CheckpointMeta, error) {
-	meta, err := st.GetRun(runID)
+	spec, cm, ts, err := checkpointOf(st, runID, step)
 	if err != nil {
-		return nil, nil, kv.CheckpointMeta{}, err
-	}
-	spec, err := SpecOf(meta)
-	if err != nil {
-		return nil, nil, kv.CheckpointMeta{}, err
-	}
-	var cm kv.CheckpointMeta
-	if step < 0 {
-		cm, err = st.LatestCheckpoint(runID)
-	} else {
-		cm, _, err = st.LoadCheckpoint(runID, step)
-	}
-	if err != nil {
-		return nil, nil, kv.CheckpointMeta{}, fmt.Errorf("run %s: %w", runID, err)
-	}
-	_, ts, err := st.LoadCheckpoint(runID, cm.Step)
-	if err != nil {
-		return nil, nil, kv.CheckpointMeta{}, err
+		return nil, nil, cm, err
 	}
 	base, err := LoadBase(st, spec)
 	if err != nil {
@@ -227,9 +211,59 @@ func Weights(st *kv.Store, runID string, step int) (*model.Model, *lora.Adapter,
 		}
 		return m, nil, cm, nil
 	}
+	ad, err := adapterOf(spec, base, ts, runID, cm)
+	return base, ad, cm, err
+}
+
+// Adapter returns a LoRA run's adapter at a checkpoint (step < 0: the
+// latest) as Weights does, without the base model: the adapter's shapes
+// come from the recorded config, so exporting or comparing the adapter
+// of a 1B run reads no base weights. A full run gives a nil adapter.
+func Adapter(st *kv.Store, runID string, step int) (*lora.Adapter, kv.CheckpointMeta, error) {
+	spec, cm, ts, err := checkpointOf(st, runID, step)
+	if err != nil || spec.LoRA == nil {
+		return nil, cm, err
+	}
+	shapes := &model.Model{Config: spec.ModelConfig, Weights: map[string]*model.Tensor{}}
+	for n, shape := range spec.ModelConfig.Shapes() {
+		shapes.Weights[n] = &model.Tensor{Shape: shape} // lora.New reads shapes only
+	}
+	ad, err := adapterOf(spec, shapes, ts, runID, cm)
+	return ad, cm, err
+}
+
+// checkpointOf reads a run's spec and the tensors of its checkpoint at step
+// (< 0: the latest).
+func checkpointOf(st *kv.Store, runID string, step int) (Spec, kv.CheckpointMeta, []kv.Tensor, error) {
+	meta, err := st.GetRun(runID)
+	if err != nil {
+		return Spec{}, kv.CheckpointMeta{}, nil, err
+	}
+	spec, err := SpecOf(meta)
+	if err != nil {
+		return Spec{}, kv.CheckpointMeta{}, nil, err
+	}
+	var cm kv.CheckpointMeta
+	if step < 0 {
+		cm, err = st.LatestCheckpoint(runID)
+	} else {
+		cm, _, err = st.LoadCheckpoint(runID, step)
+	}
+	if err != nil {
+		return Spec{}, kv.CheckpointMeta{}, nil, fmt.Errorf("run %s: %w", runID, err)
+	}
+	_, ts, err := st.LoadCheckpoint(runID, cm.Step)
+	if err != nil {
+		return Spec{}, kv.CheckpointMeta{}, nil, err
+	}
+	return spec, cm, ts, nil
+}
+
+// adapterOf is the run's adapter over base with the checkpoint's A and B.
+func adapterOf(spec Spec, base *model.Model, ts []kv.Tensor, runID string, cm kv.CheckpointMeta) (*lora.Adapter, error) {
 	ad, err := lora.New(base, *spec.LoRA, spec.LoRASeed)
 	if err != nil {
-		return nil, nil, cm, err
+		return nil, err
 	}
 	ad.Base = spec.Base.Dir
 	if ad.Base == "" {
@@ -246,15 +280,15 @@ func Weights(st *kv.Store, runID string, step int) (*model.Model, *lora.Adapter,
 			dst = ad.B[mod]
 		}
 		if dst == nil || len(dst.Data) != len(t.Data) {
-			return nil, nil, cm, fmt.Errorf("run %s checkpoint %d: tensor %s does not fit the adapter", runID, cm.Step, t.Name)
+			return nil, fmt.Errorf("run %s checkpoint %d: tensor %s does not fit the adapter", runID, cm.Step, t.Name)
 		}
 		copy(dst.Data, t.Data)
 		found++
 	}
 	if found != 2*len(ad.Modules) {
-		return nil, nil, cm, fmt.Errorf("run %s checkpoint %d: %d adapter tensors, want %d", runID, cm.Step, found, 2*len(ad.Modules))
+		return nil, fmt.Errorf("run %s checkpoint %d: %d adapter tensors, want %d", runID, cm.Step, found, 2*len(ad.Modules))
 	}
-	return base, ad, cm, nil
+	return ad, nil
 }
 
 // Resume continues a run from its latest checkpoint (or from step 0 when

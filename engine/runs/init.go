@@ -134,7 +134,7 @@ func (j *Job) loadInit(st *kv.Store) (*lora.Adapter, error) {
 			return nil, fmt.Errorf("run %s has no checkpoint at step %d (it has %v)", r.Run, step, have)
 		}
 	}
-	_, src, cm, err := Weights(st, r.Run, step)
+	src, cm, err := Adapter(st, r.Run, step)
 	if err != nil {
 		return nil, err
 	}

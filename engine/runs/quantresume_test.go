@@ -16,7 +16,8 @@ import (
 // seed (the bench's case), cancelled after its step-3 checkpoint and
 // resumed, ends with the adapter of a run that went straight through; the
 // resume rebuilds the packed base weight by weight (LoadTrainingBase), and
-// LoadBase still gives the float32 one.
+// LoadBase still gives the float32 one; Adapter gives Weights' adapter
+// without reading the base.
 func TestQuantizedResumeIsExact(t *testing.T) {
 	cfg := model.Tiny()
 	cfg.HiddenSize, cfg.IntermediateSize, cfg.NumHiddenLayers, cfg.TieWordEmbeddings = 64, 128, 2, false
@@ -52,6 +53,9 @@ func TestQuantizedResumeIsExact(t *testing.T) {
 			require.NoError(t, err)
 			_, a2, _, err := Weights(st, m2.ID, -1)
 			require.NoError(t, err)
+			only, _, err := Adapter(st, m2.ID, -1) // reads no base
+			require.NoError(t, err)
+			require.Equal(t, a2, only)
 			for _, mod := range a1.Modules {
 				require.Equal(t, a1.A[mod].Data, a2.A[mod].Data, mod)
 				require.Equal(t, a1.B[mod].Data, a2.B[mod].Data, mod)

@@ -759,11 +759,11 @@ func compareRuns(st *kv.Store, ids []string, metric, module string, width int) (
 }
 
 func subspace(st *kv.Store, id1, id2, module string) (*Phi, error) {
-	_, a1, _, err := runs.Weights(st, id1, -1)
+	a1, _, err := runs.Adapter(st, id1, -1)
 	if err != nil {
 		return nil, err
 	}
-	_, a2, _, err := runs.Weights(st, id2, -1)
+	a2, _, err := runs.Adapter(st, id2, -1)
 	if err != nil {
 		return nil, err
 	}
