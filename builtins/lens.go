@@ -55,7 +55,6 @@ func lensTrain(t *starlark.Thread, fn *starlark.Builtin, args starlark.Tuple, kw
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
 	}
-	mv.ref = spec.Base
 	job, err := runs.Prepare(spec, o.Model)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fn.Name(), err)
@@ -224,11 +223,9 @@ func specOptions(t *starlark.Thread, env *Env, fn *starlark.Builtin, a map[strin
 	o.Train = tc
 	// A seeded model not drawn yet is drawn as the run holds it: packed
 	// with base_quant, so the float32 model never exists.
-	base, err := mv.trainingBase(tc.BaseQuant)
-	if err != nil {
+	if o.Model, o.Base, err = mv.trainingBase(tc.BaseQuant); err != nil {
 		return fail("for parameter \"model\": %w", err)
 	}
-	o.Model, o.Base = base, mv.ref
 	return o, mv, scripted, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"sync"
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
@@ -23,10 +24,11 @@ import (
 // records with Init and Seed to rebuild the same base on resume.
 type Model struct {
 	m   *model.Model // as loaded; for a drawn model, the float32 weights once drawn
-	ref runs.BaseRef // Init (Hash set once drawn), Dir or Blob
+	ref runs.BaseRef // Init (Hash set once drawn), Dir or Blob; never replaced
 	cfg model.Config // a drawn model's config, defaults applied
 	// packed is a drawn model as lens.train last held it packed (m nil).
 	packed *model.Model
+	mu     sync.Mutex // the draws: a frozen value may be shared by threads
 }
 
 // drawn returns a model value that model.new or model.tiny made: cfg
@@ -45,6 +47,12 @@ func (m *Model) config() model.Config {
 
 // model returns the model as loaded, drawing a seeded one in float32.
 func (m *Model) model() (*model.Model, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.modelLocked()
+}
+
+func (m *Model) modelLocked() (*model.Model, error) {
 	if m.m == nil {
 		fm, h, err := model.NewQuantized(m.cfg, m.ref.Seed, "")
 		if err != nil {
@@ -58,26 +66,29 @@ func (m *Model) model() (*model.Model, error) {
 	return m.m, nil
 }
 
-// trainingBase returns the model to train with base_quant kind: a seeded
-// model not yet drawn in float32 is drawn packed as kind (and kept for the
-// next run); any other is returned as held (train.New packs a float32
-// one).
-func (m *Model) trainingBase(kind string) (*model.Model, error) {
+// trainingBase returns the model to train with base_quant kind and its
+// reference: a seeded model not yet drawn in float32 is drawn packed as
+// kind (and kept for the next run); any other is returned as held
+// (train.New packs a float32 one).
+func (m *Model) trainingBase(kind string) (*model.Model, runs.BaseRef, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.m != nil || !m.ref.Init || kind == "" {
-		return m.model()
+		fm, err := m.modelLocked()
+		return fm, m.ref, err
 	}
 	if m.packed == nil || m.packed.Quant != kind {
 		m.packed = nil // one packed form at a time
 		pm, h, err := model.NewQuantized(m.cfg, m.ref.Seed, kind)
 		if err != nil {
-			return nil, err
+			return nil, runs.BaseRef{}, err
 		}
 		if err := m.setHash(h); err != nil {
-			return nil, err
+			return nil, runs.BaseRef{}, err
 		}
 		m.packed = pm
 	}
-	return m.packed, nil
+	return m.packed, m.ref, nil
 }
 
 // setHash records a drawn model's hash; drawn again, in any form, it must
