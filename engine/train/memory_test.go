@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -101,6 +102,70 @@ func TestEvalHeadChunk(t *testing.T) {
 			}
 			require.Equal(t, want, got, "checkpointing %v, head_chunk %d", ckpt, chunk)
 		}
+	}
+}
+
+// TestEvalReleasesChangesNothing: Run lets the training graphs go before
+// its final evaluation and each evaluation's graphs after it (so their
+// buffers are never held together); the steps after, which build the
+// training graphs again, and the evaluations give bit for bit what a
+// trainer that only stepped and evaluated gives, with and without
+// checkpointing and dropout.
+func TestEvalReleasesChangesNothing(t *testing.T) {
+	m, ad := acceltest.Model(t)
+	toks := make([]int32, 4096)
+	rng := rand.New(rand.NewPCG(2, 3))
+	for i := range toks {
+		toks[i] = int32(rng.IntN(m.Config.VocabSize))
+	}
+	evals := []EvalSet{{Name: "e", Tokens: toks[:5*16+1]}}
+	for _, tc := range []struct {
+		name    string
+		ckpt    bool
+		dropout float64
+	}{{"plain", false, 0}, {"checkpointing", true, 0}, {"checkpointing, dropout", true, 0.1}, {"dropout", false, 0.1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := ad.Clone()
+			a.Config.Dropout = tc.dropout
+			cfg := Config{Steps: 2, BatchSize: 2, SeqLen: 16, LR: 1e-2, Checkpointing: tc.ckpt, HeadChunk: 8}
+			run := func(useRun bool) ([]float64, [][]float32) {
+				tr, err := New(m, a.Clone(), &randBatches{rng: rand.New(rand.NewPCG(4, 5)), toks: toks, seq: 16}, evals, cfg)
+				require.NoError(t, err)
+				defer tr.Close()
+				var out []float64
+				tr.AddHooks(Hooks{AfterStep: func(_ *Trainer, s *StepInfo) error { out = append(out, s.Loss); return nil }})
+				ev := func() {
+					l, err := tr.Evaluate()
+					require.NoError(t, err)
+					out = append(out, l["e"])
+				}
+				ev()
+				if useRun {
+					require.NoError(t, tr.Run(context.Background()))
+					require.Nil(t, tr.shards, "the training graphs were kept through the final evaluation")
+					ev() // Run's final evaluation gave the same; evaluate again to record it
+				} else {
+					for range cfg.Steps {
+						_, err := tr.TrainStep()
+						require.NoError(t, err)
+					}
+					ev()
+				}
+				for range 2 { // steps past the end build the graphs again
+					_, err := tr.TrainStep()
+					require.NoError(t, err)
+				}
+				ev()
+				var w [][]float32
+				for _, mod := range tr.Adapter.Modules {
+					w = append(w, append([]float32(nil), tr.Adapter.A[mod].Data...), append([]float32(nil), tr.Adapter.B[mod].Data...))
+				}
+				return out, w
+			}
+			l0, w0 := run(false)
+			l1, w1 := run(true)
+			requireBitEqual(t, tc.name, l0, l1, w0, w1)
+		})
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"time"
 
@@ -275,6 +276,14 @@ func (t *Trainer) TrainStep() (*StepInfo, error) {
 	start := time.Now()
 	c := t.Config
 	info := &StepInfo{Step: t.Step + 1, LR: c.LRAt(t.Step) * t.lrScale}
+	if t.shards == nil && t.device == nil { // released before a final evaluation
+		if err := t.buildShards(); err != nil {
+			return nil, fmt.Errorf("step %d: %w", info.Step, err)
+		}
+		for mod, m := range t.feed.Masks { // fillMasks points new shards at the masks only once
+			t.shardMasks(mod, m)
+		}
+	}
 	for _, p := range t.Params {
 		clear(p.Grad)
 	}
@@ -392,6 +401,8 @@ func (t *Trainer) adamParams(p *Param, lr, gscale float64) kern.AdamParams {
 }
 
 // Evaluate computes the loss on every eval set with the current weights.
+// On the CPU the evaluation graphs then let their buffers go (freshEval),
+// so the training step's never sit beside them.
 func (t *Trainer) Evaluate() (map[string]float64, error) {
 	out := map[string]float64{}
 	for _, e := range t.Evals {
@@ -401,7 +412,43 @@ func (t *Trainer) Evaluate() (map[string]float64, error) {
 		}
 		out[e.Name] = r.Loss
 	}
+	if t.device == nil && t.evalNet != nil {
+		if err := t.freshEval(); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
+}
+
+// freshEval replaces the evaluation graphs by unallocated ones (a graph
+// allocates its buffers at its first run: 280 MiB at 1B, 1024 tokens)
+// and collects the old buffers now, so that what allocates next reuses
+// their memory instead of the heap growing by them first.
+func (t *Trainer) freshEval() error {
+	t.evalNet.close()
+	c := t.Config
+	fs, err := newForwardShards(t.Model, t.Adapter, c.BatchSize, c.SeqLen, c.Checkpointing, c.HeadChunk)
+	if err != nil {
+		return err
+	}
+	t.evalNet = fs
+	runtime.GC()
+	return nil
+}
+
+// releaseShards lets the CPU training graphs go with their buffers before
+// the final evaluation allocates its own (so a run's peak is the larger
+// of the two, not their sum); the next step, if any, builds them again
+// over the same parameter memory.
+func (t *Trainer) releaseShards() {
+	if t.device != nil {
+		return
+	}
+	for _, s := range t.shards {
+		s.mach.Close()
+	}
+	t.shards = nil
+	runtime.GC()
 }
 
 // Run trains until Config.Steps steps are done or ctx is cancelled (then
@@ -420,6 +467,9 @@ func (t *Trainer) Run(ctx context.Context) error {
 			continue // back at a checkpoint that was already evaluated
 		}
 		if t.EvalDue() {
+			if t.Step == t.Config.Steps {
+				t.releaseShards()
+			}
 			if err := t.RunEval(); err != nil {
 				return err
 			}
