@@ -32,6 +32,26 @@ func TestBlob(t *testing.T) {
 	if !sameTensors(got, tensors) || string(meta) != `{"steps":100}` {
 		t.Errorf("GetBlob = %d tensors, meta %q", len(got), meta)
 	}
+	// Read a tensor at a time, the same tensors.
+	names, meta, err := s.BlobInfo("base-model", key)
+	if err != nil || len(names) != 2 || names[0] != tensors[0].Name || string(meta) != `{"steps":100}` {
+		t.Errorf("BlobInfo = %v, %q, %v", names, meta, err)
+	}
+	for i, name := range names {
+		one, err := s.BlobTensor("base-model", key, name)
+		if err != nil || !sameTensors([]Tensor{one}, tensors[i:i+1]) {
+			t.Errorf("BlobTensor %s: %v", name, err)
+		}
+	}
+	if _, err := s.BlobTensor("base-model", key, "absent"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("BlobTensor of a tensor not in the blob: %v", err)
+	}
+	if _, err := s.BlobTensor("base-model", BlobKey([]byte("other")), names[0]); !errors.Is(err, ErrNotFound) {
+		t.Errorf("BlobTensor of a blob not there: %v", err)
+	}
+	if _, _, err := s.BlobInfo("base-model", BlobKey([]byte("other"))); !errors.Is(err, ErrNotFound) {
+		t.Errorf("BlobInfo of a blob not there: %v", err)
+	}
 	// Replacing keeps only the new tensors.
 	if err := s.PutBlob("base-model", key, tensors[1:], nil); err != nil {
 		t.Fatal(err)
