@@ -14,8 +14,8 @@ import (
 
 // TestEmulated runs TestKernels, TestStep, TestFullStep, TestProbe,
 // TestZeroSize, TestDecodeKernels and TestDecode against testdata/emu: a CPU stand-in for libcuda.so.1 that runs kernels.cu
-// compiled as C++ (each block's threads as OS threads with real barriers
-// and warp shuffles). The binding, the launch configurations, the argument
+// compiled as C++ (each block's threads as fibers with real barriers and
+// warp shuffles). The binding, the launch configurations, the argument
 // packing and the kernels' indexing and reductions are then checked on any
 // machine with g++ and cuda.h; what only a GPU shows (its memory model,
 // the PTX JIT, speed) is left to a real one.

@@ -2,15 +2,20 @@
 //
 // It implements the driver entry points engine/cuda's binding looks up,
 // with host memory as "device" memory, and runs the kernels of
-// ../../kernels.cu compiled as C++: each block in turn, its threads as OS
-// threads, with real barriers for __syncthreads/__syncwarp and warp
-// shuffles through a per-warp exchange buffer. So the binding, the launch
-// configurations, the argument packing and the kernels' own indexing and
-// reductions all run for real; only the hardware is missing (no memory
-// model, warp scheduling or PTX JIT). Built by the test TestEmulated.
+// ../../kernels.cu compiled as C++: each block in turn, its threads as
+// cooperative fibers (ucontext) on one OS thread, with real barriers for
+// __syncthreads/__syncwarp and warp shuffles through a per-warp exchange
+// buffer. A fiber runs until it reaches a barrier, and resumes only once
+// every thread the barrier counts has arrived there (a returned thread
+// counts no more, as on the GPU; a barrier nobody can reach is reported as
+// a failed launch). Fibers instead of OS threads: creating and joining up to 1,024 threads per block
+// made the emulated suite take tens of minutes on two cores. So the
+// binding, the launch configurations, the argument packing and the kernels'
+// own indexing and reductions all run for real; only the hardware is
+// missing (no memory model, warp scheduling or PTX JIT). Built by the test
+// TestEmulated.
 #include <cuda.h>
-
-#include <barrier>
+#include <ucontext.h>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -18,21 +23,48 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
-
 namespace emu {
 struct dim { unsigned x = 0, y = 0, z = 0; };
-thread_local dim threadIdx, blockIdx;
-dim blockDim, gridDim;
-std::barrier<> *block_bar;
-std::vector<std::unique_ptr<std::barrier<>>> warp_bar;
+// A barrier counts the live threads it waits for (a thread that returns
+// drops out, as on the GPU); gen advances at each release.
+struct barrier {
+  unsigned expected = 0, arrived = 0, gen = 0;
+};
+struct fiber {
+  ucontext_t ctx;
+  dim tid;
+  barrier *wait = nullptr;  // the barrier this fiber waits at, or null
+  unsigned gen = 0;         // its generation when the fiber arrived
+  bool done = false;
+};
+dim blockIdx, blockDim, gridDim;
+fiber *cur;  // the running fiber
+ucontext_t sched;
+barrier block_bar;
+std::vector<barrier> warp_bar;
 float (*warp_buf)[32];
-
-inline void syncthreads() { block_bar->arrive_and_wait(); }
-inline void syncwarp() { warp_bar[threadIdx.x / 32]->arrive_and_wait(); }
+inline void release(barrier &b) {
+  if (b.expected > 0 && b.arrived == b.expected) {
+    b.arrived = 0;
+    b.gen++;
+  }
+}
+// arrive waits at b: the last thread to arrive releases the others and
+// goes on; the others yield to the scheduler until the release.
+inline void arrive(barrier &b) {
+  b.arrived++;
+  unsigned g = b.gen;
+  release(b);
+  if (b.gen != g) return;
+  cur->wait = &b;
+  cur->gen = g;
+  swapcontext(&cur->ctx, &sched);
+}
+inline void syncthreads() { arrive(block_bar); }
+inline void syncwarp() { arrive(warp_bar[cur->tid.x / 32]); }
 inline float shfl_xor(float v, int o) {
-  unsigned w = threadIdx.x / 32, l = threadIdx.x % 32;
+  unsigned w = cur->tid.x / 32, l = cur->tid.x % 32;
   warp_buf[w][l] = v;
   syncwarp();
   float r = warp_buf[w][l ^ o];
@@ -40,13 +72,12 @@ inline float shfl_xor(float v, int o) {
   return r;
 }
 }  // namespace emu
-
 #define __global__
 #define __device__
 #define __forceinline__ inline
 #define __restrict__
 #define __shared__ static
-#define threadIdx emu::threadIdx
+#define threadIdx (emu::cur->tid)
 #define blockIdx emu::blockIdx
 #define blockDim emu::blockDim
 #define __syncthreads() emu::syncthreads()
@@ -160,23 +191,70 @@ CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned
   unsigned warps = (bx + 31) / 32;
   std::vector<float[32]> wbuf(warps);
   emu::warp_buf = wbuf.data();
+  // Fibers and their stacks are reused from launch to launch.
+  static std::vector<emu::fiber> fibers;
+  static std::vector<std::unique_ptr<char[]>> stacks;
+  const size_t stack = 256 << 10;
+  if (fibers.size() < bx) fibers.resize(bx);
+  while (stacks.size() < bx) stacks.emplace_back(new char[stack]);
+  struct run_t {
+    Fn *fn;
+    void **args;
+  } run{fn, ptrs.data()};
+  static run_t *running;
+  running = &run;
+  auto body = [] {
+    running->fn->run(running->args);
+    // A returning thread drops out of the barriers it would count in.
+    emu::fiber *f = emu::cur;
+    f->done = true;
+    emu::block_bar.expected--;
+    emu::release(emu::block_bar);
+    emu::barrier &w = emu::warp_bar[f->tid.x / 32];
+    w.expected--;
+    emu::release(w);
+  };
+  static void (*entry)() = nullptr;
+  static decltype(body) *bodyp;
+  bodyp = &body;
+  entry = [] { (*bodyp)(); };
   for (unsigned z = 0; z < gz; z++)
-  for (unsigned y = 0; y < gy; y++)
-    for (unsigned x = 0; x < gx; x++) {
-      std::barrier<> bar(bx);
-      emu::block_bar = &bar;
-      emu::warp_bar.clear();
-      for (unsigned w = 0; w < warps; w++) emu::warp_bar.emplace_back(new std::barrier<>(std::min(32u, bx - 32 * w)));
-      std::vector<std::thread> ts;
-      ts.reserve(bx);
-      for (unsigned t = 0; t < bx; t++)
-        ts.emplace_back([&, t] {
-          emu::threadIdx = {t, 0, 0};
-          emu::blockIdx = {x, y, z};
-          fn->run(ptrs.data());
-        });
-      for (auto &t : ts) t.join();
-    }
+    for (unsigned y = 0; y < gy; y++)
+      for (unsigned x = 0; x < gx; x++) {
+        emu::blockIdx = {x, y, z};
+        emu::block_bar = {bx, 0, 0};
+        emu::warp_bar.assign(warps, {});
+        for (unsigned w = 0; w < warps; w++) emu::warp_bar[w].expected = std::min(32u, bx - 32 * w);
+        for (unsigned t = 0; t < bx; t++) {
+          emu::fiber &f = fibers[t];
+          f.tid = {t, 0, 0};
+          f.wait = nullptr;
+          f.done = false;
+          getcontext(&f.ctx);
+          f.ctx.uc_stack.ss_sp = stacks[t].get();
+          f.ctx.uc_stack.ss_size = stack;
+          f.ctx.uc_link = &emu::sched;
+          makecontext(&f.ctx, entry, 0);
+        }
+        // Round robin over the fibers that can run: not done, and not
+        // waiting at a barrier that has not been released since.
+        for (unsigned live = bx; live > 0;) {
+          bool ran = false;
+          for (unsigned t = 0; t < bx; t++) {
+            emu::fiber &f = fibers[t];
+            if (f.done || (f.wait && f.wait->gen == f.gen)) continue;
+            f.wait = nullptr;
+            emu::cur = &f;
+            swapcontext(&emu::sched, &f.ctx);
+            ran = true;
+            if (f.done) live--;
+          }
+          if (!ran && live > 0) {
+            fprintf(stderr, "emulator: kernel %s deadlocked at a barrier (block %u,%u,%u)\n", fn->name, x, y, z);
+            return CUDA_ERROR_LAUNCH_FAILED;
+          }
+        }
+      }
   return CUDA_SUCCESS;
 }
 CUresult cuGetErrorName(CUresult r, const char **s) { *s = r == CUDA_SUCCESS ? "CUDA_SUCCESS" : "CUDA_ERROR"; return CUDA_SUCCESS; }
