@@ -1,10 +1,10 @@
 // Package accel runs the training step, LoRA or full fine-tuning, on an
 // accelerator. A Device is a small set of kernels over device buffers
 // (matrix product, embedding and its gradient, RMSNorm, rotary embeddings,
-// causal attention, SwiGLU, cross-entropy, AdamW and a few elementwise
-// ones); Step lays the Llama forward and backward pass out over those
-// kernels, keeping the weights, the activations and the optimizer state in
-// device memory.
+// causal attention with sliding windows and packed rows, SwiGLU and GeGLU,
+// cross-entropy, AdamW and a few elementwise ones); Step lays the forward
+// and backward pass of every model family out over those kernels, keeping
+// the weights, the activations and the optimizer state in device memory.
 //
 // Host is a Device whose kernels are engine/kern's, the same functions the
 // gorgonia graph (engine/nn) runs. It is the reference the CUDA kernels are
@@ -37,20 +37,24 @@ type Kernels interface {
 	Gemm(transA, transB bool, m, n, k int, alpha float32, a Buf, lda int, b Buf, ldb int, beta float32, c Buf, ldc int) error
 	// Embed copies rows ids[i] of table (·×dim) into out (n×dim).
 	Embed(out, table, ids Buf, n, dim int) error
-	// RMSNorm sets out = x·rsqrt(mean(x²)+eps)·w per row and keeps the
-	// reciprocal root per row in rinv.
-	RMSNorm(out, rinv, x, w Buf, rows, h int, eps float32) error
-	// RMSNormBack sets dx from dy and, when dw is not nil, the weight's
-	// gradient dw = Σ_rows dy⊙x·rinv (assigned, not added).
-	RMSNormBack(dx, dw, x, w, rinv, dy Buf, rows, h int) error
+	// RMSNorm sets out = x·rsqrt(mean(x²)+eps)·(w+off) per row and keeps
+	// the reciprocal root per row in rinv; off is model.Config.NormOffset
+	// (1 for Gemma's (1 + w) norms, else 0).
+	RMSNorm(out, rinv, x, w Buf, rows, h int, eps, off float32) error
+	// RMSNormBack sets dx from dy (through the weight w+off) and, when dw
+	// is not nil, the weight's gradient dw = Σ_rows dy⊙x·rinv (assigned,
+	// not added; the offset does not change it).
+	RMSNormBack(dx, dw, x, w, rinv, dy Buf, rows, h int, off float32) error
 	// EmbedBack adds row r of dout into row ids[r] of dtable (·×dim) for
 	// every r < n: the embedding table's gradient.
 	EmbedBack(dtable, ids, dout Buf, n, dim int) error
 	// RoPE rotates every head of each row (HF rotate-half); row n is at
 	// position n mod seqLen; back applies the transpose.
 	RoPE(y, x, cos, sin Buf, rows, rowLen, seqLen, headDim int, back bool) error
-	// Attention sets out = softmax(q·kᵀ/√D + causal)·v and keeps the
-	// probabilities in p (B·NH×T×T).
+	// Attention sets out = softmax(q·kᵀ·scale + mask)·v and keeps the
+	// probabilities in p (B·NH×T×T): scale is a.Scale (0: 1/√D), the mask
+	// causal, cut to a.Window keys when it is positive and to each
+	// token's segment when a.Seg is set (packed rows).
 	Attention(out, p, q, k, v Buf, a Attn) error
 	// AttentionBack sets dq, dk, dv; ds is scratch of p's size.
 	AttentionBack(dq, dk, dv, ds, q, k, v, p, out, dout Buf, a Attn) error
@@ -58,6 +62,14 @@ type Kernels interface {
 	SwiGLU(y, sig, g, u Buf, n int) error
 	// SwiGLUBack sets dg and du.
 	SwiGLUBack(dg, du, g, u, sig, dy Buf, n int) error
+	// GeGLU sets y = gelu_tanh(g)·u (PyTorch's gelu_pytorch_tanh, Gemma)
+	// and keeps the tanh in th.
+	GeGLU(y, th, g, u Buf, n int) error
+	// GeGLUBack sets dg and du.
+	GeGLUBack(dg, du, g, u, th, dy Buf, n int) error
+	// Scale sets dst = s·x (dst may be x): Gemma's embedding times
+	// √hidden and its gradient.
+	Scale(dst, x Buf, n int, s float32) error
 	// Add sets dst = a + b.
 	Add(dst, a, b Buf, n int) error
 	// Mul sets dst = a⊙m when acc is false, dst += a⊙m when it is true.

@@ -85,18 +85,32 @@ func (Host) EmbedBack(dtable, ids, dout Buf, n, dim int) error {
 	return nil
 }
 
-func (Host) RMSNorm(out, rinv, x, w Buf, rows, h int, eps float32) error {
-	kern.RMSNorm(cores, fl(x)[:rows*h], fl(w)[:h], float64(eps), fl(out), fl(rinv))
+// normWeight is w + off, computed as the graph's HeadRMSNorm does (w
+// itself when off is 0).
+func normWeight(w Buf, h int, off float32) []float32 {
+	ws := fl(w)[:h]
+	if off == 0 {
+		return ws
+	}
+	wo := make([]float32, h)
+	for i, v := range ws {
+		wo[i] = v + off
+	}
+	return wo
+}
+
+func (Host) RMSNorm(out, rinv, x, w Buf, rows, h int, eps, off float32) error {
+	kern.RMSNorm(cores, fl(x)[:rows*h], normWeight(w, h, off), float64(eps), fl(out), fl(rinv))
 	return nil
 }
 
-func (Host) RMSNormBack(dx, dw, x, w, rinv, dy Buf, rows, h int) error {
+func (Host) RMSNormBack(dx, dw, x, w, rinv, dy Buf, rows, h int, off float32) error {
 	part := make([]float32, kern.RMSNormPartLen(rows, h))
 	var dW []float32
 	if dw != nil {
 		dW = fl(dw)[:h]
 	}
-	kern.RMSNormBack(cores, fl(x)[:rows*h], fl(w)[:h], fl(rinv), fl(dy), fl(dx), dW, part)
+	kern.RMSNormBack(cores, fl(x)[:rows*h], normWeight(w, h, off), fl(rinv), fl(dy), fl(dx), dW, part)
 	return nil
 }
 
@@ -124,6 +138,21 @@ func (Host) SwiGLU(y, sig, g, u Buf, n int) error {
 
 func (Host) SwiGLUBack(dg, du, g, u, sig, dy Buf, n int) error {
 	kern.SwiGLUBack(cores, fl(g)[:n], fl(u), fl(sig), fl(dy), fl(dg), fl(du))
+	return nil
+}
+
+func (Host) GeGLU(y, th, g, u Buf, n int) error {
+	kern.GeGLU(cores, fl(g)[:n], fl(u), fl(y), fl(th))
+	return nil
+}
+
+func (Host) GeGLUBack(dg, du, g, u, th, dy Buf, n int) error {
+	kern.GeGLUBack(cores, fl(g)[:n], fl(u), fl(th), fl(dy), fl(dg), fl(du))
+	return nil
+}
+
+func (Host) Scale(dst, x Buf, n int, s float32) error {
+	kern.Scale(cores, fl(x)[:n], fl(dst), s)
 	return nil
 }
 

@@ -30,14 +30,13 @@ type Step struct {
 	layers  []*layer
 
 	ids, targets Buf
-	cos, sin     Buf
-	// Packed rows (Pack): RoPE tables gathered at each token's position
-	// (N×hd, period N) and the segment ids attention keeps to.
-	hcos, hsin   []float32
-	pcos, psin   Buf
-	seg          []int32
-	xf, nf, rf   Buf // final residual, normed, its rinv
-	ones         Buf // N ones: biases are added and summed as products with it
+	// ropes are the distinct RoPE tables (Gemma's local and global ones)
+	// by model.Config.LayerRopeKey; layerRope is each layer's.
+	ropes        map[string]*ropeTable
+	layerRope    []*ropeTable
+	seg          []int32 // packed rows (Pack): the segment ids attention keeps to
+	xf, nf, rf   Buf     // final residual, normed, its rinv
+	ones         Buf     // N ones: biases are added and summed as products with it
 	logits, dlog Buf
 	rowLoss, sum Buf
 	// backward scratch, shared by the layers
@@ -86,7 +85,18 @@ type param struct {
 
 type layer struct {
 	xin, n1, r1, q, k, v, qr, kr, p, z, o, xmid, n2, r2, gate, up, sig, act, d Buf
-	qn, kn, rq, rk                                                             Buf // q/k after their per-head norms and the norms' rinv (Qwen3)
+	qn, kn, rq, rk                                                             Buf // q/k after their per-head norms and the norms' rinv (Qwen3, Gemma)
+	// Gemma's norms of the attention and MLP outputs (post_attention and
+	// post_feedforward) and their rinv; nil for the other families.
+	po, rpo, pd, rpd Buf
+}
+
+// ropeTable is one RoPE table: on the host (T×hd) and on the device, and,
+// for packed rows, gathered at each token's position (N×hd, period N).
+type ropeTable struct {
+	hcos, hsin []float32
+	cos, sin   Buf
+	pcos, psin Buf
 }
 
 // NewStep uploads m's weights and the adapters (keyed by module path, as
@@ -137,9 +147,6 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 	}
 	if B <= 0 {
 		return nil, fmt.Errorf("accel: batch size %d", B)
-	}
-	if err := c.StepBlock(T); err != nil {
-		return nil, fmt.Errorf("accel: %w", err)
 	}
 	s = &Step{dev: dev, cfg: c, B: B, T: T, N: B * T, hd: c.Head(), weights: map[string]Buf{},
 		mods: map[string]*module{}, params: map[string]*param{}, full: full, forwardOnly: share != nil,
@@ -246,6 +253,10 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 		p := fmt.Sprintf("model.layers.%d.", i)
 		weight(p + "input_layernorm.weight")
 		weight(p + "post_attention_layernorm.weight")
+		if c.Gemma() {
+			weight(p + "pre_feedforward_layernorm.weight")
+			weight(p + "post_feedforward_layernorm.weight")
+		}
 		for _, mod := range []string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"} {
 			linear(p + mod)
 		}
@@ -259,11 +270,14 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 			s.layers = append(s.layers, &l)
 			continue
 		}
-		var qn, kn, rq, rk Buf
+		var qn, kn, rq, rk, po, rpo, pd, rpd Buf
 		if c.QKNorm() {
 			qn, kn, rq, rk = alloc(N*qw), alloc(N*kw), alloc(N*c.NumAttentionHeads), alloc(N*c.NumKeyValueHeads)
 		}
-		s.layers = append(s.layers, &layer{qn: qn, kn: kn, rq: rq, rk: rk,
+		if c.Gemma() {
+			po, rpo, pd, rpd = alloc(N*H), alloc(N), alloc(N*H), alloc(N)
+		}
+		s.layers = append(s.layers, &layer{qn: qn, kn: kn, rq: rq, rk: rk, po: po, rpo: rpo, pd: pd, rpd: rpd,
 			xin: alloc(N * H), n1: alloc(N * H), r1: alloc(N),
 			q: alloc(N * qw), k: alloc(N * kw), v: alloc(N * kw), qr: alloc(N * qw), kr: alloc(N * kw),
 			p: alloc(B * c.NumAttentionHeads * T * T), z: alloc(N * qw), o: alloc(N * H),
@@ -311,16 +325,25 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 		s.ds = alloc(B * c.NumAttentionHeads * T * T)
 		s.dh, s.dxl = alloc(N*max(maxR, 1)), alloc(N*max(maxIn, 1))
 	}
-	cos, sin := c.LayerRope(0, T) // every layer's table: LlamaBlock holds
-	s.hcos, s.hsin = cos, sin
-	s.cos, s.sin = alloc(len(cos)), alloc(len(sin))
+	s.ropes = map[string]*ropeTable{}
+	for i := range c.NumHiddenLayers {
+		key := c.LayerRopeKey(i)
+		rt := s.ropes[key]
+		if rt == nil {
+			rt = &ropeTable{}
+			rt.hcos, rt.hsin = c.LayerRope(i, T)
+			rt.cos, rt.sin = alloc(len(rt.hcos)), alloc(len(rt.hsin))
+			if err != nil {
+				return s, err
+			}
+			if err = errors.Join(dev.Upload(rt.cos, rt.hcos), dev.Upload(rt.sin, rt.hsin)); err != nil {
+				return s, err
+			}
+			s.ropes[key] = rt
+		}
+		s.layerRope = append(s.layerRope, rt)
+	}
 	if err != nil {
-		return s, err
-	}
-	if err = dev.Upload(s.cos, cos); err != nil {
-		return s, err
-	}
-	if err = dev.Upload(s.sin, sin); err != nil {
 		return s, err
 	}
 	if s.ids, err = dev.AllocInt(N); err != nil {
@@ -358,6 +381,10 @@ func (s *Step) hookTable() {
 		if i+1 < len(s.layers) {
 			post = s.layers[i+1].xin
 		}
+		mlpOut := l.d // Gemma's hook_mlp_out is after post_feedforward_layernorm
+		if l.pd != nil {
+			mlpOut = l.pd
+		}
 		for _, x := range []struct {
 			name string
 			b    Buf
@@ -368,7 +395,7 @@ func (s *Step) hookTable() {
 			{h + "attn.hook_rot_q", l.qr, qw}, {h + "attn.hook_rot_k", l.kr, kw},
 			{h + "attn.hook_z", l.z, qw}, {h + "hook_attn_out", l.o, H}, {h + "hook_resid_mid", l.xmid, H},
 			{h + "mlp.hook_pre", l.gate, I}, {h + "mlp.hook_pre_linear", l.up, I}, {h + "mlp.hook_post", l.act, I},
-			{h + "hook_mlp_out", l.d, H}, {h + "hook_resid_post", post, H},
+			{h + "hook_mlp_out", mlpOut, H}, {h + "hook_resid_post", post, H},
 			{p + "self_attn.q_proj.hook_in", l.n1, H}, {p + "self_attn.q_proj.hook_out", l.q, qw},
 			{p + "self_attn.k_proj.hook_in", l.n1, H}, {p + "self_attn.k_proj.hook_out", l.k, kw},
 			{p + "self_attn.v_proj.hook_in", l.n1, H}, {p + "self_attn.v_proj.hook_out", l.v, kw},
@@ -451,37 +478,54 @@ func (s *Step) Pack(positions, segments []int32) error {
 	if len(positions) != s.N || len(segments) != s.N {
 		return fmt.Errorf("accel: packed batch of %d positions and %d segment ids, want %d each", len(positions), len(segments), s.N)
 	}
-	if s.pcos == nil {
-		var err error
-		if s.pcos, err = s.dev.Alloc(s.N * s.hd); err != nil {
-			return err
-		}
-		s.buffers = append(s.buffers, s.pcos)
-		if s.psin, err = s.dev.Alloc(s.N * s.hd); err != nil {
-			return err
-		}
-		s.buffers = append(s.buffers, s.psin)
-	}
 	pc, ps := make([]float32, s.N*s.hd), make([]float32, s.N*s.hd)
-	if err := kern.RopeGather(pc, ps, s.hcos, s.hsin, s.hd, positions); err != nil {
-		return fmt.Errorf("accel: %w", err)
-	}
-	if err := s.dev.Upload(s.pcos, pc); err != nil {
-		return err
-	}
-	if err := s.dev.Upload(s.psin, ps); err != nil {
-		return err
+	for _, rt := range s.ropes {
+		if rt.pcos == nil {
+			for _, b := range []*Buf{&rt.pcos, &rt.psin} {
+				var err error
+				if *b, err = s.dev.Alloc(s.N * s.hd); err != nil {
+					return err
+				}
+				s.buffers = append(s.buffers, *b)
+			}
+		}
+		if err := kern.RopeGather(pc, ps, rt.hcos, rt.hsin, s.hd, positions); err != nil {
+			return fmt.Errorf("accel: %w", err)
+		}
+		if err := errors.Join(s.dev.Upload(rt.pcos, pc), s.dev.Upload(rt.psin, ps)); err != nil {
+			return err
+		}
 	}
 	s.seg = slices.Clone(segments)
 	return nil
 }
 
-// rope returns the RoPE tables of the current batch and their period.
-func (s *Step) rope() (cos, sin Buf, period int) {
+// rope returns layer i's RoPE tables for the current batch and their
+// period.
+func (s *Step) rope(i int) (cos, sin Buf, period int) {
+	rt := s.layerRope[i]
 	if s.seg != nil {
-		return s.pcos, s.psin, s.N
+		return rt.pcos, rt.psin, s.N
 	}
-	return s.cos, s.sin, s.T
+	return rt.cos, rt.sin, s.T
+}
+
+// attn is layer i's attention shape: the current batch's segments, the
+// layer's sliding window and the family's factor of q·kᵀ.
+func (s *Step) attn(i int) Attn {
+	c := s.cfg
+	return Attn{B: s.B, T: s.T, NH: c.NumAttentionHeads, NKV: c.NumKeyValueHeads, D: s.hd, Seg: s.seg,
+		Window: c.LayerWindow(i), Scale: c.AttnScale()}
+}
+
+// mlpNorm names layer i's norm before the MLP: Gemma's
+// pre_feedforward_layernorm (its post_attention_layernorm normalises the
+// attention output), else post_attention_layernorm.
+func (s *Step) mlpNorm(p string) string {
+	if s.cfg.Gemma() {
+		return p + "pre_feedforward_layernorm.weight"
+	}
+	return p + "post_attention_layernorm.weight"
 }
 
 // Loss is the mean loss of a batch without dropout and without a backward
@@ -579,6 +623,9 @@ func (s *Step) forward() error {
 	var errs []error
 	e := func(err error) { errs = append(errs, err) }
 	e(k.Embed(s.layers[0].xin, s.weights["model.embed_tokens.weight"], s.ids, s.N, H))
+	if es := c.EmbedScale(); es != 0 {
+		e(k.Scale(s.layers[0].xin, s.layers[0].xin, s.N*H, float32(es)))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("accel: embedding forward: %w", err)
 	}
@@ -591,7 +638,7 @@ func (s *Step) forward() error {
 			return err
 		}
 	}
-	e(k.RMSNorm(s.nf, s.rf, s.xf, s.weights["model.norm.weight"], s.N, H, eps))
+	e(k.RMSNorm(s.nf, s.rf, s.xf, s.weights["model.norm.weight"], s.N, H, eps, float32(c.NormOffset())))
 	e(k.Gemm(false, true, s.N, c.VocabSize, H, 1, s.nf, H, s.head(), H, 0, s.logits, c.VocabSize))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("accel: head forward: %w", err)
@@ -605,38 +652,50 @@ func (s *Step) layerFwd(i int, next Buf) error {
 	c := s.cfg
 	k := s.dev
 	H, I := c.HiddenSize, c.IntermediateSize
-	eps := float32(c.RMSNormEps)
-	at := Attn{B: s.B, T: s.T, NH: c.NumAttentionHeads, NKV: c.NumKeyValueHeads, D: s.hd, Seg: s.seg}
+	eps, off := float32(c.RMSNormEps), float32(c.NormOffset())
+	at := s.attn(i)
 	qw, kw := at.NH*at.D, at.NKV*at.D
-	cos, sin, period := s.rope()
+	cos, sin, period := s.rope(i)
 	var errs []error
 	e := func(err error) { errs = append(errs, err) }
 	l := s.layers[i]
 	x := l.xin
 	{
 		p := fmt.Sprintf("model.layers.%d.", i)
-		e(k.RMSNorm(l.n1, l.r1, x, s.weights[p+"input_layernorm.weight"], s.N, H, eps))
+		e(k.RMSNorm(l.n1, l.r1, x, s.weights[p+"input_layernorm.weight"], s.N, H, eps, off))
 		e(s.linFwd(p+"self_attn.q_proj", l.n1, l.q))
 		e(s.linFwd(p+"self_attn.k_proj", l.n1, l.k))
 		e(s.linFwd(p+"self_attn.v_proj", l.n1, l.v))
 		q, kk := l.q, l.k
 		if l.qn != nil {
-			e(k.RMSNorm(l.qn, l.rq, l.q, s.weights[p+"self_attn.q_norm.weight"], s.N*at.NH, s.hd, eps))
-			e(k.RMSNorm(l.kn, l.rk, l.k, s.weights[p+"self_attn.k_norm.weight"], s.N*at.NKV, s.hd, eps))
+			e(k.RMSNorm(l.qn, l.rq, l.q, s.weights[p+"self_attn.q_norm.weight"], s.N*at.NH, s.hd, eps, off))
+			e(k.RMSNorm(l.kn, l.rk, l.k, s.weights[p+"self_attn.k_norm.weight"], s.N*at.NKV, s.hd, eps, off))
 			q, kk = l.qn, l.kn
 		}
 		e(k.RoPE(l.qr, q, cos, sin, s.N, qw, period, s.hd, false))
 		e(k.RoPE(l.kr, kk, cos, sin, s.N, kw, period, s.hd, false))
 		e(k.Attention(l.z, l.p, l.qr, l.kr, l.v, at))
 		e(s.linFwd(p+"self_attn.o_proj", l.z, l.o))
-		e(k.Add(l.xmid, x, l.o, s.N*H))
-		e(k.RMSNorm(l.n2, l.r2, l.xmid, s.weights[p+"post_attention_layernorm.weight"], s.N, H, eps))
+		ao, mo := l.o, l.d // the branches' outputs as the residual adds them
+		if c.Gemma() {
+			e(k.RMSNorm(l.po, l.rpo, l.o, s.weights[p+"post_attention_layernorm.weight"], s.N, H, eps, off))
+			ao, mo = l.po, l.pd
+		}
+		e(k.Add(l.xmid, x, ao, s.N*H))
+		e(k.RMSNorm(l.n2, l.r2, l.xmid, s.weights[s.mlpNorm(p)], s.N, H, eps, off))
 		e(s.linFwd(p+"mlp.gate_proj", l.n2, l.gate))
 		e(s.linFwd(p+"mlp.up_proj", l.n2, l.up))
-		e(k.SwiGLU(l.act, l.sig, l.gate, l.up, s.N*I))
+		if c.Gemma() {
+			e(k.GeGLU(l.act, l.sig, l.gate, l.up, s.N*I))
+		} else {
+			e(k.SwiGLU(l.act, l.sig, l.gate, l.up, s.N*I))
+		}
 		e(s.linFwd(p+"mlp.down_proj", l.act, l.d))
+		if c.Gemma() {
+			e(k.RMSNorm(l.pd, l.rpd, l.d, s.weights[p+"post_feedforward_layernorm.weight"], s.N, H, eps, off))
+		}
 		if next != nil {
-			e(k.Add(next, l.xmid, l.d, s.N*H))
+			e(k.Add(next, l.xmid, mo, s.N*H))
 		}
 		if err := errors.Join(errs...); err != nil {
 			return fmt.Errorf("accel: layer %d forward: %w", i, err)
@@ -717,9 +776,7 @@ func (s *Step) backward() error {
 	c := s.cfg
 	k := s.dev
 	H, I, V := c.HiddenSize, c.IntermediateSize, c.VocabSize
-	at := Attn{B: s.B, T: s.T, NH: c.NumAttentionHeads, NKV: c.NumKeyValueHeads, D: s.hd, Seg: s.seg}
-	qw, kw := at.NH*at.D, at.NKV*at.D
-	cos, sin, period := s.rope()
+	off := float32(c.NormOffset())
 	var errs []error
 	e := func(err error) { errs = append(errs, err) }
 	// dlogits → d(normed final) → d(final residual) in s.dx. A trained
@@ -729,10 +786,13 @@ func (s *Step) backward() error {
 	if g := s.grad(s.headName()); g != nil {
 		e(k.Gemm(true, false, V, H, s.N, 1, s.dlog, V, s.nf, H, 0, g, H))
 	}
-	e(k.RMSNormBack(s.dx, s.grad("model.norm.weight"), s.xf, s.weights["model.norm.weight"], s.rf, s.dn, s.N, H))
+	e(k.RMSNormBack(s.dx, s.grad("model.norm.weight"), s.xf, s.weights["model.norm.weight"], s.rf, s.dn, s.N, H, off))
 	for i := len(s.layers) - 1; i >= 0; i-- {
 		l := s.layers[i]
 		p := fmt.Sprintf("model.layers.%d.", i)
+		at := s.attn(i)
+		qw, kw := at.NH*at.D, at.NKV*at.D
+		cos, sin, period := s.rope(i)
 		if s.ckpt { // the shared buffers hold another layer's activations
 			if err := errors.Join(errs...); err != nil {
 				return fmt.Errorf("accel: backward: %w", err)
@@ -742,35 +802,58 @@ func (s *Step) backward() error {
 			}
 		}
 		// s.dx is dL/d(resid_post) = dL/d(xmid) (through the residual) + MLP path.
-		e(s.linBack(p+"mlp.down_proj", l.act, s.dx, s.dact, false))
-		e(k.SwiGLUBack(s.dgate, s.dup, l.gate, l.up, l.sig, s.dact, s.N*I))
+		// dd is dL/d(down_proj's output): Gemma's goes back through
+		// post_feedforward_layernorm first, into s.dt.
+		dd := s.dx
+		if c.Gemma() {
+			n := p + "post_feedforward_layernorm.weight"
+			e(k.RMSNormBack(s.dt, s.grad(n), l.d, s.weights[n], l.rpd, s.dx, s.N, H, off))
+			dd = s.dt
+		}
+		e(s.linBack(p+"mlp.down_proj", l.act, dd, s.dact, false))
+		if c.Gemma() {
+			e(k.GeGLUBack(s.dgate, s.dup, l.gate, l.up, l.sig, s.dact, s.N*I))
+		} else {
+			e(k.SwiGLUBack(s.dgate, s.dup, l.gate, l.up, l.sig, s.dact, s.N*I))
+		}
 		e(s.linBack(p+"mlp.gate_proj", l.n2, s.dgate, s.dn, false))
 		e(s.linBack(p+"mlp.up_proj", l.n2, s.dup, s.dn, true))
-		e(k.RMSNormBack(s.dt, s.grad(p+"post_attention_layernorm.weight"), l.xmid, s.weights[p+"post_attention_layernorm.weight"], l.r2, s.dn, s.N, H))
+		e(k.RMSNormBack(s.dt, s.grad(s.mlpNorm(p)), l.xmid, s.weights[s.mlpNorm(p)], l.r2, s.dn, s.N, H, off))
 		e(k.Add(s.dmid, s.dx, s.dt, s.N*H))
-		e(s.linBack(p+"self_attn.o_proj", l.z, s.dmid, s.dz, false))
+		// do is dL/d(o_proj's output), through Gemma's
+		// post_attention_layernorm into s.dt.
+		do := s.dmid
+		if c.Gemma() {
+			n := p + "post_attention_layernorm.weight"
+			e(k.RMSNormBack(s.dt, s.grad(n), l.o, s.weights[n], l.rpo, s.dmid, s.N, H, off))
+			do = s.dt
+		}
+		e(s.linBack(p+"self_attn.o_proj", l.z, do, s.dz, false))
 		e(k.AttentionBack(s.dqr, s.dkr, s.dv, s.ds, l.qr, l.kr, l.v, l.p, l.z, s.dz, at))
 		e(k.RoPE(s.dq, s.dqr, cos, sin, s.N, qw, period, s.hd, true))
 		e(k.RoPE(s.dk, s.dkr, cos, sin, s.N, kw, period, s.hd, true))
 		dq, dk := s.dq, s.dk
 		if l.qn != nil { // through the per-head norms, into the now free dqr, dkr
-			e(k.RMSNormBack(s.dqr, s.grad(p+"self_attn.q_norm.weight"), l.q, s.weights[p+"self_attn.q_norm.weight"], l.rq, s.dq, s.N*at.NH, s.hd))
-			e(k.RMSNormBack(s.dkr, s.grad(p+"self_attn.k_norm.weight"), l.k, s.weights[p+"self_attn.k_norm.weight"], l.rk, s.dk, s.N*at.NKV, s.hd))
+			e(k.RMSNormBack(s.dqr, s.grad(p+"self_attn.q_norm.weight"), l.q, s.weights[p+"self_attn.q_norm.weight"], l.rq, s.dq, s.N*at.NH, s.hd, off))
+			e(k.RMSNormBack(s.dkr, s.grad(p+"self_attn.k_norm.weight"), l.k, s.weights[p+"self_attn.k_norm.weight"], l.rk, s.dk, s.N*at.NKV, s.hd, off))
 			dq, dk = s.dqr, s.dkr
 		}
 		e(s.linBack(p+"self_attn.q_proj", l.n1, dq, s.dn, false))
 		e(s.linBack(p+"self_attn.k_proj", l.n1, dk, s.dn, true))
 		e(s.linBack(p+"self_attn.v_proj", l.n1, s.dv, s.dn, true))
-		e(k.RMSNormBack(s.dt, s.grad(p+"input_layernorm.weight"), l.xin, s.weights[p+"input_layernorm.weight"], l.r1, s.dn, s.N, H))
+		e(k.RMSNormBack(s.dt, s.grad(p+"input_layernorm.weight"), l.xin, s.weights[p+"input_layernorm.weight"], l.r1, s.dn, s.N, H, off))
 		e(k.Add(s.dx, s.dmid, s.dt, s.N*H))
 		if err := errors.Join(errs...); err != nil {
 			return fmt.Errorf("accel: layer %d backward: %w", i, err)
 		}
 	}
-	// s.dx is now dL/d(embedding output).
+	// s.dx is now dL/d(embedding output), scaled (Gemma) or not.
 	if g := s.grad("model.embed_tokens.weight"); g != nil {
 		if !c.TieWordEmbeddings {
 			e(k.Zero(g))
+		}
+		if es := c.EmbedScale(); es != 0 {
+			e(k.Scale(s.dx, s.dx, s.N*H, float32(es)))
 		}
 		e(k.EmbedBack(g, s.ids, s.dx, s.N, H))
 		if err := errors.Join(errs...); err != nil {

@@ -367,7 +367,7 @@ func (ds *devSession) append(tokens []int32, n int) error {
 	kvw := g.nkv * hd
 	for l := range o.layers {
 		ly := &o.layers[l]
-		do(d.RMSNorm(ds.xn, ds.rinv, ds.x, ly.inNorm, m, h, eps))
+		do(d.RMSNorm(ds.xn, ds.rinv, ds.x, ly.inNorm, m, h, eps, 0))
 		apply(&ly.q, ds.xn, ds.q)
 		apply(&ly.k, ds.xn, ds.k)
 		apply(&ly.v, ds.xn, ds.v)
@@ -378,7 +378,7 @@ func (ds *devSession) append(tokens []int32, n int) error {
 		do(dec.CachedAttention(ds.z, ds.p, ds.q, ds.kc[l], ds.vc[l], a))
 		apply(&ly.o, ds.z, ds.ob)
 		do(d.Add(ds.x, ds.x, ds.ob, m*h))
-		do(d.RMSNorm(ds.xn, ds.rinv, ds.x, ly.postNorm, m, h, eps))
+		do(d.RMSNorm(ds.xn, ds.rinv, ds.x, ly.postNorm, m, h, eps, 0))
 		apply(&ly.gate, ds.xn, ds.gate)
 		apply(&ly.up, ds.xn, ds.up)
 		do(d.SwiGLU(ds.gate, ds.sig, ds.gate, ds.up, m*ly.gate.out))
@@ -390,7 +390,7 @@ func (ds *devSession) append(tokens []int32, n int) error {
 	}
 	// Only the last position's logits are needed, and only they come back.
 	do(dec.Copy(ds.last, 0, ds.x, (m-1)*h, h))
-	do(d.RMSNorm(ds.lastN, ds.rinv, ds.last, o.norm, 1, h, eps))
+	do(d.RMSNorm(ds.lastN, ds.rinv, ds.last, o.norm, 1, h, eps, 0))
 	do(d.Gemm(false, true, 1, g.voc, h, 1, ds.lastN, h, o.head, h, 0, ds.logits, g.voc))
 	do(d.Download(ds.host, ds.logits))
 	if err := errors.Join(errs...); err != nil {

@@ -326,18 +326,3 @@ func (c Config) LlamaBlock(seqLen int) error {
 	}
 	return nil
 }
-
-// StepBlock reports why engine/accel's step does not compute c (nil when
-// it does): it has the Llama block with rope_scaling, biases and Qwen3's
-// q/k norms, not Gemma's block nor a sliding window shorter than seqLen.
-func (c Config) StepBlock(seqLen int) error {
-	if c.Gemma() {
-		return fmt.Errorf("model_type %s (Gemma's block) is supported by the CPU graph only", c.ModelType)
-	}
-	for i := range c.NumHiddenLayers {
-		if w := c.LayerWindow(i); w > 0 && w < seqLen {
-			return fmt.Errorf("model_type %s: sliding_window %d shorter than %d positions is supported by the CPU graph only", c.ModelType, w, seqLen)
-		}
-	}
-	return nil
-}

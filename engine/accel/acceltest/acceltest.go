@@ -139,16 +139,18 @@ func Kernels(t testing.TB, dev accel.Device, tol float64) {
 
 	x, w := b.floats(rows*h, 2), b.floats(h, 1)
 	out, rinv := b.floats(rows*h, 0), b.floats(rows, 0)
-	run("RMSNorm", func(k accel.Kernels, f func(pair) accel.Buf) error {
-		return k.RMSNorm(f(out), f(rinv), f(x), f(w), rows, h, 1e-5)
-	}, out, rinv)
 	dy, dx, dw := b.floats(rows*h, 1), b.floats(rows*h, 0), b.floats(h, 3)
-	run("RMSNormBack", func(k accel.Kernels, f func(pair) accel.Buf) error {
-		return k.RMSNormBack(f(dx), f(dw), f(x), f(w), f(rinv), f(dy), rows, h)
-	}, dx, dw)
-	run("RMSNormBack without dw", func(k accel.Kernels, f func(pair) accel.Buf) error {
-		return k.RMSNormBack(f(dx), nil, f(x), f(w), f(rinv), f(dy), rows, h)
-	}, dx)
+	for _, off := range []float32{0, 1} { // Gemma's (1 + w) norms
+		run(fmt.Sprintf("RMSNorm off=%g", off), func(k accel.Kernels, f func(pair) accel.Buf) error {
+			return k.RMSNorm(f(out), f(rinv), f(x), f(w), rows, h, 1e-5, off)
+		}, out, rinv)
+		run(fmt.Sprintf("RMSNormBack off=%g", off), func(k accel.Kernels, f func(pair) accel.Buf) error {
+			return k.RMSNormBack(f(dx), f(dw), f(x), f(w), f(rinv), f(dy), rows, h, off)
+		}, dx, dw)
+		run(fmt.Sprintf("RMSNormBack off=%g without dw", off), func(k accel.Kernels, f func(pair) accel.Buf) error {
+			return k.RMSNormBack(f(dx), nil, f(x), f(w), f(rinv), f(dy), rows, h, off)
+		}, dx)
+	}
 	// The embedding's gradient adds into what the table's gradient holds
 	// (a tied head's part), and ids repeat (50 ids over 67 rows).
 	dtable := b.floats(50*h, 1)
@@ -166,7 +168,28 @@ func Kernels(t testing.TB, dev accel.Device, tol float64) {
 		}, ry)
 	}
 
-	for _, at := range []accel.Attn{{B: 2, T: 37, NH: 4, NKV: 2, D: 16}, {B: 1, T: 130, NH: 2, NKV: 2, D: 64}, {B: 2, T: 9, NH: 3, NKV: 1, D: 8}} {
+	// Causal, sliding windows shorter than T (Mistral, Gemma's local
+	// layers), an explicit scale (Gemma) and packed rows (segments), alone
+	// and together.
+	seg := func(B, T int, lens ...int) []int32 {
+		s := make([]int32, 0, B*T)
+		for b := range B {
+			for id, i := int32(0), 0; len(s) < (b+1)*T; i++ {
+				for range min(lens[i%len(lens)], (b+1)*T-len(s)) {
+					s = append(s, id)
+				}
+				id++
+			}
+		}
+		return s
+	}
+	for _, at := range []accel.Attn{
+		{B: 2, T: 37, NH: 4, NKV: 2, D: 16}, {B: 1, T: 130, NH: 2, NKV: 2, D: 64}, {B: 2, T: 9, NH: 3, NKV: 1, D: 8},
+		{B: 2, T: 37, NH: 4, NKV: 2, D: 16, Window: 5, Scale: 0.3},
+		{B: 1, T: 130, NH: 2, NKV: 1, D: 32, Window: 70},
+		{B: 2, T: 37, NH: 4, NKV: 2, D: 16, Seg: seg(2, 37, 5, 11, 1, 30)},
+		{B: 2, T: 37, NH: 2, NKV: 2, D: 8, Window: 4, Scale: 0.5, Seg: seg(2, 37, 9, 2, 17)},
+	} {
 		N := at.B * at.T
 		q, k, v := b.floats(N*at.NH*at.D, 1), b.floats(N*at.NKV*at.D, 1), b.floats(N*at.NKV*at.D, 1)
 		o, p := b.floats(N*at.NH*at.D, 0), b.floats(at.B*at.NH*at.T*at.T, 0)
@@ -189,6 +212,13 @@ func Kernels(t testing.TB, dev accel.Device, tol float64) {
 	run("SwiGLUBack", func(k accel.Kernels, f func(pair) accel.Buf) error {
 		return k.SwiGLUBack(f(dg), f(du), f(g), f(u), f(sig), f(dyy), n)
 	}, dg, du)
+	run("GeGLU", func(k accel.Kernels, f func(pair) accel.Buf) error { return k.GeGLU(f(y), f(sig), f(g), f(u), n) }, y, sig)
+	run("GeGLUBack", func(k accel.Kernels, f func(pair) accel.Buf) error {
+		return k.GeGLUBack(f(dg), f(du), f(g), f(u), f(sig), f(dyy), n)
+	}, dg, du)
+	sc := b.floats(n, 0)
+	run("Scale", func(k accel.Kernels, f func(pair) accel.Buf) error { return k.Scale(f(sc), f(g), n, 5.656854) }, sc)
+	run("Scale in place", func(k accel.Kernels, f func(pair) accel.Buf) error { return k.Scale(f(sc), f(sc), n, -0.75) }, sc)
 	sum := b.floats(n, 0)
 	run("Add", func(k accel.Kernels, f func(pair) accel.Buf) error { return k.Add(f(sum), f(g), f(u), n) }, sum)
 	for _, acc := range []bool{false, true} {
