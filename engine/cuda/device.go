@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -42,13 +43,16 @@ const (
 	kRMSNormDW
 	kCopy
 	kSoftmaxCached
+	kGeGLU
+	kGeGLUBack
+	kScale
 	numKernels
 )
 
 var kernelNames = [numKernels]string{
 	"sgemm", "sgemm_reduce", "embed", "rmsnorm", "rmsnorm_back", "rope", "sgemm_batched", "softmax_causal",
 	"softmax_back", "swiglu", "swiglu_back", "add", "mul", "cross_entropy", "sum", "adamw",
-	"embed_back", "rmsnorm_dw", "copy_f32", "softmax_cached",
+	"embed_back", "rmsnorm_dw", "copy_f32", "softmax_cached", "geglu", "geglu_back", "scale",
 }
 
 const (
@@ -78,6 +82,11 @@ type Device struct {
 	prof   *profile // nil unless Profile is set
 	ws     dptr     // split-K partial products (sgemm), grown on demand
 	wsN    int
+	// Packed rows' attention mask: each token's first key (its segment's
+	// start) as last uploaded, and its device copy, grown on demand.
+	segStart []int32
+	seg      dptr
+	segN     int
 }
 
 // profile times every kernel when Profile is set: each launch
@@ -244,6 +253,9 @@ func (d *Device) Close() error {
 		errs = append(errs, cuCtxSynchronize("Close"), cuModuleUnload(d.mod))
 		if d.ws != 0 {
 			errs = append(errs, cuMemFree(d.ws))
+		}
+		if d.seg != 0 {
+			errs = append(errs, cuMemFree(d.seg))
 		}
 	} else {
 		errs = append(errs, err)
@@ -640,7 +652,7 @@ func (d *Device) Embed(out, table, ids accel.Buf, n, dim int) error {
 	return c.launch(blocks(tot), 1, threads, O, T, I, n, dim)
 }
 
-func (d *Device) RMSNorm(out, rinv, x, w accel.Buf, rows, h int, eps float32) error {
+func (d *Device) RMSNorm(out, rinv, x, w accel.Buf, rows, h int, eps, off float32) error {
 	c := d.call(kRMSNorm)
 	c.dims("rows", rows, "h", h)
 	tot := c.size(rows, h)
@@ -649,11 +661,12 @@ func (d *Device) RMSNorm(out, rinv, x, w accel.Buf, rows, h int, eps float32) er
 		wn = 0
 	}
 	O, R, X, W := c.f("out", out, tot), c.f("rinv", rinv, rows), c.f("x", x, tot), c.f("w", w, wn)
-	return c.launch(rows, 1, threads, O, R, X, W, rows, h, eps)
+	return c.launch(rows, 1, threads, O, R, X, W, rows, h, eps, off)
 }
 
-// RMSNormBack launches rmsnorm_back for dx and, with dw, rmsnorm_dw.
-func (d *Device) RMSNormBack(dx, dw, x, w, rinv, dy accel.Buf, rows, h int) error {
+// RMSNormBack launches rmsnorm_back for dx and, with dw, rmsnorm_dw (which
+// does not read the weight, so needs no offset).
+func (d *Device) RMSNormBack(dx, dw, x, w, rinv, dy accel.Buf, rows, h int, off float32) error {
 	c := d.call(kRMSNormBack)
 	c.dims("rows", rows, "h", h)
 	tot := c.size(rows, h)
@@ -664,7 +677,7 @@ func (d *Device) RMSNormBack(dx, dw, x, w, rinv, dy accel.Buf, rows, h int) erro
 	DX, X, W := c.f("dx", dx, tot), c.f("x", x, tot), c.f("w", w, wn)
 	R, DY := c.f("rinv", rinv, rows), c.f("dy", dy, tot)
 	if dw == nil || c.err != nil {
-		return c.launch(rows, 1, threads, DX, X, W, R, DY, rows, h)
+		return c.launch(rows, 1, threads, DX, X, W, R, DY, rows, h, off)
 	}
 	// Both kernels' operands are checked before either launches.
 	cw := d.call(kRMSNormDW)
@@ -672,7 +685,7 @@ func (d *Device) RMSNormBack(dx, dw, x, w, rinv, dy accel.Buf, rows, h int) erro
 	if cw.err != nil {
 		return cw.err
 	}
-	if err := c.launch(rows, 1, threads, DX, X, W, R, DY, rows, h); err != nil {
+	if err := c.launch(rows, 1, threads, DX, X, W, R, DY, rows, h, off); err != nil {
 		return err
 	}
 	return cw.launch(blocks(h), 1, threads, DW, X, R, DY, rows, h)
@@ -727,10 +740,8 @@ func (c *call) attn(a accel.Attn) (qn, kn, pn int) {
 		c.fail("NH %d, NKV %d and D %d must be positive", a.NH, a.NKV, a.D)
 	case a.NH%a.NKV != 0:
 		c.fail("NH %d is not a multiple of NKV %d", a.NH, a.NKV)
-	case a.Seg != nil:
-		// The causal softmax kernels know no segments yet: refuse rather
-		// than let a packed row attend across its examples.
-		c.fail("packed rows (segment ids) are not supported by the CUDA kernels yet; train with packing=False on this device")
+	case a.Seg != nil && len(a.Seg) != c.size(a.B, a.T):
+		c.fail("%d segment ids for B·T = %d tokens", len(a.Seg), c.size(a.B, a.T))
 	case c.size(a.B, a.NH) > maxGridY:
 		c.fail("B·NH = %d products exceed the grid's %d", c.size(a.B, a.NH), maxGridY)
 	}
@@ -759,20 +770,57 @@ func (d *Device) batched(ta, tb bool, m, n, k int, alpha float32, a, b operand, 
 // rowBlocks is the grid of the one-warp-per-row kernels.
 func rowBlocks(rows int) int { return (rows + threads/32 - 1) / (threads / 32) }
 
-// attnScale is the factor of q·kᵀ (a.Scale, or 1/√D). A sliding window
-// shorter than the sequence is refused: softmax_causal masks causally only.
-func attnScale(a accel.Attn) (float32, error) {
-	if a.Window > 0 && a.Window < a.T {
-		return 0, fmt.Errorf("cuda: attention with a sliding window of %d over %d positions is not implemented", a.Window, a.T)
-	}
+// attnScale is the factor of q·kᵀ: a.Scale, or 1/√D.
+func attnScale(a accel.Attn) float32 {
 	if a.Scale != 0 {
-		return float32(a.Scale), nil
+		return float32(a.Scale)
 	}
-	return float32(1 / math.Sqrt(float64(a.D))), nil
+	return float32(1 / math.Sqrt(float64(a.D)))
 }
 
-// Attention is three launches: the scores S = Q·Kᵀ/√D of every batch and
-// head into p, the causal softmax of p's rows in place, and out = P·V.
+// segStarts returns the device copy of each token's first key within its
+// segment (what kern.Attention's segStart computes per row), or 0 without
+// segments. It uploads only when the segments changed since the last call:
+// a step's layers all pass the same ones. d is locked and current; the
+// copy on the default stream waits for the kernels that read the old one.
+func (d *Device) segStarts(a accel.Attn) (dptr, error) {
+	if a.Seg == nil {
+		return 0, nil
+	}
+	st := make([]int32, len(a.Seg))
+	for i := range st {
+		if i%a.T > 0 && a.Seg[i] == a.Seg[i-1] {
+			st[i] = st[i-1]
+		} else {
+			st[i] = int32(i % a.T)
+		}
+	}
+	if d.seg != 0 && slices.Equal(st, d.segStart) {
+		return d.seg, nil
+	}
+	if len(st) > d.segN {
+		if d.seg != 0 {
+			if err := cuMemFree(d.seg); err != nil {
+				return 0, err
+			}
+			d.seg, d.segN, d.segStart = 0, 0, nil
+		}
+		p, err := cuMemAlloc(4 * len(st))
+		if err != nil {
+			return 0, fmt.Errorf("cuda: attention segments of %d tokens: %w", len(st), err)
+		}
+		d.seg, d.segN = p, len(st)
+	}
+	if err := cuMemcpyHtoD(d.seg, unsafe.Pointer(&st[0]), 4*len(st)); err != nil {
+		return 0, err
+	}
+	d.segStart = st
+	return d.seg, nil
+}
+
+// Attention is three launches: the scores S = Q·Kᵀ·scale of every batch
+// and head into p, the masked softmax of p's rows in place (causal, the
+// sliding window, the segments of packed rows), and out = P·V.
 func (d *Device) Attention(out, p, q, k, v accel.Buf, a accel.Attn) error {
 	c := &call{d: d, k: kSgemmBatched, name: "attention"}
 	qn, kn, pn := c.attn(a)
@@ -783,16 +831,17 @@ func (d *Device) Attention(out, p, q, k, v accel.Buf, a accel.Attn) error {
 	}
 	T, D, NH, G := a.T, a.D, a.NH, a.NH/a.NKV
 	qw, kw, nz := NH*D, a.NKV*D, a.B*NH
-	scale, err := attnScale(a)
-	if err != nil {
-		return err
-	}
+	scale := attnScale(a)
 	ps := operand{P, T, NH * T * T, T * T, 1}
 	return d.do("attention", func() error {
+		st, err := d.segStarts(a)
+		if err != nil {
+			return err
+		}
 		if err := d.batched(false, true, T, T, D, scale, operand{Q, qw, T * qw, D, 1}, operand{K, kw, T * kw, D, G}, 0, ps, nz, NH); err != nil {
 			return err
 		}
-		if err := d.run(kSoftmaxCausal, rowBlocks(nz*T), 1, threads, P, nz*T, T); err != nil {
+		if err := d.run(kSoftmaxCausal, rowBlocks(nz*T), 1, threads, P, nz*T, T, NH, max(a.Window, 0), st); err != nil {
 			return err
 		}
 		return d.batched(false, false, T, D, T, 1, ps, operand{V, kw, T * kw, D, G}, 0, operand{O, qw, T * qw, D, 1}, nz, NH)
@@ -814,10 +863,7 @@ func (d *Device) AttentionBack(dq, dk, dv, ds, q, k, v, p, out, dout accel.Buf, 
 	}
 	T, D, NH, NKV, G := a.T, a.D, a.NH, a.NKV, a.NH/a.NKV
 	qw, kw, nz := NH*D, NKV*D, a.B*NH
-	scale, err := attnScale(a)
-	if err != nil {
-		return err
-	}
+	scale := attnScale(a) // P holds the mask: masked entries are exact zeros
 	dss := operand{DS, T, NH * T * T, T * T, 1}
 	dos := operand{DO, qw, T * qw, D, 1}
 	return d.do("attention_back", func() error {
@@ -862,6 +908,28 @@ func (d *Device) SwiGLUBack(dg, du, g, u, sig, dy accel.Buf, n int) error {
 	DG, DU, G, U := c.f("dg", dg, n), c.f("du", du, n), c.f("g", g, n), c.f("u", u, n)
 	S, DY := c.f("sig", sig, n), c.f("dy", dy, n)
 	return c.launch(blocks(n), 1, threads, DG, DU, G, U, S, DY, n)
+}
+
+func (d *Device) GeGLU(y, th, g, u accel.Buf, n int) error {
+	c := d.call(kGeGLU)
+	c.dims("n", n)
+	Y, TH, G, U := c.f("y", y, n), c.f("th", th, n), c.f("g", g, n), c.f("u", u, n)
+	return c.launch(blocks(n), 1, threads, Y, TH, G, U, n)
+}
+
+func (d *Device) GeGLUBack(dg, du, g, u, th, dy accel.Buf, n int) error {
+	c := d.call(kGeGLUBack)
+	c.dims("n", n)
+	DG, DU, G, U := c.f("dg", dg, n), c.f("du", du, n), c.f("g", g, n), c.f("u", u, n)
+	TH, DY := c.f("th", th, n), c.f("dy", dy, n)
+	return c.launch(blocks(n), 1, threads, DG, DU, G, U, TH, DY, n)
+}
+
+func (d *Device) Scale(dst, x accel.Buf, n int, s float32) error {
+	c := d.call(kScale)
+	c.dims("n", n)
+	D, X := c.f("dst", dst, n), c.f("x", x, n)
+	return c.launch(blocks(n), 1, threads, D, X, n, s)
 }
 
 func (d *Device) Add(dst, a, b accel.Buf, n int) error {

@@ -13,15 +13,26 @@ import (
 )
 
 // TestEmulated runs TestKernels, TestStep, TestFullStep, TestProbe,
-// TestZeroSize, TestDecodeKernels and TestDecode against testdata/emu: a CPU stand-in for libcuda.so.1 that runs kernels.cu
-// compiled as C++ (each block's threads as fibers with real barriers and
-// warp shuffles). The binding, the launch configurations, the argument
-// packing and the kernels' indexing and reductions are then checked on any
-// machine with g++ and cuda.h; what only a GPU shows (its memory model,
-// the PTX JIT, speed) is left to a real one.
+// TestZeroSize, TestDecodeKernels and TestDecode against testdata/emu: a
+// CPU stand-in for libcuda.so.1 that runs kernels.cu compiled as C++ (each
+// block's threads as fibers with real barriers and warp shuffles). The
+// binding, the launch configurations, the argument packing and the
+// kernels' indexing and reductions are then checked on any machine with
+// g++ and cuda.h; what only a GPU shows (its memory model, the PTX JIT,
+// speed) is left to a real one.
 func TestEmulated(t *testing.T) {
+	emulated(t, "TestKernels", "TestStep", "TestFullStep", "TestProbe", "TestZeroSize", "TestDecodeKernels", "TestDecode")
+}
+
+// TestEmulatedFamilies runs TestFamilies (every model family's step,
+// Gemma 3 and short sliding windows included) against testdata/emu.
+func TestEmulatedFamilies(t *testing.T) { emulated(t, "TestFamilies") }
+
+// emulated builds the emulator and reruns this test binary's tests named
+// in tests against it, requiring each to pass.
+func emulated(t *testing.T, tests ...string) {
 	if testing.Short() {
-		t.Skip("about a minute of emulated kernels")
+		t.Skip("minutes of emulated kernels")
 	}
 	if os.Getenv("LENS_CUDA_EMULATED") != "" {
 		t.Skip("already inside the emulated run")
@@ -40,15 +51,16 @@ func TestEmulated(t *testing.T) {
 	require.NoError(t, err, "build the emulator: %s", out)
 	self, err := os.Executable()
 	require.NoError(t, err)
-	cmd := exec.Command(self, "-test.v", "-test.count=1", "-test.run", "^(TestKernels|TestStep|TestFullStep|TestProbe|TestZeroSize|TestDecodeKernels|TestDecode)$")
+	cmd := exec.Command(self, "-test.v", "-test.count=1", "-test.run", "^("+strings.Join(tests, "|")+")$")
 	cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+dir, "LENS_CUDA_EMULATED=1")
 	b, err := cmd.CombinedOutput()
 	log := string(b)
 	require.NoError(t, err, log)
-	for _, name := range []string{"TestKernels", "TestStep", "TestFullStep", "TestProbe", "TestZeroSize", "TestDecodeKernels", "TestDecode"} {
+	for _, name := range tests {
 		require.Contains(t, log, "--- PASS: "+name, log)
 	}
 	require.Contains(t, log, "lens CPU emulator", "the emulated library was not the one loaded")
+	t.Log(log)
 }
 
 // cudaInclude is the directory holding cuda.h: /usr/include or one named

@@ -189,10 +189,10 @@ extern "C" __global__ void embed_back(float* dtable, const int* ids, const float
     for (long long r = 0; r < n; r++) dtable[(long long)ids[r] * dim + j] += dout[r * dim + j];
 }
 
-// ---- RMSNorm, one block per row ----
+// ---- RMSNorm, one block per row; the weight is w + off (Gemma: 1) ----
 
 extern "C" __global__ void rmsnorm(float* out, float* rinv, const float* x, const float* w, long long rows, long long h,
-                                   float eps) {
+                                   float eps, float off) {
     long long r = blockIdx.x;
     const float* xs = x + r * h;
     float ss = 0.f;
@@ -200,19 +200,19 @@ extern "C" __global__ void rmsnorm(float* out, float* rinv, const float* x, cons
     ss = block_reduce(ss, false);
     float inv = rsqrtf(ss / (float)h + eps);
     if (threadIdx.x == 0) rinv[r] = inv;
-    for (long long j = threadIdx.x; j < h; j += blockDim.x) out[r * h + j] = xs[j] * inv * w[j];
+    for (long long j = threadIdx.x; j < h; j += blockDim.x) out[r * h + j] = xs[j] * inv * (w[j] + off);
 }
 
 extern "C" __global__ void rmsnorm_back(float* dx, const float* x, const float* w, const float* rinv, const float* dy,
-                                        long long rows, long long h) {
+                                        long long rows, long long h, float off) {
     long long r = blockIdx.x;
     const float *xs = x + r * h, *ds = dy + r * h;
     float dot = 0.f;
-    for (long long j = threadIdx.x; j < h; j += blockDim.x) dot += xs[j] * w[j] * ds[j];
+    for (long long j = threadIdx.x; j < h; j += blockDim.x) dot += xs[j] * (w[j] + off) * ds[j];
     dot = block_reduce(dot, false);
     float inv = rinv[r];
     float c = dot * inv * inv * inv / (float)h;
-    for (long long j = threadIdx.x; j < h; j += blockDim.x) dx[r * h + j] = inv * w[j] * ds[j] - xs[j] * c;
+    for (long long j = threadIdx.x; j < h; j += blockDim.x) dx[r * h + j] = inv * (w[j] + off) * ds[j] - xs[j] * c;
 }
 
 // RMSNorm weight gradient dw[j] = Σ_r dy·x·rinv: one thread per column,
@@ -254,22 +254,29 @@ extern "C" __global__ void rope(float* y, const float* x, const float* cosT, con
 // batch·heads (scores, P·V, and the four gradient products) around two row
 // kernels, one warp per row of P (B·NH·T rows of T).
 
-// softmax_causal turns raw scores into probabilities: row r is query
-// position i = r mod T; entries j > i become 0.
-extern "C" __global__ void softmax_causal(float* P, long long rows, long long T) {
+// softmax_causal turns raw scores into probabilities: row r = (b·NH +
+// h)·T + i is query position i, which sees keys s0 ≤ j ≤ i, where s0 is
+// the first key of its segment (start[b·T + i]; 0 without segments, start
+// null) cut to the window−1 keys before i when window > 0; the other
+// entries become 0. The masked entries of P are exact zeros, so neither
+// P·V nor softmax_back needs the mask.
+extern "C" __global__ void softmax_causal(float* P, long long rows, long long T, long long NH, long long window,
+                                          const int* start) {
     long long r = (long long)blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
     int lane = threadIdx.x % WARP;
     if (r >= rows) return;
-    long long i = r % T;
+    long long i = r % T, b = r / T / NH;
+    long long s0 = start ? (long long)start[b * T + i] : 0;
+    if (window > 0 && i - window + 1 > s0) s0 = i - window + 1;
     float* row = P + r * T;
     float mx = -INFINITY;
-    for (long long j = lane; j <= i; j += WARP) mx = fmaxf(mx, row[j]);
+    for (long long j = s0 + lane; j <= i; j += WARP) mx = fmaxf(mx, row[j]);
     mx = warp_max(mx);
     float sum = 0.f;
-    for (long long j = lane; j <= i; j += WARP) sum += expf(row[j] - mx);
+    for (long long j = s0 + lane; j <= i; j += WARP) sum += expf(row[j] - mx);
     sum = warp_sum(sum);
     float inv = 1.f / sum;
-    for (long long j = lane; j < T; j += WARP) row[j] = j <= i ? expf(row[j] - mx) * inv : 0.f;
+    for (long long j = lane; j < T; j += WARP) row[j] = j >= s0 && j <= i ? expf(row[j] - mx) * inv : 0.f;
 }
 
 // softmax_back turns dP (in ds) into dS = P ⊙ (dP − dO_i·O_i) in place;
@@ -288,6 +295,9 @@ extern "C" __global__ void softmax_back(float* ds, const float* P, const float* 
 }
 
 // ---- elementwise ----
+
+// GeGLU and the scale (Gemma) are in family.cu.
+#include "family.cu"
 
 extern "C" __global__ void swiglu(float* y, float* sig, const float* g, const float* u, long long n) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;

@@ -195,12 +195,19 @@ func (h countingHost) Alloc(n int) (accel.Buf, error) {
 // TestDeviceCheckpointingChangesNothing: on a device (accel.Host) the
 // checkpointed step (accel.NewCheckpointedStep) gives the losses, every
 // gradient, the adapter and the eval loss of the step without it, bit for
-// bit, with dropout, gradient accumulation, packed rows, Qwen2's biases
-// and Qwen3's q/k norms, and allocates less device memory.
+// bit, with dropout, gradient accumulation, packed rows, Qwen2's biases,
+// Qwen3's q/k norms and Gemma 3's block (local layers with a window
+// shorter than seq_len, global ones, a tied head; packed rows too), and
+// allocates less device memory.
 func TestDeviceCheckpointingChangesNothing(t *testing.T) {
 	tiny := familyTiny(t, 3, func(*model.Config) {})
 	qwen2 := familyTiny(t, 3, func(c *model.Config) { c.ModelType = "qwen2" })
 	qwen3 := familyTiny(t, 3, func(c *model.Config) { c.ModelType = "qwen3"; c.HeadDim = 16 })
+	gemma := familyTiny(t, 4, func(c *model.Config) {
+		c.ModelType, c.HeadDim, c.QueryPreAttnScalar = "gemma3_text", 8, 12
+		c.SlidingWindow, c.SlidingWindowPattern, c.TieWordEmbeddings = 5, 2, true
+		c.RopeTheta, c.RopeLocalBaseFreq = 1e6, 1e4
+	})
 	adapter := func(m *model.Model, dropout float64) *lora.Adapter { return ckptAdapter(t, m, dropout) }
 	random := ckptBatches
 	rows := packRows(t, tiny.Config.VocabSize)
@@ -221,6 +228,8 @@ func TestDeviceCheckpointingChangesNothing(t *testing.T) {
 		{"packed rows", tiny, adapter(tiny, 0.1), packed, Config{BatchSize: 2, SeqLen: 32}},
 		{"qwen2", qwen2, adapter(qwen2, 0.1), random(qwen2, 16), Config{BatchSize: 2, SeqLen: 16}},
 		{"qwen3", qwen3, adapter(qwen3, 0), random(qwen3, 16), Config{BatchSize: 2, SeqLen: 16}},
+		{"gemma3 local and global", gemma, adapter(gemma, 0.1), random(gemma, 16), Config{BatchSize: 2, SeqLen: 16, GradAccum: 2}},
+		{"gemma3 packed rows", gemma, adapter(gemma, 0.1), packed, Config{BatchSize: 2, SeqLen: 32}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const steps = 3

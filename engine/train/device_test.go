@@ -13,12 +13,26 @@ import (
 	"lens/engine/model"
 )
 
+// deviceFamilies are the blocks the device tests train: Llama's and Gemma
+// 3's (a local layer whose sliding window, 5, is shorter than seq_len, a
+// global one with another RoPE base, (1 + w) norms, GeGLU, a tied head).
+var deviceFamilies = []struct {
+	name string
+	edit func(*model.Config)
+}{
+	{"llama", func(*model.Config) {}},
+	{"gemma3_text", func(c *model.Config) {
+		c.ModelType, c.HeadDim, c.QueryPreAttnScalar = "gemma3_text", 8, 12
+		c.SlidingWindow, c.SlidingWindowPattern, c.RopeTheta, c.RopeLocalBaseFreq = 5, 2, 1e6, 1e4
+	}},
+}
+
 // deviceRun trains the same small LoRA run (dropout, two micro-batches,
 // clipping, weight decay, LoRA+), or with full the same run training every
 // weight, for steps steps, on the CPU graph or on accel's Host device, and
 // returns the trainer.
-func deviceRun(t *testing.T, onHost, full bool, steps int) *Trainer {
-	m := deviceModel(t)
+func deviceRun(t *testing.T, edit func(*model.Config), onHost, full bool, steps int) *Trainer {
+	m := deviceModel(t, edit)
 	c := m.Config
 	ad, err := lora.New(m, lora.Config{Rank: 4, Alpha: 8, Dropout: 0.1, Targets: []string{"q_proj", "v_proj", "down_proj"}}, 5)
 	require.NoError(t, err)
@@ -49,9 +63,10 @@ func deviceRun(t *testing.T, onHost, full bool, steps int) *Trainer {
 }
 
 // deviceModel is deviceRun's model before training.
-func deviceModel(t *testing.T) *model.Model {
+func deviceModel(t *testing.T, edit func(*model.Config)) *model.Model {
 	c := model.Tiny()
 	c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads = 32, 48, 2, 4, 2
+	edit(&c)
 	m, err := model.New(c, 3)
 	require.NoError(t, err)
 	return m
@@ -78,53 +93,63 @@ func sameParams(t *testing.T, cpu, dev *Trainer) {
 
 // TestDeviceTrainerMatchesCPU checks the accelerator path of the trainer
 // (Step on the device, gradients accumulated on the host, AdamW on the
-// device) against the CPU graph step for step, and that a Restore with
-// rewritten tensors reaches the device.
+// device) against the CPU graph step for step, for each block of
+// deviceFamilies, and that a Restore with rewritten tensors reaches the
+// device.
 func TestDeviceTrainerMatchesCPU(t *testing.T) {
-	const steps = 4
-	cpu, dev := deviceRun(t, false, false, steps), deviceRun(t, true, false, steps)
-	sameParams(t, cpu, dev)
-	// Save the device trainer's position, take two steps, restore and take
-	// them again: the same loss both times only if the restored tensors
-	// were uploaded.
-	st, err := dev.State()
-	require.NoError(t, err)
-	saved := map[string][3][]float32{}
-	for _, p := range dev.Params {
-		saved[p.Name] = [3][]float32{append([]float32(nil), p.Data...), append([]float32(nil), p.M...), append([]float32(nil), p.V...)}
-	}
-	var first []float64
-	for range 2 {
-		info, err := dev.TrainStep()
-		require.NoError(t, err)
-		first = append(first, info.Loss)
-	}
-	for _, p := range dev.Params {
-		copy(p.Data, saved[p.Name][0])
-		copy(p.M, saved[p.Name][1])
-		copy(p.V, saved[p.Name][2])
-	}
-	require.NoError(t, dev.Restore(st))
-	for i := range 2 {
-		info, err := dev.TrainStep()
-		require.NoError(t, err)
-		require.Equal(t, first[i], info.Loss, "step %d after restore", info.Step)
-	}
-	for _, p := range cpu.Params {
-		require.NotEqual(t, saved[p.Name][0], dev.Param(p.Name).Data, "%s did not move", p.Name)
+	for _, fam := range deviceFamilies {
+		t.Run(fam.name, func(t *testing.T) {
+			const steps = 4
+			cpu, dev := deviceRun(t, fam.edit, false, false, steps), deviceRun(t, fam.edit, true, false, steps)
+			sameParams(t, cpu, dev)
+			// Save the device trainer's position, take two steps, restore and
+			// take them again: the same loss both times only if the restored
+			// tensors were uploaded.
+			st, err := dev.State()
+			require.NoError(t, err)
+			saved := map[string][3][]float32{}
+			for _, p := range dev.Params {
+				saved[p.Name] = [3][]float32{append([]float32(nil), p.Data...), append([]float32(nil), p.M...), append([]float32(nil), p.V...)}
+			}
+			var first []float64
+			for range 2 {
+				info, err := dev.TrainStep()
+				require.NoError(t, err)
+				first = append(first, info.Loss)
+			}
+			for _, p := range dev.Params {
+				copy(p.Data, saved[p.Name][0])
+				copy(p.M, saved[p.Name][1])
+				copy(p.V, saved[p.Name][2])
+			}
+			require.NoError(t, dev.Restore(st))
+			for i := range 2 {
+				info, err := dev.TrainStep()
+				require.NoError(t, err)
+				require.Equal(t, first[i], info.Loss, "step %d after restore", info.Step)
+			}
+			for _, p := range cpu.Params {
+				require.NotEqual(t, saved[p.Name][0], dev.Param(p.Name).Data, "%s did not move", p.Name)
+			}
+		})
 	}
 }
 
 // TestDeviceFullTrainingMatchesCPU: full fine-tuning (every weight, weight
 // decay on the matrices only, clipping, two micro-batches) on the Host
-// device follows the CPU graph step for step.
+// device follows the CPU graph step for step, for each block of
+// deviceFamilies (Gemma's (1 + w) norm weights train as w).
 func TestDeviceFullTrainingMatchesCPU(t *testing.T) {
-	const steps = 3
-	cpu, dev := deviceRun(t, false, true, steps), deviceRun(t, true, true, steps)
-	require.Greater(t, len(cpu.Params), 10, "full training trains every weight")
-	sameParams(t, cpu, dev)
-	init := deviceModel(t)
-	for _, p := range dev.Params {
-		require.NotEqual(t, init.Weights[p.Name].Data, p.Data, "%s did not move", p.Name)
+	for _, fam := range deviceFamilies {
+		t.Run(fam.name, func(t *testing.T) {
+			const steps = 3
+			cpu, dev := deviceRun(t, fam.edit, false, true, steps), deviceRun(t, fam.edit, true, true, steps)
+			require.Greater(t, len(cpu.Params), 10, "full training trains every weight")
+			sameParams(t, cpu, dev)
+			init := deviceModel(t, fam.edit)
+			for _, p := range dev.Params {
+				require.NotEqual(t, init.Weights[p.Name].Data, p.Data, "%s did not move", p.Name)
+			}
+		})
 	}
 }

@@ -261,12 +261,38 @@ func squares(b *bench, n int) []float32 {
 // Model is a small model with grouped-query attention, an untied head and
 // LoRA (r=4, random B so that every gradient is non-zero) on every linear
 // module of every layer.
-func Model(t testing.TB) (*model.Model, *lora.Adapter) {
+func Model(t testing.TB) (*model.Model, *lora.Adapter) { return modelOf(t, nil) }
+
+// GemmaModel is Model as Gemma 3 (gemma3_text): a local layer (sliding
+// window 5, RoPE base 10⁴) and a global one (10⁶), q/k norms,
+// query_pre_attn_scalar 12, a tied head, its norms moved away from 0.
+func GemmaModel(t testing.TB) (*model.Model, *lora.Adapter) {
+	return modelOf(t, func(c *model.Config) {
+		c.ModelType, c.HeadDim, c.QueryPreAttnScalar = "gemma3_text", 16, 12
+		c.SlidingWindow, c.SlidingWindowPattern, c.TieWordEmbeddings = 5, 2, true
+		c.RopeTheta, c.RopeLocalBaseFreq = 1e6, 1e4
+	})
+}
+
+func modelOf(t testing.TB, edit func(*model.Config)) (*model.Model, *lora.Adapter) {
 	c := model.Tiny()
 	c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers = 64, 96, 2
 	c.NumAttentionHeads, c.NumKeyValueHeads, c.TieWordEmbeddings = 4, 2, false
+	if edit != nil {
+		edit(&c)
+	}
 	m, err := model.New(c, 7)
 	require.NoError(t, err)
+	if c.Gemma() { // (1 + w) norms start at w = 0: make them matter
+		rng := rand.New(rand.NewPCG(7, 8))
+		for _, w := range m.Weights {
+			if len(w.Shape) == 1 {
+				for i := range w.Data {
+					w.Data[i] += float32(rng.NormFloat64() * 0.3)
+				}
+			}
+		}
+	}
 	ad, err := lora.New(m, lora.Config{Rank: 4, Alpha: 8, Targets: []string{"all-linear"}}, 3)
 	require.NoError(t, err)
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -418,9 +444,16 @@ func FullStep(t testing.TB, dev accel.Device, tol float64) {
 // probe batch) against the gorgonia graph: the same hook names and shapes,
 // every hook's values and each adapter's x·Aᵀ within tol (relative to the
 // tensor's largest entry), with a batch size of its own, and with the
-// adapters' values as the training step last set them (shared, not copied).
+// adapters' values as the training step last set them (shared, not copied);
+// for the Llama block and for Gemma 3's (local and global layers).
 func Probe(t testing.TB, dev accel.Device, tol float64) {
-	m, ad := Model(t)
+	for _, mk := range []func(testing.TB) (*model.Model, *lora.Adapter){Model, GemmaModel} {
+		m, ad := mk(t)
+		probe(t, dev, tol, m, ad)
+	}
+}
+
+func probe(t testing.TB, dev accel.Device, tol float64, m *model.Model, ad *lora.Adapter) {
 	const B, T, PB = 2, 16, 3
 	s, err := accel.NewStep(dev, m, ad.GraphAdapters(), B, T)
 	require.NoError(t, err)
@@ -457,7 +490,7 @@ func Probe(t testing.TB, dev accel.Device, tol float64) {
 	require.NoError(t, err)
 	got, err := p.Loss(inputs, targets)
 	require.NoError(t, err)
-	require.InDelta(t, want, got, tol*math.Abs(want), "probe loss")
+	require.InDelta(t, want, got, tol*math.Abs(want), "%s probe loss", m.Config.ModelType)
 
 	var names []string
 	for name := range g.Hooks {
@@ -487,7 +520,7 @@ func Probe(t testing.TB, dev accel.Device, tol float64) {
 		require.Equal(t, wantShape, shape, name)
 		v := make([]float32, b.Len())
 		require.NoError(t, dev.Download(v, b))
-		sameAsGraph(t, name, dev, want, v, tol)
+		sameAsGraph(t, m.Config.ModelType+" "+name, dev, want, v, tol)
 	}
 	for _, mod := range ad.Modules {
 		b, r, ok := p.LoRAHidden(mod)

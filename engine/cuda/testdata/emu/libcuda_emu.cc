@@ -110,15 +110,15 @@ Fn fns[] = {
      [](void **p) { sgemm(L(0), L(1), L(2), L(3), L(4), R(5), F(6), L(7), F(8), L(9), R(10), F(11), L(12), L(13), F(14)); }},
     {"sgemm_reduce", [](void **p) { sgemm_reduce(F(0), F(1), L(2), L(3), L(4), L(5), R(6), R(7)); }},
     {"embed", [](void **p) { embed(F(0), F(1), I(2), L(3), L(4)); }},
-    {"rmsnorm", [](void **p) { rmsnorm(F(0), F(1), F(2), F(3), L(4), L(5), R(6)); }},
-    {"rmsnorm_back", [](void **p) { rmsnorm_back(F(0), F(1), F(2), F(3), F(4), L(5), L(6)); }},
+    {"rmsnorm", [](void **p) { rmsnorm(F(0), F(1), F(2), F(3), L(4), L(5), R(6), R(7)); }},
+    {"rmsnorm_back", [](void **p) { rmsnorm_back(F(0), F(1), F(2), F(3), F(4), L(5), L(6), R(7)); }},
     {"rope", [](void **p) { rope(F(0), F(1), F(2), F(3), L(4), L(5), L(6), L(7), L(8)); }},
     {"sgemm_batched",
      [](void **p) {
        sgemm_batched(L(0), L(1), L(2), L(3), L(4), R(5), F(6), L(7), F(8), L(9), R(10), F(11), L(12), L(13), L(14),
                      L(15), L(16), L(17), L(18), L(19), L(20), L(21));
      }},
-    {"softmax_causal", [](void **p) { softmax_causal(F(0), L(1), L(2)); }},
+    {"softmax_causal", [](void **p) { softmax_causal(F(0), L(1), L(2), L(3), L(4), I(5)); }},
     {"softmax_back", [](void **p) { softmax_back(F(0), F(1), F(2), F(3), L(4), L(5), L(6), L(7)); }},
     {"swiglu", [](void **p) { swiglu(F(0), F(1), F(2), F(3), L(4)); }},
     {"swiglu_back", [](void **p) { swiglu_back(F(0), F(1), F(2), F(3), F(4), F(5), L(6)); }},
@@ -131,6 +131,9 @@ Fn fns[] = {
     {"rmsnorm_dw", [](void **p) { rmsnorm_dw(F(0), F(1), F(2), F(3), L(4), L(5)); }},
     {"copy_f32", [](void **p) { copy_f32(F(0), F(1), L(2)); }},
     {"softmax_cached", [](void **p) { softmax_cached(F(0), L(1), L(2), L(3), L(4)); }},
+    {"geglu", [](void **p) { geglu(F(0), F(1), F(2), F(3), L(4)); }},
+    {"geglu_back", [](void **p) { geglu_back(F(0), F(1), F(2), F(3), F(4), F(5), L(6)); }},
+    {"scale", [](void **p) { scale(F(0), F(1), L(2), R(3)); }},
 };
 int ctx_token, mod_token;
 }  // namespace
