@@ -7,8 +7,10 @@ package acceltest
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"testing"
 
@@ -274,6 +276,21 @@ func GemmaModel(t testing.TB) (*model.Model, *lora.Adapter) {
 	})
 }
 
+// ShiftVectors adds noise (σ 0.3, from a PCG seeded with seed, in name
+// order so that the model is the same on every run) to every 1-D weight of
+// m: biases start at 0 and norms at 1 (Gemma's at 0), values under which a
+// wrong bias or norm gradient would go unnoticed.
+func ShiftVectors(m *model.Model, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	for _, name := range slices.Sorted(maps.Keys(m.Weights)) {
+		if w := m.Weights[name]; len(w.Shape) == 1 {
+			for i := range w.Data {
+				w.Data[i] += float32(rng.NormFloat64() * 0.3)
+			}
+		}
+	}
+}
+
 func modelOf(t testing.TB, edit func(*model.Config)) (*model.Model, *lora.Adapter) {
 	c := model.Tiny()
 	c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers = 64, 96, 2
@@ -284,14 +301,7 @@ func modelOf(t testing.TB, edit func(*model.Config)) (*model.Model, *lora.Adapte
 	m, err := model.New(c, 7)
 	require.NoError(t, err)
 	if c.Gemma() { // (1 + w) norms start at w = 0: make them matter
-		rng := rand.New(rand.NewPCG(7, 8))
-		for _, w := range m.Weights {
-			if len(w.Shape) == 1 {
-				for i := range w.Data {
-					w.Data[i] += float32(rng.NormFloat64() * 0.3)
-				}
-			}
-		}
+		ShiftVectors(m, 7)
 	}
 	ad, err := lora.New(m, lora.Config{Rank: 4, Alpha: 8, Targets: []string{"all-linear"}}, 3)
 	require.NoError(t, err)
