@@ -24,8 +24,9 @@ func TestEmulated(t *testing.T) {
 	emulated(t, "TestKernels", "TestStep", "TestFullStep", "TestProbe", "TestZeroSize", "TestDecodeKernels", "TestDecode")
 }
 
-// TestEmulatedFamilies runs TestFamilies (every model family's step,
-// Gemma 3 and short sliding windows included) against testdata/emu.
+// TestEmulatedFamilies runs TestFamilies against testdata/emu: the steps
+// of Gemma 3 (local and global layers, packed rows) and of Mistral's
+// window shorter than the sequence over packed rows.
 func TestEmulatedFamilies(t *testing.T) { emulated(t, "TestFamilies") }
 
 // emulated builds the emulator and reruns this test binary's tests named

@@ -3,6 +3,7 @@ package acceltest
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -32,8 +33,8 @@ func familyModel(t *testing.T, edit func(*model.Config)) *model.Model {
 // short window and their own RoPE base, global layers, tied head), also
 // over packed rows, with its loss and every gradient (relative to the
 // gradient's norm) within tol of the graph's, full fine-tuning and LoRA on
-// every linear module.
-func Families(t *testing.T, dev accel.Device, tol float64) {
+// every linear module. With names, only the cases so named run.
+func Families(t *testing.T, dev accel.Device, tol float64, names ...string) {
 	const B, T = 2, 24
 	gemma := func(c *model.Config) {
 		c.ModelType, c.HeadDim, c.QueryPreAttnScalar = "gemma3_text", 8, 12
@@ -60,6 +61,9 @@ func Families(t *testing.T, dev accel.Device, tol float64) {
 		{"gemma3_text untied, attention_bias", func(c *model.Config) { gemma(c); c.TieWordEmbeddings, c.AttentionBias = false, true }, false},
 		{"gemma3_text packed rows", gemma, true},
 	} {
+		if len(names) > 0 && !slices.Contains(names, tc.name) {
+			continue
+		}
 		t.Run(tc.name, func(t *testing.T) {
 			m := familyModel(t, tc.edit)
 			c := m.Config
