@@ -8,8 +8,9 @@
 // buffer. A fiber runs until it reaches a barrier, and resumes only once
 // every thread the barrier counts has arrived there (a returned thread
 // counts no more, as on the GPU; a barrier nobody can reach is reported as
-// a failed launch). Fibers instead of OS threads: creating and joining up to 1,024 threads per block
-// made the emulated suite take tens of minutes on two cores. So the
+// a failed launch). Fibers instead of OS threads: creating and joining up
+// to 1,024 threads per block made the emulated suite take tens of minutes
+// on two cores. So the
 // binding, the launch configurations, the argument packing and the kernels'
 // own indexing and reductions all run for real; only the hardware is
 // missing (no memory model, warp scheduling or PTX JIT). Built by the test
