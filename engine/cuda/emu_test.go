@@ -13,7 +13,7 @@ import (
 )
 
 // TestEmulated runs TestKernels, TestStep, TestFullStep, TestProbe,
-// TestZeroSize, TestDecodeKernels and TestDecode against testdata/emu: a CPU stand-in for libcuda.so.1 that runs kernels.cu
+// TestQuantStep, TestZeroSize, TestDecodeKernels and TestDecode against testdata/emu: a CPU stand-in for libcuda.so.1 that runs kernels.cu
 // compiled as C++ (each block's threads as OS threads with real barriers
 // and warp shuffles). The binding, the launch configurations, the argument
 // packing and the kernels' indexing and reductions are then checked on any
@@ -40,12 +40,12 @@ func TestEmulated(t *testing.T) {
 	require.NoError(t, err, "build the emulator: %s", out)
 	self, err := os.Executable()
 	require.NoError(t, err)
-	cmd := exec.Command(self, "-test.v", "-test.count=1", "-test.run", "^(TestKernels|TestStep|TestFullStep|TestProbe|TestZeroSize|TestDecodeKernels|TestDecode)$")
+	cmd := exec.Command(self, "-test.v", "-test.count=1", "-test.run", "^(TestKernels|TestStep|TestFullStep|TestProbe|TestQuantStep|TestZeroSize|TestDecodeKernels|TestDecode)$")
 	cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+dir, "LENS_CUDA_EMULATED=1")
 	b, err := cmd.CombinedOutput()
 	log := string(b)
 	require.NoError(t, err, log)
-	for _, name := range []string{"TestKernels", "TestStep", "TestFullStep", "TestProbe", "TestZeroSize", "TestDecodeKernels", "TestDecode"} {
+	for _, name := range []string{"TestKernels", "TestStep", "TestFullStep", "TestProbe", "TestQuantStep", "TestZeroSize", "TestDecodeKernels", "TestDecode"} {
 		require.Contains(t, log, "--- PASS: "+name, log)
 	}
 	require.Contains(t, log, "lens CPU emulator", "the emulated library was not the one loaded")

@@ -17,10 +17,12 @@ func TestPTXUpToDate(t *testing.T) {
 	if err != nil {
 		t.Skip("nvcc not installed (apt-get install nvidia-cuda-toolkit from non-free)")
 	}
-	// Read the source here too: go test caches a result by the files the
+	// Read the sources here too: go test caches a result by the files the
 	// test itself opens, and nvcc's reads would not count.
-	if _, err := os.ReadFile("kernels.cu"); err != nil {
-		t.Fatal(err)
+	for _, src := range []string{"kernels.cu", "quant.cu"} {
+		if _, err := os.ReadFile(src); err != nil {
+			t.Fatal(err)
+		}
 	}
 	out := filepath.Join(t.TempDir(), "kernels.ptx")
 	if b, err := exec.Command(nvcc, "-ptx", "-arch=compute_70", "-o", out, "kernels.cu").CombinedOutput(); err != nil {

@@ -46,6 +46,13 @@ inline float shfl_xor(float v, int o) {
 #define __forceinline__ inline
 #define __restrict__
 #define __shared__ static
+#define __constant__ static
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __uint_as_float(unsigned u) {
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
 #define threadIdx emu::threadIdx
 #define blockIdx emu::blockIdx
 #define blockDim emu::blockDim
@@ -100,6 +107,8 @@ Fn fns[] = {
     {"rmsnorm_dw", [](void **p) { rmsnorm_dw(F(0), F(1), F(2), F(3), L(4), L(5)); }},
     {"copy_f32", [](void **p) { copy_f32(F(0), F(1), L(2)); }},
     {"softmax_cached", [](void **p) { softmax_cached(F(0), L(1), L(2), L(3), L(4)); }},
+    {"dequant_nf4", [](void **p) { dequant_nf4(F(0), arg<unsigned char *>(p, 1), F(2), L(3)); }},
+    {"widen_bf16", [](void **p) { widen_bf16(F(0), arg<unsigned short *>(p, 1), L(2)); }},
 };
 int ctx_token, mod_token;
 }  // namespace
