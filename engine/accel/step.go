@@ -17,7 +17,8 @@ import (
 // tensor's gradient in device memory; Update applies AdamW there. A step
 // from NewStep trains LoRA adapters over frozen base weights; one from
 // NewFullStep trains every weight (full fine-tuning), as the gorgonia
-// graph does with model.Build(..., trainBase = true).
+// graph does with model.Build(..., trainBase = true); that needs float32
+// base weights.
 type Step struct {
 	dev     Device
 	cfg     model.Config
@@ -108,6 +109,9 @@ type layer struct {
 
 // NewStep uploads m's weights and the adapters (keyed by module path, as
 // model.Build takes them) and allocates the activations for B×T tokens.
+// The weights a quantized model holds packed (model.Quantized: NF4 or bf16
+// linears, bf16 embedding and head) stay packed on the device, and each
+// product widens its weight first, as the graph does (QLoRA).
 func NewStep(dev Device, m *model.Model, ads map[string]model.Adapter, B, T int) (s *Step, err error) {
 	if len(ads) == 0 {
 		return nil, errors.New("accel: a LoRA step needs adapters; NewFullStep trains every weight")
@@ -193,6 +197,9 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 	// packedWeight uploads a packed weight as it is held, or returns nil
 	// for a float32 one.
 	packedWeight := func(name string) *packedW {
+		if pw := s.packed[name]; pw != nil {
+			return pw
+		}
 		if share != nil {
 			if pw := share.packed[name]; pw != nil {
 				s.packed[name] = pw
@@ -232,7 +239,7 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 		if b, ok := s.weights[name]; ok {
 			return b
 		}
-		if pw := packedWeight(name); pw != nil || s.packed[name] != nil {
+		if packedWeight(name) != nil {
 			return nil
 		}
 		if share != nil {
