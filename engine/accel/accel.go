@@ -1,10 +1,10 @@
 // Package accel runs the training step, LoRA or full fine-tuning, on an
 // accelerator. A Device is a small set of kernels over device buffers
 // (matrix product, embedding and its gradient, RMSNorm, rotary embeddings,
-// causal attention, SwiGLU, cross-entropy, AdamW and a few elementwise
-// ones); Step lays the Llama forward and backward pass out over those
-// kernels, keeping the weights, the activations and the optimizer state in
-// device memory.
+// causal attention, SwiGLU, cross-entropy, AdamW, the widening of packed
+// base weights and a few elementwise ones); Step lays the Llama forward and
+// backward pass out over those kernels, keeping the weights (packed ones
+// packed: QLoRA), the activations and the optimizer state in device memory.
 //
 // Host is a Device whose kernels are engine/kern's, the same functions the
 // gorgonia graph (engine/nn) runs. It is the reference the CUDA kernels are
