@@ -89,7 +89,7 @@ func trainParams() []Param {
 		{Name: "nan_policy", Type: "string", Default: `"skip"`, Shown: true, Doc: `on a non-finite loss or gradient: "skip" drops the step, "rollback" restores the last checkpoint and multiplies the learning rate by lr_backoff; recorded as events nan_skip / nan_rollback`},
 		{Name: "lr_backoff", Type: "float", Default: "0.5", Shown: true, Doc: "learning-rate factor after a rollback, in (0, 1); kept in later checkpoints"},
 		{Name: "max_bad_steps", Type: "int", Default: "5", Shown: true, Doc: "this many non-finite steps in a row fail the run with the step and reason"},
-		{Name: "base_quant", Type: "string", Default: lit(d.BaseQuant), Shown: true, Doc: `hold the frozen linear-module base weights as "nf4" (QLoRA: 4-bit NormalFloat, blocks of 64, bitsandbytes' layout), "nf4-dq" (NF4 with double-quantized scales) or "bf16", widened to float32 per use; "" keeps float32. LoRA on the CPU only`},
+		{Name: "base_quant", Type: "string", Default: lit(d.BaseQuant), Shown: true, Doc: `hold the frozen linear-module base weights as "nf4" (QLoRA: 4-bit NormalFloat, blocks of 64, bitsandbytes' layout), "nf4-dq" (NF4 with double-quantized scales) or "bf16", widened to float32 per use, on the CPU or a device (kept packed there too); "" keeps float32. LoRA only`},
 		{Name: "head_chunk", Type: "int", Default: lit(d.HeadChunk), Shown: true, Doc: "compute the head and the loss this many token rows at a time, never holding all the logits (0: all at once); same loss and gradients"},
 		{Name: "checkpointing", Type: "bool", Default: lit(d.Checkpointing), Shown: true, Doc: "activation checkpointing: keep only each transformer layer's input in the forward pass and recompute the layer in backward (about one extra forward; activations of one layer held instead of all); losses and gradients are bit-identical. LoRA only"},
 	}
@@ -189,7 +189,7 @@ var modelModule = newModule(&ModuleDecl{Name: "model", Doc: "Base models: the ti
 			}},
 		{Name: "model.from_dir", Returns: "model", Impl: modelLoad, Doc: "A Hugging Face model directory (config.json, *.safetensors, tokenizer.json); runs record the directory to rebuild their base.",
 			Params: []Param{{Name: "dir", Type: "string", Doc: "the directory (inside the workspace or an --allow-read folder)"},
-				{Name: "quantize", Type: "string", Default: `""`, Doc: `hold the linear-module weights as "nf4", "nf4-dq" or "bf16" (and the embedding and head as bf16) from the start, packing each weight as it is read, never the whole float32 model (QLoRA); lens.train then uses that base_quant. Such a model trains LoRA and generates on the CPU`}}},
+				{Name: "quantize", Type: "string", Default: `""`, Doc: `hold the linear-module weights as "nf4", "nf4-dq" or "bf16" (and the embedding and head as bf16) from the start, packing each weight as it is read, never the whole float32 model (QLoRA); lens.train then uses that base_quant. Such a model trains LoRA (on the CPU or a device) and generates on the CPU`}}},
 		{Name: "model.pretrain", KwOnly: true, Returns: "model", Impl: modelPretrain,
 			Doc: "A model trained in full from random weights, cached in the store by a hash of everything that made it, so a second call returns the stored one. Takes lens.train's training settings.",
 			Params: concat([]Param{

@@ -2,9 +2,10 @@
 // accelerator. A Device is a small set of kernels over device buffers
 // (matrix product, embedding and its gradient, RMSNorm, rotary embeddings,
 // causal attention with sliding windows and packed rows, SwiGLU and GeGLU,
-// cross-entropy, AdamW and a few elementwise ones); Step lays the forward
-// and backward pass of every model family out over those kernels, keeping
-// the weights, the activations and the optimizer state in device memory.
+// cross-entropy, AdamW, the widening of packed base weights and a few
+// elementwise ones); Step lays the forward and backward pass of every model
+// family out over those kernels, keeping the weights (packed ones packed:
+// QLoRA), the activations and the optimizer state in device memory.
 //
 // Host is a Device whose kernels are engine/kern's, the same functions the
 // gorgonia graph (engine/nn) runs. It is the reference the CUDA kernels are
@@ -17,12 +18,13 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"unsafe"
 
 	"lens/engine/kern"
 )
 
 // Buf is a buffer in device memory: float32 elements unless it came from
-// AllocInt.
+// AllocInt (int32) or AllocBytes (bytes: packed weights).
 type Buf interface{ Len() int }
 
 // Attn is the shape of a causal grouped-query attention: q is B·T×NH·D,
@@ -84,6 +86,15 @@ type Kernels interface {
 	// AdamW updates p, m and v from g (scaled by gscale): m, v moments;
 	// p = p·decay − step·m/(√v·sq + eps).
 	AdamW(p, g, m, v Buf, n int, h AdamParams) error
+	// DequantNF4 sets out[i] = quant.NF4[code i]·scales[i/quant.BlockSize]
+	// for i < n, as quant.DequantNF4 does: codes is a byte buffer
+	// (AllocBytes) of (n+1)/2 bytes, two codes a byte with the first value
+	// in the high nibble, and scales the float32 block scales
+	// (quant.NF4Tensor.Scales, double-quantized ones already widened).
+	DequantNF4(out, codes, scales Buf, n int) error
+	// WidenBF16 sets out[i] to bfloat16 value i < n of bits, a byte buffer
+	// holding 2 bytes a value in the host's byte order (BF16Bytes).
+	WidenBF16(out, bits Buf, n int) error
 }
 
 // AdamParams are one AdamW update's scalars for one tensor.
@@ -96,8 +107,13 @@ type Device interface {
 	Name() string
 	Alloc(n int) (Buf, error) // zeroed float32
 	AllocInt(n int) (Buf, error)
+	// AllocBytes allocates n zeroed bytes (Len n), aligned for 2-byte
+	// reads: packed base weights (NF4 codes, bf16 bits) that DequantNF4
+	// and WidenBF16 widen.
+	AllocBytes(n int) (Buf, error)
 	Upload(dst Buf, src []float32) error
 	UploadInt(dst Buf, src []int32) error
+	UploadBytes(dst Buf, src []byte) error
 	// Download copies src into dst and waits for the kernels before it.
 	Download(dst []float32, src Buf) error
 	Zero(b Buf) error
@@ -158,4 +174,14 @@ func Open(name string) (Device, error) {
 		return nil, fmt.Errorf("accel: %s: %s", name, why)
 	}
 	return b.Open()
+}
+
+// BF16Bytes is bits as the bytes WidenBF16 reads, without a copy: the
+// values in the host's byte order, which is the device's (little-endian on
+// every host a CUDA GPU runs on).
+func BF16Bytes(bits []uint16) []byte {
+	if len(bits) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(bits))), 2*len(bits))
 }

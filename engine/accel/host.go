@@ -2,8 +2,10 @@ package accel
 
 import (
 	"fmt"
+	"unsafe"
 
 	"lens/engine/kern"
+	"lens/engine/quant"
 )
 
 // Host is a Device in main memory whose kernels are engine/kern's, the
@@ -13,13 +15,17 @@ import (
 type Host struct{}
 
 type hostBuf struct {
-	f []float32
-	i []int32
+	f  []float32
+	i  []int32
+	u8 []byte // AllocBytes: a view of a []uint16, so bf16 bits read in place
 }
 
 func (b *hostBuf) Len() int {
-	if b.i != nil {
+	switch {
+	case b.i != nil:
 		return len(b.i)
+	case b.u8 != nil:
+		return len(b.u8)
 	}
 	return len(b.f)
 }
@@ -34,6 +40,8 @@ func fl(b Buf) []float32 {
 
 func in(b Buf) []int32 { return b.(*hostBuf).i }
 
+func u8(b Buf) []byte { return b.(*hostBuf).u8 }
+
 // cores: the host kernels use every CPU; their results do not depend on
 // how many there are.
 const cores = kern.Cores(0)
@@ -45,6 +53,23 @@ func (Host) Close() error             { return nil }
 func (Host) Zero(b Buf) error         { clear(fl(b)); return nil }
 func (Host) AllocInt(n int) (Buf, error) {
 	return &hostBuf{i: make([]int32, n)}, nil
+}
+
+func (Host) AllocBytes(n int) (Buf, error) {
+	w := make([]uint16, (n+1)/2+1) // +1: a non-nil view even for n = 0
+	return &hostBuf{u8: BF16Bytes(w)[:n]}, nil
+}
+
+func (Host) UploadBytes(dst Buf, src []byte) error {
+	b := dst.(*hostBuf)
+	if b.u8 == nil {
+		return fmt.Errorf("upload: %d bytes into a buffer that is not from AllocBytes", len(src))
+	}
+	if len(src) != len(b.u8) {
+		return fmt.Errorf("upload: %d bytes into a buffer of %d", len(src), len(b.u8))
+	}
+	copy(b.u8, src)
+	return nil
 }
 
 func (Host) Upload(dst Buf, src []float32) error {
@@ -192,5 +217,29 @@ func (Host) Sum(dst, x Buf, n int) error {
 
 func (Host) AdamW(p, g, m, v Buf, n int, h AdamParams) error {
 	kern.AdamW(fl(p)[:n], fl(g), fl(m), fl(v), h)
+	return nil
+}
+
+// DequantNF4 is quant.DequantNF4, the CPU graph's own dequantization.
+func (Host) DequantNF4(out, codes, scales Buf, n int) error {
+	nb := (n + quant.BlockSize - 1) / quant.BlockSize
+	c, sc, o := u8(codes), fl(scales), fl(out)
+	if len(c) < (n+1)/2 || len(sc) < nb || len(o) < n {
+		return fmt.Errorf("dequant nf4 of %d values: %d code bytes, %d scales, %d outputs", n, len(c), len(sc), len(o))
+	}
+	quant.DequantNF4(o[:n], c, sc[:nb])
+	return nil
+}
+
+// WidenBF16 is quant.WidenBF16 over the buffer's bytes read as uint16s.
+func (Host) WidenBF16(out, bits Buf, n int) error {
+	b, o := u8(bits), fl(out)
+	if len(b) < 2*n || len(o) < n {
+		return fmt.Errorf("widen bf16 of %d values: %d bytes, %d outputs", n, len(b), len(o))
+	}
+	if n == 0 {
+		return nil
+	}
+	quant.WidenBF16(o, unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(b))), n))
 	return nil
 }

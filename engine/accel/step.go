@@ -9,6 +9,7 @@ import (
 
 	"lens/engine/kern"
 	"lens/engine/model"
+	"lens/engine/quant"
 )
 
 // Step is one model laid out on a device for training batches of B×T
@@ -16,18 +17,26 @@ import (
 // tensor's gradient in device memory; Update applies AdamW there. A step
 // from NewStep trains LoRA adapters over frozen base weights; one from
 // NewFullStep trains every weight (full fine-tuning), as the gorgonia
-// graph does with model.Build(..., trainBase = true).
+// graph does with model.Build(..., trainBase = true); that needs float32
+// base weights.
 type Step struct {
 	dev     Device
 	cfg     model.Config
 	B, T, N int
 	hd      int
 	weights map[string]Buf
-	mods    map[string]*module
-	params  map[string]*param // by trainable name (<module>.lora_A/B, or weight names)
-	full    bool              // every weight trains
-	names   []string
-	layers  []*layer
+	// packed holds the base weights a quantized model keeps packed
+	// (base_quant: NF4 linears, bf16 tables), by name; each product that
+	// reads one widens it into wide first, one float32 scratch the size of
+	// the largest, shared by every such product (and by ForwardOnly steps:
+	// kernels run in order, one product's weight at a time).
+	packed map[string]*packedW
+	wide   Buf
+	mods   map[string]*module
+	params map[string]*param // by trainable name (<module>.lora_A/B, or weight names)
+	full   bool              // every weight trains
+	names  []string
+	layers []*layer
 
 	ids, targets Buf
 	// ropes are the distinct RoPE tables (Gemma's local and global ones)
@@ -64,10 +73,19 @@ type hook struct {
 	shape []int
 }
 
+// packedW is a base weight held packed on the device: NF4 codes (a byte
+// buffer) and their float32 block scales, or bf16 bits (scales nil); n
+// values.
+type packedW struct {
+	data, scales Buf
+	n            int
+}
+
 // module is a linear module's device state; A is nil without an adapter,
-// gw nil when the weight is frozen.
+// gw nil when the weight is frozen, w nil when the weight is packed (pw).
 type module struct {
 	w, a, b     Buf
+	pw          *packedW
 	gw, ga, gb  Buf
 	bias, gbias Buf // the module's bias (Qwen2, attention_bias) and its gradient, or nil
 	in, out, r  int
@@ -101,6 +119,9 @@ type ropeTable struct {
 
 // NewStep uploads m's weights and the adapters (keyed by module path, as
 // model.Build takes them) and allocates the activations for B×T tokens.
+// The weights a quantized model holds packed (model.Quantized: NF4 or bf16
+// linears, bf16 embedding and head) stay packed on the device, and each
+// product widens its weight first, as the graph does (QLoRA).
 func NewStep(dev Device, m *model.Model, ads map[string]model.Adapter, B, T int) (s *Step, err error) {
 	if len(ads) == 0 {
 		return nil, errors.New("accel: a LoRA step needs adapters; NewFullStep trains every weight")
@@ -148,7 +169,10 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 	if B <= 0 {
 		return nil, fmt.Errorf("accel: batch size %d", B)
 	}
-	s = &Step{dev: dev, cfg: c, B: B, T: T, N: B * T, hd: c.Head(), weights: map[string]Buf{},
+	if full && len(m.Packed) > 0 {
+		return nil, fmt.Errorf("accel: full training needs float32 base weights; %d are packed (base_quant)", len(m.Packed))
+	}
+	s = &Step{dev: dev, cfg: c, B: B, T: T, N: B * T, hd: c.Head(), weights: map[string]Buf{}, packed: map[string]*packedW{},
 		mods: map[string]*module{}, params: map[string]*param{}, full: full, forwardOnly: share != nil,
 		ckpt: ckpt, shared: map[string]Buf{}}
 	defer func() {
@@ -176,9 +200,54 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 		}
 		return b
 	}
+	maxPacked := 0
+	// packedWeight uploads a packed weight as it is held, or returns nil
+	// for a float32 one.
+	packedWeight := func(name string) *packedW {
+		if pw := s.packed[name]; pw != nil {
+			return pw
+		}
+		if share != nil {
+			if pw := share.packed[name]; pw != nil {
+				s.packed[name] = pw
+			}
+			return s.packed[name]
+		}
+		p, ok := m.Packed[name]
+		if !ok || err != nil {
+			return nil
+		}
+		var pw *packedW
+		switch t := p.(type) {
+		case *quant.NF4Tensor:
+			pw = &packedW{data: s.allocBytes(len(t.Codes), &err), n: t.Len()}
+			if err == nil {
+				err = dev.UploadBytes(pw.data, t.Codes)
+			}
+			pw.scales = upload(&model.Tensor{Data: t.Scales()})
+		case *quant.BF16Tensor:
+			pw = &packedW{data: s.allocBytes(2*len(t.Bits), &err), n: len(t.Bits)}
+			if err == nil {
+				err = dev.UploadBytes(pw.data, BF16Bytes(t.Bits))
+			}
+		default:
+			err = fmt.Errorf("accel: weight %s is held as %T; the device step widens NF4 and bf16", name, p)
+			return nil
+		}
+		if err != nil {
+			err = fmt.Errorf("accel: upload packed %s: %w", name, err)
+			return nil
+		}
+		s.packed[name] = pw
+		maxPacked = max(maxPacked, pw.n)
+		return pw
+	}
 	weight := func(name string) Buf {
 		if b, ok := s.weights[name]; ok {
 			return b
+		}
+		if packedWeight(name) != nil {
+			return nil
 		}
 		if share != nil {
 			b := share.weights[name]
@@ -208,7 +277,7 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 	linear := func(path string) {
 		if share != nil {
 			from := share.mods[path]
-			md := &module{w: from.w, a: from.a, b: from.b, bias: from.bias, in: from.in, out: from.out, r: from.r, scale: from.scale}
+			md := &module{w: from.w, pw: from.pw, a: from.a, b: from.b, bias: from.bias, in: from.in, out: from.out, r: from.r, scale: from.scale}
 			if md.a != nil {
 				md.h = alloc(N * md.r)
 			}
@@ -222,7 +291,7 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 			}
 			return
 		}
-		md := &module{w: weight(path + ".weight"), out: wt.Shape[0], in: wt.Shape[1]}
+		md := &module{w: weight(path + ".weight"), pw: s.packed[path+".weight"], out: wt.Shape[0], in: wt.Shape[1]}
 		if _, ok := m.Weights[path+".bias"]; ok {
 			md.bias = weight(path + ".bias")
 		}
@@ -307,6 +376,11 @@ func newStep(dev Device, m *model.Model, ads map[string]model.Adapter, full bool
 		if s.mods[path] == nil && err == nil {
 			err = fmt.Errorf("accel: adapter for %s: the device step puts adapters on the layers' linear modules only", path)
 		}
+	}
+	if share != nil {
+		s.wide = share.wide
+	} else if maxPacked > 0 {
+		s.wide = alloc(maxPacked)
 	}
 	s.xf, s.nf, s.rf = alloc(N*H), alloc(N*H), alloc(N)
 	if c.QKVBias() || c.OBias() {
@@ -622,7 +696,9 @@ func (s *Step) forward() error {
 	eps := float32(c.RMSNormEps)
 	var errs []error
 	e := func(err error) { errs = append(errs, err) }
-	e(k.Embed(s.layers[0].xin, s.weights["model.embed_tokens.weight"], s.ids, s.N, H))
+	table, err := s.weight(model.EmbedName)
+	e(err)
+	e(k.Embed(s.layers[0].xin, table, s.ids, s.N, H))
 	if es := c.EmbedScale(); es != 0 {
 		e(k.Scale(s.layers[0].xin, s.layers[0].xin, s.N*H, float32(es)))
 	}
@@ -639,7 +715,9 @@ func (s *Step) forward() error {
 		}
 	}
 	e(k.RMSNorm(s.nf, s.rf, s.xf, s.weights["model.norm.weight"], s.N, H, eps, float32(c.NormOffset())))
-	e(k.Gemm(false, true, s.N, c.VocabSize, H, 1, s.nf, H, s.head(), H, 0, s.logits, c.VocabSize))
+	head, err := s.weight(s.headName())
+	e(err)
+	e(k.Gemm(false, true, s.N, c.VocabSize, H, 1, s.nf, H, head, H, 0, s.logits, c.VocabSize))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("accel: head forward: %w", err)
 	}
@@ -704,13 +782,41 @@ func (s *Step) layerFwd(i int, next Buf) error {
 	return nil
 }
 
-func (s *Step) head() Buf { return s.weights[s.headName()] }
+// weight is a base weight's float32 values on the device: its buffer, or
+// for a packed one the shared scratch after widening it there.
+func (s *Step) weight(name string) (Buf, error) {
+	if pw := s.packed[name]; pw != nil {
+		return s.widen(pw)
+	}
+	return s.weights[name], nil
+}
+
+// widen widens a packed weight into the scratch, which holds it until the
+// next widen.
+func (s *Step) widen(pw *packedW) (Buf, error) {
+	if pw.scales != nil {
+		return s.wide, s.dev.DequantNF4(s.wide, pw.data, pw.scales, pw.n)
+	}
+	return s.wide, s.dev.WidenBF16(s.wide, pw.data, pw.n)
+}
+
+// linWeight is a linear module's weight in float32 (widened when packed).
+func (s *Step) linWeight(md *module) (Buf, error) {
+	if md.pw != nil {
+		return s.widen(md.pw)
+	}
+	return md.w, nil
+}
 
 // linFwd sets out = x·Wᵀ (+ s·(drop(x)·Aᵀ)·Bᵀ).
 func (s *Step) linFwd(path string, x, out Buf) error {
 	md := s.mods[path]
 	k := s.dev
-	if err := k.Gemm(false, true, s.N, md.out, md.in, 1, x, md.in, md.w, md.in, 0, out, md.out); err != nil {
+	w, err := s.linWeight(md)
+	if err != nil {
+		return err
+	}
+	if err := k.Gemm(false, true, s.N, md.out, md.in, 1, x, md.in, w, md.in, 0, out, md.out); err != nil {
 		return err
 	}
 	if md.bias != nil { // out += ones·biasᵀ
@@ -746,7 +852,9 @@ func (s *Step) linBack(path string, x, dy, dx Buf, acc bool) error {
 	}
 	var errs []error
 	e := func(err error) { errs = append(errs, err) }
-	e(k.Gemm(false, false, s.N, md.in, md.out, 1, dy, md.out, md.w, md.in, beta, dx, md.in))
+	w, err := s.linWeight(md)
+	e(err)
+	e(k.Gemm(false, false, s.N, md.in, md.out, 1, dy, md.out, w, md.in, beta, dx, md.in))
 	if md.gw != nil {
 		e(k.Gemm(true, false, md.out, md.in, s.N, 1, dy, md.out, x, md.in, 0, md.gw, md.in))
 	}
@@ -782,7 +890,9 @@ func (s *Step) backward() error {
 	// dlogits → d(normed final) → d(final residual) in s.dx. A trained
 	// head's gradient is dlogitsᵀ·normed; tied to the embedding, it is
 	// assigned here and the embedding's own part added at the end.
-	e(k.Gemm(false, false, s.N, H, V, 1, s.dlog, V, s.head(), H, 0, s.dn, H))
+	head, err := s.weight(s.headName())
+	e(err)
+	e(k.Gemm(false, false, s.N, H, V, 1, s.dlog, V, head, H, 0, s.dn, H))
 	if g := s.grad(s.headName()); g != nil {
 		e(k.Gemm(true, false, V, H, s.N, 1, s.dlog, V, s.nf, H, 0, g, H))
 	}
@@ -921,4 +1031,19 @@ func (s *Step) Update(name string, grad []float32, h AdamParams, data, m, v []fl
 		return err
 	}
 	return errors.Join(s.dev.Download(data, p.data), s.dev.Download(m, p.m), s.dev.Download(v, p.v))
+}
+
+// allocBytes allocates a byte buffer the step frees on Close; after an
+// error (in *err, or its own) it returns nil.
+func (s *Step) allocBytes(n int, err *error) Buf {
+	if *err != nil {
+		return nil
+	}
+	b, e := s.dev.AllocBytes(n)
+	if e != nil {
+		*err = fmt.Errorf("accel: allocate %d bytes on %s: %w", n, s.dev.Name(), e)
+		return nil
+	}
+	s.buffers = append(s.buffers, b)
+	return b
 }

@@ -113,3 +113,8 @@ func (s skewed) AdamW(p, g, m, v accel.Buf, n int, h accel.AdamParams) error {
 // The collectors' probe on a forward-only step reads the graph's hook
 // points: same names, shapes and values.
 func TestProbeMatchesGraph(t *testing.T) { acceltest.Probe(t, accel.Host{}, 1e-4) }
+
+// QLoRA on the device: over nf4, nf4-dq and bf16 bases (Llama tied and
+// untied, Qwen2, Qwen3) the step's loss and LoRA gradients match the graph
+// over the same packed model, and checkpointing changes no bit.
+func TestQuantStepMatchesGraph(t *testing.T) { acceltest.QuantStep(t, accel.Host{}, 1e-4, true) }

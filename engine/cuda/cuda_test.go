@@ -36,6 +36,14 @@ func TestFullStep(t *testing.T) { acceltest.FullStep(t, open(t), 1e-3) }
 
 func TestProbe(t *testing.T) { acceltest.Probe(t, open(t), 1e-3) }
 
+// TestQuantStep: LoRA over nf4, nf4-dq and bf16 bases on the device, the
+// packed weights widened by dequant_nf4 and widen_bf16, against the graph
+// over the same packed model; checkpointing changes no bit. Under the
+// emulator each family runs one of the three kinds.
+func TestQuantStep(t *testing.T) {
+	acceltest.QuantStep(t, open(t), 1e-3, os.Getenv("LENS_CUDA_EMULATED") == "")
+}
+
 func TestDecodeKernels(t *testing.T) { acceltest.DecodeKernels(t, open(t), 1e-4) }
 
 // TestDecode: engine/generate on the device gives the CPU generator's
@@ -142,6 +150,7 @@ func TestChecks(t *testing.T) {
 	d := &Device{}
 	f := func(n int) accel.Buf { return &buf{dev: d, ptr: 0x1000, n: n} }
 	i := func(n int) accel.Buf { return &buf{dev: d, ptr: 0x2000, n: n, isInt: true} }
+	u8 := func(n int) accel.Buf { return &buf{dev: d, ptr: 0x4000, n: n, isBytes: true} }
 	other := &buf{dev: &Device{}, ptr: 0x3000, n: 100}
 	host, _ := accel.Host{}.Alloc(100)
 	freed := &buf{dev: d, n: 100, freed: true}
@@ -209,6 +218,13 @@ func TestChecks(t *testing.T) {
 		{"cached_attention k", d.CachedAttention(f(cq), f(cp), f(cq), f(ck-1), f(ck), ca), "cached_attention: k has 79 elements, the kernel touches 80"},
 		{"cached_attention p", d.CachedAttention(f(cq), f(cp-1), f(cq), f(ck), f(ck), ca), "cached_attention: p has 39"},
 		{"cached_attention groups", d.CachedAttention(f(1e3), f(1e3), f(1e3), f(1e3), f(1e3), accel.CacheAttn{M: 1, NH: 3, NKV: 2, D: 8}), "NH 3 is not a multiple of NKV 2"},
+		{"dequant_nf4 ok", d.DequantNF4(f(129), u8(65), f(3), 129), ""},
+		{"dequant_nf4 codes", d.DequantNF4(f(129), u8(64), f(3), 129), "dequant_nf4: codes has 64 elements, the kernel touches 65"},
+		{"dequant_nf4 scales", d.DequantNF4(f(129), u8(65), f(2), 129), "dequant_nf4: scales has 2 elements, the kernel touches 3"},
+		{"dequant_nf4 float codes", d.DequantNF4(f(129), f(65), f(3), 129), "dequant_nf4: codes must be a byte buffer (AllocBytes)"},
+		{"widen_bf16 ok", d.WidenBF16(f(7), u8(14), 7), ""},
+		{"widen_bf16 bits", d.WidenBF16(f(7), u8(13), 7), "widen_bf16: bits has 13 elements, the kernel touches 14"},
+		{"widen_bf16 out", d.WidenBF16(u8(28), u8(14), 7), "widen_bf16: out must be a float buffer"},
 	} {
 		switch {
 		case c.want == "":

@@ -16,6 +16,7 @@ import (
 	"unsafe"
 
 	"lens/engine/accel"
+	"lens/engine/quant"
 )
 
 //go:embed kernels.ptx
@@ -46,6 +47,8 @@ const (
 	kGeGLU
 	kGeGLUBack
 	kScale
+	kDequantNF4
+	kWidenBF16
 	numKernels
 )
 
@@ -53,6 +56,7 @@ var kernelNames = [numKernels]string{
 	"sgemm", "sgemm_reduce", "embed", "rmsnorm", "rmsnorm_back", "rope", "sgemm_batched", "softmax_causal",
 	"softmax_back", "swiglu", "swiglu_back", "add", "mul", "cross_entropy", "sum", "adamw",
 	"embed_back", "rmsnorm_dw", "copy_f32", "softmax_cached", "geglu", "geglu_back", "scale",
+	"dequant_nf4", "widen_bf16",
 }
 
 const (
@@ -157,13 +161,26 @@ func (p *profile) gemmDone(start time.Time, ta, tb bool, m, n, k, splits int) {
 
 var _ accel.Device = (*Device)(nil)
 
-// buf is a device allocation of n float32 (or int32, if isInt) elements.
+// buf is a device allocation of n float32 (or int32, if isInt) elements,
+// or of n bytes (isBytes: packed weights, in whole 32-bit words).
 type buf struct {
-	dev   *Device
-	ptr   dptr // 0 for an empty buffer
-	n     int
-	isInt bool
-	freed bool
+	dev     *Device
+	ptr     dptr // 0 for an empty buffer
+	n       int
+	isInt   bool
+	isBytes bool
+	freed   bool
+}
+
+// kind names what b holds, for errors.
+func (b *buf) kind() string {
+	switch {
+	case b.isInt:
+		return "an int buffer (AllocInt)"
+	case b.isBytes:
+		return "a byte buffer (AllocBytes)"
+	}
+	return "a float buffer (Alloc)"
 }
 
 func (b *buf) Len() int { return b.n }
@@ -300,6 +317,21 @@ func (d *Device) alloc(n int, isInt bool) (accel.Buf, error) {
 	return b, nil
 }
 
+// AllocBytes allocates n zeroed bytes in whole 32-bit words (cuMemAlloc
+// aligns them for the kernels' 2-byte reads).
+func (d *Device) AllocBytes(n int) (accel.Buf, error) {
+	if n < 0 {
+		return nil, fmt.Errorf("cuda: allocate %d bytes", n)
+	}
+	b, err := d.alloc((n+3)/4, false)
+	if err != nil {
+		return nil, err
+	}
+	cb := b.(*buf)
+	cb.n, cb.isBytes = n, true
+	return cb, nil
+}
+
 // own returns b as one of d's live buffers.
 func (d *Device) own(what string, b accel.Buf) (*buf, error) {
 	cb, ok := b.(*buf)
@@ -319,8 +351,8 @@ func (d *Device) Upload(dst accel.Buf, src []float32) error {
 	if err != nil {
 		return err
 	}
-	if b.isInt {
-		return errors.New("cuda: Upload of floats into an int buffer (use UploadInt)")
+	if b.isInt || b.isBytes {
+		return fmt.Errorf("cuda: Upload of floats into %s", b.kind())
 	}
 	if len(src) != b.n {
 		return fmt.Errorf("cuda: upload: %d values into a buffer of %d", len(src), b.n)
@@ -339,7 +371,7 @@ func (d *Device) UploadInt(dst accel.Buf, src []int32) error {
 		return err
 	}
 	if !b.isInt {
-		return errors.New("cuda: UploadInt into a float buffer (use AllocInt)")
+		return fmt.Errorf("cuda: UploadInt into %s", b.kind())
 	}
 	if len(src) != b.n {
 		return fmt.Errorf("cuda: upload: %d values into a buffer of %d", len(src), b.n)
@@ -352,6 +384,25 @@ func (d *Device) UploadInt(dst accel.Buf, src []int32) error {
 	})
 }
 
+func (d *Device) UploadBytes(dst accel.Buf, src []byte) error {
+	b, err := d.own("UploadBytes", dst)
+	if err != nil {
+		return err
+	}
+	if !b.isBytes {
+		return fmt.Errorf("cuda: UploadBytes into %s", b.kind())
+	}
+	if len(src) != b.n {
+		return fmt.Errorf("cuda: upload: %d bytes into a buffer of %d", len(src), b.n)
+	}
+	if b.n == 0 {
+		return nil
+	}
+	return d.do("UploadBytes", func() error {
+		return cuMemcpyHtoD(b.ptr, unsafe.Pointer(&src[0]), b.n)
+	})
+}
+
 // Download waits for every kernel launched so far (reporting their errors)
 // and copies src into dst.
 func (d *Device) Download(dst []float32, src accel.Buf) error {
@@ -359,8 +410,8 @@ func (d *Device) Download(dst []float32, src accel.Buf) error {
 	if err != nil {
 		return err
 	}
-	if b.isInt {
-		return errors.New("cuda: Download of an int buffer")
+	if b.isInt || b.isBytes {
+		return fmt.Errorf("cuda: Download of %s", b.kind())
 	}
 	if len(dst) != b.n {
 		return fmt.Errorf("cuda: download: %d values from a buffer of %d", b.n, len(dst))
@@ -384,8 +435,12 @@ func (d *Device) Zero(bb accel.Buf) error {
 	if b.n == 0 {
 		return nil
 	}
+	words := b.n
+	if b.isBytes {
+		words = (b.n + 3) / 4
+	}
 	return d.do("Zero", func() error {
-		return cuMemsetD32(b.ptr, 0, b.n)
+		return cuMemsetD32(b.ptr, 0, words)
 	})
 }
 
@@ -454,7 +509,7 @@ func (c *call) size(xs ...int) int {
 	return p
 }
 
-func (c *call) operand(name string, b accel.Buf, need int, isInt bool) dptr {
+func (c *call) operand(name string, b accel.Buf, need int, want *buf) dptr {
 	if c.err != nil {
 		return 0
 	}
@@ -463,12 +518,8 @@ func (c *call) operand(name string, b accel.Buf, need int, isInt bool) dptr {
 		c.err = err
 		return 0
 	}
-	kind := "a float buffer (Alloc)"
-	if isInt {
-		kind = "an int buffer (AllocInt)"
-	}
-	if cb.isInt != isInt {
-		c.fail("%s must be %s", name, kind)
+	if cb.isInt != want.isInt || cb.isBytes != want.isBytes {
+		c.fail("%s must be %s", name, want.kind())
 		return 0
 	}
 	if cb.n < need {
@@ -479,8 +530,15 @@ func (c *call) operand(name string, b accel.Buf, need int, isInt bool) dptr {
 }
 
 // f and i check a float or int operand of at least need elements.
-func (c *call) f(name string, b accel.Buf, need int) dptr { return c.operand(name, b, need, false) }
-func (c *call) i(name string, b accel.Buf, need int) dptr { return c.operand(name, b, need, true) }
+func (c *call) f(name string, b accel.Buf, need int) dptr { return c.operand(name, b, need, &buf{}) }
+func (c *call) i(name string, b accel.Buf, need int) dptr {
+	return c.operand(name, b, need, &buf{isInt: true})
+}
+
+// u8 checks a byte operand of at least need bytes.
+func (c *call) u8(name string, b accel.Buf, need int) dptr {
+	return c.operand(name, b, need, &buf{isBytes: true})
+}
 
 // grid checks a launch shape; a zero grid is a no-op (ok false).
 func (c *call) grid(gx, gy int) (ok bool) {
@@ -973,4 +1031,31 @@ func (d *Device) AdamW(p, g, m, v accel.Buf, n int, h accel.AdamParams) error {
 	c.dims("n", n)
 	P, G, M, V := c.f("p", p, n), c.f("g", g, n), c.f("m", m, n), c.f("v", v, n)
 	return c.launch(blocks(n), 1, threads, P, G, M, V, n, h.Beta1, h.Beta2, h.Eps, h.Step, h.Sq, h.Decay, h.GScale)
+}
+
+// ---- packed base weights ----
+
+// DequantNF4 launches dequant_nf4, a thread per value.
+func (d *Device) DequantNF4(out, codes, scales accel.Buf, n int) error {
+	c := d.call(kDequantNF4)
+	c.dims("n", n)
+	O := c.f("out", out, n)
+	C := c.u8("codes", codes, (n+1)/2)
+	S := c.f("scales", scales, (n+quant.BlockSize-1)/quant.BlockSize)
+	if c.err != nil {
+		return c.err
+	}
+	return c.launch(blocks(n), 1, threads, O, C, S, n)
+}
+
+// WidenBF16 launches widen_bf16, a thread per value.
+func (d *Device) WidenBF16(out, bits accel.Buf, n int) error {
+	c := d.call(kWidenBF16)
+	c.dims("n", n)
+	O := c.f("out", out, n)
+	B := c.u8("bits", bits, c.size(2, n))
+	if c.err != nil {
+		return c.err
+	}
+	return c.launch(blocks(n), 1, threads, O, B, n)
 }

@@ -17,9 +17,9 @@ func TestPTXUpToDate(t *testing.T) {
 	if err != nil {
 		t.Skip("nvcc not installed (apt-get install nvidia-cuda-toolkit from non-free)")
 	}
-	// Read the source here too: go test caches a result by the files the
+	// Read the sources here too: go test caches a result by the files the
 	// test itself opens, and nvcc's reads would not count.
-	for _, src := range []string{"kernels.cu", "family.cu"} {
+	for _, src := range []string{"kernels.cu", "family.cu", "quant.cu"} {
 		if _, err := os.ReadFile(src); err != nil {
 			t.Fatal(err)
 		}

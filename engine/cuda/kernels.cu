@@ -404,3 +404,6 @@ extern "C" __global__ void softmax_cached(float* P, long long rows, long long M,
     float inv = 1.f / sum;
     for (long long j = lane; j < L; j += WARP) row[j] = j <= last ? expf(row[j] - mx) * inv : 0.f;
 }
+
+// ---- packed base weights (QLoRA): dequant_nf4, widen_bf16 ----
+#include "quant.cu"

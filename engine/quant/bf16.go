@@ -42,8 +42,13 @@ func bf16Bits(v float32) uint16 {
 func (t *BF16Tensor) Dims() (int, int) { return dims2(t.Shape) }
 
 // Widen writes the float32 values to dst (len ≥ the element count).
-func (t *BF16Tensor) Widen(dst []float32) {
-	for i, b := range t.Bits {
+func (t *BF16Tensor) Widen(dst []float32) { WidenBF16(dst, t.Bits) }
+
+// WidenBF16 writes the float32 values of bfloat16 bits to dst (len ≥
+// len(bits)): each is the bits in the top half of a float32, exactly.
+func WidenBF16(dst []float32, bits []uint16) {
+	dst = dst[:len(bits)]
+	for i, b := range bits {
 		dst[i] = math.Float32frombits(uint32(b) << 16)
 	}
 }
@@ -67,11 +72,7 @@ func BF16FromBits(bits []uint16, shape []int) (*BF16Tensor, error) {
 // WidenRows writes rows r0..r1 of a 2-D tensor (row-major) to dst.
 func (t *BF16Tensor) WidenRows(r0, r1 int, dst []float32) {
 	_, in := t.Dims()
-	src := t.Bits[r0*in : r1*in]
-	dst = dst[:len(src)]
-	for i, b := range src {
-		dst[i] = math.Float32frombits(uint32(b) << 16)
-	}
+	WidenBF16(dst, t.Bits[r0*in:r1*in])
 }
 
 // WidenCols writes columns c0..c1 of every row of a 2-D tensor to dst,
@@ -80,10 +81,7 @@ func (t *BF16Tensor) WidenCols(c0, c1 int, dst []float32) {
 	out, in := t.Dims()
 	w := c1 - c0
 	for r := range out {
-		src, d := t.Bits[r*in+c0:r*in+c1], dst[r*w:(r+1)*w]
-		for i, b := range src {
-			d[i] = math.Float32frombits(uint32(b) << 16)
-		}
+		WidenBF16(dst[r*w:(r+1)*w], t.Bits[r*in+c0:r*in+c1])
 	}
 }
 

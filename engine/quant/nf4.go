@@ -128,9 +128,15 @@ func (t *NF4Tensor) Scales() []float32 {
 }
 
 // Dequantize writes the tensor's values to dst (len ≥ Len).
-func (t *NF4Tensor) Dequantize(dst []float32) { dequantNF4(t.Codes, t.Scales(), dst[:t.Len()]) }
+func (t *NF4Tensor) Dequantize(dst []float32) { DequantNF4(dst[:t.Len()], t.Codes, t.Scales()) }
 
-func dequantNF4(codes []byte, scales []float32, dst []float32) {
+// DequantNF4 writes the first len(dst) values of an NF4 tensor held as
+// codes (two a byte, the first in the high nibble) and float32 block scales
+// (one per BlockSize values: Scales) to dst: NF4[code]·scale, one float32
+// product per value. It is the whole dequantization, shared with the
+// device step's host reference (engine/accel), whose GPU kernel computes
+// the same product.
+func DequantNF4(dst []float32, codes []byte, scales []float32) {
 	for b, s := range scales {
 		lo, hi := b*BlockSize, min((b+1)*BlockSize, len(dst))
 		for i := lo; i < hi; i++ {
@@ -169,7 +175,7 @@ func (t *NF4Tensor) WidenCols(c0, c1 int, dst []float32) {
 }
 
 // widenRange writes values lo..hi (row-major indices) to dst, each as
-// dequantNF4 computes it: the code book entry times its block's scale.
+// DequantNF4 computes it: the code book entry times its block's scale.
 func (t *NF4Tensor) widenRange(lo, hi int, dst []float32) {
 	dst = dst[:hi-lo]
 	for b0 := lo; b0 < hi; {

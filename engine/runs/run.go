@@ -93,9 +93,6 @@ func Prepare(spec Spec, base *model.Model) (*Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	if spec.Device == device.Auto && spec.Train.BaseQuant != "" {
-		dev = device.CPU // a packed base trains on the CPU graph only
-	}
 	tok, err := spec.Tokenizer()
 	if err != nil {
 		return nil, err

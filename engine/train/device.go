@@ -24,11 +24,9 @@ type onDevice struct {
 }
 
 // UseDevice moves the training step, LoRA or full, onto dev, which the
-// trainer then owns (Close closes it).
+// trainer then owns (Close closes it). A packed base (base_quant) stays
+// packed on the device, each weight widened per product (accel.Step).
 func (t *Trainer) UseDevice(dev accel.Device) error {
-	if len(t.Model.Packed) > 0 {
-		return fmt.Errorf("train on %s: base_quant %q runs on the CPU only (the device step reads float32 base weights); use device=\"cpu\"", dev.Name(), t.Config.BaseQuant)
-	}
 	var s *accel.Step
 	var err error
 	if t.Config.Checkpointing { // LoRA only: Validate refuses it with full

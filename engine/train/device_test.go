@@ -32,7 +32,12 @@ var deviceFamilies = []struct {
 // weight, for steps steps, on the CPU graph or on accel's Host device, and
 // returns the trainer.
 func deviceRun(t *testing.T, edit func(*model.Config), onHost, full bool, steps int) *Trainer {
-	m := deviceModel(t, edit)
+	return deviceRunWith(t, edit, onHost, full, steps, func(*Config) {})
+}
+
+// deviceRunWith is deviceRun with edit applied to the trainer's Config.
+func deviceRunWith(t *testing.T, editModel func(*model.Config), onHost, full bool, steps int, edit func(*Config)) *Trainer {
+	m := deviceModel(t, editModel)
 	c := m.Config
 	ad, err := lora.New(m, lora.Config{Rank: 4, Alpha: 8, Dropout: 0.1, Targets: []string{"q_proj", "v_proj", "down_proj"}}, 5)
 	require.NoError(t, err)
@@ -48,6 +53,7 @@ func deviceRun(t *testing.T, edit func(*model.Config), onHost, full bool, steps 
 	if full {
 		ad, cfg.Full, cfg.LoRAPlusRatio, cfg.LR = nil, true, 0, 1e-3
 	}
+	edit(&cfg)
 	tr, err := New(m, ad, b, nil, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { tr.Close() })
@@ -66,7 +72,9 @@ func deviceRun(t *testing.T, edit func(*model.Config), onHost, full bool, steps 
 func deviceModel(t *testing.T, edit func(*model.Config)) *model.Model {
 	c := model.Tiny()
 	c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads = 32, 48, 2, 4, 2
-	edit(&c)
+	if edit != nil {
+		edit(&c)
+	}
 	m, err := model.New(c, 3)
 	require.NoError(t, err)
 	return m
@@ -152,4 +160,36 @@ func TestDeviceFullTrainingMatchesCPU(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDeviceBaseQuantMatchesCPU: LoRA over an nf4, nf4-dq or bf16 base on
+// accel.Host (the base uploaded packed, each weight widened by the device's
+// kernels per product) follows the CPU graph over the same packed base
+// step for step, with and without checkpointing, and the quantized base
+// is what trains (its first loss differs from the float32 base's).
+func TestDeviceBaseQuantMatchesCPU(t *testing.T) {
+	const steps = 3
+	f32 := deviceRun(t, nil, true, false, 1)
+	for _, kind := range model.QuantKinds {
+		for _, ckpt := range []bool{false, true} {
+			edit := func(c *Config) { c.BaseQuant, c.Checkpointing = kind, ckpt }
+			cpu, dev := deviceRunWith(t, nil, false, false, steps, edit), deviceRunWith(t, nil, true, false, steps, edit)
+			require.Equal(t, "host", dev.DeviceName())
+			require.Equal(t, kind, dev.Model.Quant)
+			sameParams(t, cpu, dev)
+			l0, l1 := lastLoss(t, cpu), lastLoss(t, dev)
+			require.InDelta(t, l0, l1, 1e-4*l0, "%s checkpointing %v: loss after %d steps", kind, ckpt, steps)
+			if kind != model.QuantBF16 {
+				require.NotEqual(t, lastLoss(t, f32), lastLoss(t, deviceRunWith(t, nil, true, false, 1, edit)), "%s: the device trained the float32 base", kind)
+			}
+		}
+	}
+}
+
+// lastLoss is the loss of one more training step.
+func lastLoss(t *testing.T, tr *Trainer) float64 {
+	t.Helper()
+	info, err := tr.TrainStep()
+	require.NoError(t, err)
+	return info.Loss
 }

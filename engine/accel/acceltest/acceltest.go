@@ -22,6 +22,7 @@ import (
 	"lens/engine/lora"
 	"lens/engine/model"
 	"lens/engine/nn"
+	"lens/engine/quant"
 )
 
 // pair holds one buffer on the device under test and its Host twin.
@@ -249,6 +250,62 @@ func Kernels(t testing.TB, dev accel.Device, tol float64) {
 	pp, gg, mm, vv := b.floats(n, 1), b.floats(n, 1), b.floats(n, 0.1), b.upload(squares(b, n))
 	hp := accel.AdamParams{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, Step: 1e-3, Sq: 1.2, Decay: 0.999, GScale: 0.5}
 	run("AdamW", func(k accel.Kernels, f func(pair) accel.Buf) error { return k.AdamW(f(pp), f(gg), f(mm), f(vv), n, hp) }, pp, mm, vv)
+
+	// Widening packed weights is exact on every device: the same float32
+	// product (NF4) or bit move (bf16) as engine/quant, whatever tol is.
+	// An odd count with a partial last block; a block of zeros (absmax 0).
+	const nq = 64*40 + 13
+	xs := make([]float32, nq)
+	for i := range xs {
+		xs[i] = float32(b.rng.NormFloat64() * 0.05)
+	}
+	clear(xs[128:192])
+	for _, double := range []bool{false, true} {
+		q, err := quant.QuantizeNF4(xs, []int{nq}, double)
+		require.NoError(t, err)
+		codes, scales, out := b.bytes(q.Codes), b.upload(q.Scales()), b.floats(nq, 1)
+		what := fmt.Sprintf("DequantNF4 double=%v", double)
+		run(what, func(k accel.Kernels, f func(pair) accel.Buf) error {
+			return k.DequantNF4(f(out), f(codes), f(scales), nq)
+		}, out)
+		b.exact(what, out, q.Widen)
+	}
+	bf, err := quant.ToBF16(xs, []int{nq})
+	require.NoError(t, err)
+	bits, wide := b.bytes(accel.BF16Bytes(bf.Bits)), b.floats(nq, 1)
+	run("WidenBF16", func(k accel.Kernels, f func(pair) accel.Buf) error { return k.WidenBF16(f(wide), f(bits), nq) }, wide)
+	b.exact("WidenBF16", wide, bf.Widen)
+}
+
+// bytes uploads v into a byte buffer on both devices.
+func (b *bench) bytes(v []byte) pair {
+	d, err := b.dev.AllocBytes(len(v))
+	require.NoError(b.t, err)
+	b.allocs = append(b.allocs, d)
+	require.NoError(b.t, b.dev.UploadBytes(d, v))
+	h, _ := b.host.AllocBytes(len(v))
+	require.NoError(b.t, b.host.UploadBytes(h, v))
+	return pair{d, h}
+}
+
+// exact requires both sides of p to hold what widen writes, bit for bit.
+func (b *bench) exact(what string, p pair, widen func([]float32)) {
+	b.t.Helper()
+	want := make([]float32, p.h.Len())
+	widen(want)
+	for _, side := range []struct {
+		dev accel.Device
+		buf accel.Buf
+	}{{b.dev, p.d}, {b.host, p.h}} {
+		got := make([]float32, len(want))
+		require.NoError(b.t, side.dev.Download(got, side.buf), what)
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				b.t.Errorf("%s: value %d is %g on %s, engine/quant widens it to %g", what, i, got[i], side.dev.Name(), want[i])
+				break
+			}
+		}
+	}
 }
 
 func squares(b *bench, n int) []float32 {

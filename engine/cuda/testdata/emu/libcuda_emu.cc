@@ -78,6 +78,13 @@ inline float shfl_xor(float v, int o) {
 #define __forceinline__ inline
 #define __restrict__
 #define __shared__ static
+#define __constant__ static
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __uint_as_float(unsigned u) {
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
 #define threadIdx (emu::cur->tid)
 #define blockIdx emu::blockIdx
 #define blockDim emu::blockDim
@@ -135,6 +142,8 @@ Fn fns[] = {
     {"geglu", [](void **p) { geglu(F(0), F(1), F(2), F(3), L(4)); }},
     {"geglu_back", [](void **p) { geglu_back(F(0), F(1), F(2), F(3), F(4), F(5), L(6)); }},
     {"scale", [](void **p) { scale(F(0), F(1), L(2), R(3)); }},
+    {"dequant_nf4", [](void **p) { dequant_nf4(F(0), arg<unsigned char *>(p, 1), F(2), L(3)); }},
+    {"widen_bf16", [](void **p) { widen_bf16(F(0), arg<unsigned short *>(p, 1), L(2)); }},
 };
 int ctx_token, mod_token;
 }  // namespace
