@@ -4,7 +4,6 @@ package cuda
 
 import (
 	"math"
-	"os"
 	"strings"
 	"testing"
 	"unsafe"
@@ -38,24 +37,15 @@ func TestProbe(t *testing.T) { acceltest.Probe(t, open(t), 1e-3) }
 
 // TestQuantStep: LoRA over nf4, nf4-dq and bf16 bases on the device, the
 // packed weights widened by dequant_nf4 and widen_bf16, against the graph
-// over the same packed model; checkpointing changes no bit. Under the
-// emulator each family runs one of the three kinds.
-func TestQuantStep(t *testing.T) {
-	acceltest.QuantStep(t, open(t), 1e-3, os.Getenv("LENS_CUDA_EMULATED") == "")
-}
+// over the same packed model; checkpointing changes no bit. Every family
+// runs every kind, under the emulator too.
+func TestQuantStep(t *testing.T) { acceltest.QuantStep(t, open(t), 1e-3, true) }
 
 func TestDecodeKernels(t *testing.T) { acceltest.DecodeKernels(t, open(t), 1e-4) }
 
 // TestDecode: engine/generate on the device gives the CPU generator's
-// greedy tokens and logits within 1e-4 (fewer steps and prompts under the
-// emulator, whose launches cost milliseconds).
-func TestDecode(t *testing.T) {
-	if os.Getenv("LENS_CUDA_EMULATED") != "" {
-		acceltest.Decode(t, open(t), 1e-4, 4, 2, 19)
-		return
-	}
-	acceltest.Decode(t, open(t), 1e-4, 40, 1, 6, 19)
-}
+// greedy tokens and logits within 1e-4.
+func TestDecode(t *testing.T) { acceltest.Decode(t, open(t), 1e-4, 40, 1, 6, 19) }
 
 // TestZeroSize: empty buffers and zero-size kernels launch nothing.
 func TestZeroSize(t *testing.T) {

@@ -24,9 +24,9 @@ func TestEmulated(t *testing.T) {
 	emulated(t, "TestKernels", "TestStep", "TestFullStep", "TestProbe", "TestQuantStep", "TestZeroSize", "TestDecodeKernels", "TestDecode")
 }
 
-// TestEmulatedFamilies runs TestFamilies against testdata/emu: the steps
-// of Gemma 3 (local and global layers, packed rows) and of Mistral's
-// window shorter than the sequence over packed rows.
+// TestEmulatedFamilies runs TestFamilies against testdata/emu: every
+// family's step, Gemma 3 (local and global layers, packed rows) and
+// Mistral's window shorter than the sequence among them.
 func TestEmulatedFamilies(t *testing.T) { emulated(t, "TestFamilies") }
 
 // emulated builds the emulator and reruns this test binary's tests named

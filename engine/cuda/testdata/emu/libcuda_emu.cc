@@ -16,6 +16,7 @@
 // missing (no memory model, warp scheduling or PTX JIT). Built by the test
 // TestEmulated.
 #include <cuda.h>
+#include <setjmp.h>
 #include <ucontext.h>
 #include <cmath>
 #include <cstdio>
@@ -32,8 +33,13 @@ struct dim { unsigned x = 0, y = 0, z = 0; };
 struct barrier {
   unsigned expected = 0, arrived = 0, gen = 0;
 };
+// A fiber starts on its own stack through makecontext/setcontext; after
+// that every switch is _setjmp/_longjmp, which (unlike swapcontext) saves
+// no signal mask and so makes no system call.
 struct fiber {
   ucontext_t ctx;
+  jmp_buf jb;
+  bool started = false;
   dim tid;
   barrier *wait = nullptr;  // the barrier this fiber waits at, or null
   unsigned gen = 0;         // its generation when the fiber arrived
@@ -41,7 +47,7 @@ struct fiber {
 };
 dim blockIdx, blockDim, gridDim;
 fiber *cur;  // the running fiber
-ucontext_t sched;
+jmp_buf sched;
 barrier block_bar;
 std::vector<barrier> warp_bar;
 float (*warp_buf)[32];
@@ -60,7 +66,7 @@ inline void arrive(barrier &b) {
   if (b.gen != g) return;
   cur->wait = &b;
   cur->gen = g;
-  swapcontext(&cur->ctx, &sched);
+  if (!_setjmp(cur->jb)) _longjmp(sched, 1);
 }
 inline void syncthreads() { arrive(block_bar); }
 inline void syncwarp() { arrive(warp_bar[cur->tid.x / 32]); }
@@ -216,21 +222,30 @@ CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned
   } run{fn, ptrs.data()};
   static run_t *running;
   running = &run;
-  auto body = [] {
-    running->fn->run(running->args);
-    // A returning thread drops out of the barriers it would count in.
-    emu::fiber *f = emu::cur;
-    f->done = true;
-    emu::block_bar.expected--;
-    emu::release(emu::block_bar);
-    emu::barrier &w = emu::warp_bar[f->tid.x / 32];
-    w.expected--;
-    emu::release(w);
+  // A fiber's life is a loop: run the kernel for the current block, drop
+  // out of the barriers, park; the next block (or launch) resumes it.
+  static void (*entry)() = [] {
+    for (;;) {
+      running->fn->run(running->args);
+      emu::fiber *f = emu::cur;
+      f->done = true;
+      emu::block_bar.expected--;
+      emu::release(emu::block_bar);
+      emu::barrier &w = emu::warp_bar[f->tid.x / 32];
+      w.expected--;
+      emu::release(w);
+      if (!_setjmp(f->jb)) _longjmp(emu::sched, 1);
+    }
   };
-  static void (*entry)() = nullptr;
-  static decltype(body) *bodyp;
-  bodyp = &body;
-  entry = [] { (*bodyp)(); };
+  for (unsigned t = 0; t < bx; t++) {
+    emu::fiber &f = fibers[t];
+    if (f.started) continue;
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = stacks[t].get();
+    f.ctx.uc_stack.ss_size = stack;
+    f.ctx.uc_link = nullptr;  // the entry never returns
+    makecontext(&f.ctx, entry, 0);
+  }
   for (unsigned z = 0; z < gz; z++)
     for (unsigned y = 0; y < gy; y++)
       for (unsigned x = 0; x < gx; x++) {
@@ -243,11 +258,6 @@ CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned
           f.tid = {t, 0, 0};
           f.wait = nullptr;
           f.done = false;
-          getcontext(&f.ctx);
-          f.ctx.uc_stack.ss_sp = stacks[t].get();
-          f.ctx.uc_stack.ss_size = stack;
-          f.ctx.uc_link = &emu::sched;
-          makecontext(&f.ctx, entry, 0);
         }
         // Round robin over the fibers that can run: not done, and not
         // waiting at a barrier that has not been released since.
@@ -258,12 +268,19 @@ CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned
             if (f.done || (f.wait && f.wait->gen == f.gen)) continue;
             f.wait = nullptr;
             emu::cur = &f;
-            swapcontext(&emu::sched, &f.ctx);
+            if (!_setjmp(emu::sched)) {
+              if (f.started) _longjmp(f.jb, 1);
+              f.started = true;
+              setcontext(&f.ctx);
+            }
             ran = true;
             if (f.done) live--;
           }
           if (!ran && live > 0) {
             fprintf(stderr, "emulator: kernel %s deadlocked at a barrier (block %u,%u,%u)\n", fn->name, x, y, z);
+            // The stuck fibers start afresh at the next launch.
+            for (unsigned t = 0; t < bx; t++)
+              if (!fibers[t].done) fibers[t].started = false;
             return CUDA_ERROR_LAUNCH_FAILED;
           }
         }
