@@ -48,14 +48,22 @@ func (Host) CachedAttention(out, p, q, k, v Buf, a CacheAttn) error {
 		return nil
 	}
 	Q, K, V, O, P := fl(q), fl(k), fl(v), fl(out), fl(p)
-	alpha := float32(1 / math.Sqrt(float64(D)))
+	alpha := float32(a.Scale)
+	if a.Scale == 0 {
+		alpha = float32(1 / math.Sqrt(float64(D)))
+	}
 	cores.ParallelFor(NH, 1, func(_, lo, hi int) {
 		for h := lo; h < hi; h++ {
 			g := h / G
 			sc := P[h*M*L : (h+1)*M*L]
 			kern.Gemm(1, false, true, M, L, D, alpha, Q[h*D:], qw, K[g*D:], kw, 0, sc, L)
 			for i := range M {
-				kern.SoftmaxPrefix(sc[i*L:(i+1)*L], a.Pos+i+1)
+				row, first := sc[i*L:(i+1)*L], 0
+				if a.Window > 0 {
+					first = max(0, a.Pos+i-a.Window+1)
+				}
+				clear(row[:first]) // outside the window: probability 0
+				kern.SoftmaxPrefix(row[first:], a.Pos+i+1-first)
 			}
 			kern.Gemm(1, false, false, M, D, L, 1, sc, L, V[g*D:], kw, 0, O[h*D:], qw)
 		}
@@ -65,8 +73,8 @@ func (Host) CachedAttention(out, p, q, k, v Buf, a CacheAttn) error {
 
 func checkCacheAttn(a CacheAttn) error {
 	switch {
-	case a.M < 0 || a.Pos < 0:
-		return fmt.Errorf("cached attention: M %d and Pos %d must not be negative", a.M, a.Pos)
+	case a.M < 0 || a.Pos < 0 || a.Window < 0:
+		return fmt.Errorf("cached attention: M %d, Pos %d and Window %d must not be negative", a.M, a.Pos, a.Window)
 	case a.NH <= 0 || a.NKV <= 0 || a.D <= 0:
 		return fmt.Errorf("cached attention: NH %d, NKV %d and D %d must be positive", a.NH, a.NKV, a.D)
 	case a.NH%a.NKV != 0:

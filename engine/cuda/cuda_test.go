@@ -47,6 +47,10 @@ func TestDecodeKernels(t *testing.T) { acceltest.DecodeKernels(t, open(t), 1e-4)
 // greedy tokens and logits within 1e-4.
 func TestDecode(t *testing.T) { acceltest.Decode(t, open(t), 1e-4, 40, 1, 6, 19) }
 
+// TestDecodeFamilies: every family the step trains, and packed bases,
+// decode on the device to the CPU Session's tokens and logits within 1e-4.
+func TestDecodeFamilies(t *testing.T) { acceltest.DecodeFamilies(t, open(t), 1e-4) }
+
 // TestZeroSize: empty buffers and zero-size kernels launch nothing.
 func TestZeroSize(t *testing.T) {
 	d := open(t)

@@ -26,12 +26,13 @@ func (d *Device) Copy(dst accel.Buf, dstOff int, src accel.Buf, srcOff, n int) e
 }
 
 // CachedAttention is Attention's three launches with the keys and values
-// read from the cache: S = Q·Kᵀ/√D per head into p (M×L each), the
-// softmax of each row over the positions its query sees, and out = P·V.
+// read from the cache: S = Q·Kᵀ·scale per head into p (M×L each), the
+// softmax of each row over the positions its query sees (within the
+// window), and out = P·V.
 // Query head h reads cache head h/G through sgemm_batched's grouping.
 func (d *Device) CachedAttention(out, p, q, k, v accel.Buf, a accel.CacheAttn) error {
 	c := &call{d: d, k: kSgemmBatched, name: "cached_attention"}
-	c.dims("M", a.M, "Pos", a.Pos, "NH", a.NH, "NKV", a.NKV, "D", a.D)
+	c.dims("M", a.M, "Pos", a.Pos, "NH", a.NH, "NKV", a.NKV, "D", a.D, "Window", a.Window)
 	if c.err != nil {
 		return c.err
 	}
@@ -57,13 +58,16 @@ func (d *Device) CachedAttention(out, p, q, k, v accel.Buf, a accel.CacheAttn) e
 	if c.err != nil {
 		return c.err
 	}
-	scale := float32(1 / math.Sqrt(float64(D)))
+	scale := float32(a.Scale)
+	if a.Scale == 0 {
+		scale = float32(1 / math.Sqrt(float64(D)))
+	}
 	ps := operand{P, L, 0, M * L, 1}
 	return d.do("cached_attention", func() error {
 		if err := d.batched(false, true, M, L, D, scale, operand{Q, qw, 0, D, 1}, operand{K, kw, 0, D, G}, 0, ps, NH, NH); err != nil {
 			return err
 		}
-		if err := d.run(kSoftmaxCached, rowBlocks(NH*M), 1, threads, P, NH*M, M, L, a.Pos); err != nil {
+		if err := d.run(kSoftmaxCached, rowBlocks(NH*M), 1, threads, P, NH*M, M, L, a.Pos, a.Window); err != nil {
 			return err
 		}
 		return d.batched(false, false, M, D, L, 1, ps, operand{V, kw, 0, D, G}, 0, operand{O, qw, 0, D, 1}, NH, NH)

@@ -13,7 +13,8 @@ import (
 )
 
 // TestEmulated runs TestKernels, TestStep, TestFullStep, TestProbe,
-// TestQuantStep, TestZeroSize, TestDecodeKernels and TestDecode against testdata/emu: a
+// TestQuantStep, TestZeroSize, TestDecodeKernels, TestDecode and TestDecodeFamilies
+// against testdata/emu: a
 // CPU stand-in for libcuda.so.1 that runs kernels.cu compiled as C++ (each
 // block's threads as fibers with real barriers and warp shuffles). The
 // binding, the launch configurations, the argument packing and the
@@ -21,7 +22,7 @@ import (
 // g++ and cuda.h; what only a GPU shows (its memory model, the PTX JIT,
 // speed) is left to a real one.
 func TestEmulated(t *testing.T) {
-	emulated(t, "TestKernels", "TestStep", "TestFullStep", "TestProbe", "TestQuantStep", "TestZeroSize", "TestDecodeKernels", "TestDecode")
+	emulated(t, "TestKernels", "TestStep", "TestFullStep", "TestProbe", "TestQuantStep", "TestZeroSize", "TestDecodeKernels", "TestDecode", "TestDecodeFamilies")
 }
 
 // TestEmulatedFamilies runs TestFamilies against testdata/emu: every

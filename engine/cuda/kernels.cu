@@ -388,21 +388,24 @@ extern "C" __global__ void copy_f32(float* dst, const float* src, long long n) {
 
 // softmax_cached is softmax_causal for M query rows at positions pos…
 // against L = pos+M cached keys: row r is query i = r mod M, which sees
-// keys j ≤ pos+i; the rest become 0.
-extern "C" __global__ void softmax_cached(float* P, long long rows, long long M, long long L, long long pos) {
+// keys first ≤ j ≤ pos+i (first = pos+i−window+1 with a positive sliding
+// window, else 0); the rest become 0.
+extern "C" __global__ void softmax_cached(float* P, long long rows, long long M, long long L, long long pos,
+                                          long long window) {
     long long r = (long long)blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
     int lane = threadIdx.x % WARP;
     if (r >= rows) return;
     long long last = pos + r % M;
+    long long first = window > 0 && last - window + 1 > 0 ? last - window + 1 : 0;
     float* row = P + r * L;
     float mx = -INFINITY;
-    for (long long j = lane; j <= last; j += WARP) mx = fmaxf(mx, row[j]);
+    for (long long j = first + lane; j <= last; j += WARP) mx = fmaxf(mx, row[j]);
     mx = warp_max(mx);
     float sum = 0.f;
-    for (long long j = lane; j <= last; j += WARP) sum += expf(row[j] - mx);
+    for (long long j = first + lane; j <= last; j += WARP) sum += expf(row[j] - mx);
     sum = warp_sum(sum);
     float inv = 1.f / sum;
-    for (long long j = lane; j < L; j += WARP) row[j] = j <= last ? expf(row[j] - mx) * inv : 0.f;
+    for (long long j = lane; j < L; j += WARP) row[j] = j >= first && j <= last ? expf(row[j] - mx) * inv : 0.f;
 }
 
 // ---- packed base weights (QLoRA): dequant_nf4, widen_bf16 ----

@@ -7,6 +7,7 @@ import (
 	"lens/engine/accel"
 	"lens/engine/lora"
 	"lens/engine/model"
+	"lens/engine/nn"
 )
 
 // The device path runs the same forward pass as Session.Append over an
@@ -15,9 +16,11 @@ import (
 // activations stay in device memory, and only the last position's logits
 // come back each step; token choice stays on the host.
 
-// devLinear is linear's weights on the device.
+// devLinear is linear's weights on the device (a packed base weight
+// widened to float32 once, at upload).
 type devLinear struct {
 	w, a, b accel.Buf // a, b nil without an adapter
+	bias    accel.Buf // nil without one (Qwen2, attention_bias)
 	out, in int
 	r       int
 	scale   float32
@@ -26,6 +29,10 @@ type devLinear struct {
 type devLayer struct {
 	inNorm, postNorm           accel.Buf
 	q, k, v, o, gate, up, down devLinear
+	qNorm, kNorm               accel.Buf // per-head q/k norms (Qwen3, Gemma), or nil
+	preFF, postFF              accel.Buf // Gemma's norms around the MLP, or nil
+	window                     int       // sliding window, 0 for none
+	local                      bool      // Gemma's local RoPE table
 }
 
 // onDevice is a Generator's weights uploaded to a device.
@@ -47,14 +54,6 @@ func NewOn(dev accel.Device, m *model.Model, ad *lora.Adapter) (*Generator, erro
 	dec, ok := dev.(accel.Decoder)
 	if !ok {
 		return nil, fmt.Errorf("generate: device %s has no decoding kernels (accel.Decoder)", dev.Name())
-	}
-	// The device pass is the plain Llama block (rope_scaling comes with
-	// the session's RoPE tables); refuse here whatever else New may learn.
-	if err := m.Config.LlamaBlock(m.Config.MaxPositionEmbeddings); err != nil {
-		return nil, fmt.Errorf("generate: on %s: %w", dev.Name(), err)
-	}
-	if m.Quant != "" {
-		return nil, fmt.Errorf("generate: on %s: the base is held as %s; decode a quantized base on the CPU", dev.Name(), m.Quant)
 	}
 	g, err := New(m, ad)
 	if err != nil {
@@ -136,24 +135,49 @@ func (o *onDevice) free() {
 	o.bufs = nil
 }
 
+// table is a vocabulary table in float32: w, or p widened.
+func table(w []float32, p nn.PackedTable, voc, h int) []float32 {
+	if p == nil {
+		return w
+	}
+	t := make([]float32, voc*h)
+	p.WidenRows(0, voc, t)
+	return t
+}
+
 func (o *onDevice) upload(g *Generator) error {
 	var err error
-	if o.embed, err = o.put(g.embed); err != nil {
+	if o.embed, err = o.put(table(g.embed, g.embedP, g.voc, g.hidden)); err != nil {
 		return err
 	}
 	o.head = o.embed
 	if !g.cfg.TieWordEmbeddings {
-		if o.head, err = o.put(g.head); err != nil {
+		if o.head, err = o.put(table(g.head, g.headP, g.voc, g.hidden)); err != nil {
 			return err
 		}
 	}
 	if o.norm, err = o.put(g.norm); err != nil {
 		return err
 	}
+	// opt uploads an optional vector (nil stays nil).
+	opt := func(x []float32) (accel.Buf, error) {
+		if x == nil {
+			return nil, nil
+		}
+		return o.put(x)
+	}
 	lin := func(l *linear) (devLinear, error) {
 		d := devLinear{out: l.out, in: l.in, r: l.r, scale: l.scale}
+		w := l.w
+		if l.p != nil { // the same widening as the CPU Session's
+			w = make([]float32, l.out*l.in)
+			l.p.Widen(w)
+		}
 		var err error
-		if d.w, err = o.put(l.w); err != nil || l.a == nil {
+		if d.w, err = o.put(w); err != nil {
+			return d, err
+		}
+		if d.bias, err = opt(l.bias); err != nil || l.a == nil {
 			return d, err
 		}
 		if d.a, err = o.put(l.a); err != nil {
@@ -164,12 +188,14 @@ func (o *onDevice) upload(g *Generator) error {
 	}
 	for i := range g.layers {
 		l := &g.layers[i]
-		var dl devLayer
-		if dl.inNorm, err = o.put(l.inNorm); err != nil {
-			return err
-		}
-		if dl.postNorm, err = o.put(l.postNorm); err != nil {
-			return err
+		dl := devLayer{window: l.window, local: l.local}
+		for _, p := range []struct {
+			dst *accel.Buf
+			src []float32
+		}{{&dl.inNorm, l.inNorm}, {&dl.postNorm, l.postNorm}, {&dl.qNorm, l.qNorm}, {&dl.kNorm, l.kNorm}, {&dl.preFF, l.preFF}, {&dl.postFF, l.postFF}} {
+			if *p.dst, err = opt(p.src); err != nil {
+				return err
+			}
 		}
 		for _, p := range []struct {
 			dst *devLinear
@@ -190,12 +216,18 @@ type devSession struct {
 	o        *onDevice
 	kc, vc   []accel.Buf // per layer: capacity × nkv·hd
 	cos, sin accel.Buf   // capacity × hd
-	ids      accel.Buf   // the tokens of the current Append (int)
-	rows     int         // rows the scratch buffers hold
-	pn       int         // floats p holds
+	cosL     accel.Buf   // Gemma's local layers' tables, or nil
+	sinL     accel.Buf
+	ids      accel.Buf // the tokens of the current Append (int)
+	rows     int       // rows the scratch buffers hold
+	pn       int       // floats p holds
 	// Scratch for rows tokens: hidden states, normed, projections, LoRA's
-	// x·Aᵀ, the RoPE rows of the positions appended, attention scores.
+	// x·Aᵀ, the RoPE rows of the positions appended (and of Gemma's local
+	// tables), attention scores, q/k after their norms and the norms'
+	// rinv, the MLP's activation, ones (biases are added as products with
+	// them).
 	x, xn, rinv, q, k, v, z, ob, gate, up, sig, lr, cs, sn, p accel.Buf
+	csL, snL, qn, kn, rq, rk, act, ones                       accel.Buf
 	last, lastN, logits                                       accel.Buf
 	bufs                                                      []accel.Buf
 	host                                                      []float32
@@ -226,6 +258,14 @@ func (g *Generator) newDevSession(s *Session) error {
 	}
 	if ds.sin, err = ds.put(s.sin); err != nil {
 		return fail(err)
+	}
+	if s.cosL != nil {
+		if ds.cosL, err = ds.put(s.cosL); err != nil {
+			return fail(err)
+		}
+		if ds.sinL, err = ds.put(s.sinL); err != nil {
+			return fail(err)
+		}
 	}
 	h := g.hidden
 	for _, b := range []struct {
@@ -316,11 +356,20 @@ func (ds *devSession) scratch(m, pn int) error {
 		{&ds.x, g.hidden}, {&ds.xn, g.hidden}, {&ds.ob, g.hidden}, {&ds.rinv, 1},
 		{&ds.q, l.q.out}, {&ds.k, l.k.out}, {&ds.v, l.v.out}, {&ds.z, g.nh * g.hd},
 		{&ds.gate, l.gate.out}, {&ds.up, l.up.out}, {&ds.sig, l.gate.out}, {&ds.lr, max(r, 1)},
-		{&ds.cs, g.hd}, {&ds.sn, g.hd},
+		{&ds.cs, g.hd}, {&ds.sn, g.hd}, {&ds.csL, g.hd}, {&ds.snL, g.hd},
+		{&ds.qn, l.q.out}, {&ds.kn, l.k.out}, {&ds.rq, g.nh}, {&ds.rk, g.nkv},
+		{&ds.act, l.gate.out}, {&ds.ones, 1},
 	} {
 		if err := realloc(b.p, m*b.n); err != nil {
 			return err
 		}
+	}
+	ones := make([]float32, m)
+	for i := range ones {
+		ones[i] = 1
+	}
+	if err := d.Upload(ds.ones, ones); err != nil {
+		return err
 	}
 	ds.rows = m
 	return nil
@@ -329,7 +378,8 @@ func (ds *devSession) scratch(m, pn int) error {
 // close frees the session's device memory, scratch included.
 func (ds *devSession) close() {
 	d := ds.o.d
-	for _, b := range []accel.Buf{ds.x, ds.xn, ds.ob, ds.rinv, ds.q, ds.k, ds.v, ds.z, ds.gate, ds.up, ds.sig, ds.lr, ds.cs, ds.sn, ds.p} {
+	for _, b := range []accel.Buf{ds.x, ds.xn, ds.ob, ds.rinv, ds.q, ds.k, ds.v, ds.z, ds.gate, ds.up, ds.sig, ds.lr, ds.cs, ds.sn, ds.p,
+		ds.csL, ds.snL, ds.qn, ds.kn, ds.rq, ds.rk, ds.act, ds.ones} {
 		if b != nil {
 			d.Free(b)
 		}
@@ -348,11 +398,14 @@ func (ds *devSession) append(tokens []int32, n int) error {
 	if err := ds.scratch(m, g.nh*m*a.L()); err != nil {
 		return err
 	}
-	eps := float32(g.cfg.RMSNormEps)
+	eps, off := float32(g.cfg.RMSNormEps), g.normOff
 	var errs []error
 	do := func(err error) { errs = append(errs, err) }
 	apply := func(p *devLinear, x, y accel.Buf) {
 		do(d.Gemm(false, true, m, p.out, p.in, 1, x, p.in, p.w, p.in, 0, y, p.out))
+		if p.bias != nil { // y += ones·biasᵀ
+			do(d.Gemm(false, false, m, p.out, 1, 1, ds.ones, 1, p.bias, p.out, 1, y, p.out))
+		}
 		if p.a != nil {
 			do(d.Gemm(false, true, m, p.r, p.in, 1, x, p.in, p.a, p.in, 0, ds.lr, p.r))
 			do(d.Gemm(false, true, m, p.out, p.r, p.scale, ds.lr, p.r, p.b, p.r, 1, y, p.out))
@@ -360,37 +413,71 @@ func (ds *devSession) append(tokens []int32, n int) error {
 	}
 	do(d.UploadInt(ds.ids, tokens))
 	do(d.Embed(ds.x, o.embed, ds.ids, m, h))
+	if g.embedScale != 0 {
+		do(d.Scale(ds.x, ds.x, m*h, g.embedScale))
+	}
 	// The RoPE tables' rows of positions n…n+m−1, so that RoPE with
 	// seqLen m rotates row i at position n+i.
 	do(dec.Copy(ds.cs, 0, ds.cos, n*hd, m*hd))
 	do(dec.Copy(ds.sn, 0, ds.sin, n*hd, m*hd))
+	if ds.cosL != nil {
+		do(dec.Copy(ds.csL, 0, ds.cosL, n*hd, m*hd))
+		do(dec.Copy(ds.snL, 0, ds.sinL, n*hd, m*hd))
+	}
 	kvw := g.nkv * hd
+	a.Scale = g.cfg.AttnScale()
 	for l := range o.layers {
 		ly := &o.layers[l]
-		do(d.RMSNorm(ds.xn, ds.rinv, ds.x, ly.inNorm, m, h, eps, 0))
+		do(d.RMSNorm(ds.xn, ds.rinv, ds.x, ly.inNorm, m, h, eps, off))
 		apply(&ly.q, ds.xn, ds.q)
 		apply(&ly.k, ds.xn, ds.k)
 		apply(&ly.v, ds.xn, ds.v)
-		do(d.RoPE(ds.q, ds.q, ds.cs, ds.sn, m, g.nh*hd, m, hd, false))
-		do(d.RoPE(ds.k, ds.k, ds.cs, ds.sn, m, kvw, m, hd, false))
-		do(dec.Copy(ds.kc[l], n*kvw, ds.k, 0, m*kvw))
+		q, k := ds.q, ds.k
+		if ly.qNorm != nil {
+			do(d.RMSNorm(ds.qn, ds.rq, ds.q, ly.qNorm, m*g.nh, hd, eps, off))
+			do(d.RMSNorm(ds.kn, ds.rk, ds.k, ly.kNorm, m*g.nkv, hd, eps, off))
+			q, k = ds.qn, ds.kn
+		}
+		cs, sn := ds.cs, ds.sn
+		if ly.local {
+			cs, sn = ds.csL, ds.snL
+		}
+		do(d.RoPE(q, q, cs, sn, m, g.nh*hd, m, hd, false))
+		do(d.RoPE(k, k, cs, sn, m, kvw, m, hd, false))
+		do(dec.Copy(ds.kc[l], n*kvw, k, 0, m*kvw))
 		do(dec.Copy(ds.vc[l], n*kvw, ds.v, 0, m*kvw))
-		do(dec.CachedAttention(ds.z, ds.p, ds.q, ds.kc[l], ds.vc[l], a))
+		a.Window = ly.window
+		do(dec.CachedAttention(ds.z, ds.p, q, ds.kc[l], ds.vc[l], a))
 		apply(&ly.o, ds.z, ds.ob)
-		do(d.Add(ds.x, ds.x, ds.ob, m*h))
-		do(d.RMSNorm(ds.xn, ds.rinv, ds.x, ly.postNorm, m, h, eps, 0))
+		if ly.preFF != nil { // Gemma: the norm after attention, then the one before the MLP
+			do(d.RMSNorm(ds.xn, ds.rinv, ds.ob, ly.postNorm, m, h, eps, off))
+			do(d.Add(ds.x, ds.x, ds.xn, m*h))
+			do(d.RMSNorm(ds.xn, ds.rinv, ds.x, ly.preFF, m, h, eps, off))
+		} else {
+			do(d.Add(ds.x, ds.x, ds.ob, m*h))
+			do(d.RMSNorm(ds.xn, ds.rinv, ds.x, ly.postNorm, m, h, eps, off))
+		}
 		apply(&ly.gate, ds.xn, ds.gate)
 		apply(&ly.up, ds.xn, ds.up)
-		do(d.SwiGLU(ds.gate, ds.sig, ds.gate, ds.up, m*ly.gate.out))
-		apply(&ly.down, ds.gate, ds.ob)
-		do(d.Add(ds.x, ds.x, ds.ob, m*h))
+		if g.cfg.Gemma() {
+			do(d.GeGLU(ds.act, ds.sig, ds.gate, ds.up, m*ly.gate.out))
+		} else {
+			do(d.SwiGLU(ds.act, ds.sig, ds.gate, ds.up, m*ly.gate.out))
+		}
+		apply(&ly.down, ds.act, ds.ob)
+		mo := ds.ob // the MLP's output as the residual adds it
+		if ly.postFF != nil {
+			do(d.RMSNorm(ds.xn, ds.rinv, ds.ob, ly.postFF, m, h, eps, off))
+			mo = ds.xn
+		}
+		do(d.Add(ds.x, ds.x, mo, m*h))
 		if err := errors.Join(errs...); err != nil {
 			return fmt.Errorf("generate: layer %d on %s: %w", l, d.Name(), err)
 		}
 	}
 	// Only the last position's logits are needed, and only they come back.
 	do(dec.Copy(ds.last, 0, ds.x, (m-1)*h, h))
-	do(d.RMSNorm(ds.lastN, ds.rinv, ds.last, o.norm, 1, h, eps, 0))
+	do(d.RMSNorm(ds.lastN, ds.rinv, ds.last, o.norm, 1, h, eps, off))
 	do(d.Gemm(false, true, 1, g.voc, h, 1, ds.lastN, h, o.head, h, 0, ds.logits, g.voc))
 	do(d.Download(ds.host, ds.logits))
 	if err := errors.Join(errs...); err != nil {

@@ -21,6 +21,12 @@ func TestHostDecodeKernels(t *testing.T) { acceltest.DecodeKernels(t, accel.Host
 // with and without an adapter.
 func TestOnHost(t *testing.T) { acceltest.Decode(t, accel.Host{}, 1e-4, 40, 1, 6, 19) }
 
+// TestOnHostFamilies: every family the device step trains (Mistral's and
+// Gemma's windows, Qwen2's biases, Qwen3's q/k norms, Gemma 3's block)
+// and packed bases decode on accel.Host to the CPU Session's tokens,
+// greedy and sampled, with logits within 1e-4, with and without an adapter.
+func TestOnHostFamilies(t *testing.T) { acceltest.DecodeFamilies(t, accel.Host{}, 1e-4) }
+
 // closeCounter is accel.Host, counting Close calls.
 type closeCounter struct {
 	accel.Host

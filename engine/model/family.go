@@ -305,24 +305,3 @@ func (c Config) MarshalJSON() ([]byte, error) {
 	}
 	return append(b[:len(b)-1], []byte(`,"sliding_window":null}`)...), nil
 }
-
-// LlamaBlock reports why c is not the plain Llama block (nil when it is),
-// for the executors that compute only that block with rope_scaling
-// (engine/generate's pass on a device): no biases, no q/k norms, not
-// Gemma, and no sliding window shorter than seqLen.
-func (c Config) LlamaBlock(seqLen int) error {
-	switch {
-	case c.Gemma():
-		return fmt.Errorf("model_type %s (Gemma's block) is supported on the CPU only", c.ModelType)
-	case c.QKVBias() || c.OBias():
-		return fmt.Errorf("model_type %s with attention biases is supported on the CPU only", c.ModelType)
-	case c.QKNorm():
-		return fmt.Errorf("model_type %s (q/k norms) is supported on the CPU only", c.ModelType)
-	}
-	for i := range c.NumHiddenLayers {
-		if w := c.LayerWindow(i); w > 0 && w < seqLen {
-			return fmt.Errorf("model_type %s: sliding_window %d shorter than %d positions is supported on the CPU only", c.ModelType, w, seqLen)
-		}
-	}
-	return nil
-}

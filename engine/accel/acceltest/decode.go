@@ -65,14 +65,21 @@ func DecodeKernels(t testing.TB, dev accel.Device, tol float64) {
 	require.NoError(t, dec.Copy(db, 50, put(src), 70, 0), "an empty copy at the ends")
 
 	host := accel.Host{}
-	for _, c := range []struct{ T, Pos, NH, NKV, D int }{
-		{9, 0, 4, 2, 8},    // prefill, GQA
-		{9, 5, 4, 2, 8},    // a chunk after a prefix
-		{9, 8, 4, 2, 8},    // one decode row
-		{70, 69, 6, 1, 12}, // MQA, more positions than a 64-wide tile
-		{70, 3, 3, 3, 16},  // many rows
+	for _, c := range []struct {
+		T, Pos, NH, NKV, D, Window int
+		Scale                      float64
+	}{
+		{9, 0, 4, 2, 8, 0, 0},      // prefill, GQA
+		{9, 5, 4, 2, 8, 0, 0},      // a chunk after a prefix
+		{9, 8, 4, 2, 8, 0, 0},      // one decode row
+		{70, 69, 6, 1, 12, 0, 0},   // MQA, more positions than a 64-wide tile
+		{70, 3, 3, 3, 16, 0, 0},    // many rows
+		{9, 0, 4, 2, 8, 3, 0},      // prefill through a sliding window
+		{70, 40, 4, 2, 8, 9, 0.2},  // a chunk, window and explicit scale (Gemma)
+		{70, 69, 6, 1, 12, 70, 0},  // a window as long as the sequence
+		{70, 69, 6, 3, 12, 5, 0.3}, // one decode row in a window
 	} {
-		what := fmt.Sprintf("cached attention T %d Pos %d NH %d NKV %d D %d", c.T, c.Pos, c.NH, c.NKV, c.D)
+		what := fmt.Sprintf("cached attention T %d Pos %d NH %d NKV %d D %d Window %d Scale %g", c.T, c.Pos, c.NH, c.NKV, c.D, c.Window, c.Scale)
 		qw, kw, M := c.NH*c.D, c.NKV*c.D, c.T-c.Pos
 		q, k, v := randn(c.T*qw), randn(c.T*kw), randn(c.T*kw)
 		hq, _ := host.Alloc(len(q))
@@ -83,7 +90,7 @@ func DecodeKernels(t testing.TB, dev accel.Device, tol float64) {
 		require.NoError(t, host.Upload(hv, v))
 		hout, _ := host.Alloc(len(q))
 		hp, _ := host.Alloc(c.NH * c.T * c.T)
-		require.NoError(t, host.Attention(hout, hp, hq, hk, hv, accel.Attn{B: 1, T: c.T, NH: c.NH, NKV: c.NKV, D: c.D}))
+		require.NoError(t, host.Attention(hout, hp, hq, hk, hv, accel.Attn{B: 1, T: c.T, NH: c.NH, NKV: c.NKV, D: c.D, Window: c.Window, Scale: c.Scale}))
 		ref := make([]float32, len(q))
 		require.NoError(t, host.Download(ref, hout))
 
@@ -94,7 +101,7 @@ func DecodeKernels(t testing.TB, dev accel.Device, tol float64) {
 		}
 		kc, vc := put(append(slices.Clone(k), nan...)), put(append(slices.Clone(v), nan...))
 		out, p := put(make([]float32, M*qw)), put(make([]float32, c.NH*M*c.T))
-		a := accel.CacheAttn{M: M, Pos: c.Pos, NH: c.NH, NKV: c.NKV, D: c.D}
+		a := accel.CacheAttn{M: M, Pos: c.Pos, NH: c.NH, NKV: c.NKV, D: c.D, Window: c.Window, Scale: c.Scale}
 		require.NoError(t, dec.CachedAttention(out, p, put(q[c.Pos*qw:]), kc, vc, a), what)
 		got := get(out)
 		for i, w := range ref[c.Pos*qw:] {
@@ -202,6 +209,82 @@ func Decode(t testing.TB, dev accel.Device, tol float64, newTokens int, promptLe
 		require.ErrorContains(t, err, "exceed the session's 20 positions")
 		ds.Close()
 		require.NoError(t, on.Close())
+	}
+}
+
+// DecodeFamilies decodes every family the device step trains on dev and
+// on the CPU (engine/generate's Session, the reference) with an adapter on
+// every linear module and without one, greedily and sampled: the tokens
+// must be identical and every step's logits within tol. The families:
+// llama with llama3 rope_scaling, mistral with a window shorter than the
+// prompt, qwen2 (q/k/v biases), qwen3 (q/k norms), gemma3_text with local
+// and global layers, and llama and qwen2 bases held packed (every kind of
+// model.QuantKinds). 1-D weights are shifted, so that biases and norms
+// matter. Small enough for the CUDA emulator.
+func DecodeFamilies(t testing.TB, dev accel.Device, tol float64) {
+	type fam struct {
+		name string
+		edit func(*model.Config)
+		kind string // base_quant, "" for float32
+	}
+	fams := []fam{
+		{"llama rope_scaling llama3", func(c *model.Config) {
+			c.RopeScaling = &model.RopeScaling{RopeType: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 16}
+		}, ""},
+		{"mistral sliding_window 5", func(c *model.Config) { c.ModelType, c.SlidingWindow = "mistral", 5 }, ""},
+		{"qwen2", func(c *model.Config) { c.ModelType = "qwen2" }, ""},
+		{"qwen3", func(c *model.Config) { c.ModelType, c.HeadDim = "qwen3", 16 }, ""},
+		{"gemma3_text local/global", func(c *model.Config) {
+			c.ModelType, c.HeadDim, c.HiddenAct, c.NumHiddenLayers = "gemma3_text", 16, "", 3
+			c.QueryPreAttnScalar, c.SlidingWindow, c.SlidingWindowPattern = 24, 6, 2
+			c.RopeScaling = &model.RopeScaling{RopeType: "linear", Factor: 8}
+		}, ""},
+	}
+	for _, kind := range model.QuantKinds {
+		fams = append(fams, fam{"llama " + kind, func(c *model.Config) {}, kind},
+			fam{"qwen2 untied " + kind, func(c *model.Config) { c.ModelType, c.TieWordEmbeddings = "qwen2", false }, kind})
+	}
+	for i, f := range fams {
+		c := model.Tiny()
+		c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.VocabSize = 64, 96, 2, 70
+		c.NumAttentionHeads, c.NumKeyValueHeads, c.MaxPositionEmbeddings = 4, 2, 64
+		f.edit(&c)
+		m, ad := DecodeModel(t, c, 4, []string{"all-linear"}, uint64(40+i))
+		if f.name == "gemma3_text local/global" {
+			m.Config.RopeTheta = 1e6 // the global layers' table differs from the local one
+		}
+		ShiftVectors(m, uint64(i))
+		if f.kind != "" {
+			var err error
+			m, err = m.Quantized(f.kind)
+			require.NoError(t, err, f.name)
+		}
+		for _, a := range []*lora.Adapter{ad, nil} {
+			what := fmt.Sprintf("%s, adapter %t", f.name, a != nil)
+			cpu, err := generate.New(m, a)
+			require.NoError(t, err, what)
+			on, err := generate.NewOn(dev, m, a)
+			require.NoError(t, err, what)
+			p := []int32{3, 60, 17, 8, 41, 22, 9, 5, 33}
+			for _, opts := range []generate.Options{{MaxNewTokens: 12}, {MaxNewTokens: 12, Temperature: 1, Seed: 7}} {
+				run := func(g *generate.Generator) ([]int32, [][]float32) {
+					var steps [][]float32
+					opts.Observe = func(_ int, l []float32) { steps = append(steps, slices.Clone(l)) }
+					out, err := g.Generate(context.Background(), p, opts, nil)
+					require.NoError(t, err, "%s on %s", what, g.Device())
+					return out, steps
+				}
+				want, wantL := run(cpu)
+				got, gotL := run(on)
+				require.Equal(t, want, got, "%s, temperature %g: tokens on %s and on the CPU", what, opts.Temperature, dev.Name())
+				require.Len(t, gotL, len(wantL))
+				for s := range wantL {
+					d := maxDiff(wantL[s], gotL[s])
+					require.Less(t, d, tol, "%s, temperature %g, step %d: logits on %s and on the CPU differ by %g", what, opts.Temperature, s, dev.Name(), d)
+				}
+			}
+			require.NoError(t, on.Close())
+		}
 	}
 }
 

@@ -144,7 +144,7 @@ Fn fns[] = {
     {"embed_back", [](void **p) { embed_back(F(0), I(1), F(2), L(3), L(4)); }},
     {"rmsnorm_dw", [](void **p) { rmsnorm_dw(F(0), F(1), F(2), F(3), L(4), L(5)); }},
     {"copy_f32", [](void **p) { copy_f32(F(0), F(1), L(2)); }},
-    {"softmax_cached", [](void **p) { softmax_cached(F(0), L(1), L(2), L(3), L(4)); }},
+    {"softmax_cached", [](void **p) { softmax_cached(F(0), L(1), L(2), L(3), L(4), L(5)); }},
     {"geglu", [](void **p) { geglu(F(0), F(1), F(2), F(3), L(4)); }},
     {"geglu_back", [](void **p) { geglu_back(F(0), F(1), F(2), F(3), F(4), F(5), L(6)); }},
     {"scale", [](void **p) { scale(F(0), F(1), L(2), R(3)); }},
