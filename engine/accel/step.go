@@ -914,12 +914,7 @@ func (s *Step) backward() error {
 		// s.dx is dL/d(resid_post) = dL/d(xmid) (through the residual) + MLP path.
 		// dd is dL/d(down_proj's output): Gemma's goes back through
 		// post_feedforward_layernorm first, into s.dt.
-		dd := s.dx
-		if c.Gemma() {
-			n := p + "post_feedforward_layernorm.weight"
-			e(k.RMSNormBack(s.dt, s.grad(n), l.d, s.weights[n], l.rpd, s.dx, s.N, H, off))
-			dd = s.dt
-		}
+		dd := s.postNormBack(p+"post_feedforward_layernorm.weight", l.d, l.rpd, s.dx, e)
 		e(s.linBack(p+"mlp.down_proj", l.act, dd, s.dact, false))
 		if c.Gemma() {
 			e(k.GeGLUBack(s.dgate, s.dup, l.gate, l.up, l.sig, s.dact, s.N*I))
@@ -932,12 +927,7 @@ func (s *Step) backward() error {
 		e(k.Add(s.dmid, s.dx, s.dt, s.N*H))
 		// do is dL/d(o_proj's output), through Gemma's
 		// post_attention_layernorm into s.dt.
-		do := s.dmid
-		if c.Gemma() {
-			n := p + "post_attention_layernorm.weight"
-			e(k.RMSNormBack(s.dt, s.grad(n), l.o, s.weights[n], l.rpo, s.dmid, s.N, H, off))
-			do = s.dt
-		}
+		do := s.postNormBack(p+"post_attention_layernorm.weight", l.o, l.rpo, s.dmid, e)
 		e(s.linBack(p+"self_attn.o_proj", l.z, do, s.dz, false))
 		e(k.AttentionBack(s.dqr, s.dkr, s.dv, s.ds, l.qr, l.kr, l.v, l.p, l.z, s.dz, at))
 		e(k.RoPE(s.dq, s.dqr, cos, sin, s.N, qw, period, s.hd, true))
@@ -982,6 +972,19 @@ func (s *Step) grad(name string) Buf {
 }
 
 // headName is the weight the logits are computed with.
+// postNormBack is the backward of one of Gemma's norms after a sublayer
+// (post_attention, post_feedforward: norm weight name, its input x and
+// rinv): dy through the norm into s.dt, which it returns. Other families
+// have no such norm, and dy is returned as it is.
+func (s *Step) postNormBack(name string, x, rinv, dy Buf, e func(error)) Buf {
+	c := s.cfg
+	if !c.Gemma() {
+		return dy
+	}
+	e(s.dev.RMSNormBack(s.dt, s.grad(name), x, s.weights[name], rinv, dy, s.N, c.HiddenSize, float32(c.NormOffset())))
+	return s.dt
+}
+
 func (s *Step) headName() string {
 	if s.cfg.TieWordEmbeddings {
 		return "model.embed_tokens.weight"
